@@ -1,0 +1,90 @@
+"""The capture context manager: exact layers, early stop, and no leaked hooks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import hook_count
+from vizneuron import capture, render
+from vizneuron.models.base import Model
+from vizneuron.optim.objectives import Objective
+
+
+class Recorder(nn.Module):
+    """Identity that counts how often it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x
+
+
+def test_captures_requested_layers_only(tiny):
+    x = torch.rand(2, 3, 16, 16)
+    with capture(tiny, ["conv1", "act2"]) as cap:
+        acts = cap.run(x)
+    assert set(acts) == {"conv1", "act2"}
+    assert acts["act2"].shape == (2, 16, 8, 8)
+    full = tiny.module.act2(tiny.module.conv2(tiny.module.act1(tiny.module.conv1(tiny.preprocess(x)))))
+    assert torch.allclose(acts["act2"], full)
+
+
+def test_layers_after_the_deepest_target_do_not_run(tiny):
+    tiny.module.fc = nn.Sequential(Recorder(), tiny.module.fc)
+    recorder = tiny.module.fc[0]
+    assert "fc.0" in tiny.layers  # measuring the layer table runs everything once
+    recorder.calls = 0
+    with capture(tiny, ["conv2"]) as cap:
+        cap.run(torch.rand(1, 3, 16, 16))
+    assert recorder.calls == 0
+    with capture(tiny, ["conv2", "logits"]) as cap:
+        acts = cap.run(torch.rand(1, 3, 16, 16))
+    assert recorder.calls == 1 and acts["logits"].shape == (1, 5)
+    render(tiny, "conv1:0", steps=3, progress=False)
+    assert recorder.calls == 1, "render ran layers after its deepest target"
+
+
+def test_module_called_twice_keeps_its_last_output_and_does_not_stop_early():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.relu = nn.ReLU()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.relu(self.conv(self.relu(x)) - 1.0)
+
+    model = Model(Twice(), name="twice", input_size=(4, 4))
+    assert model.layers["relu"].calls == 2
+    x = torch.rand(1, 3, 4, 4)
+    with capture(model, ["relu"]) as cap:
+        acts = cap.run(x)
+    assert torch.allclose(acts["relu"], model(x))
+
+
+def test_hooks_removed_after_renders_and_after_errors(tiny):
+    before = hook_count(tiny.module)
+    for seed in range(10):
+        render(tiny, "conv2:1", steps=2, seed=seed, progress=False)
+    assert hook_count(tiny.module) == before
+
+    def explode(acts):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        render(tiny, [], objective=Objective(explode, ["conv2"]), steps=2, progress=False)
+    with pytest.raises(KeyError):
+        with capture(tiny, ["conv1"]):
+            raise KeyError("inside the block")
+    assert hook_count(tiny.module) == before
+
+
+def test_unknown_layer_in_capture_names_closest(tiny):
+    with pytest.raises(ValueError, match="closest: conv2"):
+        with capture(tiny, ["conv22"]):
+            pass

@@ -1,0 +1,21 @@
+"""vizneuron: what does this neuron respond to, and is it one concept or several?
+
+    import vizneuron as vz
+    model = vz.load_model("default")
+    result = vz.render(model, "layer3:5", samples=4, diversity=1e2)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .capture import capture
+from .models import LayerError, Model, WeightsUnavailable, load_model
+from .optim import objectives
+from .optim.render import RenderError, RenderResult, render
+from .units import Unit, UnitError, parse_unit, parse_units
+
+__all__ = [
+    "Model", "load_model", "Unit", "parse_unit", "parse_units", "capture", "render", "RenderResult",
+    "objectives", "LayerError", "UnitError", "WeightsUnavailable", "RenderError", "__version__",
+]

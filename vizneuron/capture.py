@@ -1,0 +1,69 @@
+"""The one way vizneuron reads activations: hook exactly the layers a job needs, stop early.
+
+    with capture(model, ["layer2", "layer3"]) as cap:
+        acts = cap.run(images)        # {"layer2": tensor, "layer3": tensor}
+
+The forward pass is cut short right after the deepest requested layer (nothing after it runs),
+and every hook is removed when the block exits, errors included.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import torch
+
+from .models.base import OUTPUT_LAYER, Model
+
+
+class _StopForward(Exception):
+    """Raised from the deepest hook to skip the rest of the network."""
+
+
+class Capture:
+    """Holds the hooked layers' outputs of the latest `run`."""
+
+    def __init__(self, model: Model, layers: list[str], stop_early: bool) -> None:
+        self.model = model
+        self.layers = layers
+        self.activations: dict[str, torch.Tensor] = {}
+        infos = [model.layer(name) for name in layers]
+        deepest = max(infos, key=lambda info: info.order)
+        # A module called several times per pass (e.g. a shared ReLU) cannot stop the pass at its
+        # first call, and the final output has nothing after it to skip.
+        self.stop_at = deepest.name if stop_early and deepest.calls == 1 and deepest.name != OUTPUT_LAYER else None
+
+    def hook_for(self, name: str):
+        def hook(_module, _inputs, output):
+            self.activations[name] = output
+            if name == self.stop_at:
+                raise _StopForward
+
+        return hook
+
+    def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Forward `images` (RGB in [0, 1]) and return the captured activations by layer name."""
+        self.activations = {}
+        try:
+            self.model(images)
+        except _StopForward:
+            pass
+        return dict(self.activations)
+
+
+@contextmanager
+def capture(model: Model, layers: Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
+    """Hook `layers` (names or lucent-style aliases) of `model` for the duration of the block."""
+    names = list(dict.fromkeys(model.resolve_layer(name) for name in layers))
+    if not names:
+        raise ValueError("capture needs at least one layer")
+    cap = Capture(model, names, stop_early)
+    handles = []
+    try:
+        for name in names:
+            handles.append(model.module_for(name).register_forward_hook(cap.hook_for(name)))
+        yield cap
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,127 @@
+"""Gallery outputs: one PNG per (unit, sample), a contact sheet per unit, a self-contained
+`index.html` (inline CSS, relative links, opens from disk) and `manifest.json`.
+
+Files are written atomically and contain no timestamps, so the same render gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .optim.render import RenderResult
+
+
+def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
+    """(3, H, W) in [0, 1] -> PIL image, optionally enlarged with nearest-neighbour pixels."""
+    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    pil = Image.fromarray(array)
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def contact_sheet(images: torch.Tensor, scale: int = 1, gap: int = 2) -> Image.Image:
+    """Images (N, 3, H, W) side by side on a white strip."""
+    tiles = [to_pil(img, scale) for img in images]
+    w, h = tiles[0].size
+    sheet = Image.new("RGB", (len(tiles) * w + (len(tiles) - 1) * gap, h), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, (i * (w + gap), 0))
+    return sheet
+
+
+def safe_name(unit_name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in unit_name)
+
+
+def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any], title: str) -> dict[str, Any]:
+    """Write the gallery of `result` into `out`; returns the manifest."""
+    out = Path(out)
+    scale = max(1, 128 // result.images.shape[-1])  # small renders are shown enlarged
+    entries = []
+    for u_index, unit in enumerate(result.units):
+        stem = safe_name(unit.name)
+        slots = range(u_index * result.samples, (u_index + 1) * result.samples)
+        files = []
+        for s, slot in enumerate(slots):
+            name = f"{stem}_{s}.png"
+            write_atomic(out / name, png_bytes(to_pil(result.images[slot], scale)))
+            files.append(name)
+        sheet = f"{stem}_sheet.png"
+        write_atomic(out / sheet, png_bytes(contact_sheet(result.images[list(slots)], scale)))
+        acts = [round(float(result.activations[slot]), 6) for slot in slots]
+        entries.append({"unit": unit.name, "images": files, "sheet": sheet, "final_activation": acts})
+    manifest = {
+        "title": title,
+        "settings": settings,
+        "versions": _versions(),
+        "units": entries,
+    }
+    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomic(out / "index.html", _html(manifest).encode())
+    return manifest
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    from . import __version__
+
+    return {"vizneuron": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def _html(manifest: dict[str, Any]) -> str:
+    esc = html.escape
+    rows = []
+    for entry in manifest["units"]:
+        cells = "".join(
+            f'<figure><a href="{esc(f)}"><img src="{esc(f)}" alt="{esc(entry["unit"])} sample {i}"></a>'
+            f"<figcaption>{a:.3g}</figcaption></figure>"
+            for i, (f, a) in enumerate(zip(entry["images"], entry["final_activation"]))
+        )
+        rows.append(f'<section><h2>{esc(entry["unit"])}</h2><div class="row">{cells}</div></section>')
+    settings = esc(json.dumps(manifest["settings"], indent=1))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(manifest['title'])}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
+.row{{display:flex;flex-wrap:wrap;gap:8px}}
+figure{{margin:0;text-align:center;font-size:12px;color:#555}}
+img{{width:128px;height:128px;image-rendering:pixelated;border:1px solid #ddd}}
+h2{{font-size:15px;margin:1em 0 .3em}}
+pre{{background:#eee;padding:.5em;font-size:11px}}
+</style></head><body>
+<h1>{esc(manifest['title'])}</h1>
+<p>Each image is optimised to maximise the unit; the number under it is the unit's activation on that image.</p>
+{''.join(rows)}
+<details><summary>settings</summary><pre>{settings}</pre></details>
+</body></html>
+"""

@@ -1,0 +1,27 @@
+"""`python:MODULE:FACTORY[?size=224&mean=a,b,c&std=a,b,c]`: any network your own code builds."""
+
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from .base import Model
+
+
+def load_python(target: str, options: dict[str, str]) -> Model:
+    if ":" not in target:
+        raise ValueError(f"python models need python:MODULE:FACTORY, got python:{target}")
+    module_name, factory_name = target.rsplit(":", 1)
+    factory = getattr(importlib.import_module(module_name), factory_name, None)
+    if factory is None:
+        raise ValueError(f"{module_name} has no {factory_name}")
+    built = factory()
+    if isinstance(built, Model):
+        return built
+    if not isinstance(built, nn.Module):
+        raise TypeError(f"{target} returned {type(built).__name__}, not an nn.Module or vizneuron.Model")
+    size = int(options.get("size", 224))
+    floats = lambda key, default: tuple(float(v) for v in options[key].split(",")) if key in options else default  # noqa: E731
+    return Model(built, name=f"python:{target}", input_size=(size, size),
+                 mean=floats("mean", (0.0, 0.0, 0.0)), std=floats("std", (1.0, 1.0, 1.0)))

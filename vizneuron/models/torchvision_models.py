@@ -1,0 +1,37 @@
+"""`torchvision:NAME[?weights=default|none|ENUM|PATH]` through torchvision's own model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torchvision
+
+from .base import Model
+from .weights import download_errors, load_state_dict
+
+
+def load_torchvision(name: str, options: dict[str, str]) -> Model:
+    try:
+        weights_enum = torchvision.models.get_model_weights(name)
+    except ValueError:
+        import difflib
+
+        close = difflib.get_close_matches(name, torchvision.models.list_models(), n=5)
+        raise ValueError(f"unknown torchvision model {name!r}; closest: {', '.join(close)}") from None
+    choice = options.get("weights", "default")
+    reference = weights_enum.DEFAULT  # metadata (labels, size, normalisation) needs no download
+    if choice in ("default", "none") or Path(choice).suffix:
+        weights = weights_enum.DEFAULT if choice == "default" else None
+    else:
+        weights = reference = weights_enum[choice]
+    hint = f"torchvision:{name}?weights=/path/to/{name}.pth"
+    with download_errors(f"torchvision {name}", hint):
+        module = torchvision.models.get_model(name, weights=weights)
+    if Path(choice).suffix:
+        module.load_state_dict(load_state_dict(choice))
+    preset = reference.transforms()
+    size = preset.crop_size[0] if hasattr(preset, "crop_size") else 224
+    return Model(module, name=f"torchvision:{name}", input_size=(size, size),
+                 mean=getattr(preset, "mean", (0.485, 0.456, 0.406)),
+                 std=getattr(preset, "std", (0.229, 0.224, 0.225)),
+                 labels=reference.meta.get("categories"))

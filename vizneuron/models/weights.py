@@ -1,0 +1,57 @@
+"""Loading weights safely: local files via safetensors or `torch.load(weights_only=True)`, and
+downloads wrapped so an offline user hears what failed and how to pass a local file instead."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be fetched or read."""
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsUnavailable(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many classes
+        raise WeightsUnavailable(f"could not read {path} as plain tensors (weights_only=True): {err}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+@contextmanager
+def download_errors(what: str, spec_hint: str) -> Iterator[None]:
+    """Turn a failed download (no network, proxy, HTTP error) into one readable error."""
+    try:
+        yield
+    except WeightsUnavailable:
+        raise
+    except Exception as err:
+        if not _looks_like_network(err):
+            raise
+        raise WeightsUnavailable(
+            f"could not download the pretrained weights of {what} ({type(err).__name__}: {err}). "
+            f"If you are offline, download the file elsewhere and pass it: {spec_hint}"
+        ) from None
+
+
+def _looks_like_network(err: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(err).__mro__}
+    network = {"URLError", "HTTPError", "ConnectionError", "OSError", "TimeoutError", "LocalEntryNotFoundError",
+               "HfHubHTTPError", "OfflineModeIsEnabled", "SSLError", "gaierror"}
+    return bool(names & network) or "urlopen" in str(err) or "Connection" in str(err)

@@ -1,0 +1,180 @@
+"""The step loop: parameterised images -> transforms -> model (via capture) -> objective -> Adam.
+
+Weights are frozen (the `Model` never needs parameter gradients), the forward pass stops after the
+deepest layer the objective reads, hooks go away on exit, and the loop never waits on the device
+except at progress/threshold points, so a GPU stays busy.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..capture import capture
+from ..models.base import Model
+from ..units import Unit, parse_units
+from . import objectives as obj
+from .param import make_param
+from .transforms import Transform, compose, standard_transforms
+
+CHECK_EVERY = 32  # steps between finiteness checks / progress updates (each one is a host sync)
+
+
+class RenderError(RuntimeError):
+    """The optimisation diverged (non-finite objective)."""
+
+
+@dataclass
+class RenderResult:
+    """Images (N, 3, H, W) in [0, 1] on the CPU, the final activation of each slot's unit on its
+    image (no transforms), the per-step objective of each slot, and any threshold snapshots."""
+
+    images: torch.Tensor
+    units: list[Unit]
+    samples: int
+    activations: torch.Tensor
+    history: torch.Tensor  # (steps, N)
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def unit_of(self, slot: int) -> Unit:
+        return self.units[slot // self.samples]
+
+
+def render(
+    model: Model,
+    units: str | Sequence[str | Unit] | Unit,
+    *,
+    objective: obj.Objective | None = None,
+    samples: int = 1,
+    diversity: float = 0.0,
+    diversity_layer: str | None = None,
+    param: str = "fft",
+    param_options: dict | None = None,
+    size: int | tuple[int, int] | None = None,
+    model_input_size: int | tuple[int, int] | None = None,
+    transforms: Sequence[Transform] | str | None = "standard",
+    steps: int = 256,
+    lr: float = 0.05,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    autocast: bool = False,
+    thresholds: Sequence[int] = (),
+    progress: bool = True,
+) -> RenderResult:
+    """Optimise `samples` images per unit so that each maximises its unit.
+
+    `units`: unit specs or `Unit`s (each gets `samples` batch slots). `objective`: an extra
+    objective added to the per-slot unit objective (or used alone when `units` is empty).
+    `diversity`: weight of lucid's diversity term among a unit's samples, at the unit's layer
+    unless `diversity_layer` is given. `model_input_size`: resize the image before the model
+    (e.g. 224 to match lucent). `device`: where to run; the model is moved there.
+    """
+    unit_list = _as_units(model, units)
+    if not unit_list and objective is None:
+        raise ValueError("render needs units or an objective")
+    if device is not None:
+        model.to(device)
+    device = model.device
+    n = max(1, len(unit_list)) * samples
+    hw = _pair(size) if size is not None else model.input_size
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    total = obj.slots(unit_list, samples) if unit_list else None
+    if diversity and samples > 1:
+        layers = {u.layer for u in unit_list}
+        if diversity_layer is None and len(layers) != 1:
+            raise ValueError("diversity with units on several layers needs diversity_layer=")
+        layer = model.resolve_layer(diversity_layer or next(iter(layers)))
+        total = total - diversity * obj.diversity(layer, groups=max(1, len(unit_list)))
+    if objective is not None:
+        total = objective if total is None else total + objective
+    layers = [name for name in total.layers]
+
+    image_param = make_param(param, n, hw, gen, **(param_options or {}))
+    transform = _as_transform(transforms, hw)
+    feed_size = _pair(model_input_size) if model_input_size is not None else None
+    optimiser = torch.optim.Adam(image_param.params, lr=lr)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and device.type == "cuda" else nullcontext()
+    history: list[torch.Tensor] = []
+    snapshots: dict[int, torch.Tensor] = {}
+    names = [u.name for u in unit_list] or [total.name]
+
+    with capture(model, layers) as cap:
+        bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
+        for step in bar:
+            optimiser.zero_grad(set_to_none=True)
+            images = image_param.image()
+            x = transform(images, gen)
+            if feed_size is not None:
+                x = F.interpolate(x, size=feed_size, mode="bilinear", align_corners=False)
+            with amp:
+                acts = cap.run(x)
+            acts[obj.INPUT] = images
+            values = total(acts)
+            (-values.sum()).backward()
+            optimiser.step()
+            history.append(values.detach())
+            if step % CHECK_EVERY == 0 or step == steps:
+                _check_finite(history, names, samples)
+                bar.set_postfix(objective=f"{values.detach().mean().item():.3f}")
+            if step in thresholds:
+                snapshots[step] = image_param.image().detach().cpu()
+
+        with torch.no_grad():
+            final = image_param.image().detach()
+            x = F.interpolate(final, size=feed_size, mode="bilinear", align_corners=False) if feed_size else final
+            acts = cap.run(x)
+            acts[obj.INPUT] = final
+            measured = obj.slots(unit_list, samples)(acts) if unit_list else total(acts)
+
+    return RenderResult(
+        images=final.float().cpu(),
+        units=unit_list,
+        samples=samples,
+        activations=measured.float().cpu(),
+        history=torch.stack(history).float().cpu(),
+        snapshots=snapshots,
+    )
+
+
+def _as_units(model: Model, units) -> list[Unit]:
+    if isinstance(units, (Unit, str)):
+        units = [units]
+    out: list[Unit] = []
+    for u in units:
+        out.extend([u] if isinstance(u, Unit) else parse_units(u, model))
+    return out
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _as_transform(transforms, hw: tuple[int, int]) -> Transform:
+    if transforms == "standard":
+        return compose(standard_transforms(min(hw)))
+    if transforms in (None, "none"):
+        return lambda x, gen: x
+    return compose(list(transforms))
+
+
+def _check_finite(history: list[torch.Tensor], names: list[str], samples: int) -> None:
+    recent = torch.stack(history[-CHECK_EVERY:])
+    if bool(torch.isfinite(recent).all()):
+        return
+    first = len(history) - len(recent)
+    bad_step, bad_slot = (~torch.isfinite(recent)).nonzero()[0].tolist()
+    unit = names[min(bad_slot // samples, len(names) - 1)]
+    raise RenderError(
+        f"objective became non-finite at step {first + bad_step + 1} for {unit} (slot {bad_slot}); "
+        "try a lower lr or another parameterisation"
+    )
+
+
+def _describe(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]} +{len(names) - 1} more"

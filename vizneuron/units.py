@@ -1,0 +1,173 @@
+"""Unit specs: the one currency of vizneuron. Parse once, resolve against a model, then measure.
+
+Grammar (API, CLI and app alike):
+    LAYER:C            channel C, mean over space (or tokens)
+    LAYER:C@Y,X        the single neuron of channel C at row Y, column X
+    LAYER:dir=PATH.npy a direction in the layer's channel space
+    logit:K | logit:NAME  a class logit, by index or label
+and, for the CLI, ranges that expand to many units: LAYER:0-15, LAYER:3,7,9, LAYER:*.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .models.base import OUTPUT_LAYER, LayerError, Model, channels_first
+
+
+class UnitError(ValueError):
+    """A unit spec that does not parse or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing to visualise. `layer` is resolved to a dotted module path by `resolve`."""
+
+    layer: str
+    kind: str  # "channel" | "neuron" | "direction" | "logit"
+    index: int | None = None  # channel or logit index
+    position: tuple[int, int] | None = None  # (y, x) for neurons
+    direction: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    source: str = ""  # direction file or logit label, for display
+
+    @property
+    def name(self) -> str:
+        if self.kind == "channel":
+            return f"{self.layer}:{self.index}"
+        if self.kind == "neuron":
+            return f"{self.layer}:{self.index}@{self.position[0]},{self.position[1]}"
+        if self.kind == "direction":
+            return f"{self.layer}:dir={self.source}"
+        return f"logit:{self.index}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def activation(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The unit's value for every image in the batch, shape (N,)."""
+        act = channels_first(acts[self.layer])
+        if self.kind == "direction":
+            direction = self.direction.to(act.device, act.dtype).view(1, -1, *([1] * (act.ndim - 2)))
+            return (act * direction).sum(1).flatten(1).mean(1)
+        if self.kind == "neuron":
+            return act[:, self.index, self.position[0], self.position[1]]
+        return act[:, self.index].flatten(1).mean(1) if act.ndim > 2 else act[:, self.index]
+
+
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def _split(spec: str) -> tuple[str, str]:
+    if ":" not in spec:
+        raise UnitError(f"unit {spec!r} needs the form LAYER:CHANNEL (e.g. layer3:5) or logit:K")
+    layer, rest = spec.split(":", 1)
+    if not layer or not rest:
+        raise UnitError(f"unit {spec!r} needs the form LAYER:CHANNEL (e.g. layer3:5) or logit:K")
+    return layer.strip(), rest.strip()
+
+
+def parse_unit(spec: str, model: Model) -> Unit:
+    """Parse one unit spec and check it against `model`."""
+    units = parse_units(spec, model)
+    if len(units) != 1:
+        raise UnitError(f"{spec!r} names {len(units)} units; give exactly one")
+    return units[0]
+
+
+def parse_units(specs: str | list[str], model: Model) -> list[Unit]:
+    """Parse specs (a list, or one string with `;` between specs) into resolved units, ranges expanded."""
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(";") if s.strip()]
+    units: list[Unit] = []
+    for spec in specs:
+        units.extend(_parse_one(spec.strip(), model))
+    return units
+
+
+def _parse_one(spec: str, model: Model) -> list[Unit]:
+    layer_name, rest = _split(spec)
+    if layer_name == "logit":
+        if not (rest == "*" or _RANGE.match(rest) or all(p.strip().isdigit() for p in rest.split(","))):
+            return [_logit_by_name(rest, model)]
+        info, kind = model.layer(OUTPUT_LAYER), "logit"
+    else:
+        try:
+            info, kind = model.layer(layer_name), "channel"
+        except LayerError as err:
+            raise UnitError(str(err)) from None
+    layer, channels = info.name, info.channels
+    if rest.startswith("dir="):
+        return [_direction(layer, rest[4:], channels)]
+    if "@" in rest:
+        return [_neuron(spec, rest, info, model)]
+    if rest == "*":
+        indices = list(range(channels))
+    elif _RANGE.match(rest):
+        lo, hi = (int(v) for v in _RANGE.match(rest).groups())
+        if lo > hi:
+            raise UnitError(f"{spec!r}: empty range {lo}-{hi}")
+        indices = list(range(lo, hi + 1))
+    else:
+        indices = [int_or_fail(part, spec) for part in rest.split(",")]
+    where = layer if kind == "channel" else "the output"
+    return [Unit(layer, kind, _channel(c, channels, where)) for c in indices]
+
+
+def _neuron(spec: str, rest: str, info, model: Model) -> Unit:
+    layer, shape = info.name, info.shape
+    channel_text, pos_text = rest.split("@", 1)
+    channel = _channel(int_or_fail(channel_text, spec), info.channels, layer)
+    if len(shape) != 3:
+        raise UnitError(f"{spec!r}: neurons need a spatial layer; {layer} outputs shape {shape}")
+    try:
+        y, x = (int(v) for v in pos_text.split(","))
+    except ValueError:
+        raise UnitError(f"{spec!r}: position must be Y,X (e.g. {layer}:{channel}@2,3)") from None
+    if not (0 <= y < shape[1] and 0 <= x < shape[2]):
+        raise UnitError(
+            f"{spec!r}: position ({y},{x}) outside {layer}'s {shape[1]}x{shape[2]} grid at "
+            f"{model.input_size[0]}x{model.input_size[1]} input (valid Y 0-{shape[1] - 1}, X 0-{shape[2] - 1})"
+        )
+    return Unit(layer, "neuron", channel, (y, x))
+
+
+def int_or_fail(text: str, spec: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UnitError(f"{spec!r}: {text!r} is not a channel number") from None
+
+
+def _channel(c: int, channels: int | None, layer: str) -> int:
+    if channels is None or not 0 <= c < channels:
+        raise UnitError(f"channel {c} out of range for {layer}: valid channels are 0-{(channels or 1) - 1}")
+    return c
+
+
+def _direction(layer: str, path_text: str, channels: int | None) -> Unit:
+    path = Path(path_text)
+    if not path.exists():
+        raise UnitError(f"direction file {path} not found")
+    vector = np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+    if vector.shape[0] != channels:
+        raise UnitError(f"direction {path} has {vector.shape[0]} values but {layer} has {channels} channels")
+    return Unit(layer, "direction", direction=torch.from_numpy(vector), source=str(path))
+
+
+def _logit_by_name(text: str, model: Model) -> Unit:
+    n = model.layer(OUTPUT_LAYER).channels
+    labels = model.labels or []
+    lowered = [label.lower() for label in labels]
+    if text.lower() in lowered:
+        return Unit(OUTPUT_LAYER, "logit", lowered.index(text.lower()), source=text)
+    close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.5)
+    hint = f"; closest labels: {', '.join(close)}" if close else (
+        "" if labels else f"; {model.name} has no class labels, use logit:0-{n - 1}"
+    )
+    raise UnitError(f"unknown class {text!r}{hint}")
