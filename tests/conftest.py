@@ -56,3 +56,34 @@ def tiny() -> Model:
 
 def hook_count(module: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+@pytest.fixture(scope="session")
+def cifar_test() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 10,000 CIFAR-10 test JPEGs as float (N, 3, 32, 32) in [0, 1], and their labels."""
+    import numpy as np
+    from PIL import Image
+
+    from vizneuron.models.default import CIFAR10_CLASSES
+
+    root = shared_path("data", "cifar10", "test")
+    images, labels = [], []
+    for label, name in enumerate(CIFAR10_CLASSES):
+        for path in sorted((root / name).glob("*.jpg")):
+            with Image.open(path) as im:
+                images.append(np.asarray(im.convert("RGB")))
+            labels.append(label)
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255)
+    return x, torch.tensor(labels)
+
+
+def batched_forward(model: Model, images: torch.Tensor, layers: list[str], batch: int = 500) -> dict[str, torch.Tensor]:
+    """Captured activations of `layers` over many images, concatenated."""
+    from vizneuron import capture
+
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with torch.no_grad(), capture(model, layers) as cap:
+        for i in range(0, len(images), batch):
+            for name, act in cap.run(images[i : i + batch]).items():
+                out[name].append(act)
+    return {name: torch.cat(chunks) for name, chunks in out.items()}

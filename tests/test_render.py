@@ -108,19 +108,23 @@ def test_thresholds_and_model_input_size(tiny):
 
 
 def test_transforms_draw_per_image_and_reproduce():
-    x = torch.rand(1, 3, 32, 32).expand(8, -1, -1, -1).contiguous()
-    t = tf.compose(tf.standard_transforms(32))
+    x = torch.rand(1, 3, 64, 64).expand(8, -1, -1, -1).contiguous()
+    t = tf.compose(tf.standard_transforms(64))
     a = t(x, torch.Generator().manual_seed(0))
     b = t(x, torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
     assert len({tuple(img.flatten()[:50].tolist()) for img in a}) > 4, "images of a batch shared one draw"
-    assert a.shape[-1] == 32 + 2 * 3 - 2 + 1 - 1 + 1
+    assert a.shape[-1] == 64 + 2 * 6 - (4 - 1) - (2 - 1)  # pad 6, jitter 4, jitter 2 at 64 px
+    small = tf.compose(tf.standard_transforms(32))(x[:, :, :32, :32], torch.Generator().manual_seed(0))
+    assert small.shape[-1] == 32 + 2 * 3 - 2 - 1  # pad and jitter only below 64 px
 
 
 def test_fft_param_scale_matches_lucid_init():
     gen = torch.Generator().manual_seed(0)
     image = make_param("fft", 2, (64, 64), gen).image()
     assert image.shape == (2, 3, 64, 64)
-    assert 0.4 < image.mean().item() < 0.6 and image.std().item() < 0.1  # starts near grey
+    assert 0.4 < image.mean().item() < 0.6 and 0.05 < image.std().item() < 0.25  # faint blobs on grey
+    power = torch.fft.rfft2(image - 0.5).abs()
+    assert power[..., :4, :4].mean() > 5 * power[..., 16:32, 16:32].mean()  # 1/f: low frequencies dominate
     with pytest.raises(ValueError, match="choose from fft, pixel, maco"):
         make_param("cppn", 1, (8, 8), gen)

@@ -1,0 +1,127 @@
+"""Side-by-side render speed: vizneuron vs torch-lucent vs a plain frozen forward+backward loop.
+
+Same workload for all three: a 128 px decorrelated-Fourier image fed to the model at 224 px,
+lucid's standard transforms, Adam lr 0.05, the same number of steps, in one process on one
+machine. The plain loop (frozen weights, one hook, nothing else) is the speed limit.
+
+    pip install -e '.[lucent]'
+    python bench/bench_lucent.py --threads 2 --steps 32 --repeats 3 [--device cuda]
+
+Prints a markdown table of seconds per step (median of the repeats) and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from vizneuron import load_model, objectives, render
+from vizneuron.models.base import Model
+from vizneuron.optim.param import fft_image
+from vizneuron.optim.transforms import compose, standard_transforms
+
+WORKLOADS = {
+    "a": ("torchvision resnet18 (random init), layer4:5, batch 1", "torchvision:resnet18?weights=none", "layer4", 5, 1),
+    "b": ("same, batch 4, channel - 1e2*diversity", "torchvision:resnet18?weights=none", "layer4", 5, 4),
+    "c": ("lucent InceptionV1 (random init), mixed4e:55, batch 1", "lucent:inceptionv1?weights=none", "mixed4e", 55, 1),
+}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
+    """The limit: frozen weights, one hook, full forward, no extras."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    image = fft_image(batch, (128, 128), gen)
+    transform = compose(standard_transforms(128))
+    opt = torch.optim.Adam(image.params, lr=0.05)
+    store = {}
+    handle = model.module_for(layer).register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    try:
+        for _ in range(steps):
+            opt.zero_grad()
+            x = F.interpolate(transform(image.image(), gen), size=(224, 224), mode="bilinear")
+            model(x)
+            loss = -store["a"][:, channel].mean()
+            if batch > 1:
+                loss = loss + 1e2 * -objectives.diversity(layer)({layer: store["a"]}).sum()
+            loss.backward()
+            opt.step()
+    finally:
+        handle.remove()
+    sync(device)
+
+
+def vizneuron_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
+    render(model, f"{layer}:{channel}", samples=batch, diversity=1e2 if batch > 1 else 0.0, size=128,
+           model_input_size=224, steps=steps, device=device, progress=False)
+    sync(device)
+
+
+def lucent_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
+    from lucent.optvis import objectives as lobj, param, render as lrender
+
+    objective = lobj.channel(layer, channel)
+    if batch > 1:
+        objective = objective - 1e2 * lobj.diversity(layer)
+    lucent_model = model.module
+    # lucent normalises torchvision models itself; InceptionV1 has its own x*255-117 inside lucent's
+    # preprocessing path, so both see the same inputs as the other two loops.
+    lrender.render_vis(lucent_model, objective, lambda: param.image(128, batch=batch), thresholds=(steps,),
+                       show_image=False, progress=False, verbose=False)
+    sync(device)
+
+
+def timed(fn: Callable[[], None], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workloads", default="abc")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        import lucent  # noqa: F401
+    except ImportError:
+        raise SystemExit("needs torch-lucent: pip install -e '.[lucent]'") from None
+
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, device {args.device}, "
+          f"torch {torch.__version__}, {args.steps} steps, median of {args.repeats}")
+    print("| workload | lucent s/step | vizneuron s/step | plain frozen loop s/step | vizneuron vs plain | speed-up vs lucent |")
+    print("|---|---|---|---|---|---|")
+    for key in args.workloads:
+        title, spec, layer, channel, batch = WORKLOADS[key]
+        per_step = {}
+        for name, loop in (("lucent", lucent_loop), ("vizneuron", vizneuron_loop), ("plain", plain_loop)):
+            model = load_model(spec, device=args.device)  # fresh: lucent leaves hooks behind
+            if name == "lucent":  # lucent never freezes weights: run it as its users do
+                model.module.requires_grad_(True)
+            seconds = timed(lambda: loop(model, layer, channel, batch, args.steps, args.device), args.repeats)
+            per_step[name] = seconds / args.steps
+        print(f"| ({key}) {title} | {per_step['lucent']:.3f} | {per_step['vizneuron']:.3f} | {per_step['plain']:.3f} "
+              f"| {per_step['vizneuron'] / per_step['plain']:.2f}x | {per_step['lucent'] / per_step['vizneuron']:.2f}x |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Renders on real trained networks must drive their unit far beyond the best real image."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import batched_forward, shared_path
+from vizneuron import load_model, render
+
+CHANNELS = [3, 17, 40, 58]
+
+
+def _model(spec: str):
+    if spec == "resnet20":
+        return load_model(f"cifar-resnet:{next(shared_path('models', 'cifar-resnet').glob('resnet20-*.th'))}")
+    return load_model(spec)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["resnet20", "default"])
+def test_renders_beat_every_real_test_image_twice_over(cifar_test, spec):
+    model = _model(spec)
+    images, _ = cifar_test
+    real = batched_forward(model, images, ["layer3"])["layer3"].mean((2, 3))  # (10000, channels)
+    real_max = real[:, CHANNELS].max(0).values
+    result = render(model, [f"layer3:{c}" for c in CHANNELS], steps=256, seed=0, progress=False)
+    ratio = result.activations / real_max
+    assert (ratio >= 2.0).all(), dict(zip(CHANNELS, ratio.tolist()))
