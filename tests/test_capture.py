@@ -88,3 +88,16 @@ def test_unknown_layer_in_capture_names_closest(tiny):
     with pytest.raises(ValueError, match="closest: conv2"):
         with capture(tiny, ["conv22"]):
             pass
+
+
+def test_lucent_style_alias_keys_work_in_objectives():
+    from torchvision.models import resnet18
+
+    from vizneuron import objectives as obj
+
+    model = Model(resnet18(), name="r18", input_size=(32, 32))
+    with capture(model, ["layer2_1"]) as cap:
+        acts = cap.run(torch.rand(1, 3, 32, 32))
+    assert acts["layer2_1"] is acts["layer2.1"]
+    result = render(model, [], objective=obj.channel("layer2_1", 3), steps=2, progress=False)
+    assert result.history.shape == (2, 1)

@@ -128,3 +128,20 @@ def test_fft_param_scale_matches_lucid_init():
     assert power[..., :4, :4].mean() > 5 * power[..., 16:32, 16:32].mean()  # 1/f: low frequencies dominate
     with pytest.raises(ValueError, match="choose from fft, pixel, maco"):
         make_param("cppn", 1, (8, 8), gen)
+
+
+def test_maco_keeps_the_given_amplitude_spectrum(tiny):
+    from vizneuron.optim.param import decorrelate, natural_amplitude
+
+    stripes = torch.zeros(4, 3, 16, 16)
+    stripes[:, :, :, ::4] = 1.0
+    amplitude = natural_amplitude(stripes, (16, 16))
+    assert amplitude.shape == (3, 16, 9)
+    result = render(tiny, "conv2:3", param="maco", param_options={"amplitude": amplitude}, steps=10,
+                    lr=0.2, transforms=None, progress=False)
+    # undo the sigmoid and colour mixing: the optimised image's spectrum lives where the amplitude does
+    x = torch.logit(result.images.clamp(1e-6, 1 - 1e-6))
+    matrix = torch.linalg.pinv(decorrelate(torch.eye(3).view(3, 3, 1, 1)).view(3, 3))
+    spectrum = torch.fft.rfft2(torch.einsum("nchw,dc->ndhw", x, matrix), norm="ortho").abs()
+    off_support = spectrum[..., amplitude.sum(0) < 1e-6]
+    assert off_support.max() < 1e-2 * spectrum.max()

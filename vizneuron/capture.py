@@ -24,9 +24,10 @@ class _StopForward(Exception):
 class Capture:
     """Holds the hooked layers' outputs of the latest `run`."""
 
-    def __init__(self, model: Model, layers: list[str], stop_early: bool) -> None:
+    def __init__(self, model: Model, layers: list[str], stop_early: bool, aliases: dict[str, str]) -> None:
         self.model = model
         self.layers = layers
+        self.aliases = aliases  # names as the caller wrote them -> resolved names
         self.activations: dict[str, torch.Tensor] = {}
         infos = [model.layer(name) for name in layers]
         deepest = max(infos, key=lambda info: info.order)
@@ -49,16 +50,20 @@ class Capture:
             self.model(images)
         except _StopForward:
             pass
-        return dict(self.activations)
+        acts = dict(self.activations)
+        acts.update({alias: acts[name] for alias, name in self.aliases.items() if name in acts})
+        return acts
 
 
 @contextmanager
 def capture(model: Model, layers: Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
     """Hook `layers` (names or lucent-style aliases) of `model` for the duration of the block."""
-    names = list(dict.fromkeys(model.resolve_layer(name) for name in layers))
+    requested = list(layers)
+    resolved = {name: model.resolve_layer(name) for name in requested}
+    names = list(dict.fromkeys(resolved.values()))
     if not names:
         raise ValueError("capture needs at least one layer")
-    cap = Capture(model, names, stop_early)
+    cap = Capture(model, names, stop_early, {a: n for a, n in resolved.items() if a != n})
     handles = []
     try:
         for name in names:

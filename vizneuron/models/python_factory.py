@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from torch import nn
 
@@ -13,6 +15,8 @@ def load_python(target: str, options: dict[str, str]) -> Model:
     if ":" not in target:
         raise ValueError(f"python models need python:MODULE:FACTORY, got python:{target}")
     module_name, factory_name = target.rsplit(":", 1)
+    if os.getcwd() not in sys.path:  # let `python:mymodels:build` find mymodels.py where the user is
+        sys.path.insert(0, os.getcwd())
     factory = getattr(importlib.import_module(module_name), factory_name, None)
     if factory is None:
         raise ValueError(f"{module_name} has no {factory_name}")

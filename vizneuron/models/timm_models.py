@@ -26,4 +26,12 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
     size = cfg.get("input_size", (3, 224, 224))[1:]
     return Model(module, name=f"timm:{name}", input_size=tuple(size),
                  mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)),
-                 labels=None)
+                 labels=_labels(module))
+
+
+def _labels(module) -> list[str] | None:
+    """Class names from timm's bundled ImageNet metadata, when the head is an ImageNet one."""
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    subset = infer_imagenet_subset(module)
+    return [d.split(",")[0] for d in ImageNetInfo(subset).label_descriptions()] if subset else None
