@@ -44,3 +44,16 @@ def test_bad_unit_is_a_clear_error(capsys):
     assert "unknown layer 'conv9'" in capsys.readouterr().err
     assert main(["render", TINY, "--units", "conv2:99", "--steps", "1", "--quiet"]) == 2
     assert "valid channels are 0-15" in capsys.readouterr().err
+
+
+def test_contact_sheet_grid_layout():
+    import torch
+
+    from vizneuron.gallery import contact_sheet
+
+    images = torch.zeros(3, 3, 4, 4)
+    images[2] = 0.5
+    sheet = contact_sheet(images, scale=2, gap=1, columns=2)
+    assert sheet.size == (2 * 8 + 1, 2 * 8 + 1)
+    assert sheet.getpixel((0, 9)) == (128, 128, 128) and sheet.getpixel((9, 9)) == (255, 255, 255)
+    assert sheet.getpixel((0, 0)) == (0, 0, 0)

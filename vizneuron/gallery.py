@@ -47,13 +47,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def contact_sheet(images: torch.Tensor, scale: int = 1, gap: int = 2) -> Image.Image:
-    """Images (N, 3, H, W) side by side on a white strip."""
+def contact_sheet(images: torch.Tensor, scale: int = 1, gap: int = 2, columns: int | None = None) -> Image.Image:
+    """Images (N, 3, H, W) on a white grid, `columns` wide (default: one row)."""
     tiles = [to_pil(img, scale) for img in images]
+    columns = columns or len(tiles)
+    rows = -(-len(tiles) // columns)
     w, h = tiles[0].size
-    sheet = Image.new("RGB", (len(tiles) * w + (len(tiles) - 1) * gap, h), "white")
+    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), "white")
     for i, tile in enumerate(tiles):
-        sheet.paste(tile, (i * (w + gap), 0))
+        sheet.paste(tile, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
     return sheet
 
 
