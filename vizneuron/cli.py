@@ -24,10 +24,11 @@ def _cmd_layers(args: argparse.Namespace) -> None:
 def _cmd_render(args: argparse.Namespace) -> None:
     from .gallery import write_gallery
     from .models import load_model
-    from .optim.render import render
+    from .optim.render import RenderResult, render
     from .units import parse_units
 
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
     settings = {
@@ -43,23 +44,11 @@ def _cmd_render(args: argparse.Namespace) -> None:
             param=args.param, size=args.size, model_input_size=args.model_input_size, steps=args.steps,
             lr=args.lr, seed=args.seed + start, device=args.device, progress=not args.quiet,
         ))
-    merged = results[0] if len(results) == 1 else _merge(results)
+    merged = RenderResult.concat(results)
     manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}")
     for entry in manifest["units"]:
         print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
     print(f"wrote {len(manifest['units'])} units to {args.out}/index.html")
-
-
-def _merge(results):
-    from .optim.render import RenderResult
-
-    return RenderResult(
-        images=torch.cat([r.images for r in results]),
-        units=[u for r in results for u in r.units],
-        samples=results[0].samples,
-        activations=torch.cat([r.activations for r in results]),
-        history=torch.cat([r.history for r in results], 1),
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

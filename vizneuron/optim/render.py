@@ -44,6 +44,19 @@ class RenderResult:
     def unit_of(self, slot: int) -> Unit:
         return self.units[slot // self.samples]
 
+    @classmethod
+    def concat(cls, results: Sequence["RenderResult"]) -> "RenderResult":
+        """Join renders of consecutive unit batches (same samples per unit) into one result."""
+        if len(results) == 1:
+            return results[0]
+        return cls(
+            images=torch.cat([r.images for r in results]),
+            units=[u for r in results for u in r.units],
+            samples=results[0].samples,
+            activations=torch.cat([r.activations for r in results]),
+            history=torch.cat([r.history for r in results], 1),
+        )
+
 
 def render(
     model: Model,
@@ -93,7 +106,7 @@ def render(
         total = total - diversity * obj.diversity(layer, groups=max(1, len(unit_list)))
     if objective is not None:
         total = objective if total is None else total + objective
-    layers = [name for name in total.layers]
+    layers = list(total.layers)
 
     image_param = make_param(param, n, hw, gen, **(param_options or {}))
     transform = _as_transform(transforms, hw)
@@ -142,7 +155,7 @@ def render(
     )
 
 
-def _as_units(model: Model, units) -> list[Unit]:
+def _as_units(model: Model, units: str | Sequence[str | Unit] | Unit) -> list[Unit]:
     if isinstance(units, (Unit, str)):
         units = [units]
     out: list[Unit] = []
