@@ -164,8 +164,10 @@ def _logit_by_name(text: str, model: Model) -> Unit:
     n = model.layer(OUTPUT_LAYER).channels
     labels = model.labels or []
     lowered = [label.lower() for label in labels]
-    if text.lower() in lowered:
-        return Unit(OUTPUT_LAYER, "logit", lowered.index(text.lower()), source=text)
+    wanted = text.lower().strip()
+    for i, label in enumerate(lowered):  # a full label, or one of its comma-separated synonyms
+        if wanted == label or wanted in (part.strip() for part in label.split(",")):
+            return Unit(OUTPUT_LAYER, "logit", i, source=text)
     close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.5)
     hint = f"; closest labels: {', '.join(close)}" if close else (
         "" if labels else f"; {model.name} has no class labels, use logit:0-{n - 1}"

@@ -10,6 +10,7 @@ from .cifar_resnet import load_cifar_resnet
 from .default import load_default
 from .lucent_models import load_lucent
 from .python_factory import load_python
+from .tflite_models import load_tflite
 from .timm_models import load_timm
 from .torchvision_models import load_torchvision
 from .weights import WeightsUnavailable
@@ -22,6 +23,7 @@ SOURCES: dict[str, Callable[[str, dict[str, str]], Model]] = {
     "lucent": load_lucent,
     "cifar-resnet": load_cifar_resnet,
     "python": load_python,
+    "tflite": load_tflite,
 }
 
 

@@ -1,0 +1,45 @@
+"""TFLite classifiers rebuilt in torch, checked against Google's LiteRT reference outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_path
+from vizneuron import load_model, parse_unit
+from vizneuron.models.tflite_models import TFLiteError
+
+MODELS = ["mobilenet_v2_1.0_224_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.25_128_quant"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_agrees_with_litert_reference(name):
+    model = load_model(f"tflite:{shared_path('models', 'coral', name + '.tflite')}")
+    reference = np.load(shared_path("models", "coral", "reference", name + ".npz"))
+    images = torch.from_numpy(reference["inputs"]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        logits = model(images)
+    ours = logits.argmax(1).numpy()
+    theirs = reference["outputs"][:, 1:].argmax(1)  # reference index 0 is "background"
+    assert (ours == theirs).mean() >= 0.95
+    probabilities = torch.softmax(logits, 1).numpy()
+    assert np.abs(probabilities - reference["outputs"][:, 1:]).max() < 0.1
+
+
+def test_layers_labels_and_units():
+    model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+    assert model.input_size == (224, 224) and len(model.labels) == 1000
+    assert parse_unit("logit:tabby", model).index == 281  # ILSVRC index, background dropped
+    assert model.layers["expanded_conv_1_depthwise"].shape == (96, 56, 56)
+    assert parse_unit("expanded_conv_1.depthwise:5", model).layer == "expanded_conv_1_depthwise"
+    assert torch.allclose(model.preprocess(torch.full((1, 3, 1, 1), 1.0)), torch.full((1, 3, 1, 1), 127 / 128))
+
+
+def test_unsupported_op_lists_what_was_found(tmp_path, monkeypatch):
+    from vizneuron.models import tflite_models
+
+    monkeypatch.setattr(tflite_models, "SUPPORTED_OPS", tflite_models.SUPPORTED_OPS - {"ADD"})
+    with pytest.raises(TFLiteError, match=r"does not support: ADD \(ops found: ADD, AVERAGE_POOL_2D, CONV_2D"):
+        load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
