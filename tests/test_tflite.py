@@ -43,3 +43,19 @@ def test_unsupported_op_lists_what_was_found(tmp_path, monkeypatch):
     monkeypatch.setattr(tflite_models, "SUPPORTED_OPS", tflite_models.SUPPORTED_OPS - {"ADD"})
     with pytest.raises(TFLiteError, match=r"does not support: ADD \(ops found: ADD, AVERAGE_POOL_2D, CONV_2D"):
         load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_top1_on_imagenet_sample():
+    from vizneuron.imageio import image_files, load_images
+
+    model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+    files = image_files(shared_path("data", "imagenet-sample"))
+    assert len(files) == 1000  # sorted order = ILSVRC class index
+    correct = 0
+    for start in range(0, len(files), 100):
+        batch = load_images(files[start : start + 100], model.input_size, model.crop_fraction)
+        assert not batch.skipped
+        with torch.no_grad():
+            correct += (model(batch.images).argmax(1) == torch.arange(start, start + 100)).sum().item()
+    assert correct / len(files) >= 0.80, correct

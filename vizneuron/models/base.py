@@ -55,11 +55,13 @@ class Model:
         mean: Sequence[float] = (0.0, 0.0, 0.0),
         std: Sequence[float] = (1.0, 1.0, 1.0),
         labels: Sequence[str] | None = None,
+        crop_fraction: float = 1.0,
     ) -> None:
         self.module = module.eval().requires_grad_(False)
         self.name = name
         self.input_size = tuple(input_size)
         self.labels = list(labels) if labels is not None else None
+        self.crop_fraction = crop_fraction  # centre crop used on real images before resizing
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None

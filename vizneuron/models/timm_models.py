@@ -26,7 +26,7 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
     size = cfg.get("input_size", (3, 224, 224))[1:]
     return Model(module, name=f"timm:{name}", input_size=tuple(size),
                  mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)),
-                 labels=_labels(module))
+                 labels=_labels(module), crop_fraction=float(cfg.get("crop_pct", 0.875)))
 
 
 def _labels(module) -> list[str] | None:

@@ -34,4 +34,5 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
     return Model(module, name=f"torchvision:{name}", input_size=(size, size),
                  mean=getattr(preset, "mean", (0.485, 0.456, 0.406)),
                  std=getattr(preset, "std", (0.229, 0.224, 0.225)),
-                 labels=reference.meta.get("categories"))
+                 labels=reference.meta.get("categories"),
+                 crop_fraction=size / preset.resize_size[0] if getattr(preset, "resize_size", None) else 0.875)
