@@ -145,3 +145,17 @@ def test_maco_keeps_the_given_amplitude_spectrum(tiny):
     spectrum = torch.fft.rfft2(torch.einsum("nchw,dc->ndhw", x, matrix), norm="ortho").abs()
     off_support = spectrum[..., amplitude.sum(0) < 1e-6]
     assert off_support.max() < 1e-2 * spectrum.max()
+
+
+def test_redirected_relu_revives_a_dead_unit_and_cleans_up(tiny):
+    from conftest import hook_count
+
+    with torch.no_grad():  # make conv2:3 dead on every image: large negative bias
+        tiny.module.conv2.bias[3] = -50.0
+    plain = render(tiny, "act2:3", steps=30, lr=0.1, transforms=None, progress=False)
+    assert plain.history.abs().max() == 0  # no gradient ever reaches a dead ReLU
+    before = hook_count(tiny.module)
+    revived = render(tiny, "act2:3", steps=30, lr=0.1, transforms=None, redirect_steps=30, progress=False)
+    assert hook_count(tiny.module) == before
+    revived_pre, plain_pre = (_channel_mean(tiny, r.images, "conv2", 3) for r in (revived, plain))
+    assert revived_pre > plain_pre + 0.01  # the redirected gradient pushed the pre-activation up

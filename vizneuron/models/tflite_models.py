@@ -31,16 +31,10 @@ class TFLiteError(ValueError):
     """A TFLite file this importer cannot turn into a faithful torch module."""
 
 
-def _activate(x: torch.Tensor, kind: str | None) -> torch.Tensor:
-    if kind is None:
-        return x
-    if kind == "relu":
-        return F.relu(x)
-    if kind == "relu6":
-        return F.relu6(x)
-    if kind == "relu_n1_to_1":
-        return x.clamp(-1, 1)
-    return torch.tanh(x)
+def activation_module(kind: str | None) -> nn.Module:
+    """A fused TFLite activation as a module, so hooks (e.g. redirected ReLU) can see it."""
+    return {None: nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh,
+            "relu_n1_to_1": lambda: nn.Hardtanh(-1.0, 1.0)}[kind]()
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -71,7 +65,8 @@ class Conv(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
-        self.stride, self.dilation, self.same, self.groups, self.activation = stride, dilation, same, groups, activation
+        self.stride, self.dilation, self.same, self.groups = stride, dilation, same, groups
+        self.act = activation_module(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same:
@@ -80,14 +75,15 @@ class Conv(nn.Module):
             left, right = _same_padding(x.shape[3], kw, self.stride[1], self.dilation[1])
             x = F.pad(x, (left, right, top, bottom))
         y = F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return _activate(y, self.activation)
+        return self.act(y)
 
 
 class Pool(nn.Module):
     def __init__(self, kind: str, kernel: tuple[int, int], stride: tuple[int, int], same: bool,
                  activation: str | None) -> None:
         super().__init__()
-        self.kind, self.kernel, self.stride, self.same, self.activation = kind, kernel, stride, same, activation
+        self.kind, self.kernel, self.stride, self.same = kind, kernel, stride, same
+        self.act = activation_module(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh = min(self.kernel[0], x.shape[2]) if not self.same else self.kernel[0]
@@ -97,36 +93,24 @@ class Pool(nn.Module):
             left, right = _same_padding(x.shape[3], kw, self.stride[1], 1)
             if self.kind == "max":
                 x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
-                return _activate(F.max_pool2d(x, (kh, kw), self.stride), self.activation)
+                return self.act(F.max_pool2d(x, (kh, kw), self.stride))
             # TF averages over the valid pixels only
             ones = F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom))
             x = F.pad(x, (left, right, top, bottom))
             y = F.avg_pool2d(x, (kh, kw), self.stride) / F.avg_pool2d(ones, (kh, kw), self.stride)
-            return _activate(y, self.activation)
+            return self.act(y)
         pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
-        return _activate(pool(x, (kh, kw), self.stride), self.activation)
+        return self.act(pool(x, (kh, kw), self.stride))
 
 
 class Elementwise(nn.Module):
     def __init__(self, kind: str, activation: str | None) -> None:
         super().__init__()
-        self.kind, self.activation = kind, activation
+        self.kind = kind
+        self.act = activation_module(activation)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return _activate(a + b if self.kind == "add" else a * b, self.activation)
-
-
-class Activation(nn.Module):
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "HARD_SWISH":
-            return F.hardswish(x)
-        if self.kind == "LOGISTIC":
-            return torch.sigmoid(x)
-        return F.relu(x) if self.kind == "RELU" else F.relu6(x)
+        return self.act(a + b if self.kind == "add" else a * b)
 
 
 class Identity(nn.Module):
@@ -171,10 +155,11 @@ class Pad(nn.Module):
 class Concat(nn.Module):
     def __init__(self, axis: int, activation: str | None) -> None:
         super().__init__()
-        self.axis, self.activation = axis, activation
+        self.axis = axis
+        self.act = activation_module(activation)
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return _activate(torch.cat(xs, dim=_nchw_axis(self.axis, xs[0].ndim)), self.activation)
+        return self.act(torch.cat(xs, dim=_nchw_axis(self.axis, xs[0].ndim)))
 
 
 class FullyConnected(nn.Module):
@@ -182,11 +167,11 @@ class FullyConnected(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(weight, requires_grad=False)
         self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
-        self.activation = activation
+        self.act = activation_module(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _to_nhwc(x).reshape(x.shape[0], -1)
-        return _activate(F.linear(flat, self.weight, self.bias), self.activation)
+        return self.act(F.linear(flat, self.weight, self.bias))
 
 
 class TFLiteNet(nn.Module):
@@ -361,4 +346,5 @@ def _build(op, kind: str, graph, model) -> tuple[nn.Module, list[int]]:
         return Concat(o.Axis(), _ACTIVATIONS[o.FusedActivationFunction()]), inputs
     if kind in _IDENTITY_OPS:
         return Identity(), [inputs[0]]
-    return Activation(kind), [inputs[0]]
+    standalone = {"RELU": nn.ReLU, "RELU6": nn.ReLU6, "HARD_SWISH": nn.Hardswish, "LOGISTIC": nn.Sigmoid}
+    return standalone[kind](), [inputs[0]]

@@ -7,7 +7,7 @@ except at progress/threshold points, so a GPU stays busy.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -20,6 +20,7 @@ from ..models.base import Model
 from ..units import Unit, parse_units
 from . import objectives as obj
 from .param import make_param
+from .redirect import redirected_relus
 from .transforms import Transform, compose, standard_transforms
 
 CHECK_EVERY = 32  # steps between finiteness checks / progress updates (each one is a host sync)
@@ -77,6 +78,7 @@ def render(
     device: str | torch.device | None = None,
     autocast: bool = False,
     thresholds: Sequence[int] = (),
+    redirect_steps: int = 0,
     progress: bool = True,
 ) -> RenderResult:
     """Optimise `samples` images per unit so that each maximises its unit.
@@ -86,6 +88,8 @@ def render(
     `diversity`: weight of lucid's diversity term among a unit's samples, at the unit's layer
     unless `diversity_layer` is given. `model_input_size`: resize the image before the model
     (e.g. 224 to match lucent). `device`: where to run; the model is moved there.
+    `redirect_steps`: for this many first steps, ReLU/ReLU6 pass gradient to clipped units that
+    it would revive (lucid's redirected ReLU), so saturated networks do not leave grey renders.
     """
     unit_list = _as_units(model, units)
     if not unit_list and objective is None:
@@ -117,7 +121,10 @@ def render(
     snapshots: dict[int, torch.Tensor] = {}
     names = [u.name for u in unit_list] or [total.name]
 
-    with capture(model, layers) as cap:
+    with ExitStack() as redirect, ExitStack() as hooks:
+        if redirect_steps > 0:  # before capture, so a ReLU target itself is redirected too
+            redirect.enter_context(redirected_relus(model.module))
+        cap = hooks.enter_context(capture(model, layers))
         bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
         for step in bar:
             optimiser.zero_grad(set_to_none=True)
@@ -137,6 +144,8 @@ def render(
                 bar.set_postfix(objective=f"{values.detach().mean().item():.3f}")
             if step in thresholds:
                 snapshots[step] = image_param.image().detach().cpu()
+            if step == redirect_steps:
+                redirect.close()
 
         with torch.no_grad():
             final = image_param.image().detach()
