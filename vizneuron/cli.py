@@ -14,11 +14,12 @@ def _cmd_layers(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     print(f"{model.name}: input {model.input_size[0]}x{model.input_size[1]}")
     width = max(len(name) for name in model.layers)
-    print(f"{'layer'.ljust(width)}  {'output shape':<18} channels")
+    print(f"{'layer'.ljust(width)}  {'output shape':<18} {'layout':<8} channels")
     for info in model.layers.values():
         shape = "x".join(map(str, info.shape)) if info.shape is not None else "(not a tensor)"
         note = f"  (runs {info.calls}x per pass)" if info.calls > 1 else ""
-        print(f"{info.name.ljust(width)}  {shape:<18} {info.channels if info.channels is not None else '-'}{note}")
+        channels = info.channels if info.channels is not None else "-"
+        print(f"{info.name.ljust(width)}  {shape:<18} {info.layout:<8} {channels}{note}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:

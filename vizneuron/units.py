@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,8 @@ class Unit:
     position: tuple[int, int] | None = None  # (y, x) for neurons
     direction: torch.Tensor | None = field(default=None, compare=False, repr=False)
     source: str = ""  # direction file or logit label, for display
+    prefix_tokens: int = field(default=0, compare=False)  # token layers: tokens before the patches
+    cls_token: bool = field(default=False, compare=False)  # token layers: read the CLS token
 
     @property
     def name(self) -> str:
@@ -49,9 +51,13 @@ class Unit:
     def __str__(self) -> str:
         return self.name
 
+    def view(self, act: torch.Tensor) -> torch.Tensor:
+        """The layer output as (N, C, ...), token layouts resolved as this unit reads them."""
+        return channels_first(act, self.prefix_tokens, self.cls_token)
+
     def activation(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unit's value for every image in the batch, shape (N,)."""
-        act = channels_first(acts[self.layer])
+        act = self.view(acts[self.layer])
         if self.kind == "direction":
             direction = self.direction.to(act.device, act.dtype).view(1, -1, *([1] * (act.ndim - 2)))
             return (act * direction).sum(1).flatten(1).mean(1)
@@ -103,7 +109,7 @@ def _parse_one(spec: str, model: Model) -> list[Unit]:
             raise UnitError(str(err)) from None
     layer, channels = info.name, info.channels
     if rest.startswith("dir="):
-        return [_direction(layer, rest[4:], channels)]
+        return [replace(_direction(layer, rest[4:], channels), **_token_settings(info, model))]
     if "@" in rest:
         return [_neuron(spec, rest, info, model)]
     if rest == "*":
@@ -116,7 +122,14 @@ def _parse_one(spec: str, model: Model) -> list[Unit]:
     else:
         indices = [int_or_fail(part, spec) for part in rest.split(",")]
     where = layer if kind == "channel" else "the output"
-    return [Unit(layer, kind, _channel(c, channels, where)) for c in indices]
+    tokens = _token_settings(info, model)
+    return [Unit(layer, kind, _channel(c, channels, where), **tokens) for c in indices]
+
+
+def _token_settings(info, model: Model) -> dict:
+    if info.layout != "tokens":
+        return {}
+    return {"prefix_tokens": model.prefix_tokens, "cls_token": model.cls_token}
 
 
 def _neuron(spec: str, rest: str, info, model: Model) -> Unit:

@@ -31,6 +31,13 @@ class LayerInfo:
     calls: int  # how many times the module runs in one forward pass
 
     @property
+    def layout(self) -> str:
+        """How units read this layer: spatial (C, H, W), tokens (T, D) or a plain vector (C,)."""
+        if self.shape is None:
+            return "-"
+        return {3: "spatial", 2: "tokens", 1: "vector"}.get(len(self.shape), "other")
+
+    @property
     def channels(self) -> int | None:
         """Channel count: dim 1 of NCHW / (N, C) outputs, the last dim of token outputs (N, T, D)."""
         if self.shape is None or len(self.shape) == 0:
@@ -38,9 +45,12 @@ class LayerInfo:
         return self.shape[-1] if len(self.shape) == 2 else self.shape[0]
 
 
-def channels_first(act: torch.Tensor) -> torch.Tensor:
-    """View any layer output as (N, C, ...): token outputs (N, T, D) become (N, D, T)."""
-    return act.transpose(1, 2) if act.ndim == 3 else act
+def channels_first(act: torch.Tensor, prefix_tokens: int = 0, cls_token: bool = False) -> torch.Tensor:
+    """View any layer output as (N, C, ...). Token outputs (N, T, D) become (N, D, T) over the patch
+    tokens (the first `prefix_tokens`, e.g. CLS, left out), or (N, D) for the CLS token alone."""
+    if act.ndim != 3:
+        return act
+    return act[:, 0] if cls_token else act[:, prefix_tokens:].transpose(1, 2)
 
 
 class Model:
@@ -56,12 +66,18 @@ class Model:
         std: Sequence[float] = (1.0, 1.0, 1.0),
         labels: Sequence[str] | None = None,
         crop_fraction: float = 1.0,
+        prefix_tokens: int = 0,
+        cls_token: bool = False,
+        fixed_input: bool = False,
     ) -> None:
         self.module = module.eval().requires_grad_(False)
         self.name = name
         self.input_size = tuple(input_size)
         self.labels = list(labels) if labels is not None else None
         self.crop_fraction = crop_fraction  # centre crop used on real images before resizing
+        self.prefix_tokens = prefix_tokens  # CLS/register tokens ahead of the patch tokens
+        self.cls_token = cls_token  # token-layer channels read the CLS token instead of patch means
+        self.fixed_input = fixed_input  # only runs at input_size (ViTs, TFLite graphs)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None

@@ -275,7 +275,7 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
     if labels is not None and len(labels) == n_out and labels[0].lower() == "background":
         net.drop_background, labels = True, labels[1:]  # output index i is ILSVRC class i
     return Model(net, name=f"tflite:{path}", input_size=(int(height), int(width)), mean=mean, std=std,
-                 labels=labels, crop_fraction=0.875)
+                 labels=labels, crop_fraction=0.875, fixed_input=True)
 
 
 def _input_normalisation(tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,4 +1,7 @@
-"""`timm:NAME[?weights=default|none|PATH]` through timm's `create_model`."""
+"""`timm:NAME[?weights=default|none|PATH&tokens=patches|cls]` through timm's `create_model`.
+
+For ViTs, a channel of a token layer is the feature averaged over patch tokens, or with
+`tokens=cls` the CLS token's feature."""
 
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
     size = cfg.get("input_size", (3, 224, 224))[1:]
     return Model(module, name=f"timm:{name}", input_size=tuple(size),
                  mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)),
-                 labels=_labels(module), crop_fraction=float(cfg.get("crop_pct", 0.875)))
+                 labels=_labels(module), crop_fraction=float(cfg.get("crop_pct", 0.875)),
+                 prefix_tokens=int(getattr(module, "num_prefix_tokens", 0)),
+                 cls_token=options.get("tokens", "patches") == "cls",
+                 fixed_input=hasattr(module, "patch_embed") and not getattr(module, "dynamic_img_size", False))
 
 
 def _labels(module) -> list[str] | None:

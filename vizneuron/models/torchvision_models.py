@@ -35,4 +35,7 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
                  mean=getattr(preset, "mean", (0.485, 0.456, 0.406)),
                  std=getattr(preset, "std", (0.229, 0.224, 0.225)),
                  labels=reference.meta.get("categories"),
-                 crop_fraction=size / preset.resize_size[0] if getattr(preset, "resize_size", None) else 0.875)
+                 crop_fraction=size / preset.resize_size[0] if getattr(preset, "resize_size", None) else 0.875,
+                 prefix_tokens=1 if name.startswith("vit_") else 0,  # torchvision ViTs prepend a class token
+                 cls_token=options.get("tokens", "patches") == "cls",
+                 fixed_input=name.startswith(("vit_", "swin_", "maxvit")))

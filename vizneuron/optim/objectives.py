@@ -95,7 +95,7 @@ def slots(units: Sequence[Unit], samples: int = 1) -> Objective:
     def fn(acts: Acts) -> torch.Tensor:
         out = None
         for layer, members in by_layer.items():
-            act = channels_first(acts[layer])
+            act = members[0][1].view(acts[layer])
             if out is None:
                 out = act.new_zeros(total, dtype=torch.float32)
             plain = [(i, u.index) for i, u in members if u.kind in ("channel", "logit")]

@@ -87,7 +87,7 @@ def render(
     objective added to the per-slot unit objective (or used alone when `units` is empty).
     `diversity`: weight of lucid's diversity term among a unit's samples, at the unit's layer
     unless `diversity_layer` is given. `model_input_size`: resize the image before the model
-    (e.g. 224 to match lucent). `device`: where to run; the model is moved there.
+    (e.g. 224 to match lucent; fixed-size models such as ViTs get their own size by default). `device`: where to run; the model is moved there.
     `redirect_steps`: for this many first steps, ReLU/ReLU6 pass gradient to clipped units that
     it would revive (lucid's redirected ReLU), so saturated networks do not leave grey renders.
     """
@@ -114,7 +114,10 @@ def render(
 
     image_param = make_param(param, n, hw, gen, **(param_options or {}))
     transform = _as_transform(transforms, hw)
-    feed_size = _pair(model_input_size) if model_input_size is not None else None
+    if model_input_size is not None:
+        feed_size = _pair(model_input_size)
+    else:  # a ViT or TFLite graph only runs at its own size: resize transformed images to it
+        feed_size = model.input_size if model.fixed_input else None
     optimiser = torch.optim.Adam(image_param.params, lr=lr)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and device.type == "cuda" else nullcontext()
     history: list[torch.Tensor] = []
