@@ -35,7 +35,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     settings = {
         "model": args.model, "units": args.units, "diversity": args.diversity, "steps": args.steps,
         "size": args.size or model.input_size[0], "param": args.param, "seed": args.seed, "lr": args.lr,
-        "batch": args.batch, "model_input_size": args.model_input_size,
+        "batch": args.batch, "model_input_size": args.model_input_size, "redirect_steps": args.redirect_steps,
     }
     results = []
     for start in range(0, len(units), args.batch):
@@ -43,7 +43,8 @@ def _cmd_render(args: argparse.Namespace) -> None:
         results.append(render(
             model, chunk, samples=args.diversity, diversity=args.diversity_weight if args.diversity > 1 else 0.0,
             param=args.param, size=args.size, model_input_size=args.model_input_size, steps=args.steps,
-            lr=args.lr, seed=args.seed + start, device=args.device, progress=not args.quiet,
+            lr=args.lr, seed=args.seed + start, device=args.device, redirect_steps=args.redirect_steps,
+            progress=not args.quiet,
         ))
     merged = RenderResult.concat(results)
     manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}")
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
     rend.add_argument("--param", choices=["fft", "pixel", "maco"], default="fft")
     rend.add_argument("--lr", type=float, default=0.05)
+    rend.add_argument("--redirect-steps", type=int, default=0,
+                      help="first steps in which ReLU/ReLU6 pass gradient to clipped units (helps saturated nets)")
     rend.add_argument("--seed", type=int, default=0)
     rend.add_argument("--batch", type=int, default=16, help="units optimised together in one batch")
     rend.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")

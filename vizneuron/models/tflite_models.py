@@ -31,10 +31,16 @@ class TFLiteError(ValueError):
     """A TFLite file this importer cannot turn into a faithful torch module."""
 
 
-def activation_module(kind: str | None) -> nn.Module:
-    """A fused TFLite activation as a module, so hooks (e.g. redirected ReLU) can see it."""
-    return {None: nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh,
+def activation_module(kind: str | None) -> nn.Module | None:
+    """A fused TFLite activation as a module (`<op>.act`), so hooks such as redirected ReLU see it."""
+    if kind is None:
+        return None
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh,
             "relu_n1_to_1": lambda: nn.Hardtanh(-1.0, 1.0)}[kind]()
+
+
+def _activate(act: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    return x if act is None else act(x)
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -75,7 +81,7 @@ class Conv(nn.Module):
             left, right = _same_padding(x.shape[3], kw, self.stride[1], self.dilation[1])
             x = F.pad(x, (left, right, top, bottom))
         y = F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return self.act(y)
+        return _activate(self.act, y)
 
 
 class Pool(nn.Module):
@@ -93,14 +99,14 @@ class Pool(nn.Module):
             left, right = _same_padding(x.shape[3], kw, self.stride[1], 1)
             if self.kind == "max":
                 x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
-                return self.act(F.max_pool2d(x, (kh, kw), self.stride))
+                return _activate(self.act, F.max_pool2d(x, (kh, kw), self.stride))
             # TF averages over the valid pixels only
             ones = F.pad(torch.ones_like(x[:1, :1]), (left, right, top, bottom))
             x = F.pad(x, (left, right, top, bottom))
             y = F.avg_pool2d(x, (kh, kw), self.stride) / F.avg_pool2d(ones, (kh, kw), self.stride)
-            return self.act(y)
+            return _activate(self.act, y)
         pool = F.max_pool2d if self.kind == "max" else F.avg_pool2d
-        return self.act(pool(x, (kh, kw), self.stride))
+        return _activate(self.act, pool(x, (kh, kw), self.stride))
 
 
 class Elementwise(nn.Module):
@@ -110,7 +116,7 @@ class Elementwise(nn.Module):
         self.act = activation_module(activation)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.act(a + b if self.kind == "add" else a * b)
+        return _activate(self.act, a + b if self.kind == "add" else a * b)
 
 
 class Identity(nn.Module):
@@ -159,7 +165,7 @@ class Concat(nn.Module):
         self.act = activation_module(activation)
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return self.act(torch.cat(xs, dim=_nchw_axis(self.axis, xs[0].ndim)))
+        return _activate(self.act, torch.cat(xs, dim=_nchw_axis(self.axis, xs[0].ndim)))
 
 
 class FullyConnected(nn.Module):
@@ -171,7 +177,7 @@ class FullyConnected(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = _to_nhwc(x).reshape(x.shape[0], -1)
-        return self.act(F.linear(flat, self.weight, self.bias))
+        return _activate(self.act, F.linear(flat, self.weight, self.bias))
 
 
 class TFLiteNet(nn.Module):

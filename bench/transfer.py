@@ -1,0 +1,59 @@
+"""Do renders mean what they claim? Class-logit renders made on MobileNet-v2 are classified by a
+different network (MobileNet-v1 0.5, 160 px); we count top-5 hits (MACO's transferability test).
+
+    python bench/transfer.py --steps 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from common import coral, table
+from vizneuron import load_model, parse_unit, render
+
+CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle", "tree frog", "king penguin",
+           "golden retriever", "zebra", "monarch", "pineapple", "strawberry", "volcano", "daisy", "lighthouse",
+           "school bus", "pizza", "broccoli", "jellyfish", "tarantula", "espresso", "ladybug", "cheeseburger",
+           "snail"]
+
+SETTINGS = {
+    "fft, standard transforms": dict(param="fft"),
+    "fft, no transforms": dict(param="fft", transforms=None),
+    "fft, standard, redirect 16": dict(param="fft", redirect_steps=16),
+    "maco, standard transforms": dict(param="maco", lr=0.2),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    source = load_model(coral("mobilenet_v2_1.0_224_quant"))
+    judge = load_model(coral("mobilenet_v1_0.5_160_quant"))
+    units = [parse_unit(f"logit:{name}", source) for name in CLASSES]
+    targets = torch.tensor([u.index for u in units])
+    rows = []
+    for name in args.settings.split(","):
+        start = time.perf_counter()
+        result = render(source, units, steps=args.steps, seed=0, progress=False, **SETTINGS[name])
+        images = F.interpolate(result.images, size=judge.input_size, mode="bilinear", antialias=True)
+        with torch.no_grad():
+            own_top1 = (source(result.images).argmax(1) == targets).float().mean().item()
+            top5 = judge(images).topk(5, dim=1).indices
+        hits = (top5 == targets[:, None]).any(1).float().mean().item()
+        rows.append([name, args.steps, f"{own_top1:.0%}", f"{hits:.0%}", f"{time.perf_counter() - start:.0f}"])
+        print(rows[-1], flush=True)
+    print(f"\n{len(CLASSES)} ImageNet classes rendered on mobilenet_v2_1.0_224_quant at 224 px, judged by "
+          "mobilenet_v1_0.5_160_quant (renders resized to 160 px):\n")
+    print(table(["settings", "steps", "source top-1", "other model top-5", "seconds"], rows))
+
+
+if __name__ == "__main__":
+    main()
