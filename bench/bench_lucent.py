@@ -5,9 +5,10 @@ lucid's standard transforms, Adam lr 0.05, the same number of steps, in one proc
 machine. The plain loop (frozen weights, one hook, nothing else) is the speed limit.
 
     pip install -e '.[lucent]'
-    python bench/bench_lucent.py --threads 2 --steps 32 --repeats 3 [--device cuda]
+    python bench/bench_lucent.py --threads 2 --steps 32 --repeats 5 [--device cuda]
 
-Prints a markdown table of seconds per step (median of the repeats) and the ratios.
+Prints a markdown table of seconds per step (median of the repeats, the three loops taking
+turns) and the ratios.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import platform
 import statistics
 import time
+from functools import partial
 from typing import Callable
 
 import torch
@@ -53,7 +55,7 @@ def plain_loop(model: Model, layer: str, channel: int, batch: int, steps: int, d
             model(x)
             loss = -store["a"][:, channel].mean()
             if batch > 1:
-                loss = loss + 1e2 * -objectives.diversity(layer)({layer: store["a"]}).sum()
+                loss = loss + 1e2 * objectives.diversity(layer)({layer: store["a"]}).sum()
             loss.backward()
             opt.step()
     finally:
@@ -81,21 +83,25 @@ def lucent_loop(model: Model, layer: str, channel: int, batch: int, steps: int, 
     sync(device)
 
 
-def timed(fn: Callable[[], None], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def interleaved(loops: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each loop, run in turns (A B C A B C ...) so drift in the
+    machine's speed hits all of them alike."""
+    for fn in loops.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in loops.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workloads", default="abc")
     args = ap.parse_args()
@@ -111,13 +117,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for key in args.workloads:
         title, spec, layer, channel, batch = WORKLOADS[key]
-        per_step = {}
+        loops = {}
         for name, loop in (("lucent", lucent_loop), ("vizneuron", vizneuron_loop), ("plain", plain_loop)):
-            model = load_model(spec, device=args.device)  # fresh: lucent leaves hooks behind
+            model = load_model(spec, device=args.device)  # one each: lucent leaves hooks behind
             if name == "lucent":  # lucent never freezes weights: run it as its users do
                 model.module.requires_grad_(True)
-            seconds = timed(lambda: loop(model, layer, channel, batch, args.steps, args.device), args.repeats)
-            per_step[name] = seconds / args.steps
+            loops[name] = partial(loop, model, layer, channel, batch, args.steps, args.device)
+        per_step = {name: t / args.steps for name, t in interleaved(loops, args.repeats).items()}
         print(f"| ({key}) {title} | {per_step['lucent']:.3f} | {per_step['vizneuron']:.3f} | {per_step['plain']:.3f} "
               f"| {per_step['vizneuron'] / per_step['plain']:.2f}x | {per_step['lucent'] / per_step['vizneuron']:.2f}x |",
               flush=True)

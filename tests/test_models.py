@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import urllib.error
 
 import pytest
@@ -46,6 +47,9 @@ def test_offline_download_says_what_failed_and_how_to_pass_a_file(monkeypatch, t
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(WeightsUnavailable, match=r"torchvision resnet18.*weights=/path/to/resnet18.pth"):
         load_model("torchvision:resnet18")
+    if importlib.util.find_spec("lucent") is not None:
+        with pytest.raises(WeightsUnavailable, match=r"lucent inceptionv1.*weights=/path/to/inception5h.pth"):
+            load_model("lucent:inceptionv1")
 
 
 def test_local_weights_file_and_refusal_to_unpickle(tmp_path):

@@ -114,8 +114,9 @@ def slots(units: Sequence[Unit], samples: int = 1) -> Objective:
 
 
 def diversity(layer: str, groups: int = 1) -> Objective:
-    """lucid's diversity term: minus the cosine similarity of each image's Gram matrix to the
-    others' in its group (batch split into `groups` equal consecutive groups), over the group size."""
+    """How alike each image's Gram matrix is to the others' in its group (cosine similarity summed
+    over the group, divided by its size; the batch splits into `groups` equal consecutive groups).
+    A penalty, written as in lucid: maximise `channel(...) - 1e2 * diversity(layer)`."""
 
     def fn(acts: Acts) -> torch.Tensor:
         act = channels_first(acts[layer])
@@ -126,7 +127,7 @@ def diversity(layer: str, groups: int = 1) -> Objective:
         size = n // groups
         group = torch.arange(n, device=act.device) // size
         mask = (group[:, None] == group[None, :]) & ~torch.eye(n, dtype=torch.bool, device=act.device)
-        return -(sim * mask).sum(1) / size
+        return (sim * mask).sum(1) / size
 
     return Objective(fn, [layer], f"diversity({layer})")
 

@@ -47,8 +47,9 @@ def fft_image(
     h, w = size
     device = gen.device
     freqs = frequencies(h, w, device)
-    scale = 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power
-    scale = (scale * math.sqrt(h * w))[None, None]
+    # lucid scales by sqrt(h*w) and inverts without normalisation; with norm="ortho" that factor
+    # is already accounted for, so the spectrum is scaled by 1/f alone.
+    scale = (1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay_power)[None, None]
     spectrum = (torch.randn(n, 3, h, w // 2 + 1, 2, generator=gen, device=device) * sd).requires_grad_(True)
 
     def image() -> torch.Tensor:
