@@ -25,7 +25,7 @@ def test_torchvision_random_init_has_labels_size_and_layers():
 
 
 def test_timm_random_init():
-    model = load_model("timm:resnet18?weights=none")
+    model = load_model("timm:resnet18?pretrained=false")
     assert model.layers["layer4"].channels == 512 and model.input_size == (224, 224)
     assert model.labels[281] == "tabby"
 

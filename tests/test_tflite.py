@@ -26,6 +26,17 @@ def test_agrees_with_litert_reference(name):
     assert (ours == theirs).mean() >= 0.95
     probabilities = torch.softmax(logits, 1).numpy()
     assert np.abs(probabilities - reference["outputs"][:, 1:]).max() < 0.1
+    rho = _mean_rank_correlation(logits, torch.from_numpy(reference["outputs"][:, 1:]))
+    print(f"{name}: top-1 agreement {(ours == theirs).mean():.1%}, mean Spearman rho {rho:.4f}")
+    assert rho > 0.9
+
+
+def _mean_rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rho per image (ranks of the 1,000 class scores), averaged over images."""
+    ranks = [x.argsort(1).argsort(1).double() for x in (a, b)]
+    ranks = [r - r.mean(1, keepdim=True) for r in ranks]
+    rho = (ranks[0] * ranks[1]).sum(1) / (ranks[0].norm(dim=1) * ranks[1].norm(dim=1))
+    return rho.mean().item()
 
 
 def test_layers_labels_and_units():

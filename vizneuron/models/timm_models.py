@@ -1,4 +1,4 @@
-"""`timm:NAME[?weights=default|none|PATH&tokens=patches|cls]` through timm's `create_model`.
+"""`timm:NAME[?weights=default|none|PATH&pretrained=false&tokens=patches|cls]` via timm's `create_model`.
 
 For ViTs, a channel of a token layer is the feature averaged over patch tokens, or with
 `tokens=cls` the CLS token's feature."""
@@ -20,6 +20,8 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
         raise ValueError(f"unknown timm model {name!r}; closest: {', '.join(close)}")
     choice = options.get("weights", "default")
+    if options.get("pretrained", "true").lower() in ("false", "0", "no"):
+        choice = "none"
     hint = f"timm:{name}?weights=/path/to/model.safetensors"
     with download_errors(f"timm {name}", hint):
         module = timm.create_model(name, pretrained=choice == "default")
