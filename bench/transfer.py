@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--settings", default=";".join(SETTINGS), help="';'-separated names from SETTINGS")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     source = load_model(coral("mobilenet_v2_1.0_224_quant"))
@@ -40,7 +40,7 @@ def main() -> None:
     units = [parse_unit(f"logit:{name}", source) for name in CLASSES]
     targets = torch.tensor([u.index for u in units])
     rows = []
-    for name in args.settings.split(","):
+    for name in args.settings.split(";"):
         start = time.perf_counter()
         result = render(source, units, steps=args.steps, seed=0, progress=False, **SETTINGS[name])
         images = F.interpolate(result.images, size=judge.input_size, mode="bilinear", antialias=True)
