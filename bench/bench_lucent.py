@@ -65,7 +65,7 @@ def plain_loop(model: Model, layer: str, channel: int, batch: int, steps: int, d
 
 def vizneuron_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
     render(model, f"{layer}:{channel}", samples=batch, diversity=1e2 if batch > 1 else 0.0, size=128,
-           model_input_size=224, steps=steps, device=device, progress=False)
+           model_input_size=224, steps=steps, device=device, redirect_steps=0, progress=False)
     sync(device)
 
 

@@ -21,10 +21,10 @@ CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle",
            "snail"]
 
 SETTINGS = {
-    "fft, standard transforms": dict(param="fft"),
-    "fft, no transforms": dict(param="fft", transforms=None),
+    "fft, standard transforms": dict(param="fft", redirect_steps=0),
+    "fft, no transforms": dict(param="fft", transforms=None, redirect_steps=0),
     "fft, standard, redirect 16": dict(param="fft", redirect_steps=16),
-    "maco, standard transforms": dict(param="maco", lr=0.2),
+    "maco, standard transforms": dict(param="maco", lr=0.2, redirect_steps=0),
 }
 
 

@@ -163,7 +163,7 @@ def test_redirected_relu_revives_a_dead_unit_and_cleans_up(tiny):
 
     with torch.no_grad():  # make conv2:3 dead on every image: large negative bias
         tiny.module.conv2.bias[3] = -50.0
-    plain = render(tiny, "act2:3", steps=30, lr=0.1, transforms=None, progress=False)
+    plain = render(tiny, "act2:3", steps=30, lr=0.1, transforms=None, redirect_steps=0, progress=False)
     assert plain.history.abs().max() == 0  # no gradient ever reaches a dead ReLU
     before = hook_count(tiny.module)
     revived = render(tiny, "act2:3", steps=30, lr=0.1, transforms=None, redirect_steps=30, progress=False)

@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
     rend.add_argument("--param", choices=["fft", "pixel", "maco"], default="fft")
     rend.add_argument("--lr", type=float, default=0.05)
-    rend.add_argument("--redirect-steps", type=int, default=0,
-                      help="first steps in which ReLU/ReLU6 pass gradient to clipped units (helps saturated nets)")
+    rend.add_argument("--redirect-steps", type=int, default=16,
+                      help="first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)")
     rend.add_argument("--seed", type=int, default=0)
     rend.add_argument("--batch", type=int, default=16, help="units optimised together in one batch")
     rend.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")

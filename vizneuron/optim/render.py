@@ -78,7 +78,7 @@ def render(
     device: str | torch.device | None = None,
     autocast: bool = False,
     thresholds: Sequence[int] = (),
-    redirect_steps: int = 0,
+    redirect_steps: int = 16,
     progress: bool = True,
 ) -> RenderResult:
     """Optimise `samples` images per unit so that each maximises its unit.
@@ -88,8 +88,9 @@ def render(
     `diversity`: weight of lucid's diversity term among a unit's samples, at the unit's layer
     unless `diversity_layer` is given. `model_input_size`: resize the image before the model
     (e.g. 224 to match lucent; fixed-size models such as ViTs get their own size by default). `device`: where to run; the model is moved there.
-    `redirect_steps`: for this many first steps, ReLU/ReLU6 pass gradient to clipped units that
-    it would revive (lucid's redirected ReLU), so saturated networks do not leave grey renders.
+    `redirect_steps`: for this many first steps (lucid's default 16), ReLU/ReLU6 pass gradient to
+    clipped units that it would revive (redirected ReLU), so units that are dead on the starting
+    image still get rendered; 0 turns it off.
     """
     unit_list = _as_units(model, units)
     if not unit_list and objective is None:
