@@ -85,12 +85,26 @@ def direction(layer: str, vector: torch.Tensor) -> Objective:
 
 
 def slots(units: Sequence[Unit], samples: int = 1) -> Objective:
-    """Batch slot i maximises `units[i // samples]`; channel units of one layer share one gather."""
+    """Batch slot i maximises `units[i // samples]`; channel units of one layer share one gather.
+    The gather indices are built once per device, not on every step."""
     by_layer: dict[str, list[tuple[int, Unit]]] = {}
     for i, u in enumerate(units):
         for s in range(samples):
             by_layer.setdefault(u.layer, []).append((i * samples + s, u))
     total = len(units) * samples
+    gathers = {
+        layer: [(i, u.index) for i, u in members if u.kind in ("channel", "logit")]
+        for layer, members in by_layer.items()
+    }
+    others = {layer: [(i, u) for i, u in members if u.kind not in ("channel", "logit")]
+              for layer, members in by_layer.items()}
+    on_device: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def indices(layer: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if (layer, device) not in on_device:
+            pairs = torch.tensor(gathers[layer], dtype=torch.long).view(-1, 2).to(device)
+            on_device[layer, device] = (pairs[:, 0], pairs[:, 1])
+        return on_device[layer, device]
 
     def fn(acts: Acts) -> torch.Tensor:
         out = None
@@ -98,16 +112,13 @@ def slots(units: Sequence[Unit], samples: int = 1) -> Objective:
             act = members[0][1].view(acts[layer])
             if out is None:
                 out = act.new_zeros(total, dtype=torch.float32)
-            plain = [(i, u.index) for i, u in members if u.kind in ("channel", "logit")]
-            if plain:
-                idx = torch.tensor([i for i, _ in plain], device=act.device)
-                chans = torch.tensor([c for _, c in plain], device=act.device)
+            if gathers[layer]:
+                idx, chans = indices(layer, act.device)
                 picked = act[idx, chans]
                 out = out.index_add(0, idx, (picked.flatten(1).mean(1) if picked.ndim > 1 else picked).float())
-            for i, u in members:
-                if u.kind not in ("channel", "logit"):
-                    value = u.activation({layer: acts[layer][i : i + 1]}).float()
-                    out = out.index_add(0, torch.tensor([i], device=act.device), value)
+            for i, u in others[layer]:
+                value = u.activation({layer: acts[layer][i : i + 1]}).float()
+                out = out.index_add(0, torch.tensor([i], device=act.device), value)
         return out
 
     return Objective(fn, list(by_layer), f"slots[{total}]")
