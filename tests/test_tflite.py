@@ -49,3 +49,36 @@ def _mean_rank_correlation(ours: torch.Tensor, reference: np.ndarray) -> float:
             a, b = _average_ranks(mine[support]), _average_ranks(theirs[support])
             rhos.append(np.corrcoef(a, b)[0, 1])
     return float(np.mean(rhos))
+
+
+def test_layers_labels_and_units():
+    model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+    assert model.input_size == (224, 224) and len(model.labels) == 1000
+    assert parse_unit("logit:tabby", model).index == 281  # ILSVRC index, background dropped
+    assert model.layers["expanded_conv_1_depthwise"].shape == (96, 56, 56)
+    assert parse_unit("expanded_conv_1.depthwise:5", model).layer == "expanded_conv_1_depthwise"
+    assert torch.allclose(model.preprocess(torch.full((1, 3, 1, 1), 1.0)), torch.full((1, 3, 1, 1), 127 / 128))
+
+
+def test_unsupported_op_lists_what_was_found(tmp_path, monkeypatch):
+    from vizneuron.models import tflite_models
+
+    monkeypatch.setattr(tflite_models, "SUPPORTED_OPS", tflite_models.SUPPORTED_OPS - {"ADD"})
+    with pytest.raises(TFLiteError, match=r"does not support: ADD \(ops found: ADD, AVERAGE_POOL_2D, CONV_2D"):
+        load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_top1_on_imagenet_sample():
+    from vizneuron.imageio import image_files, load_images
+
+    model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+    files = image_files(shared_path("data", "imagenet-sample"))
+    assert len(files) == 1000  # sorted order = ILSVRC class index
+    correct = 0
+    for start in range(0, len(files), 100):
+        batch = load_images(files[start : start + 100], model.input_size, model.crop_fraction)
+        assert not batch.skipped
+        with torch.no_grad():
+            correct += (model(batch.images).argmax(1) == torch.arange(start, start + 100)).sum().item()
+    assert correct / len(files) >= 0.80, correct
