@@ -82,3 +82,39 @@ def test_mobilenet_v2_top1_on_imagenet_sample():
         with torch.no_grad():
             correct += (model(batch.images).argmax(1) == torch.arange(start, start + 100)).sum().item()
     assert correct / len(files) >= 0.80, correct
+
+
+SCHEMES = {"float": 1e-5, "float16": 1e-5, "uint8": 0.05, "int8": 0.05}  # max |probability difference|
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_storage_scheme_matches_litert(scheme, tmp_path):
+    """float, fp16-weight, uint8 per-tensor and int8 per-channel files, checked against LiteRT itself."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert (the dev extra)")
+    from tflite_writer import calibrated_classifier
+
+    images = np.random.default_rng(1).uniform(-1, 1, (64, 16, 16, 3)).astype(np.float32)
+    file = tmp_path / f"small_{scheme}.tflite"
+    file.write_bytes(calibrated_classifier(scheme, images[:16]))
+    interpreter = litert.Interpreter(model_path=str(file))
+    interpreter.allocate_tensors()
+    (entry,), (exit_,) = interpreter.get_input_details(), interpreter.get_output_details()
+    reference = []
+    for image in images[16:]:
+        if entry["dtype"] == np.uint8:
+            image = np.clip(np.round(image * 128 + 128), 0, 255).astype(np.uint8)
+        interpreter.set_tensor(entry["index"], image[None])
+        interpreter.invoke()
+        out = interpreter.get_tensor(exit_["index"]).astype(np.float32)[0]
+        scale, zero = exit_["quantization"]
+        reference.append((out - zero) * scale if exit_["dtype"] == np.uint8 else out)
+    reference = np.stack(reference)
+
+    model = load_model(f"tflite:{file}")
+    assert "block1_depthwise" in model.layers and not any("quantize" in name.lower() for name in model.layers)
+    assert model.layers["block1_depthwise"].shape == (8, 8, 8) and model.layers["block3_concat"].shape == (16, 3, 3)
+    with torch.no_grad():  # the model's own preprocessing maps [0, 1] pixels to the file's input range
+        probabilities = torch.softmax(model(torch.from_numpy(images[16:]).permute(0, 3, 1, 2) / 2 + 0.5), 1)
+    probabilities = probabilities.numpy()
+    assert np.abs(probabilities - reference).max() < SCHEMES[scheme]
+    assert (probabilities.argmax(1) == reference.argmax(1)).mean() >= 0.95

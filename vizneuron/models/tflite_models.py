@@ -1,7 +1,7 @@
 """`tflite:PATH[?labels=PATH]`: a TFLite image classifier rebuilt as a float, differentiable torch module.
 
-Weights are dequantised ((q - zero_point) * scale, per tensor or per output channel); activations
-run in float. Every graph op becomes a named submodule (named after its TensorFlow scope, e.g.
+Weights are dequantised ((q - zero_point) * scale, per tensor or per output channel; float16
+constants behind DEQUANTIZE ops are folded in); activations run in float. Every graph op becomes a named submodule (named after its TensorFlow scope, e.g.
 `expanded_conv_1.depthwise` -> module `expanded_conv_1_depthwise`), so units, hooks and
 `vizneuron layers` work as on any other network. Tensors of rank 4 are kept NCHW inside; ops that
 care about layout (reshape, pad, concatenation, fully connected, mean) translate their NHWC axes.
@@ -116,7 +116,15 @@ class Elementwise(nn.Module):
         self.act = activation_module(activation)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        a, b = _broadcastable(a, b), _broadcastable(b, a)
         return _activate(self.act, a + b if self.kind == "add" else a * b)
+
+
+def _broadcastable(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """A lower-rank operand (e.g. a per-channel constant) broadcast as TFLite does against NHWC."""
+    if other.ndim == 4 and x.ndim < 4:
+        return _from_nhwc(x.reshape((1,) * (4 - x.ndim) + tuple(x.shape)))
+    return x
 
 
 class Identity(nn.Module):
@@ -187,10 +195,17 @@ class TFLiteNet(nn.Module):
         super().__init__()
         self.steps = steps  # (module name, input tensor indices, output tensor index)
         self.input_index, self.output_index = input_index, output_index
+        self.constant_indices: list[int] = []
         self.drop_background = False
 
+    def add_constant(self, index: int, value: torch.Tensor) -> None:
+        """A constant that an op takes as a runtime operand (e.g. ADD with a fixed tensor)."""
+        self.register_buffer(f"constant_{index}", _from_nhwc(value[None] if value.ndim == 3 else value))
+        self.constant_indices.append(index)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tensors = {self.input_index: x}
+        tensors = {i: getattr(self, f"constant_{i}") for i in self.constant_indices}
+        tensors[self.input_index] = x
         for name, inputs, output in self.steps:
             tensors[output] = getattr(self, name)(*(tensors[i] for i in inputs))
         out = tensors[self.output_index]
@@ -204,6 +219,10 @@ def _op_names() -> dict[int, str]:
     import tflite
 
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _is_constant(graph, model, index: int) -> bool:
+    return model.Buffers(graph.Tensors(index).Buffer()).DataLength() > 0
 
 
 def _dequantised(graph, model, index: int) -> torch.Tensor:
@@ -222,7 +241,7 @@ def _dequantised(graph, model, index: int) -> torch.Tensor:
         if scale.size > 1:
             shape[q.QuantizedDimension()] = -1
         array = (array.astype(np.float32) - zero.reshape(shape)) * scale.reshape(shape)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return torch.from_numpy(np.array(array, dtype=np.float32))  # a writable copy
 
 
 def _layer_names(graph, ops: list) -> list[str]:
@@ -264,13 +283,23 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
         raise TFLiteError(f"{file.name} uses ops this importer does not support: {', '.join(missing)} "
                           f"(ops found: {', '.join(sorted(set(kinds)))})")
 
-    layer_names = _layer_names(graph, ops)
+    # float16 files keep weights as fp16 constants behind DEQUANTIZE ops: fold those into constants
+    folded = {op.Outputs(0): op.Inputs(0) for op, kind in zip(ops, kinds)
+              if kind == "DEQUANTIZE" and _is_constant(graph, model, op.Inputs(0))}
+    kept = [(op, kind) for op, kind in zip(ops, kinds) if op.Outputs(0) not in folded]
+
+    def constant(index: int) -> torch.Tensor:
+        return _dequantised(graph, model, folded.get(index, index))
+
     steps = []
     net = TFLiteNet([], graph.Inputs(0), graph.Outputs(0))
-    for op, kind, name in zip(ops, kinds, layer_names):
-        module, inputs = _build(op, kind, graph, model)
+    for (op, kind), name in zip(kept, _layer_names(graph, [op for op, _ in kept])):
+        module, inputs = _build(op, kind, graph, constant)
         net.add_module(name, module)
         steps.append((name, inputs, op.Outputs(0)))
+        for index in inputs:
+            if (index in folded or _is_constant(graph, model, index)) and index not in net.constant_indices:
+                net.add_constant(index, constant(index))
     net.steps = steps
 
     input_tensor = graph.Tensors(graph.Inputs(0))
@@ -302,7 +331,7 @@ def _labels(file: Path, options: dict[str, str]) -> list[str] | None:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def _build(op, kind: str, graph, model) -> tuple[nn.Module, list[int]]:
+def _build(op, kind: str, graph, constant) -> tuple[nn.Module, list[int]]:
     import tflite
 
     inputs = [op.Inputs(i) for i in range(op.InputsLength())]
@@ -315,8 +344,8 @@ def _build(op, kind: str, graph, model) -> tuple[nn.Module, list[int]]:
 
     if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         o = options(tflite.Conv2DOptions if kind == "CONV_2D" else tflite.DepthwiseConv2DOptions)
-        weight = _dequantised(graph, model, inputs[1])
-        bias = _dequantised(graph, model, inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
+        weight = constant(inputs[1])
+        bias = constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
         if kind == "CONV_2D":
             weight, groups = weight.permute(0, 3, 1, 2).contiguous(), 1  # [out, kh, kw, in] -> OIHW
         else:
@@ -335,18 +364,18 @@ def _build(op, kind: str, graph, model) -> tuple[nn.Module, list[int]]:
         return Elementwise(kind.lower(), _ACTIVATIONS[o.FusedActivationFunction()]), inputs[:2]
     if kind == "MEAN":
         o = options(tflite.ReducerOptions)
-        axes = [int(a) for a in _dequantised(graph, model, inputs[1]).long().reshape(-1)]
+        axes = [int(a) for a in constant(inputs[1]).long().reshape(-1)]
         return Mean(axes, bool(o.KeepDims())), [inputs[0]]
     if kind in ("RESHAPE", "SQUEEZE"):
         shape = [int(v) for v in graph.Tensors(op.Outputs(0)).ShapeAsNumpy()]
         return Reshape(shape), [inputs[0]]
     if kind == "FULLY_CONNECTED":
         o = options(tflite.FullyConnectedOptions)
-        weight = _dequantised(graph, model, inputs[1])
-        bias = _dequantised(graph, model, inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
+        weight = constant(inputs[1])
+        bias = constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
         return FullyConnected(weight, bias, _ACTIVATIONS[o.FusedActivationFunction()]), [inputs[0]]
     if kind == "PAD":
-        return Pad(_dequantised(graph, model, inputs[1]).long().numpy()), [inputs[0]]
+        return Pad(constant(inputs[1]).long().numpy()), [inputs[0]]
     if kind == "CONCATENATION":
         o = options(tflite.ConcatenationOptions)
         return Concat(o.Axis(), _ACTIVATIONS[o.FusedActivationFunction()]), inputs
