@@ -87,3 +87,38 @@ def batched_forward(model: Model, images: torch.Tensor, layers: list[str], batch
             for name, act in cap.run(images[i : i + batch]).items():
                 out[name].append(act)
     return {name: torch.cat(chunks) for name, chunks in out.items()}
+
+
+def write_problem_images(folder: Path) -> dict[str, str]:
+    """Files a real dataset throws at a loader, beside two good ones; name -> expected fate."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    photo.save(folder / "good_a.png")
+    photo.transpose(Image.FLIP_LEFT_RIGHT).save(folder / "good_b.jpg", quality=90)
+    (folder / "zero.jpg").write_bytes(b"")
+    jpeg = io.BytesIO()
+    photo.save(jpeg, format="JPEG", quality=90)
+    (folder / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (folder / "text.png").write_text("this is not a picture")
+    photo.convert("L").save(folder / "grey.png")
+    photo.convert("RGBA").save(folder / "rgba.png")
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((rng.integers(0, 65536, (40, 48))).astype(np.uint16)).save(folder / "sixteen.png")
+    # a PNG whose header claims 30000 x 30000 pixels: the guard must refuse it before decoding
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    data = zlib.compress(b"\x00" * 64)
+    idat = struct.pack(">I", len(data)) + b"IDAT" + data + struct.pack(">I", zlib.crc32(b"IDAT" + data))
+    (folder / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + idat)
+    return {"good_a.png": "ok", "good_b.jpg": "ok", "zero.jpg": "skipped: empty",
+            "truncated.jpg": "skipped: truncated", "text.png": "skipped: not an image",
+            "grey.png": "converted: L", "rgba.png": "converted: alpha", "cmyk.jpg": "converted: CMYK",
+            "sixteen.png": "converted: 8-bit", "bomb.png": "skipped: too large"}

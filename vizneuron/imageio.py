@@ -7,6 +7,7 @@ run over thousands.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -25,18 +26,75 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
 
 
-def load_image(path: str | Path, size: tuple[int, int], crop_fraction: float = 1.0) -> torch.Tensor:
-    """One image as (3, H, W) in [0, 1]: centre crop of `crop_fraction` of the short side, then a
-    bilinear resize to `size` (ImageNet evaluation uses 0.875, e.g. 224 from 256)."""
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255)
+class ImageSkipped(ValueError):
+    """A file that cannot be used as an image; the message says why (for the run's report)."""
+
+
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # decompression-bomb guard, as PIL's own default
+
+
+def read_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, str | None]:
+    """Decode any image file to 8-bit RGB (H, W, 3), and say what was converted on the way.
+
+    Greyscale, palette, CMYK and 16-bit files are converted (RGBA is composited on white); empty,
+    truncated, non-image and oversized files raise `ImageSkipped` with the reason.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ImageSkipped("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                pixels = im.width * im.height
+                if max_pixels is not None and pixels > max_pixels:
+                    raise ImageSkipped(f"too large: {im.width}x{im.height} = {pixels:,} pixels "
+                                       f"(limit {max_pixels:,}; a decompression-bomb guard)")
+                im.load()
+                return _to_rgb(im)
+    except ImageSkipped:
+        raise
+    except UnidentifiedImageError:
+        raise ImageSkipped("not an image PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageSkipped(f"too large (decompression-bomb guard): {err}") from None
+    except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt data
+        raise ImageSkipped(f"corrupt or truncated: {err}") from None
+
+
+def _to_rgb(im: Image.Image) -> tuple[np.ndarray, str | None]:
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.uint8), None
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit greyscale: scale, do not clip
+        values = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2), f"{mode} greyscale scaled to 8-bit RGB"
+    if "A" in mode or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), f"{mode}: alpha composited on white"
+    return np.asarray(im.convert("RGB"), dtype=np.uint8), f"{mode} converted to RGB"
+
+
+def to_model_input(rgb: np.ndarray, size: tuple[int, int], crop_fraction: float = 1.0) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, *size) in [0, 1]: centre crop of `crop_fraction` of the short side, then
+    a bilinear, antialiased resize (ImageNet evaluation uses 0.875, e.g. 224 from 256)."""
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div_(255)  # own copy
     h, w = x.shape[1:]
-    side = min(h, w) * crop_fraction
-    ch, cw = (round(side), round(side)) if crop_fraction < 1.0 else (h, w)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    x = x[:, top : top + ch, left : left + cw]
+    if crop_fraction < 1.0:
+        side = round(min(h, w) * crop_fraction)
+        top, left = (h - side) // 2, (w - side) // 2
+        x = x[:, top : top + side, left : left + side]
+    if tuple(x.shape[1:]) == tuple(size):
+        return x
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
+
+
+def load_image(path: str | Path, size: tuple[int, int], crop_fraction: float = 1.0) -> torch.Tensor:
+    """One image file as the model's input, (3, H, W) in [0, 1]."""
+    return to_model_input(read_rgb(path)[0], size, crop_fraction)
 
 
 def load_images(paths: Iterable[str | Path], size: tuple[int, int], crop_fraction: float = 1.0) -> LoadedImages:
@@ -46,8 +104,8 @@ def load_images(paths: Iterable[str | Path], size: tuple[int, int], crop_fractio
         try:
             images.append(load_image(path, size, crop_fraction))
             kept.append(path)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            skipped.append((path, f"{type(err).__name__}: {err}"))
+        except ImageSkipped as err:
+            skipped.append((path, str(err)))
     stacked = torch.stack(images) if images else torch.empty(0, 3, *size)
     return LoadedImages(stacked, kept, skipped)
 
