@@ -57,3 +57,42 @@ def test_contact_sheet_grid_layout():
     assert sheet.size == (2 * 8 + 1, 2 * 8 + 1)
     assert sheet.getpixel((0, 9)) == (128, 128, 128) and sheet.getpixel((9, 9)) == (255, 255, 255)
     assert sheet.getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_mine_top_merge_and_render_with_examples(tmp_path, capsys):
+    from conftest import write_problem_images
+
+    data = tmp_path / "data"
+    write_problem_images(data)
+    index = tmp_path / "ex.sqlite"
+    mine = ["mine", TINY, "--layers", "conv2", "--units", "logit:1", "--data", str(data), "--k", "3",
+            "--batch", "4", "--quiet"]
+    assert main(mine + ["--index", str(index)]) == 0
+    out = capsys.readouterr().out
+    assert "mined 6 of 10 images for 17 units" in out and "skipped:" in out and "bomb.png: too large" in out
+
+    assert main(["top", TINY, "conv2:3", "--index", str(index), "--json", "--out", str(tmp_path / "g")]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed) == 3 and listed[0]["activation"] >= listed[1]["activation"] >= listed[2]["activation"]
+    assert {"path", "activation", "position"} == set(listed[0]) and len(listed[0]["position"]) == 2
+    assert (tmp_path / "g" / "conv2_3_top.html").exists()
+    assert main(["top", TINY, "conv2:3", "--index", str(index), "--bottom", "--out", str(tmp_path / "g")]) == 0
+    assert "gallery:" in capsys.readouterr().out
+
+    shards = [str(tmp_path / f"s{i}.sqlite") for i in range(2)]
+    for i, shard in enumerate(shards):
+        assert main(mine + ["--index", shard, "--shard", f"{i}/2"]) == 0
+    assert main(["merge", str(tmp_path / "merged.sqlite"), *shards]) == 0
+    assert "6 images, 17 units" in capsys.readouterr().out
+
+    args = ["render", TINY, "--units", "conv2:3", "--steps", "4", "--quiet", "--index", str(index),
+            "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert len(manifest["units"][0]["examples"]) == 3
+    assert "top dataset examples" in (tmp_path / "r" / "index.html").read_text()
+
+    assert main(["top", TINY, "conv2:99", "--index", str(index)]) == 2
+    assert "channel 99 out of range" in capsys.readouterr().err
+    assert main(["mine", TINY, "--data", str(data), "--index", str(index)]) == 2
+    assert "give --layers" in capsys.readouterr().err

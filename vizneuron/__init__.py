@@ -3,6 +3,7 @@
     import vizneuron as vz
     model = vz.load_model("default")
     result = vz.render(model, "layer3:5", samples=4, diversity=1e2)
+    index = vz.mine(model, "layer2,layer3", "path/to/images", k=32, index="examples.sqlite")
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .capture import capture
+from .mine import ExampleIndex, IndexMismatch, merge, mine
 from .models import LayerError, Model, WeightsUnavailable, load_model
 from .optim import objectives
 from .optim.render import RenderError, RenderResult, render
@@ -17,5 +19,5 @@ from .units import Unit, UnitError, parse_unit, parse_units
 
 __all__ = [
     "Model", "load_model", "Unit", "parse_unit", "parse_units", "capture", "render", "RenderResult",
-    "objectives", "LayerError", "UnitError", "WeightsUnavailable", "RenderError", "__version__",
+    "objectives", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError", "__version__",
 ]

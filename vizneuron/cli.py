@@ -47,10 +47,69 @@ def _cmd_render(args: argparse.Namespace) -> None:
             progress=not args.quiet,
         ))
     merged = RenderResult.concat(results)
-    manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}")
+    index = None
+    if args.index:
+        from .mine import ExampleIndex
+
+        index = ExampleIndex(args.index)
+        settings["index"] = args.index
+    manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}", index=index)
     for entry in manifest["units"]:
         print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
     print(f"wrote {len(manifest['units'])} units to {args.out}/index.html")
+
+
+def _cmd_mine(args: argparse.Namespace) -> None:
+    from .mine import mine
+    from .models import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.layers and not args.units:
+        raise ValueError("give --layers (all their channels) and/or --units")
+    model = load_model(args.model, device=args.device)
+    what = ";".join(part for part in (args.layers, args.units) if part)
+    index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
+                 shard=args.shard, reduce=args.reduce, autocast=args.autocast,
+                 checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+    summary = index.summary()
+    print(f"mined {summary['mined']} of {summary['images']} images for {summary['units']} units into {args.index} "
+          f"({summary['skipped']} skipped, {summary['converted']} converted)")
+    for path, action, reason in index.notes():
+        print(f"  {action}: {path}: {reason}")
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from .mine import merge
+
+    summary = merge(args.output, args.shards).summary()
+    print(f"merged {len(args.shards)} shards into {args.output}: {summary['mined']} images, {summary['units']} units")
+
+
+def _cmd_top(args: argparse.Namespace) -> None:
+    import json
+
+    from .gallery import write_examples_page
+    from .mine import ExampleIndex
+    from .models import load_model
+    from .units import parse_unit
+
+    index = ExampleIndex(args.index)
+    model = load_model(args.model)
+    if model.name != index.meta["model"]:
+        raise ValueError(f"{args.index} was mined with {index.meta['model']}, not {args.model}")
+    unit = parse_unit(args.unit, model).name
+    examples = index.examples(unit, bottom=args.bottom, k=args.k)
+    page = write_examples_page(index, unit, args.out, k=args.k, bottom=args.bottom)
+    if args.json:
+        print(json.dumps([{"path": e.path, "activation": e.value,
+                           "position": list(e.position) if e.position else None} for e in examples], indent=1))
+        print(f"gallery: {page}", file=sys.stderr)
+        return
+    for e in examples:
+        where = f"@{e.position[0]},{e.position[1]}" if e.position else ""
+        print(f"{e.rank + 1:>3}  {e.value:>10.4f}  {where:<8} {e.label or '':<12} {e.path}")
+    print(f"gallery: {page}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +138,43 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     rend.add_argument("--out", default="gallery", help="output folder")
     rend.add_argument("--quiet", action="store_true", help="no progress bars")
+    rend.add_argument("--index", default=None, help="example index (from `vizneuron mine`): show each unit's "
+                                                    "top dataset examples beside its renders")
     rend.set_defaults(func=_cmd_render)
+
+    mine = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")
+    mine.add_argument("model", help="model spec, e.g. default")
+    mine.add_argument("--layers", default="", help="layers whose every channel is mined, e.g. layer2,layer3")
+    mine.add_argument("--units", default="", help="further unit specs, e.g. 'logit:*; layer3:5@2,2'")
+    mine.add_argument("--data", required=True, help="image folder (class subfolders = labels) or a text file of paths")
+    mine.add_argument("--k", type=int, default=32, help="top and bottom images kept per unit")
+    mine.add_argument("--index", required=True, help="SQLite index to write; rerun the same command to resume")
+    mine.add_argument("--batch", type=int, default=64)
+    mine.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    mine.add_argument("--shard", default="0/1", help="mine the I-th of N slices (I/N); combine with `merge`")
+    mine.add_argument("--reduce", choices=["max", "mean"], default="max",
+                      help="an image's value for a spatial unit: its max over positions, or the mean")
+    mine.add_argument("--checkpoint-every", type=int, default=8, help="batches between checkpoints")
+    mine.add_argument("--autocast", action="store_true", help="float16 autocast on CUDA")
+    mine.add_argument("--device", default=None)
+    mine.add_argument("--threads", type=int, default=None)
+    mine.add_argument("--quiet", action="store_true")
+    mine.set_defaults(func=_cmd_mine)
+
+    merge = sub.add_parser("merge", help="combine shard indexes into the result of one unsharded run")
+    merge.add_argument("output", help="index to write")
+    merge.add_argument("shards", nargs="+", help="the finished shard indexes 0/N .. N-1/N")
+    merge.set_defaults(func=_cmd_merge)
+
+    top = sub.add_parser("top", help="print a unit's top (or bottom) dataset examples and write a small gallery")
+    top.add_argument("model", help="the model spec the index was mined with")
+    top.add_argument("unit", help="e.g. layer3:5")
+    top.add_argument("--index", required=True)
+    top.add_argument("--k", type=int, default=None, help="how many (default: all kept)")
+    top.add_argument("--bottom", action="store_true", help="the lowest-scoring images instead")
+    top.add_argument("--json", action="store_true", help="print JSON: path, activation, position; best first")
+    top.add_argument("--out", default="gallery/examples", help="folder for the HTML gallery")
+    top.set_defaults(func=_cmd_top)
     return parser
 
 
@@ -90,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (UnitError, LayerError, WeightsUnavailable, ValueError) as err:
-        print(f"vizneuron: error: {err}", file=sys.stderr)
+    except (UnitError, LayerError, WeightsUnavailable, ValueError, FileNotFoundError, KeyError) as err:
+        print(f"vizneuron: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     return 0
 

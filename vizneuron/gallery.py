@@ -63,8 +63,36 @@ def safe_name(unit_name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in unit_name)
 
 
-def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any], title: str) -> dict[str, Any]:
-    """Write the gallery of `result` into `out`; returns the manifest."""
+def heatmap_overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:
+    """The image darkened where the unit's map is low: where in the picture it fired."""
+    peak = float(heat.max())
+    weight = np.clip(heat / peak, 0, 1) if peak > 0 else np.zeros_like(heat)
+    mask = Image.fromarray((weight * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    return Image.composite(image, Image.new("RGB", image.size, "black"), mask.point(lambda v: 64 + v * 191 // 255))
+
+
+def write_examples(index, unit: str, out: Path, k: int | None = None, bottom: bool = False) -> list[dict[str, Any]]:
+    """A unit's dataset examples from an `ExampleIndex` as PNGs (crop and heatmap overlay) in `out`."""
+    records = []
+    side = "bottom" if bottom else "top"
+    for example in index.examples(unit, bottom=bottom, k=k):
+        stem = f"{safe_name(unit)}_{side}{example.rank}"
+        crop = index.crop(example)
+        write_atomic(out / f"{stem}_crop.png", png_bytes(crop.resize((128, 128), Image.BICUBIC)))
+        picture = index.thumbnail(example.image)
+        if example.heatmap is not None:
+            picture = heatmap_overlay(picture, example.heatmap)
+        write_atomic(out / f"{stem}_image.png", png_bytes(picture.resize((128, 128), Image.BICUBIC)))
+        records.append({"rank": example.rank, "path": example.path, "label": example.label,
+                        "activation": round(example.value, 6), "position": example.position, "box": example.box,
+                        "crop": f"{stem}_crop.png", "image": f"{stem}_image.png"})
+    return records
+
+
+def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any], title: str,
+                  index=None) -> dict[str, Any]:
+    """Write the gallery of `result` into `out` (with each unit's top dataset examples when an
+    `ExampleIndex` is given); returns the manifest."""
     out = Path(out)
     scale = max(1, 128 // result.images.shape[-1])  # small renders are shown enlarged
     entries = []
@@ -79,7 +107,10 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
         sheet = f"{stem}_sheet.png"
         write_atomic(out / sheet, png_bytes(contact_sheet(result.images[list(slots)], scale)))
         acts = [round(float(result.activations[slot]), 6) for slot in slots]
-        entries.append({"unit": unit.name, "images": files, "sheet": sheet, "final_activation": acts})
+        entry = {"unit": unit.name, "images": files, "sheet": sheet, "final_activation": acts}
+        if index is not None:
+            entry["examples"] = write_examples(index, unit.name, out, k=8)
+        entries.append(entry)
     manifest = {
         "title": title,
         "settings": settings,
@@ -109,13 +140,18 @@ def _html(manifest: dict[str, Any]) -> str:
             f"<figcaption>{a:.3g}</figcaption></figure>"
             for i, (f, a) in enumerate(zip(entry["images"], entry["final_activation"]))
         )
-        rows.append(f'<section><h2>{esc(entry["unit"])}</h2><div class="row">{cells}</div></section>')
+        examples = _example_cells(entry.get("examples", []))
+        if examples:
+            examples = f'<p class="note">top dataset examples (crop around the hottest spot, and where it fired)</p>' \
+                       f'<div class="row">{examples}</div>'
+        rows.append(f'<section><h2>{esc(entry["unit"])}</h2><div class="row">{cells}</div>{examples}</section>')
     settings = esc(json.dumps(manifest["settings"], indent=1))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(manifest['title'])}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
 .row{{display:flex;flex-wrap:wrap;gap:8px}}
+.note{{font-size:12px;color:#777;margin:.4em 0}}
 figure{{margin:0;text-align:center;font-size:12px;color:#555}}
 img{{width:128px;height:128px;image-rendering:pixelated;border:1px solid #ddd}}
 h2{{font-size:15px;margin:1em 0 .3em}}
@@ -127,3 +163,34 @@ pre{{background:#eee;padding:.5em;font-size:11px}}
 <details><summary>settings</summary><pre>{settings}</pre></details>
 </body></html>
 """
+
+
+def _example_cells(records: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    return "".join(
+        f'<figure><img src="{esc(r["crop"])}" alt="crop {r["rank"]}"><img src="{esc(r["image"])}" '
+        f'alt="image {r["rank"]}"><figcaption title="{esc(r["path"])}">{r["activation"]:.3g}'
+        f'{" · " + esc(r["label"]) if r["label"] else ""}</figcaption></figure>'
+        for r in records
+    )
+
+
+def write_examples_page(index, unit: str, out: str | Path, k: int | None = None, bottom: bool = False) -> Path:
+    """A small self-contained HTML page of one unit's top (or bottom) dataset examples."""
+    out = Path(out)
+    records = write_examples(index, unit, out, k=k, bottom=bottom)
+    stats = index.stats(unit)
+    esc = html.escape
+    title = f"{unit}: {'bottom' if bottom else 'top'} {len(records)} of {stats.count} images"
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em}}.row{{display:flex;flex-wrap:wrap;gap:8px}}
+figure{{margin:0;text-align:center;font-size:12px;color:#555}}img{{width:128px;height:128px;display:block}}</style>
+</head><body><h1>{esc(title)}</h1>
+<p>{esc(index.meta["model"])} on {esc(index.meta["dataset"]["root"])}. mean {stats.mean:.3g}, std {stats.std:.3g},
+max {stats.max:.3g}, active on {stats.active:.0%} of images.</p>
+<div class="row">{_example_cells(records)}</div></body></html>
+"""
+    path = out / f"{safe_name(unit)}_{'bottom' if bottom else 'top'}.html"
+    write_atomic(path, page.encode())
+    return path

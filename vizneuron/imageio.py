@@ -51,7 +51,7 @@ def read_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[np.
                     raise ImageSkipped(f"too large: {im.width}x{im.height} = {pixels:,} pixels "
                                        f"(limit {max_pixels:,}; a decompression-bomb guard)")
                 im.load()
-                return _to_rgb(im)
+                return pil_to_rgb(im)
     except ImageSkipped:
         raise
     except UnidentifiedImageError:
@@ -62,7 +62,7 @@ def read_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[np.
         raise ImageSkipped(f"corrupt or truncated: {err}") from None
 
 
-def _to_rgb(im: Image.Image) -> tuple[np.ndarray, str | None]:
+def pil_to_rgb(im: Image.Image) -> tuple[np.ndarray, str | None]:
     mode = im.mode
     if mode == "RGB":
         return np.asarray(im, dtype=np.uint8), None
@@ -88,7 +88,7 @@ def to_model_input(rgb: np.ndarray, size: tuple[int, int], crop_fraction: float 
         top, left = (h - side) // 2, (w - side) // 2
         x = x[:, top : top + side, left : left + side]
     if tuple(x.shape[1:]) == tuple(size):
-        return x
+        return x.contiguous()
     return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0].clamp_(0, 1)
 
 

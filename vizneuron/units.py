@@ -14,6 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,6 +67,34 @@ class Unit:
         return act[:, self.index].flatten(1).mean(1) if act.ndim > 2 else act[:, self.index]
 
 
+def map_group(unit: Unit) -> tuple:
+    """Units with equal keys read the same view of the same layer and can be mapped together."""
+    return (unit.layer, unit.kind == "neuron", unit.prefix_tokens, unit.cls_token)
+
+
+def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
+    """Every unit's response over the layer's positions, (N, U, S), for units of one `map_group`.
+
+    S is H*W for spatial layers, the patch tokens for token layers, and 1 for neurons, logits and
+    vector layers. A unit's mean over S is its `activation`; the miner also wants the max and where.
+    """
+    view = units[0].view(act)
+    flat = view.flatten(2) if view.ndim > 2 else view[..., None]
+    if units[0].kind == "neuron":
+        c = torch.tensor([u.index for u in units], device=act.device)
+        y = torch.tensor([u.position[0] for u in units], device=act.device)
+        x = torch.tensor([u.position[1] for u in units], device=act.device)
+        return view[:, c, y, x][..., None]
+    indices = [u.index for u in units if u.kind != "direction"]
+    if len(indices) == len(units):  # channels or logits only: a view, or one gather
+        if indices == list(range(flat.shape[1])):
+            return flat
+        return flat[:, torch.tensor(indices, device=act.device)]
+    maps = [flat[:, u.index] if u.kind != "direction" else torch.einsum("ncs,c->ns", flat, u.direction.to(flat))
+            for u in units]
+    return torch.stack(maps, 1)
+
+
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
 
@@ -104,9 +133,10 @@ def _parse_one(spec: str, model: Model) -> list[Unit]:
         info, kind = model.layer(OUTPUT_LAYER), "logit"
     else:
         try:
-            info, kind = model.layer(layer_name), "channel"
+            info = model.layer(layer_name)
         except LayerError as err:
             raise UnitError(str(err)) from None
+        kind = "logit" if info.name == OUTPUT_LAYER else "channel"
     layer, channels = info.name, info.channels
     if rest.startswith("dir="):
         return [replace(_direction(layer, rest[4:], channels), **_token_settings(info, model))]

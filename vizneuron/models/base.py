@@ -97,6 +97,11 @@ class Model:
         self._std = self._std.to(device)
         return self
 
+    def preprocessing(self) -> dict:
+        """Everything that decides what the network sees of an image (recorded in example indexes)."""
+        return {"input_size": list(self.input_size), "mean": [round(v, 6) for v in self._mean.flatten().tolist()],
+                "std": [round(v, 6) for v in self._std.flatten().tolist()], "crop_fraction": self.crop_fraction}
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Map [0, 1] RGB to what the network was trained on."""
         return (images - self._mean.to(images.device)) / self._std.to(images.device)

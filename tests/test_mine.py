@@ -1,0 +1,246 @@
+"""The dataset-example miner: exact against brute force, resumable, shardable, robust to bad files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import batched_forward, make_tiny, shared_path, write_problem_images
+from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
+from vizneuron.mine.tracker import Tracker
+
+
+def _brute_force(values: np.ndarray, k: int, bottom: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit (columns of `values`), the k best image ids: by value, ties to the lower id."""
+    ids = np.arange(len(values))
+    order = [np.lexsort((ids, v if bottom else -v))[:k] for v in values.T]
+    return np.stack(order), np.stack([values[o, u] for u, o in enumerate(order)])
+
+
+def _model(name: str):
+    if name == "default":
+        return load_model("default")
+    return load_model(f"cifar-resnet:{next(shared_path('models', 'cifar-resnet').glob('resnet20-*.th'))}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["default", "resnet20"])
+def test_top_and_bottom_k_equal_brute_force_on_cifar10(name, cifar_test, tmp_path):
+    model = _model(name)
+    images, labels = cifar_test
+    layers = ["layer2", "layer3"]
+    k = 16
+    index = mine(model, ",".join(layers), shared_path("data", "cifar10", "test"), k=k, batch_size=500,
+                 index=tmp_path / "examples.sqlite", progress=False)
+    acts = batched_forward(model, images.contiguous(), layers, batch=500)  # same layout, same batches
+    assert index.summary()["mined"] == len(images) == 10_000
+    for layer in layers:
+        peak = acts[layer].flatten(2).amax(2).numpy()  # (N, C): each image's strongest response
+        spatial_w = acts[layer].shape[3]
+        for bottom in (False, True):
+            ids, values = _brute_force(peak, k, bottom)
+            for c in range(peak.shape[1]):
+                examples = index.examples(f"{layer}:{c}", bottom=bottom)
+                assert [e.image for e in examples] == ids[c].tolist(), (layer, c, bottom)
+                assert np.array_equal(np.array([e.value for e in examples], np.float32), values[c])
+        # positions, labels and statistics of one unit, checked in full
+        c = 3
+        top = index.examples(f"{layer}:{c}")[0]
+        flat = acts[layer][top.image, c].flatten().argmax().item()
+        assert top.position == divmod(flat, spatial_w)
+        assert top.label == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                             "truck"][labels[top.image]]
+        stats = index.stats(f"{layer}:{c}")
+        assert stats.count == 10_000 and stats.max == pytest.approx(peak[:, c].max())
+        assert stats.mean == pytest.approx(peak[:, c].mean(dtype=np.float64), rel=1e-9)
+        assert stats.std == pytest.approx(peak[:, c].std(dtype=np.float64), rel=1e-6)
+        assert stats.active == pytest.approx((peak[:, c] > 0).mean())
+        assert stats.histogram.sum() == 10_000
+        assert top.heatmap.shape == acts[layer].shape[2:] and top.heatmap.max() == pytest.approx(top.value, rel=1e-2)
+        crop = index.crop(top)
+        assert 0 < crop.width <= 32 and crop.width == crop.height
+
+
+def _cifar_list(tmp_path: Path, n: int) -> Path:
+    files = sorted(shared_path("data", "cifar10", "test").rglob("*.jpg"))[:: 10_000 // n][:n]
+    listing = tmp_path / "images.txt"
+    listing.write_text("\n".join(str(f) for f in files) + "\n")
+    return listing
+
+
+def _rows(path: Path) -> dict[str, list]:
+    """Everything a finished index holds about results (not its run-specific metadata)."""
+    db = sqlite3.connect(path)
+    tables = {"examples": "SELECT unit, side, rank, image, value, y, x, box, heatmap FROM examples ORDER BY 1, 2, 3",
+              "units": "SELECT name, count, min, max, active, histogram FROM units ORDER BY id",
+              "means": "SELECT mean, std FROM units ORDER BY id",
+              "images": "SELECT id, path, label, thumbnail FROM images ORDER BY id",
+              "notes": "SELECT image, path, action, reason FROM notes ORDER BY image"}
+    rows = {name: db.execute(sql).fetchall() for name, sql in tables.items()}
+    db.close()
+    return rows
+
+
+def _same(a: dict[str, list], b: dict[str, list]) -> None:
+    for table in a:
+        if table == "means":  # float64 sums added in another order: equal to rounding
+            np.testing.assert_allclose(np.array(a[table]), np.array(b[table]), rtol=1e-12, atol=1e-12)
+        else:
+            assert a[table] == b[table], table
+
+
+MINE_SCRIPT = """
+import sys
+from vizneuron import load_model, mine
+mine(load_model("default"), "layer2:0-15;layer3:*", sys.argv[1], k=8, batch_size=16, checkpoint_every=2,
+     index=sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    listing = _cifar_list(tmp_path, 800)
+    script = tmp_path / "mine.py"
+    script.write_text(MINE_SCRIPT)
+    whole, killed = tmp_path / "whole.sqlite", tmp_path / "killed.sqlite"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, str(script), str(listing), str(whole)], check=True, env=env)
+    for attempt in range(3):  # kill -9 mid-run (a few times), then let it finish
+        proc = subprocess.Popen([sys.executable, str(script), str(listing), str(killed)], env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline and _batches_done(killed) < 4 * (attempt + 1):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert 0 < _batches_done(killed) < 50  # it really was cut short (800 images = 50 batches)
+    subprocess.run([sys.executable, str(script), str(listing), str(killed)], check=True, env=env)
+    _same(_rows(whole), _rows(killed))
+
+
+def _batches_done(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(path, timeout=0.1)
+        row = db.execute("SELECT value FROM state WHERE key = 'batches_done'").fetchone()
+        db.close()
+        return int(row[0].decode()) if row else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_an_error_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
+    """The in-process version of a crash: an exception between checkpoints loses nothing committed."""
+    from vizneuron.mine import run
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    whole = mine(make_tiny(), "conv2;logits", folder, k=5, batch_size=4, index=tmp_path / "whole.sqlite",
+                 progress=False)
+    calls = {"n": 0}
+    original = run.save_checkpoint
+
+    def crash_after_three(*args, **kwargs):
+        calls["n"] += 1
+        original(*args, **kwargs)
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C right after the third checkpoint
+
+    monkeypatch.setattr(run, "save_checkpoint", crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        mine(make_tiny(), "conv2;logits", folder, k=5, batch_size=4, checkpoint_every=2,
+             index=tmp_path / "cut.sqlite", progress=False)
+    with pytest.raises(ValueError, match="not finished"):
+        ExampleIndex(tmp_path / "cut.sqlite")
+    monkeypatch.setattr(run, "save_checkpoint", original)
+    mine(make_tiny(), "conv2;logits", folder, k=5, batch_size=4, checkpoint_every=2, index=tmp_path / "cut.sqlite",
+         progress=False)
+    _same(_rows(tmp_path / "whole.sqlite"), _rows(tmp_path / "cut.sqlite"))
+    assert whole.examples("logit:2")[0].position is None
+
+
+@pytest.mark.slow
+def test_sharded_and_merged_equals_unsharded(tmp_path):
+    listing = _cifar_list(tmp_path, 1000)
+    model = load_model("default")
+    common = dict(k=8, batch_size=50, progress=False)
+    mine(model, "layer2,layer3", listing, index=tmp_path / "whole.sqlite", **common)
+    shards = [tmp_path / f"shard{i}.sqlite" for i in range(3)]
+    for i, path in enumerate(shards):
+        mine(model, "layer2,layer3", listing, index=path, shard=f"{i}/3", **common)
+    with pytest.raises(ValueError, match="every shard"):
+        merge(tmp_path / "partial.sqlite", shards[:2])
+    merged = merge(tmp_path / "merged.sqlite", shards)
+    _same(_rows(tmp_path / "whole.sqlite"), _rows(tmp_path / "merged.sqlite"))
+    assert merged.summary()["mined"] == 1000
+
+
+def test_bad_files_are_skipped_or_converted_and_reported(tmp_path):
+    expected = write_problem_images(tmp_path / "data")
+    index = mine(make_tiny(), "conv2", tmp_path / "data", k=3, batch_size=3, index=tmp_path / "i.sqlite",
+                 progress=False)
+    notes = {Path(path).name: (action, reason) for path, action, reason in index.notes()}
+    for name, fate in expected.items():
+        if fate == "ok":
+            assert name not in notes
+        else:
+            action, reason = fate.split(": ")
+            assert notes[name][0] == action and reason in notes[name][1], (name, notes[name])
+    summary = index.summary()
+    assert summary["skipped"] == 4 and summary["converted"] == 4 and summary["mined"] == 6
+    skipped_ids = {i for i, name in enumerate(sorted(expected)) if expected[name].startswith("skipped")}
+    assert not skipped_ids & {e.image for e in index.examples("conv2:0", k=None)}
+
+
+def test_index_refuses_another_model_or_dataset_and_reports_bad_specs(tmp_path):
+    folder = tmp_path / "data"
+    write_problem_images(folder)
+    path = tmp_path / "i.sqlite"
+    mine(make_tiny(), "conv1", folder, k=2, index=path, progress=False)
+    other = make_tiny()
+    with torch.no_grad():
+        other.module.conv1.weight.add_(1)
+    with pytest.raises(IndexMismatch, match="weights"):
+        mine(other, "conv1", folder, k=2, index=path, progress=False)
+    with pytest.raises(IndexMismatch, match="k: index has 2, this run 3"):
+        mine(make_tiny(), "conv1", folder, k=3, index=path, progress=False)
+    (folder / "extra.png").write_bytes((folder / "good_a.png").read_bytes())
+    with pytest.raises(IndexMismatch, match="dataset"):
+        mine(make_tiny(), "conv1", folder, k=2, index=path, progress=False)
+    with pytest.raises(Exception, match="conv_1|conv1"):
+        mine(make_tiny(), "conv_9", folder, k=2, progress=False)
+    with pytest.raises(KeyError, match="closest: conv1:1"):
+        ExampleIndex(path).examples("conv1:11")
+    with pytest.raises(ValueError, match="I/N"):
+        mine(make_tiny(), "conv1", folder, shard="2of3", progress=False)
+
+
+def test_tracker_is_independent_of_batching_and_ties_go_to_the_lower_id():
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 4, (50, 3), generator=gen).float()  # many ties
+    values[7, 0] = float("nan")
+    where = torch.randint(0, 9, (50, 3), generator=gen)
+    ids = torch.arange(50)
+    one = Tracker.from_batch(values, where, ids).merge(Tracker.empty(3), 6)
+    parts = Tracker.empty(3)
+    for chunk in (slice(30, 50), slice(0, 11), slice(11, 30)):  # out of order, uneven
+        parts = parts.merge(Tracker.from_batch(values[chunk], where[chunk], ids[chunk]), 6)
+    for field in ("top_value", "top_id", "top_where", "bottom_value", "bottom_id", "histogram", "count", "active"):
+        assert torch.equal(getattr(one, field), getattr(parts, field)), field
+    expected_ids, _ = _brute_force(np.nan_to_num(values.numpy(), nan=-np.inf), 6, False)
+    assert one.top_id.tolist() == expected_ids.tolist()
+    assert one.count.tolist() == [49, 50, 50] and 7 not in one.bottom_id[0].tolist()

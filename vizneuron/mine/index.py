@@ -1,0 +1,214 @@
+"""The dataset-example index: one SQLite file (WAL) that the CLI, galleries, probe and app read.
+
+Tables: `meta` (model, preprocessing, dataset, units and settings, as JSON), `units` (summary
+statistics), `examples` (top and bottom k per unit: value, position, crop box, heatmap), `images`
+(what the model saw, as a thumbnail, so the app needs no original files), `notes` (files skipped or
+converted, with the reason) and `state` (the resumable checkpoint). Every write is a transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from .tracker import HISTOGRAM_EDGES, Tracker
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS notes(image INTEGER PRIMARY KEY, path TEXT, action TEXT, reason TEXT);
+CREATE TABLE IF NOT EXISTS units(id INTEGER PRIMARY KEY, name TEXT UNIQUE, layer TEXT, kind TEXT,
+    grid_h INTEGER, grid_w INTEGER, field INTEGER, count INTEGER, mean REAL, std REAL, min REAL,
+    max REAL, active REAL, histogram BLOB);
+CREATE TABLE IF NOT EXISTS images(id INTEGER PRIMARY KEY, path TEXT, label TEXT, thumbnail BLOB);
+CREATE TABLE IF NOT EXISTS examples(unit INTEGER, side TEXT, rank INTEGER, image INTEGER, value REAL,
+    y INTEGER, x INTEGER, box TEXT, heatmap BLOB, heatmap_shape TEXT, PRIMARY KEY(unit, side, rank));
+"""
+IDENTITY_KEYS = ("model", "weights", "preprocessing", "dataset", "units", "k", "reduce", "shard", "batch_size")
+
+
+class IndexMismatch(ValueError):
+    """An index made by another model, dataset or setting than the current run's."""
+
+
+@dataclass(frozen=True)
+class Example:
+    rank: int
+    image: int  # the image's id in its source
+    path: str
+    label: str | None
+    value: float
+    position: tuple[int, int] | None  # (y, x) of the unit's maximum on the layer's grid
+    box: tuple[int, int, int, int] | None  # (top, left, bottom, right) crop in model-input pixels
+    heatmap: np.ndarray | None  # the unit's response over the grid (downsampled to <= 16x16)
+
+
+@dataclass(frozen=True)
+class UnitStats:
+    name: str
+    layer: str
+    kind: str
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    active: float  # fraction of images where the unit's value is > 0
+    histogram: np.ndarray  # counts over `edges` (bin i: edges[i-1] <= v < edges[i])
+    edges: np.ndarray
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None)  # transactions are explicit
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+class transaction:
+    """`with transaction(db):` commits on success and rolls back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, *_) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def read_meta(db: sqlite3.Connection) -> dict[str, Any]:
+    return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
+
+
+def claim(db: sqlite3.Connection, meta: dict[str, Any], where: str) -> None:
+    """Record `meta` in a new index, or check that an existing one was made the same way."""
+    existing = read_meta(db)
+    if not existing:
+        with transaction(db):
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+        return
+    differ = [key for key in IDENTITY_KEYS if existing.get(key) != meta.get(key)]
+    if differ:
+        details = "; ".join(f"{key}: index has {_short(existing.get(key))}, this run {_short(meta.get(key))}"
+                            for key in differ)
+        raise IndexMismatch(f"{where} holds results of a different run ({details}). "
+                            "Use another index path, or delete this one to start over.")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def save_checkpoint(db: sqlite3.Connection, batches_done: int, tracker: Tracker,
+                    notes: list[tuple[int, str, str, str]]) -> None:
+    """Atomically: the tracker after `batches_done` batches and the notes of those batches."""
+    with transaction(db):
+        db.executemany("INSERT OR REPLACE INTO notes VALUES (?, ?, ?, ?)", notes)
+        db.execute("INSERT OR REPLACE INTO state VALUES ('tracker', ?)", (save_tensors(tracker.state()),))
+        db.execute("INSERT OR REPLACE INTO state VALUES ('batches_done', ?)", (str(batches_done).encode(),))
+
+
+def load_checkpoint(db: sqlite3.Connection) -> tuple[int, Tracker] | None:
+    rows = dict(db.execute("SELECT key, value FROM state"))
+    if "tracker" not in rows:
+        return None
+    return int(rows["batches_done"].decode()), Tracker.from_state(load_tensors(rows["tracker"]))
+
+
+def encode_image(image: Image.Image) -> bytes:
+    """Small images as PNG (exact), larger ones as JPEG (compact)."""
+    buffer = io.BytesIO()
+    if max(image.size) <= 64:
+        image.save(buffer, format="PNG")
+    else:
+        image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+class ExampleIndex:
+    """Read access to a finished index."""
+
+    def __init__(self, path: str | Path | sqlite3.Connection, name: str | None = None) -> None:
+        if isinstance(path, sqlite3.Connection):
+            self.db, self.path = path, name or ":memory:"
+        else:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"index {path} not found")
+            self.db, self.path = connect(path), str(path)
+        self.meta = read_meta(self.db)
+        if not self.meta.get("complete"):
+            raise ValueError(f"index {self.path} is not finished: rerun the same `mine` command to resume it")
+        self._ids = {name: i for i, name in self.db.execute("SELECT id, name FROM units")}
+
+    def units(self) -> list[str]:
+        return list(self._ids)
+
+    def _unit_id(self, unit: str) -> int:
+        name = str(unit)
+        if name not in self._ids:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self._ids), n=5)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+            raise KeyError(f"unit {name} is not in index {self.path} ({len(self._ids)} units{hint})")
+        return self._ids[name]
+
+    def stats(self, unit: str) -> UnitStats:
+        row = self.db.execute("SELECT name, layer, kind, count, mean, std, min, max, active, histogram "
+                              "FROM units WHERE id = ?", (self._unit_id(unit),)).fetchone()
+        histogram = np.frombuffer(row[9], dtype=np.int64)
+        return UnitStats(*row[:9], histogram=histogram, edges=HISTOGRAM_EDGES.numpy())
+
+    def examples(self, unit: str, bottom: bool = False, k: int | None = None) -> list[Example]:
+        """The unit's top (or bottom) examples, best (or lowest) first."""
+        rows = self.db.execute(
+            "SELECT e.rank, e.image, i.path, i.label, e.value, e.y, e.x, e.box, e.heatmap, e.heatmap_shape "
+            "FROM examples e JOIN images i ON i.id = e.image WHERE e.unit = ? AND e.side = ? ORDER BY e.rank "
+            "LIMIT ?", (self._unit_id(unit), "bottom" if bottom else "top", -1 if k is None else k))
+        return [_example(row) for row in rows]
+
+    def thumbnail(self, image: int) -> Image.Image:
+        """The image as the model saw it (its input size, after crop and resize)."""
+        (blob,) = self.db.execute("SELECT thumbnail FROM images WHERE id = ?", (image,)).fetchone()
+        return Image.open(io.BytesIO(blob)).convert("RGB")
+
+    def crop(self, example: Example) -> Image.Image:
+        """The receptive field around the unit's maximum (the whole image for non-spatial units)."""
+        image = self.thumbnail(example.image)
+        if example.box is None:
+            return image
+        top, left, bottom, right = example.box
+        return image.crop((left, top, right, bottom))
+
+    def notes(self) -> list[tuple[str, str, str]]:
+        """(path, "skipped" | "converted", reason) for every file that was not a plain RGB image."""
+        return [tuple(row) for row in self.db.execute("SELECT path, action, reason FROM notes ORDER BY image")]
+
+    def summary(self) -> dict[str, Any]:
+        notes = self.notes()
+        return {"images": self.meta["dataset"]["images"], "mined": self.meta.get("mined"),
+                "skipped": sum(a == "skipped" for _, a, _ in notes),
+                "converted": sum(a == "converted" for _, a, _ in notes), "units": len(self._ids)}
+
+
+def _example(row) -> Example:
+    rank, image, path, label, value, y, x, box, heatmap, shape = row
+    heat = None
+    if heatmap is not None:
+        heat = np.frombuffer(heatmap, dtype=np.float16).astype(np.float32).reshape(json.loads(shape))
+    return Example(rank, image, path, label, value, None if y is None else (y, x),
+                   None if box is None else tuple(json.loads(box)), heat)

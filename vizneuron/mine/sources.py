@@ -1,0 +1,172 @@
+"""Where mined images come from: an image folder, a text file of paths, or a torchvision dataset.
+
+Every source numbers its images 0..N-1 in a fixed order (sorted paths, list order, dataset order);
+that number is the image id the index stores and the tie-breaker of the rankings. `describe()`
+fingerprints the source so an index refuses to mix results from another dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..imageio import MAX_PIXELS, ImageSkipped, pil_to_rgb, image_files, read_rgb, to_model_input
+
+
+class ImageSource:
+    """Base: a numbered collection of images with optional labels."""
+
+    kind = "images"
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def key(self, i: int) -> str:
+        """What a user reads to find the image again (a path, or `dataset[i]`)."""
+        raise NotImplementedError
+
+    def label(self, i: int) -> str | None:
+        return None
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        """(H, W, 3) uint8 RGB and a note on any conversion; raises `ImageSkipped`."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class FileSource(ImageSource):
+    """Image files; in a folder source, labels come from the first folder level below `root`."""
+
+    def __init__(self, paths: list[Path], root: Path, kind: str, max_pixels: int | None = MAX_PIXELS) -> None:
+        self.paths, self.root, self.kind, self.max_pixels = paths, root, kind, max_pixels
+        self._labels = [_class_folder(p, root) for p in paths] if kind == "folder" else [None] * len(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def key(self, i: int) -> str:
+        return str(self.paths[i])
+
+    def label(self, i: int) -> str | None:
+        return self._labels[i]
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        try:
+            return read_rgb(self.paths[i], self.max_pixels)
+        except FileNotFoundError:
+            raise ImageSkipped("file not found") from None
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha1()
+        for path in self.paths:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = -1
+            digest.update(f"{_relative(path, self.root)}\t{size}\n".encode())
+        return {"kind": self.kind, "root": str(self.root), "images": len(self), "fingerprint": digest.hexdigest()}
+
+
+class TorchvisionSource(ImageSource):
+    """A map-style dataset returning (image, target): PIL images, (3, H, W) tensors or HWC arrays."""
+
+    kind = "dataset"
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def key(self, i: int) -> str:
+        return f"{type(self.dataset).__name__}[{i}]"
+
+    def _item(self, i: int):
+        item = self.dataset[i]
+        return item if isinstance(item, (tuple, list)) else (item, None)
+
+    def label(self, i: int) -> str | None:
+        target = self._item(i)[1]
+        if target is None:
+            return None
+        target = int(target) if not isinstance(target, str) else target
+        return self.classes[target] if self.classes is not None and isinstance(target, int) else str(target)
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        image = self._item(i)[0]
+        if isinstance(image, Image.Image):
+            return pil_to_rgb(image)
+        array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+            array = array.transpose(1, 2, 0)  # CHW -> HWC
+        if array.dtype != np.uint8:
+            array = np.clip(array * 255 + 0.5, 0, 255).astype(np.uint8)  # float images in [0, 1]
+        if array.ndim == 2 or array.shape[-1] == 1:
+            return np.repeat(array.reshape(*array.shape[:2], 1), 3, axis=2), "greyscale converted to RGB"
+        return array, None
+
+    def describe(self) -> dict[str, Any]:
+        root = getattr(self.dataset, "root", None)
+        return {"kind": self.kind, "root": f"{type(self.dataset).__name__}({root})" if root else
+                type(self.dataset).__name__, "images": len(self), "fingerprint": None}
+
+
+def as_source(data: Any, max_pixels: int | None = MAX_PIXELS) -> ImageSource:
+    """A folder, a text file listing image paths (one per line, relative to the file), a torchvision
+    dataset, or an `ImageSource`."""
+    if isinstance(data, ImageSource):
+        return data
+    if isinstance(data, (str, Path)):
+        path = Path(data).expanduser().resolve()
+        if path.is_dir():
+            files = image_files(path)
+            if not files:
+                raise ValueError(f"no image files under {path}")
+            return FileSource(files, path, "folder", max_pixels)
+        if path.is_file():
+            lines = [line.strip() for line in path.read_text().splitlines()]
+            files = [(path.parent / line).resolve() for line in lines if line and not line.startswith("#")]
+            if not files:
+                raise ValueError(f"{path} lists no image paths")
+            return FileSource(files, path.parent, "list", max_pixels)
+        raise FileNotFoundError(f"dataset {path} not found (give a folder, a text file of paths, or a dataset)")
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return TorchvisionSource(data)
+    raise TypeError(f"cannot mine {type(data).__name__}: give a folder, a text file of paths, or a dataset")
+
+
+class ModelInputs(torch.utils.data.Dataset):
+    """Images as the model takes them, for a DataLoader: (id, image, note, skip reason)."""
+
+    def __init__(self, source: ImageSource, size: tuple[int, int], crop_fraction: float) -> None:
+        self.source, self.size, self.crop_fraction = source, size, crop_fraction
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str, str]:
+        try:
+            rgb, note = self.source.read(i)
+            return i, to_model_input(rgb, self.size, self.crop_fraction), note or "", ""
+        except ImageSkipped as err:
+            return i, torch.zeros(3, *self.size), "", str(err)
+
+
+def _class_folder(path: Path, root: Path) -> str | None:
+    parts = Path(_relative(path, root)).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
