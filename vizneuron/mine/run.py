@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -170,6 +171,7 @@ def mine(
            else contextlib.nullcontext())
     notes: list[tuple[int, str, str, str]] = []
     layers = sorted({u.layer for u in units_in_order})
+    started = time.perf_counter()
     bar = tqdm(total=len(ids), initial=min(done * batch_size, len(ids)), unit="img", disable=not progress,
                desc=f"mining {len(units_in_order)} units")
     with capture(model, layers) as cap, torch.no_grad():
@@ -189,13 +191,16 @@ def mine(
     bar.close()
     if not batches:
         save_checkpoint(db, 0, tracker, [])
-    _finalise(db, model, source, units_in_order, groups, tracker, progress)
+    streamed = time.perf_counter() - started
+    _finalise(db, model, source, units_in_order, groups, tracker, progress,
+              {"stream_seconds": round(streamed, 3), "stream_images": len(ids) - done * batch_size})
     return ExampleIndex(db, None if index is None else str(index))
 
 
 def _finalise(db, model: Model, source: ImageSource, units: list[Unit], groups: list[Group], tracker: Tracker,
-              progress: bool) -> None:
+              progress: bool, timing: dict[str, float]) -> None:
     """Crops, heatmaps and thumbnails for every kept example (one more pass over those images only)."""
+    started = time.perf_counter()
     for group in groups:
         if group.grid is not None:
             with torch.enable_grad():
@@ -233,11 +238,12 @@ def _finalise(db, model: Model, source: ImageSource, units: list[Unit], groups: 
                                                       heat.half().numpy().tobytes(), json.dumps(list(heat.shape)))
     static = [(u.name, u.layer, u.kind, *(group_of[c].grid or (None, None)), group_of[c].field)
               for c, u in enumerate(units)]
-    write_results(db, static, tracker, details, images)
+    timing["finalise_seconds"] = round(time.perf_counter() - started, 3)
+    write_results(db, static, tracker, details, images, {"timing": timing})
 
 
 def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple[int, str, int], tuple],
-                  images: dict[int, tuple[str, str | None, bytes]]) -> None:
+                  images: dict[int, tuple[str, str | None, bytes]], extra: dict[str, Any] | None = None) -> None:
     """Units, examples and images of a finished run (or merge), and the `complete` mark, atomically."""
     unit_rows = []
     for column, row in enumerate(static):
@@ -259,6 +265,7 @@ def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple
         db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", example_rows)
         db.executemany("INSERT INTO images VALUES (?, ?, ?, ?)", [(i, *images[i]) for i in sorted(used)])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)", (json.dumps(int(tracker.count.max()) if static else 0),))
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (extra or {}).items()])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', 'true')")
 
 
