@@ -244,3 +244,18 @@ def test_tracker_is_independent_of_batching_and_ties_go_to_the_lower_id():
     expected_ids, _ = _brute_force(np.nan_to_num(values.numpy(), nan=-np.inf), 6, False)
     assert one.top_id.tolist() == expected_ids.tolist()
     assert one.count.tolist() == [49, 50, 50] and 7 not in one.bottom_id[0].tolist()
+
+
+def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):
+    from torchvision.datasets import FakeData
+
+    dataset = FakeData(size=24, image_size=(3, 20, 20), num_classes=3, random_offset=5)
+    one = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
+    two = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, workers=2, index=tmp_path / "b.sqlite",
+               progress=False)
+    _same(_rows(tmp_path / "a.sqlite"), _rows(tmp_path / "b.sqlite"))
+    top = one.examples("conv2:0")[0]
+    assert top.path == f"FakeData[{top.image}]" and top.label == str(int(dataset[top.image][1]))
+    assert one.meta["dataset"]["kind"] == "dataset" and one.summary()["mined"] == 24
+    again = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
+    assert [(e.image, e.value) for e in again.examples("conv2:0")] == [(e.image, e.value) for e in one.examples("conv2:0")]
