@@ -10,7 +10,7 @@ and every hook is removed when the block exits, errors included.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -24,30 +24,37 @@ class _StopForward(Exception):
 class Capture:
     """Holds the hooked layers' outputs of the latest `run`."""
 
-    def __init__(self, model: Model, layers: list[str], stop_early: bool, aliases: dict[str, str]) -> None:
+    def __init__(self, model: Model, layers: list[str], stop_early: bool, aliases: dict[str, str],
+                 edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
         self.model = model
         self.layers = layers
         self.aliases = aliases  # names as the caller wrote them -> resolved names
+        self.edits = edits or {}  # layer -> function replacing its output for the rest of the pass
         self.activations: dict[str, torch.Tensor] = {}
         infos = [model.layer(name) for name in layers]
         deepest = max(infos, key=lambda info: info.order)
         # A module called several times per pass (e.g. a shared ReLU) cannot stop the pass at its
         # first call, and the final output has nothing after it to skip.
         self.stop_at = deepest.name if stop_early and deepest.calls == 1 and deepest.name != OUTPUT_LAYER else None
+        if self.edits:  # an edited pass is run for what comes after the edit
+            self.stop_at = None
 
     def hook_for(self, name: str):
         def hook(_module, _inputs, output):
             self.activations[name] = output
             if name == self.stop_at:
                 raise _StopForward
+            if name in self.edits:
+                return self.edits[name](output)
 
         return hook
 
     def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forward `images` (RGB in [0, 1]) and return the captured activations by layer name."""
         self.activations = {}
+        self.output = None
         try:
-            self.model(images)
+            self.output = self.model(images)
         except _StopForward:
             pass
         acts = dict(self.activations)
@@ -56,14 +63,21 @@ class Capture:
 
 
 @contextmanager
-def capture(model: Model, layers: Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
-    """Hook `layers` (names or lucent-style aliases) of `model` for the duration of the block."""
-    requested = list(layers)
+def capture(model: Model, layers: Iterable[str], stop_early: bool = True,
+            edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> Iterator[Capture]:
+    """Hook `layers` (names or lucent-style aliases) of `model` for the duration of the block.
+
+    `edits` maps layers to functions whose result replaces that layer's output for the rest of
+    the pass (e.g. an SAE reconstruction spliced in); `run` then returns the unedited outputs and
+    `cap.output` holds the edited network's output.
+    """
+    edits = {model.resolve_layer(name): fn for name, fn in (edits or {}).items()}
+    requested = list(layers) + [name for name in edits if name not in layers]
     resolved = {name: model.resolve_layer(name) for name in requested}
     names = list(dict.fromkeys(resolved.values()))
     if not names:
         raise ValueError("capture needs at least one layer")
-    cap = Capture(model, names, stop_early, {a: n for a, n in resolved.items() if a != n})
+    cap = Capture(model, names, stop_early, {a: n for a, n in resolved.items() if a != n}, edits)
     handles = []
     try:
         for name in names:

@@ -1,0 +1,10 @@
+"""Sparse autoencoders on a layer's activations; their features are units like any other."""
+
+from .data import layer_activations
+from .metrics import evaluate_sae
+from .model import SAE, SAEConfig, SAEError, load_sae
+from .toy import mean_max_cosine, toy_superposition
+from .train import train_sae
+
+__all__ = ["SAE", "SAEConfig", "SAEError", "evaluate_sae", "layer_activations", "load_sae", "mean_max_cosine",
+           "toy_superposition", "train_sae"]

@@ -1,0 +1,111 @@
+"""The sparse autoencoder: TopK (default) or ReLU + L1, unit-norm decoder rows, pre-encoder bias.
+
+    z     = TopK(W_enc^T (s x - b_dec) + b_enc)      (ReLU kind: ReLU(...))
+    x_hat = (W_dec^T z + b_dec) / s
+
+`s` is one scalar fixed at training start so that E||s x||^2 = d_in: losses, learning rates and
+the L1 weight then mean the same on every layer, whatever its activation scale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+@dataclass
+class SAEConfig:
+    d_in: int
+    d_sae: int
+    kind: str = "topk"  # "topk" | "relu"
+    k: int = 16  # active latents per sample (topk)
+    l1: float = 5e-3  # sparsity weight (relu)
+    scale: float = 1.0  # input normalisation s
+    model: str | None = None  # the model spec and layer the SAE was trained on
+    layer: str | None = None
+    pool: bool = False  # trained on per-image means instead of every position
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class SAEError(ValueError):
+    """An SAE file that is missing, malformed or made for another layer."""
+
+
+class SAE(nn.Module):
+    def __init__(self, config: SAEConfig) -> None:
+        super().__init__()
+        if config.kind not in ("topk", "relu"):
+            raise SAEError(f"SAE kind must be 'topk' or 'relu', not {config.kind!r}")
+        if config.kind == "topk" and not 0 < config.k <= config.d_sae:
+            raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
+        self.config = config
+        self.W_enc = nn.Parameter(torch.zeros(config.d_in, config.d_sae))
+        self.b_enc = nn.Parameter(torch.zeros(config.d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(config.d_sae, config.d_in))
+        self.b_dec = nn.Parameter(torch.zeros(config.d_in))
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder input of every latent, on normalised activations (N, d_in) -> (N, d_sae)."""
+        return (x * self.config.scale - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        if self.config.kind == "relu":
+            return torch.relu(pre)
+        values, indices = pre.topk(self.config.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent activations (N, d_sae) of activations x (N, d_in)."""
+        return self.activate(self.pre_activations(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstruction in the layer's own units, (N, d_in)."""
+        return (z @ self.W_dec + self.b_dec) / self.config.scale
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return self.decode(z), z
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-8))
+
+    def save(self, path: str | Path) -> None:
+        """Weights as safetensors (config in its metadata) and the config beside it as JSON."""
+        from ..gallery import write_atomic
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = json.dumps(asdict(self.config), indent=1)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}, str(tmp),
+                  metadata={"vizneuron_sae": config})
+        tmp.replace(path)
+        write_atomic(path.with_suffix(".json"), (config + "\n").encode())
+
+
+def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
+    """An SAE saved by `SAE.save`; `d_in` (the layer's width) is checked when given."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise SAEError(f"SAE file {path} not found")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "vizneuron_sae" not in meta:
+        raise SAEError(f"{path} is not a vizneuron SAE (no config in its metadata)")
+    config = SAEConfig(**json.loads(meta["vizneuron_sae"]))
+    if d_in is not None and config.d_in != d_in:
+        raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model} {config.layer}); "
+                       f"this layer has {d_in} channels")
+    sae = SAE(config)
+    sae.load_state_dict(load_file(str(path)))
+    return sae.eval().requires_grad_(False)

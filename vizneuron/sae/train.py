@@ -1,0 +1,170 @@
+"""Training an SAE on activations: a tensor (N, d) or any iterable of such chunks, memory bounded.
+
+Dead latents are kept low with the AuxK loss (Gao et al. 2024): latents that have not fired for
+`dead_after` samples reconstruct the remaining error with their own top-`aux_k`, so gradient
+reaches them and pulls them back towards the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import SAE, SAEConfig
+
+
+def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: int,
+                     gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batches drawn from a shuffling buffer of at most `buffer` rows (half is emitted when full)."""
+    held: list[torch.Tensor] = []
+    size = 0
+    for chunk in chunks:
+        held.append(chunk.reshape(-1, chunk.shape[-1]).float())
+        size += len(held[-1])
+        if size >= buffer:
+            pool = torch.cat(held)
+            pool = pool[torch.randperm(len(pool), generator=gen)]
+            keep = len(pool) // 2
+            for i in range(keep, len(pool) - batch_size + 1, batch_size):
+                yield pool[i : i + batch_size]
+            rest = (len(pool) - keep) % batch_size
+            held, size = [pool[: keep + rest] if rest else pool[:keep]], keep + rest
+    if size:
+        pool = torch.cat(held)
+        pool = pool[torch.randperm(len(pool), generator=gen)]
+        for i in range(0, len(pool), batch_size):
+            yield pool[i : i + batch_size]
+
+
+def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """The data `epochs` times: a tensor is split into chunks; an iterable is iterated again."""
+    for _ in range(epochs):
+        if isinstance(activations, torch.Tensor):
+            yield from activations.reshape(-1, activations.shape[-1]).split(65536)
+        elif callable(activations):
+            yield from activations()
+        else:
+            yield from activations
+            if epochs > 1 and iter(activations) is activations:
+                raise ValueError("several epochs need a tensor, a list, or a callable returning a fresh iterator")
+
+
+def train_sae(
+    activations: torch.Tensor | Iterable[torch.Tensor],
+    *,
+    d_sae: int | None = None,
+    expansion: int = 8,
+    kind: str = "topk",
+    k: int = 16,
+    l1: float = 5e-3,
+    lr: float = 3e-3,
+    batch_size: int = 4096,
+    epochs: int = 1,
+    buffer: int = 262_144,
+    aux_k: int | None = None,
+    aux_weight: float = 1 / 32,
+    dead_after: int = 200_000,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 200,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> SAE:
+    """Train an SAE on rows of `activations` ((N, d) tensor, an iterable of (n, d) chunks, or a
+    callable returning a fresh iterable for each epoch).
+
+    `d_sae` defaults to `expansion` x d. `checkpoint`: a file to save progress to every
+    `checkpoint_every` steps; a run started again with the same data and settings resumes from it
+    (the batches it had consumed are skipped, so it ends where an uninterrupted run would).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    stream = shuffled_batches(_epochs(activations, epochs, gen), batch_size, buffer, gen)
+    first = next(stream, None)
+    if first is None:
+        raise ValueError("no activations to train on")
+    d_in = first.shape[1]
+    settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "buffer": buffer, "seed": seed,
+                "aux_weight": aux_weight, "dead_after": dead_after}
+    cfg = SAEConfig(d_in=d_in, d_sae=d_sae or expansion * d_in, kind=kind, k=k, l1=l1,
+                    training=settings, **(config or {}))
+    cfg.scale = float((d_in / first.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
+    sae = SAE(cfg).to(device)
+    with torch.no_grad():  # decoder rows random unit vectors, encoder its transpose, b_dec the mean
+        sae.W_dec.copy_(torch.randn(cfg.d_sae, d_in, generator=gen))
+        sae.normalise_decoder()
+        sae.W_enc.copy_(sae.W_dec.T)
+        sae.b_dec.copy_(first.mean(0) * cfg.scale)
+    aux_k = aux_k or min(d_in // 2, cfg.d_sae // 2)
+    optimiser = torch.optim.Adam(sae.parameters(), lr=lr)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    step, skip = 0, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        if state["settings"] != _identity(cfg):
+            raise ValueError(f"checkpoint {checkpoint} was made with other settings; delete it to start over")
+        sae.load_state_dict(state["sae"])
+        optimiser.load_state_dict(state["optimiser"])
+        since_fired, skip = state["since_fired"].to(device), int(state["step"])
+    bar = tqdm(desc=f"SAE {d_in}->{cfg.d_sae}", unit="step", disable=not progress)
+    batches = _chain(first, stream)
+    for batch in batches:
+        step += 1
+        if step <= skip:  # consumed before the checkpoint: same stream, so skip to where it stopped
+            continue
+        x = batch.to(device) * cfg.scale
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        z = sae.activate(pre)
+        x_hat = z @ sae.W_dec + sae.b_dec
+        error = x - x_hat
+        loss = error.pow(2).sum(1).mean() / d_in
+        if kind == "relu":
+            loss = loss + l1 * z.sum(1).mean()
+        fired = (z > 0).any(0)
+        since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + len(x))
+        dead = since_fired > dead_after
+        if aux_weight and dead.any():
+            aux_pre = pre.masked_fill(~dead, -torch.inf)
+            values, indices = aux_pre.topk(min(aux_k, int(dead.sum())), dim=1)
+            aux_z = torch.zeros_like(pre).scatter(1, indices, torch.relu(values))
+            residual = error.detach()
+            aux_error = residual - aux_z @ sae.W_dec
+            loss = loss + aux_weight * aux_error.pow(2).sum(1).mean() / residual.pow(2).sum(1).mean().clamp(min=1e-12)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        sae.normalise_decoder()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
+        if checkpoint is not None and step % checkpoint_every == 0:
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step)
+    bar.close()
+    sae.config.training["steps"] = step
+    sae.config.training["dead_at_end"] = int((since_fired > dead_after).sum())
+    if checkpoint is not None:
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step)
+    return sae.eval().requires_grad_(False)
+
+
+def _identity(cfg: SAEConfig) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed."""
+    keys = ("lr", "batch_size", "epochs", "buffer", "seed", "aux_weight", "dead_after")
+    return {"d_in": cfg.d_in, "d_sae": cfg.d_sae, "kind": cfg.kind, "k": cfg.k, "l1": cfg.l1,
+            **{key: cfg.training[key] for key in keys}}
+
+
+def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    yield first
+    yield from rest
+
+
+def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
+                "step": step, "settings": _identity(sae.config)}, tmp)
+    tmp.replace(path)
