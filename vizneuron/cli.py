@@ -112,6 +112,52 @@ def _cmd_top(args: argparse.Namespace) -> None:
     print(f"gallery: {page}")
 
 
+def _cmd_sae_train(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .models import load_model
+    from .sae import evaluate_sae, train_layer_sae
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, device=args.device)
+    out = Path(args.out)
+    checkpoint = out.with_name(out.name + ".ckpt")
+    sae = train_layer_sae(model, args.layer, args.data, pool=args.pool, max_images=args.max_images,
+                          expansion=args.expansion, k=args.k, kind=args.kind, l1=args.l1, lr=args.lr,
+                          epochs=args.epochs, batch_size=args.batch, seed=args.seed, device=args.device,
+                          checkpoint=checkpoint, progress=not args.quiet)
+    if args.eval_data:
+        sae.config.metrics = evaluate_sae(sae, model, args.layer, args.eval_data, max_images=args.eval_max_images,
+                                          progress=not args.quiet)
+    sae.save(out)
+    checkpoint.unlink(missing_ok=True)
+    print(f"saved {out} ({sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, "
+          f"{sae.config.training['steps']} steps)")
+    _print_metrics(sae.config.metrics)
+
+
+def _cmd_sae_eval(args: argparse.Namespace) -> None:
+    from .models import load_model
+    from .sae import evaluate_sae, load_sae
+
+    model = load_model(args.model, device=args.device)
+    sae = load_sae(args.sae)
+    layer = sae.config.layer or args.layer
+    if layer is None:
+        raise ValueError(f"{args.sae} does not record its layer; pass --layer")
+    sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)
+    sae.config.metrics = evaluate_sae(sae, model, layer, args.data, max_images=args.max_images,
+                                      progress=not args.quiet)
+    sae.save(args.sae)
+    _print_metrics(sae.config.metrics)
+
+
+def _print_metrics(metrics: dict) -> None:
+    for key, value in metrics.items():
+        print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vizneuron", description="What does this neuron respond to?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,17 +221,51 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--json", action="store_true", help="print JSON: path, activation, position; best first")
     top.add_argument("--out", default="gallery/examples", help="folder for the HTML gallery")
     top.set_defaults(func=_cmd_top)
+    sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders on a layer")
+    sae_sub = sae.add_subparsers(dest="sae_command", required=True)
+    train = sae_sub.add_parser("train", help="train an SAE on a layer's activations over a dataset")
+    train.add_argument("model")
+    train.add_argument("--layer", required=True)
+    train.add_argument("--data", required=True, help="image folder or text file of paths")
+    train.add_argument("--out", required=True, help="SAE file (.safetensors, config beside it as .json); "
+                                                     "an interrupted run resumes from OUT.ckpt")
+    train.add_argument("--expansion", type=int, default=8, help="latents per layer channel")
+    train.add_argument("--k", type=int, default=16, help="active latents per sample (topk)")
+    train.add_argument("--kind", choices=["topk", "relu"], default="topk")
+    train.add_argument("--l1", type=float, default=5e-3, help="sparsity weight (relu)")
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--batch", type=int, default=4096, help="rows per optimiser step")
+    train.add_argument("--pool", action="store_true", help="one sample per image (mean over positions)")
+    train.add_argument("--max-images", type=int, default=None)
+    train.add_argument("--eval-data", default=None, help="labelled images to evaluate on after training")
+    train.add_argument("--eval-max-images", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=None)
+    train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=_cmd_sae_train)
+    evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
+    evaluate.add_argument("model")
+    evaluate.add_argument("sae", help="SAE file")
+    evaluate.add_argument("--data", required=True, help="labelled images (class folders named like the model's labels)")
+    evaluate.add_argument("--layer", default=None, help="only for SAE files that do not record their layer")
+    evaluate.add_argument("--max-images", type=int, default=None)
+    evaluate.add_argument("--device", default=None)
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=_cmd_sae_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .models import LayerError, WeightsUnavailable
+    from .sae import SAEError
     from .units import UnitError
 
     try:
         args.func(args)
-    except (UnitError, LayerError, WeightsUnavailable, ValueError, FileNotFoundError, KeyError) as err:
+    except (UnitError, LayerError, WeightsUnavailable, SAEError, ValueError, FileNotFoundError, KeyError) as err:
         print(f"vizneuron: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     return 0

@@ -14,12 +14,12 @@ import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .models.base import OUTPUT_LAYER, LayerError, Model, channels_first
+from .models.base import OUTPUT_LAYER, LayerError, Model, channels_first, positions_as_rows
 
 
 class UnitError(ValueError):
@@ -38,6 +38,7 @@ class Unit:
     source: str = ""  # direction file or logit label, for display
     prefix_tokens: int = field(default=0, compare=False)  # token layers: tokens before the patches
     cls_token: bool = field(default=False, compare=False)  # token layers: read the CLS token
+    sae: Any = field(default=None, compare=False, repr=False)  # the SAE of an "sae" feature unit
 
     @property
     def name(self) -> str:
@@ -47,6 +48,8 @@ class Unit:
             return f"{self.layer}:{self.index}@{self.position[0]},{self.position[1]}"
         if self.kind == "direction":
             return f"{self.layer}:dir={self.source}"
+        if self.kind == "sae":
+            return f"{self.layer}/{self.source}:{self.index}"
         return f"logit:{self.index}"
 
     def __str__(self) -> str:
@@ -58,6 +61,8 @@ class Unit:
 
     def activation(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unit's value for every image in the batch, shape (N,)."""
+        if self.kind == "sae":
+            return unit_maps([self], acts[self.layer])[:, 0].mean(1)
         act = self.view(acts[self.layer])
         if self.kind == "direction":
             direction = self.direction.to(act.device, act.dtype).view(1, -1, *([1] * (act.ndim - 2)))
@@ -69,7 +74,7 @@ class Unit:
 
 def map_group(unit: Unit) -> tuple:
     """Units with equal keys read the same view of the same layer and can be mapped together."""
-    return (unit.layer, unit.kind == "neuron", unit.prefix_tokens, unit.cls_token)
+    return (unit.layer, unit.kind == "neuron", unit.prefix_tokens, unit.cls_token, id(unit.sae))
 
 
 def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
@@ -79,6 +84,11 @@ def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
     vector layers. A unit's mean over S is its `activation`; the miner also wants the max and where.
     """
     view = units[0].view(act)
+    if units[0].kind == "sae":  # encode every position once, keep the features asked for
+        sae = units[0].sae
+        features = sae.encode(positions_as_rows(view, sae.config.pool))
+        features = features[:, torch.tensor([u.index for u in units], device=features.device)]
+        return features.reshape(view.shape[0], -1, len(units)).transpose(1, 2)
     flat = view.flatten(2) if view.ndim > 2 else view[..., None]
     if units[0].kind == "neuron":
         c = torch.tensor([u.index for u in units], device=act.device)
@@ -127,6 +137,8 @@ def parse_units(specs: str | list[str], model: Model) -> list[Unit]:
 
 def _parse_one(spec: str, model: Model) -> list[Unit]:
     layer_name, rest = _split(spec)
+    if "/" in layer_name:
+        return _sae_features(spec, *layer_name.split("/", 1), rest, model)
     if layer_name == "logit":
         if not (rest == "*" or _RANGE.match(rest) or all(p.strip().isdigit() for p in rest.split(","))):
             return [_logit_by_name(rest, model)]
@@ -142,18 +154,50 @@ def _parse_one(spec: str, model: Model) -> list[Unit]:
         return [replace(_direction(layer, rest[4:], channels), **_token_settings(info, model))]
     if "@" in rest:
         return [_neuron(spec, rest, info, model)]
+    where = layer if kind == "channel" else "the output"
+    tokens = _token_settings(info, model)
+    return [Unit(layer, kind, c, **tokens) for c in _indices(spec, rest, channels, where)]
+
+
+def _indices(spec: str, rest: str, count: int, where: str) -> list[int]:
+    """`*`, `A-B` or `A,B,C` as indices checked against `count`."""
     if rest == "*":
-        indices = list(range(channels))
-    elif _RANGE.match(rest):
+        return list(range(count))
+    if _RANGE.match(rest):
         lo, hi = (int(v) for v in _RANGE.match(rest).groups())
         if lo > hi:
             raise UnitError(f"{spec!r}: empty range {lo}-{hi}")
         indices = list(range(lo, hi + 1))
     else:
         indices = [int_or_fail(part, spec) for part in rest.split(",")]
-    where = layer if kind == "channel" else "the output"
+    return [_channel(c, count, where) for c in indices]
+
+
+def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Model) -> list[Unit]:
+    """`LAYER/SAE:F`: features of an SAE registered on the model by name, or saved at a path."""
+    from .sae.model import SAEError, load_sae
+
+    try:
+        info = model.layer(layer_name)
+    except LayerError as err:
+        raise UnitError(str(err)) from None
+    sae = model.saes.get(sae_ref)
+    if sae is None:
+        path = next((p for p in (Path(sae_ref), Path(sae_ref + ".safetensors")) if p.is_file()), None)
+        if path is None:
+            known = f"; registered: {', '.join(model.saes)}" if model.saes else ""
+            raise UnitError(f"{spec!r}: no SAE named {sae_ref!r} (neither registered nor a file){known}")
+        try:
+            sae = load_sae(path, d_in=info.channels)
+        except SAEError as err:
+            raise UnitError(str(err)) from None
+        model.add_sae(sae_ref, sae)
+        sae = model.saes[sae_ref]
+    if sae.config.d_in != info.channels:
+        raise UnitError(f"{spec!r}: SAE {sae_ref!r} reads {sae.config.d_in} channels; {info.name} has {info.channels}")
     tokens = _token_settings(info, model)
-    return [Unit(layer, kind, _channel(c, channels, where), **tokens) for c in indices]
+    return [Unit(info.name, "sae", f, source=sae_ref, sae=sae, **tokens)
+            for f in _indices(spec, rest, sae.config.d_sae, f"SAE {sae_ref}")]
 
 
 def _token_settings(info, model: Model) -> dict:

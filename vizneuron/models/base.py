@@ -53,6 +53,14 @@ def channels_first(act: torch.Tensor, prefix_tokens: int = 0, cls_token: bool = 
     return act[:, 0] if cls_token else act[:, prefix_tokens:].transpose(1, 2)
 
 
+def positions_as_rows(view: torch.Tensor, pool: bool = False) -> torch.Tensor:
+    """A channels-first view (N, C, ...) as rows of width C: one per position, or per image (mean)."""
+    if view.ndim == 2:
+        return view
+    flat = view.flatten(2)  # (N, C, S)
+    return flat.mean(2) if pool else flat.transpose(1, 2).reshape(-1, flat.shape[1])
+
+
 class Model:
     """A frozen, eval-mode network taking RGB images in [0, 1] shaped (N, 3, H, W)."""
 
@@ -81,6 +89,15 @@ class Model:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None
+        self.saes: dict[str, nn.Module] = {}  # SAEs known by name, for `LAYER/NAME:F` units
+
+    def add_sae(self, name: str, sae: "nn.Module | str") -> None:
+        """Register an SAE (object or file path) so units can say `LAYER/name:F`."""
+        if not isinstance(sae, nn.Module):
+            from ..sae.model import load_sae
+
+            sae = load_sae(sae)
+        self.saes[name] = sae.to(self.device)
 
     # -- running -----------------------------------------------------------------------------
     @property
@@ -93,6 +110,8 @@ class Model:
 
     def to(self, device: str | torch.device) -> "Model":
         self.module.to(device)
+        for sae in self.saes.values():
+            sae.to(device)
         self._mean = self._mean.to(device)
         self._std = self._std.to(device)
         return self

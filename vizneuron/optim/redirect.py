@@ -9,7 +9,7 @@ activation modules (nn.ReLU, nn.ReLU6, nn.Hardtanh); hooks are removed on exit.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -19,23 +19,28 @@ _CLIPPING = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
 
 class _Redirect(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.bounds = (lower, upper)
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, inside: torch.Tensor, below: torch.Tensor,
+                above: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inside, below, above)
         return y.view_as(y)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        lower, upper = ctx.bounds
-        inside = (x > lower) & (x < upper)
+        inside, below, above = ctx.saved_tensors
         ordinary = grad * inside
         # gradient descent moves x by -grad: below range it helps when grad < 0, above when grad > 0
-        helpful = ((x <= lower) & (grad < 0)) | ((x >= upper) & (grad > 0))
+        helpful = (below & (grad < 0)) | (above & (grad > 0))
         redirected = grad * (inside | helpful)
         dead = ordinary.flatten(1).abs().sum(1) == 0
         mask = dead.view(-1, *([1] * (grad.ndim - 1)))
-        return torch.where(mask, redirected, ordinary), None, None, None
+        return torch.where(mask, redirected, ordinary), None, None, None, None
+
+
+def redirect_gradient(x: torch.Tensor, y: torch.Tensor, inside: torch.Tensor, below: torch.Tensor,
+                      above: torch.Tensor | None = None) -> torch.Tensor:
+    """`y` (a clipped function of `x`) whose gradient reaches `x` as described above: `inside` is
+    where y follows x, `below` / `above` where it is clipped from below / above."""
+    return _Redirect.apply(x, y, inside, below, torch.zeros_like(below) if above is None else above)
 
 
 def _bounds(module: nn.Module) -> tuple[float, float]:
@@ -46,10 +51,16 @@ def _bounds(module: nn.Module) -> tuple[float, float]:
     return 0.0, float("inf")
 
 
+def _redirected(module: nn.Module, inputs: tuple, out: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    x = inputs[0]
+    return redirect_gradient(x, out, (x > lower) & (x < upper), x <= lower, x >= upper)
+
+
 @contextmanager
-def redirected_relus(root: nn.Module) -> Iterator[int]:
-    """Within the block, clipping activations of `root` pass redirected gradients; yields how many."""
-    handles, inplace = [], []
+def redirected_relus(root: nn.Module, saes: Iterable[nn.Module] = ()) -> Iterator[int]:
+    """Within the block, clipping activations of `root` (and the TopK/ReLU of `saes`) pass
+    redirected gradients; yields how many activations were redirected."""
+    handles, inplace, saes = [], [], list(saes)
     for module in root.modules():
         if isinstance(module, _CLIPPING):
             lower, upper = _bounds(module)
@@ -57,10 +68,14 @@ def redirected_relus(root: nn.Module) -> Iterator[int]:
                 inplace.append(module)
                 module.inplace = False
             handles.append(module.register_forward_hook(
-                lambda m, inputs, out, lo=lower, hi=upper: _Redirect.apply(inputs[0], out, lo, hi)))
+                lambda m, inputs, out, lo=lower, hi=upper: _redirected(m, inputs, out, lo, hi)))
+    for sae in saes:
+        sae.redirecting = True
     try:
-        yield len(handles)
+        yield len(handles) + len(saes)
     finally:
+        for sae in saes:
+            sae.redirecting = False
         for handle in handles:
             handle.remove()
         for module in inplace:

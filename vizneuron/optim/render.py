@@ -127,7 +127,7 @@ def render(
 
     with ExitStack() as redirect, ExitStack() as hooks:
         if redirect_steps > 0:  # before capture, so a ReLU target itself is redirected too
-            redirect.enter_context(redirected_relus(model.module))
+            redirect.enter_context(redirected_relus(model.module, {id(u.sae): u.sae for u in unit_list if u.sae}.values()))
         cap = hooks.enter_context(capture(model, layers))
         bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
         for step in bar:

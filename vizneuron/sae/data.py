@@ -13,16 +13,12 @@ import torch
 
 from ..capture import capture
 from ..mine.sources import ModelInputs, as_source
-from ..models.base import Model, channels_first
+from ..models.base import Model, channels_first, positions_as_rows
 
 
 def rows_of(act: torch.Tensor, model: Model, pool: bool) -> torch.Tensor:
     """(N, C, ...) layer output -> (rows, C): every position, or the per-image mean."""
-    view = channels_first(act, model.prefix_tokens, model.cls_token)
-    if view.ndim == 2:
-        return view
-    flat = view.flatten(2)  # (N, C, S)
-    return flat.mean(2) if pool else flat.transpose(1, 2).reshape(-1, flat.shape[1])
+    return positions_as_rows(channels_first(act, model.prefix_tokens, model.cls_token), pool)
 
 
 def from_rows(rows: torch.Tensor, like: torch.Tensor, model: Model) -> torch.Tensor:

@@ -46,6 +46,7 @@ class SAE(nn.Module):
         if config.kind == "topk" and not 0 < config.k <= config.d_sae:
             raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
         self.config = config
+        self.redirecting = False  # set by render's redirected-ReLU phase
         self.W_enc = nn.Parameter(torch.zeros(config.d_in, config.d_sae))
         self.b_enc = nn.Parameter(torch.zeros(config.d_sae))
         self.W_dec = nn.Parameter(torch.zeros(config.d_sae, config.d_in))
@@ -57,9 +58,17 @@ class SAE(nn.Module):
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         if self.config.kind == "relu":
-            return torch.relu(pre)
-        values, indices = pre.topk(self.config.k, dim=-1)
-        return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+            z = torch.relu(pre)
+            inside = pre > 0
+        else:
+            values, indices = pre.topk(self.config.k, dim=-1)
+            z = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+            inside = z > 0
+        if self.redirecting:  # early in a render: latents outside the top-k still get gradient
+            from ..optim.redirect import redirect_gradient
+
+            return redirect_gradient(pre, z, inside, ~inside)
+        return z
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent activations (N, d_sae) of activations x (N, d_in)."""

@@ -27,11 +27,10 @@ def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: in
         if size >= buffer:
             pool = torch.cat(held)
             pool = pool[torch.randperm(len(pool), generator=gen)]
-            keep = len(pool) // 2
-            for i in range(keep, len(pool) - batch_size + 1, batch_size):
+            emit = (len(pool) - len(pool) // 2) // batch_size * batch_size  # about half, whole batches
+            for i in range(0, emit, batch_size):
                 yield pool[i : i + batch_size]
-            rest = (len(pool) - keep) % batch_size
-            held, size = [pool[: keep + rest] if rest else pool[:keep]], keep + rest
+            held, size = [pool[emit:]], len(pool) - emit
     if size:
         pool = torch.cat(held)
         pool = pool[torch.randperm(len(pool), generator=gen)]
@@ -63,7 +62,7 @@ def train_sae(
     lr: float = 3e-3,
     batch_size: int = 4096,
     epochs: int = 1,
-    buffer: int = 262_144,
+    buffer: int | None = None,
     aux_k: int | None = None,
     aux_weight: float = 1 / 32,
     dead_after: int = 200_000,
@@ -83,7 +82,12 @@ def train_sae(
     """
     gen = torch.Generator().manual_seed(seed)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    stream = shuffled_batches(_epochs(activations, epochs, gen), batch_size, buffer, gen)
+    chunks = _epochs(activations, epochs, gen)
+    head = next(chunks, None)
+    if head is None:
+        raise ValueError("no activations to train on")
+    buffer = buffer or max(4 * batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
+    stream = shuffled_batches(_chain(head, chunks), batch_size, buffer, gen)
     first = next(stream, None)
     if first is None:
         raise ValueError("no activations to train on")
@@ -168,3 +172,20 @@ def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.T
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
                 "step": step, "settings": _identity(sae.config)}, tmp)
     tmp.replace(path)
+
+
+def train_layer_sae(model, layer: str, data: Any, *, pool: bool = False, max_images: int | None = None,
+                    image_batch: int = 128, workers: int = 0, **options: Any) -> SAE:
+    """Train an SAE on `layer` of `model` over the images of `data` (a folder, list or dataset):
+    every position of every image is a sample (`pool=True`: one per image). `options` go to
+    `train_sae` (expansion, k, kind, epochs, checkpoint, ...)."""
+    from .data import layer_activations
+
+    layer = model.resolve_layer(layer)
+
+    def fresh() -> Iterator[torch.Tensor]:
+        return layer_activations(model, layer, data, pool=pool, batch_size=image_batch, workers=workers,
+                                 max_images=max_images)
+
+    config = {"model": model.name, "layer": layer, "pool": pool}
+    return train_sae(fresh, config=config, **options)

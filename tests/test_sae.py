@@ -1,0 +1,126 @@
+"""Sparse autoencoders: ground-truth recovery, saving, resuming, metrics, and SAE features as units."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny, shared_path, write_problem_images
+from vizneuron import load_model, mine, parse_unit, parse_units, render
+from vizneuron.cli import main
+from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, load_sae, mean_max_cosine, toy_superposition,
+                           train_layer_sae, train_sae)
+from vizneuron.sae.train import shuffled_batches
+from vizneuron.units import UnitError
+
+
+# TopK (the default) at the issue's bar; ReLU + L1 needs more, smaller steps and reaches ~0.9
+@pytest.mark.parametrize("kind, options, bar", [("topk", {"k": 6, "batch_size": 1024}, 0.95),
+                                                ("relu", {"l1": 3e-2, "batch_size": 256}, 0.85)])
+def test_sae_recovers_planted_features_in_superposition(kind, options, bar):
+    toy = toy_superposition(n=256, d=64, seed=0)
+    x = toy.sample(200_000, torch.Generator().manual_seed(1))
+    sae = train_sae(x, d_sae=512, kind=kind, epochs=2, dead_after=20_000, progress=False, **options)
+    mmcs = mean_max_cosine(toy.features, sae.W_dec)
+    print(f"{kind}: MMCS {mmcs:.4f}")
+    assert mmcs >= bar
+    random = mean_max_cosine(toy.features, torch.randn(512, 64))
+    assert random < 0.6  # what chance gives: the bar is far above it
+    decoder_norms = sae.W_dec.norm(dim=1)
+    assert torch.allclose(decoder_norms, torch.ones_like(decoder_norms), atol=1e-5)
+
+
+def test_shuffling_buffer_keeps_every_row_once_and_mixes_them():
+    chunks = [torch.arange(i * 100, (i + 1) * 100, dtype=torch.float32)[:, None] for i in range(10)]
+    rows = torch.cat(list(shuffled_batches(chunks, 32, 256, torch.Generator().manual_seed(0))))[:, 0]
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert not torch.equal(rows, torch.arange(1000.0))
+
+
+def test_save_load_width_check_and_unit_errors(tmp_path):
+    model = make_tiny()
+    sae = SAE(SAEConfig(d_in=16, d_sae=64, k=4, model="tiny", layer="conv2"))
+    torch.nn.init.normal_(sae.W_enc)
+    sae.save(tmp_path / "s.safetensors")
+    loaded = load_sae(tmp_path / "s.safetensors", d_in=16)
+    assert torch.equal(loaded.W_enc, sae.W_enc) and loaded.config.layer == "conv2"
+    assert json.loads((tmp_path / "s.json").read_text())["d_sae"] == 64
+    with pytest.raises(SAEError, match="trained on a 16-wide layer"):
+        load_sae(tmp_path / "s.safetensors", d_in=8)
+    units = parse_units(f"conv2/{tmp_path / 's'}:0-3", model)
+    assert [u.name for u in units][:2] == [f"conv2/{tmp_path / 's'}:0", f"conv2/{tmp_path / 's'}:1"]
+    with pytest.raises(UnitError, match="trained on a 16-wide layer"):
+        parse_unit(f"conv1/{tmp_path / 's.safetensors'}:0", model)  # conv1 has 8 channels
+    with pytest.raises(UnitError, match="out of range for SAE"):
+        parse_unit(f"conv2/{tmp_path / 's'}:64", model)
+    model.add_sae("mine", sae)
+    with pytest.raises(UnitError, match="no SAE named 'other'.*registered: .*mine"):
+        parse_unit("conv2/other:0", model)
+    (tmp_path / "plain.safetensors").write_bytes((tmp_path / "s.safetensors").read_bytes()[:8] + b"{}" )
+    with pytest.raises(Exception):
+        load_sae(tmp_path / "plain.safetensors")
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from vizneuron.sae import train as train_module
+
+    x = toy_superposition(n=64, d=16).sample(20_000, torch.Generator().manual_seed(0))
+    options = dict(d_sae=64, k=4, batch_size=500, epochs=2, checkpoint_every=10, progress=False)
+    whole = train_sae(x, **options)
+    saved = train_module._save_checkpoint
+    calls = {"n": 0}
+
+    def crash_on_third(*args):
+        saved(*args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_save_checkpoint", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(x, checkpoint=tmp_path / "ckpt", **options)
+    monkeypatch.setattr(train_module, "_save_checkpoint", saved)
+    resumed = train_sae(x, checkpoint=tmp_path / "ckpt", **options)
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    with pytest.raises(ValueError, match="other settings"):
+        train_sae(x, checkpoint=tmp_path / "ckpt", **{**options, "k": 5})
+
+
+def test_cli_trains_and_evaluates_an_sae(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_problem_images(data)
+    out = tmp_path / "conv2.safetensors"
+    tiny = "python:conftest:Tiny?size=16"
+    assert main(["sae", "train", tiny, "--layer", "conv2", "--data", str(data), "--out", str(out),
+                 "--expansion", "2", "--k", "4", "--batch", "64", "--epochs", "2", "--quiet"]) == 0
+    assert "saved" in capsys.readouterr().out and not (tmp_path / "conv2.safetensors.ckpt").exists()
+    assert main(["sae", "eval", tiny, str(out), "--data", str(data), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "l0" in printed and "fvu" in printed
+    metrics = json.loads(out.with_suffix(".json").read_text())["metrics"]
+    assert metrics["l0"] <= 4 and metrics["images"] == 6
+
+
+@pytest.mark.slow
+def test_default_model_sae_metrics_render_and_mine(tmp_path):
+    model = load_model("default")
+    sae = train_layer_sae(model, "layer3", shared_path("data", "cifar10", "train"), max_images=5000,
+                          image_batch=500, expansion=8, k=16, epochs=3, batch_size=1024, progress=False)
+    metrics = evaluate_sae(sae, model, "layer3", shared_path("data", "cifar10", "test"), max_images=2000,
+                           batch_size=500, progress=False)
+    print(metrics)
+    assert metrics["l0"] <= 16 + 1e-6 and metrics["fvu"] <= 0.15 and metrics["dead_fraction"] < 0.1
+    assert metrics["accuracy_clean"] - metrics["accuracy_sae"] <= 0.05
+    assert metrics["accuracy_mean_ablated"] < metrics["accuracy_sae"]
+    model.add_sae("l3", sae)
+    units = "layer3/l3:0-5"
+    rendered = render(model, units, steps=128, progress=False)
+    index = mine(model, units, shared_path("data", "cifar10", "test"), k=4, batch_size=500, reduce="mean",
+                 progress=False)
+    best_real = np.array([index.stats(u.name).max for u in rendered.units])
+    print("render / best real:", (rendered.activations.numpy() / best_real).round(2))
+    assert (rendered.activations.numpy() > best_real).all()
