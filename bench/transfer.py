@@ -50,8 +50,9 @@ def main() -> None:
         start = time.perf_counter()
         result = render(source, units, seed=0, progress=False, **SETTINGS[name])
         images = F.interpolate(result.images, size=judge.input_size, mode="bilinear", antialias=True)
+        own = F.interpolate(result.images, size=source.input_size, mode="bilinear", antialias=True)
         with torch.no_grad():
-            own_top1 = (source(result.images).argmax(1) == targets).float().mean().item()
+            own_top1 = (source(own).argmax(1) == targets).float().mean().item()
             top5 = judge(images).topk(5, dim=1).indices
         hits = (top5 == targets[:, None]).any(1).float().mean().item()
         rows.append([name, f"{own_top1:.0%}", f"{hits:.0%}", f"{time.perf_counter() - start:.0f}"])

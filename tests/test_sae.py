@@ -11,8 +11,8 @@ import torch
 from conftest import make_tiny, shared_path, write_problem_images
 from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
-from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, load_sae, mean_max_cosine, toy_superposition,
-                           train_layer_sae, train_sae)
+from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, layer_activations, load_sae, mean_max_cosine,
+                           toy_superposition, train_sae)
 from vizneuron.sae.train import shuffled_batches
 from vizneuron.units import UnitError
 
@@ -108,8 +108,10 @@ def test_cli_trains_and_evaluates_an_sae(tmp_path, capsys):
 @pytest.mark.slow
 def test_default_model_sae_metrics_render_and_mine(tmp_path):
     model = load_model("default")
-    sae = train_layer_sae(model, "layer3", shared_path("data", "cifar10", "train"), max_images=5000,
-                          image_batch=500, expansion=8, k=16, epochs=3, batch_size=1024, progress=False)
+    rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"),
+                                            max_images=8000, batch_size=500)))  # extracted once, 8 epochs
+    assert rows.shape == (8000 * 16, 128)  # 4x4 positions per image, 128 channels
+    sae = train_sae(rows, expansion=8, k=16, epochs=8, batch_size=2048, progress=False)
     metrics = evaluate_sae(sae, model, "layer3", shared_path("data", "cifar10", "test"), max_images=2000,
                            batch_size=500, progress=False)
     print(metrics)

@@ -113,6 +113,8 @@ def test_every_storage_scheme_matches_litert(scheme, tmp_path):
     model = load_model(f"tflite:{file}")
     assert "block1_depthwise" in model.layers and not any("quantize" in name.lower() for name in model.layers)
     assert model.layers["block1_depthwise"].shape == (8, 8, 8) and model.layers["block3_concat"].shape == (16, 3, 3)
+    with pytest.raises(ValueError, match="only runs at 16x16"):
+        model(torch.rand(1, 3, 20, 20))
     with torch.no_grad():  # the model's own preprocessing maps [0, 1] pixels to the file's input range
         probabilities = torch.softmax(model(torch.from_numpy(images[16:]).permute(0, 3, 1, 2) / 2 + 0.5), 1)
     probabilities = probabilities.numpy()

@@ -44,9 +44,10 @@ class ImageSource:
 class FileSource(ImageSource):
     """Image files; in a folder source, labels come from the first folder level below `root`."""
 
-    def __init__(self, paths: list[Path], root: Path, kind: str, max_pixels: int | None = MAX_PIXELS) -> None:
+    def __init__(self, paths: list[Path], root: Path, kind: str, max_pixels: int | None = MAX_PIXELS,
+                 labels: list[str | None] | None = None) -> None:
         self.paths, self.root, self.kind, self.max_pixels = paths, root, kind, max_pixels
-        self._labels = [_class_folder(p, root) for p in paths] if kind == "folder" else [None] * len(paths)
+        self._labels = labels or ([_class_folder(p, root) for p in paths] if kind == "folder" else [None] * len(paths))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -131,12 +132,13 @@ def as_source(data: Any, max_pixels: int | None = MAX_PIXELS) -> ImageSource:
             if not files:
                 raise ValueError(f"no image files under {path}")
             return FileSource(files, path, "folder", max_pixels)
-        if path.is_file():
-            lines = [line.strip() for line in path.read_text().splitlines()]
-            files = [(path.parent / line).resolve() for line in lines if line and not line.startswith("#")]
-            if not files:
+        if path.is_file():  # lines "PATH" or "PATH<TAB>LABEL" (a class name or index)
+            rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines()]
+            rows = [row for row in rows if row[0].strip() and not row[0].startswith("#")]
+            if not rows:
                 raise ValueError(f"{path} lists no image paths")
-            return FileSource(files, path.parent, "list", max_pixels)
+            return FileSource([(path.parent / row[0].strip()).resolve() for row in rows], path.parent, "list",
+                              max_pixels, [row[1].strip() if len(row) > 1 else None for row in rows])
         raise FileNotFoundError(f"dataset {path} not found (give a folder, a text file of paths, or a dataset)")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return TorchvisionSource(data)

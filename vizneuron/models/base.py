@@ -128,6 +128,9 @@ class Model:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.name} expects RGB images shaped (N, 3, H, W), got {tuple(images.shape)}")
+        if self.fixed_input and tuple(images.shape[2:]) != self.input_size:
+            raise ValueError(f"{self.name} only runs at {self.input_size[0]}x{self.input_size[1]}; got "
+                             f"{images.shape[2]}x{images.shape[3]} (resize first)")
         return self.module(self.preprocess(images))
 
     # -- layers ------------------------------------------------------------------------------

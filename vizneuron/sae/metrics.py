@@ -17,12 +17,14 @@ from .model import SAE
 
 
 def class_index(model: Model) -> Callable[[str | None], int | None]:
-    """Maps a dataset label (class folder name) to the model's class index, or None."""
+    """Maps a dataset label (class folder name, or a class index as text) to the model's class index."""
     labels = [label.lower() for label in model.labels or []]
 
     def lookup(label: str | None) -> int | None:
         if label is None:
             return None
+        if label.isdigit():
+            return int(label) if int(label) < len(labels) else None
         wanted = label.lower().replace("_", " ")
         for i, known in enumerate(labels):
             if wanted == known or wanted in (part.strip() for part in known.split(",")):
