@@ -105,6 +105,26 @@ def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
     return torch.stack(maps, 1)
 
 
+def unit_peaks(units: Sequence[Unit], acts: dict[str, torch.Tensor], reduce: str = "max"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each unit's value on each image, (N, U) in the order given: its peak over positions (or the
+    mean, `reduce="mean"`), and the flat position of the peak. Units sharing a view are mapped once."""
+    groups: dict[tuple, list[int]] = {}
+    for i, unit in enumerate(units):
+        groups.setdefault(map_group(unit), []).append(i)
+    values = where = None
+    for members in groups.values():
+        maps = unit_maps([units[i] for i in members], acts[units[members[0]].layer]).float()
+        peak, position = maps.max(2)
+        if values is None:
+            values = peak.new_empty(peak.shape[0], len(units))
+            where = position.new_empty(peak.shape[0], len(units))
+        columns = torch.tensor(members, device=peak.device)
+        values[:, columns] = peak if reduce == "max" else maps.mean(2)
+        where[:, columns] = position
+    return values, where
+
+
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
 

@@ -26,7 +26,7 @@ from ..capture import capture
 from ..gallery import to_pil
 from ..imageio import MAX_PIXELS
 from ..models.base import Model
-from ..units import Unit, map_group, parse_units, unit_maps
+from ..units import Unit, map_group, parse_units, unit_maps, unit_peaks
 from .fields import crop_box, effective_field, grid_of, heatmap
 from .index import (ExampleIndex, IndexMismatch, claim, connect, encode_image, load_checkpoint, read_meta,
                     save_checkpoint, transaction)
@@ -75,17 +75,6 @@ def _groups(model: Model, units: list[Unit]) -> tuple[list[Unit], list[Group]]:
         groups.append(Group(members, slice(len(ordered), len(ordered) + len(members)), grid_of(model, members[0])))
         ordered.extend(members)
     return ordered, groups
-
-
-def _score(groups: list[Group], acts: dict[str, torch.Tensor], reduce: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, U) values and flat positions of each unit's maximum."""
-    values, where = [], []
-    for group in groups:
-        maps = unit_maps(group.units, acts[group.units[0].layer]).float()
-        peak, position = maps.max(2)
-        values.append(peak if reduce == "max" else maps.mean(2))
-        where.append(position)
-    return torch.cat(values, 1), torch.cat(where, 1)
 
 
 def _parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
@@ -179,7 +168,7 @@ def mine(
             ok = torch.tensor([not reason for reason in skips])
             if ok.any():
                 with amp:
-                    values, where = _score(groups, cap.run(images[ok].to(model.device)), reduce)
+                    values, where = unit_peaks(units_in_order, cap.run(images[ok].to(model.device)), reduce)
                 tracker = tracker.merge(Tracker.from_batch(values, where, batch_ids[ok]), k)
             for i, note, reason in zip(batch_ids.tolist(), batch_notes, skips):
                 if note or reason:

@@ -175,17 +175,26 @@ def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.T
 
 
 def train_layer_sae(model, layer: str, data: Any, *, pool: bool = False, max_images: int | None = None,
-                    image_batch: int = 128, workers: int = 0, **options: Any) -> SAE:
+                    image_batch: int = 128, workers: int = 0, cache_bytes: int = 1 << 30, **options: Any) -> SAE:
     """Train an SAE on `layer` of `model` over the images of `data` (a folder, list or dataset):
-    every position of every image is a sample (`pool=True`: one per image). `options` go to
-    `train_sae` (expansion, k, kind, epochs, checkpoint, ...)."""
+    every position of every image is a sample (`pool=True`: one per image). When all samples fit
+    in `cache_bytes` they are extracted once and reused every epoch; otherwise each epoch streams
+    them again. `options` go to `train_sae` (expansion, k, kind, epochs, checkpoint, ...)."""
+    from ..mine.sources import as_source
     from .data import layer_activations
 
     layer = model.resolve_layer(layer)
+    source = as_source(data)
 
     def fresh() -> Iterator[torch.Tensor]:
-        return layer_activations(model, layer, data, pool=pool, batch_size=image_batch, workers=workers,
+        return layer_activations(model, layer, source, pool=pool, batch_size=image_batch, workers=workers,
                                  max_images=max_images)
 
+    info = model.layer(layer)
+    images = len(source) if max_images is None else min(max_images, len(source))
+    shape = info.shape
+    positions = 1 if pool else {"spatial": shape[1] * shape[2] if len(shape) == 3 else 1,
+                                "tokens": shape[0]}.get(info.layout, 1)
+    fits = images * positions * info.channels * 4 <= cache_bytes
     config = {"model": model.name, "layer": layer, "pool": pool}
-    return train_sae(fresh, config=config, **options)
+    return train_sae(torch.cat(list(fresh())) if fits else fresh, config=config, **options)

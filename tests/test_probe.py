@@ -1,0 +1,129 @@
+"""The polysemanticity probe on planted units with known answers, on real models and real images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import shared_path
+from vizneuron import load_model, probe
+from vizneuron.capture import capture
+from vizneuron.imageio import image_files
+from vizneuron.mine.sources import ModelInputs
+from vizneuron.probe import label_groups, penultimate_layer, verdict_of
+from vizneuron.probe.run import measure
+from vizneuron.units import Unit
+
+CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _concept_means(model, layer: str, concepts: dict) -> dict[str, torch.Tensor]:
+    """Each concept's mean activation vector at `layer` (pooled over positions)."""
+    means = {}
+    with capture(model, [layer]) as cap, torch.no_grad():
+        for name, source in concepts.items():
+            inputs = ModelInputs(source, model.input_size, model.crop_fraction)
+            act = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))[layer]
+            means[name] = act.mean((0, 2, 3))
+    return means
+
+
+def _planted(layer: str, means: dict[str, torch.Tensor], members: tuple[str, ...]) -> Unit:
+    """A direction on which every member concept's mean (centred on all concepts) scores the same,
+    of minimum norm: a unit that fires equally on exactly these concepts."""
+    centre = torch.stack(list(means.values())).mean(0)
+    rows = torch.stack([means[c] - centre for c in members])
+    direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
+    return Unit(layer, "direction", direction=direction / direction.norm(), source="+".join(members))
+
+
+def _score_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[str, ...], str]]) -> float:
+    means = _concept_means(model, layer, concepts)
+    units = [_planted(layer, means, members) for members, _ in cases]
+    penultimate = penultimate_layer(model)
+    measured = {c: measure(model, units, s, penultimate) for c, s in concepts.items()}
+    features = {c: f for c, (_, f) in measured.items()}
+    right = 0
+    for j, (members, expected) in enumerate(cases):
+        verdict, score, groups, _, _ = verdict_of({c: v[:, j] for c, (v, _) in measured.items()}, features)
+        named = all(any(any(m in c for c in g) for g in groups) for m in members)  # every member is found
+        ok = verdict == expected and named and (expected != "polysemantic" or score >= 0.25)
+        right += ok
+        if not ok:
+            print("wrong:", members, expected, verdict, round(score, 2), groups)
+    return right / len(cases)
+
+
+@pytest.mark.slow
+def test_planted_units_on_the_default_model_cifar10():
+    model = load_model("default")
+    concepts = label_groups(shared_path("data", "cifar10", "test"), {c: [c] for c in CIFAR}, per_concept=150)
+    animals, vehicles = ["bird", "cat", "deer", "dog", "frog", "horse"], ["airplane", "automobile", "ship", "truck"]
+    cases = [((c,), "monosemantic") for c in CIFAR]
+    cases += [(pair, "monosemantic") for pair in [("cat", "dog"), ("automobile", "truck"), ("airplane", "ship"),
+                                                  ("deer", "horse")]]
+    cases += [((a, v), "polysemantic") for a in animals for v in vehicles]
+    cases += [(t, "polysemantic") for t in [("cat", "dog", "automobile"), ("deer", "horse", "ship"),
+                                            ("automobile", "truck", "bird"), ("airplane", "ship", "frog")]]
+    assert len(cases) >= 40
+    accuracy = _score_planted(model, "layer3", concepts, cases)
+    print(f"default model: {accuracy:.0%} of {len(cases)} planted verdicts right")
+    assert accuracy >= 0.9
+
+
+@pytest.mark.slow
+def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
+    from vizneuron.probe import IMAGENET_GROUPS
+
+    model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
+    listing = tmp_path / "imagenet.txt"  # sorted file order is the class index
+    listing.write_text("".join(f"{p}\t{i}\n" for i, p in enumerate(image_files(shared_path("data", "imagenet-sample")))))
+    groups = {}
+    for name, members in IMAGENET_GROUPS.items():  # big groups split in halves: two related concepts
+        if len(members) >= 12:
+            groups[f"{name} A"], groups[f"{name} B"] = members[: len(members) // 2], members[len(members) // 2 :]
+        else:
+            groups[name] = members
+    concepts = label_groups(listing, groups, model.labels)
+    whole = {"car": ("car A", "car B"), "snake": ("snake A", "snake B"), "dog": ("dog A", "dog B"),
+             "bird": ("bird A", "bird B"), "boat": ("boat A", "boat B")}
+    animals = [("domestic cat",), ("big cat",), whole["snake"], ("ferret-like",), whole["dog"], whole["bird"], ("fish",)]
+    cases = [((c,), "monosemantic") for c in concepts]  # single concepts, halves included
+    cases += [(pair, "monosemantic") for pair in whole.values()] + [(("domestic cat", "big cat"), "monosemantic")]
+    cases += [(animal + (vehicle,), "polysemantic") for animal in animals for vehicle in ("car A", "boat B")]
+    assert len(cases) >= 40
+    accuracy = _score_planted(model, "Conv_1", concepts, cases)
+    print(f"mobilenet_v2: {accuracy:.0%} of {len(cases)} planted verdicts right")
+    assert accuracy >= 0.9
+
+
+@pytest.mark.slow
+def test_probe_report_with_renders_index_and_sae_split(tmp_path):
+    from vizneuron import mine
+    from vizneuron.probe.report import write_report
+    from vizneuron.sae import layer_activations, train_sae
+
+    model = load_model("default")
+    test = shared_path("data", "cifar10", "test")
+    concepts = label_groups(test, {c: [c] for c in CIFAR}, per_concept=100)
+    means = _concept_means(model, "layer3", concepts)
+    unit = _planted("layer3", means, ("cat", "automobile"))
+    rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"),
+                                            max_images=3000, batch_size=500)))
+    sae = train_sae(rows, expansion=8, k=16, epochs=4, batch_size=2048, progress=False)
+    report = probe(model, unit, concepts, renders=4, render_steps=64, sae=sae)
+    assert report.verdict == "polysemantic" and {"cat", "automobile"} <= set(report.concepts)
+    assert 0.25 <= report.score < 1 and "polysemantic (" in report.summary
+    assert report.renders["summary"].count("renders read as") >= 1 and len(report.renders["classified_as"]) == 4
+    assert len(report.sae_split) == 3 and sum(f["share"] for f in report.sae_split) <= 1
+    assert all(f["verdict"] in ("monosemantic", "polysemantic", "unclear") for f in report.sae_split)
+    page = write_report(report, tmp_path / "report")
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["verdict"] == "polysemantic" and "cat" in page.read_text()
+    # a real channel with an index as background: the verdict is one of the three, with evidence
+    index = mine(model, "layer3:5", test, k=8, batch_size=500, progress=False)
+    channel = probe(model, "layer3:5", concepts, index=index)
+    assert channel.background["source"] == "index" and len(channel.evidence) == 10
+    assert all(len(e.top_examples) == 4 for e in channel.evidence)

@@ -1,0 +1,99 @@
+"""Concepts: named sets of images (folders, path lists, or label groups of a labelled dataset).
+
+Ready-made groups of ImageNet classes (ILSVRC indices, as the model's labels) cover the classic
+questions: are cat faces and car fronts one concept? do snakes and ferrets share "sleekness"?
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..mine.sources import ImageSource, as_source
+
+IMAGENET_GROUPS: dict[str, list[int]] = {
+    "domestic cat": list(range(281, 286)),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+    "big cat": list(range(286, 294)),  # cougar, lynx, leopard, snow leopard, jaguar, lion, tiger, cheetah
+    "car": [407, 436, 468, 511, 609, 627, 656, 661, 717, 734, 751, 817],  # ambulance ... sports car
+    "snake": list(range(52, 69)),  # thunder snake ... sidewinder
+    "ferret-like": list(range(356, 361)),  # weasel, mink, polecat, black-footed ferret, otter
+    "dog": list(range(151, 181)),  # Chihuahua ... (30 breeds)
+    "bird": list(range(7, 25)),  # cock ... great grey owl
+    "fish": list(range(0, 7)),  # tench ... stingray
+    "boat": [472, 484, 510, 554, 576, 625, 724, 780, 814, 833, 871, 914],  # canoe ... yawl
+}
+
+
+class ConceptImages(ImageSource):
+    """Some images of another source, under the source's own ids."""
+
+    def __init__(self, source: ImageSource, ids: list[int], name: str) -> None:
+        self.source, self.ids, self.name = source, ids, name
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def key(self, i: int) -> str:
+        return self.source.key(self.ids[i])
+
+    def label(self, i: int) -> str | None:
+        return self.source.label(self.ids[i])
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        return self.source.read(self.ids[i])
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "concept", "name": self.name, "images": len(self), "of": self.source.describe()}
+
+
+def label_groups(data: Any, groups: dict[str, list[str | int]], labels: list[str] | None = None,
+                 per_concept: int | None = None) -> dict[str, ConceptImages]:
+    """Concepts from a labelled dataset: each concept is the images whose label is in its group.
+
+    A group lists labels as the dataset has them (class folder names), or class indices /
+    names of the model's `labels` (for datasets labelled by index, e.g. ImageNet lists).
+    `per_concept` keeps the first N images of each concept (in dataset order).
+    """
+    source = as_source(data)
+    names = [label.lower() for label in labels or []]
+
+    def canonical(value: str | int) -> str:
+        """A label as an index string when it names one of the model's classes."""
+        text = str(value).strip()
+        if text.isdigit():
+            return text
+        for i, name in enumerate(names):
+            if text.lower() == name or text.lower() in (p.strip() for p in name.split(",")):
+                return str(i)
+        return text.lower()
+
+    wanted = {name: {canonical(v) for v in members} for name, members in groups.items()}
+    image_labels = [canonical(source.label(i)) if source.label(i) is not None else None for i in range(len(source))]
+    concepts = {}
+    for name, members in wanted.items():
+        ids = [i for i, label in enumerate(image_labels) if label in members][:per_concept]
+        if not ids:
+            raise ValueError(f"concept {name!r}: no image of {sorted(members)[:5]} in {source.describe()['root']}")
+        concepts[name] = ConceptImages(source, ids, name)
+    return concepts
+
+
+def imagenet_concepts(data: Any, labels: list[str], names: list[str] | None = None) -> dict[str, ConceptImages]:
+    """Ready-made ImageNet concept groups (`IMAGENET_GROUPS`) from a dataset labelled by class."""
+    chosen = names or list(IMAGENET_GROUPS)
+    unknown = [n for n in chosen if n not in IMAGENET_GROUPS]
+    if unknown:
+        raise ValueError(f"unknown concept groups {unknown}; ready-made: {', '.join(IMAGENET_GROUPS)}")
+    return label_groups(data, {n: IMAGENET_GROUPS[n] for n in chosen}, labels)
+
+
+def as_concepts(concepts: dict[str, Any]) -> dict[str, ImageSource]:
+    """Name -> folder, list file, dataset or ImageSource, as image sources."""
+    out = {}
+    for name, data in concepts.items():
+        source = as_source(data)
+        if len(source) == 0:
+            raise ValueError(f"concept {name!r} has no images")
+        out[name] = source
+    return out

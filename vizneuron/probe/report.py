@@ -1,0 +1,69 @@
+"""A probe report on disk: `report.json` and a self-contained `index.html` with renders beside it."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..gallery import png_bytes, safe_name, to_pil, write_atomic
+from .run import ProbeReport
+
+
+def write_report(report: ProbeReport, out: str | Path) -> Path:
+    """Write the report into `out`; returns the HTML page's path."""
+    out = Path(out)
+    data = report.to_dict()
+    renders = data.pop("renders", {}) or {}
+    images = renders.pop("images", None)
+    files = []
+    if images is not None:
+        for i, image in enumerate(images):
+            name = f"{safe_name(report.unit)}_render{i}.png"
+            write_atomic(out / name, png_bytes(to_pil(image, max(1, 128 // image.shape[-1]))))
+            files.append(name)
+    data["renders"] = renders | {"files": files}
+    write_atomic(out / "report.json", (json.dumps(data, indent=1) + "\n").encode())
+    page = out / "index.html"
+    write_atomic(page, _html(data).encode())
+    return page
+
+
+def _html(data: dict[str, Any]) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr{' class=drive' if e['drives'] else ''}><td>{esc(e['name'])}</td><td>{e['images']}</td>"
+        f"<td>{e['mean']:.3g}</td><td>{e['z']:+.2f}</td><td>{e['top_fraction']:.0%}</td>"
+        f"<td>{'yes' if e['drives'] else ''}</td><td class=small>"
+        + "<br>".join(f"{esc(path)} ({value:.3g})" for path, value in e["top_examples"]) + "</td></tr>"
+        for e in sorted(data["evidence"], key=lambda e: -e["z"]))
+    renders = data["renders"]
+    render_cells = "".join(
+        f'<figure><img src="{esc(f)}" alt="render {i}"><figcaption>{esc(c)}<br>near {esc(n)}</figcaption></figure>'
+        for i, (f, c, n) in enumerate(zip(renders.get("files", []), renders.get("classified_as", []),
+                                          renders.get("nearest_concept", []))))
+    split = "".join(f"<li>{esc(f['feature'])}: {f['share']:.0%} of the unit on its driving images; "
+                    f"{esc(f['verdict'])} ({esc(', '.join(f['concepts']) or '-')})</li>" for f in data["sae_split"])
+    names = list(data["relatedness"])
+    related = "".join(f"<tr><th>{esc(a)}</th>" + "".join(f"<td>{data['relatedness'][a][b]:+.2f}</td>" for b in names)
+                      + "</tr>" for a in names)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(data['unit'])}: {esc(data['summary'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:left}}tr.drive{{background:#fff3d6}}.small{{font-size:11px}}
+figure{{display:inline-block;margin:4px;text-align:center;font-size:12px}}img{{width:128px;height:128px}}</style>
+</head><body>
+<h1>{esc(data['unit'])}: {esc(data['summary'])}</h1>
+<p>score {data['score']:.2f} (0: one group of related concepts carries the unit; 0.5: two equal unrelated
+groups). Baseline: {esc(data['background']['source'])}, mean {data['background']['mean']:.3g},
+std {data['background']['std']:.3g}.</p>
+<h2>Concepts</h2>
+<table><tr><th>concept</th><th>images</th><th>mean</th><th>z</th><th>top range</th><th>drives</th>
+<th>top examples</th></tr>{rows}</table>
+<h2>Renders</h2><p>{esc(renders.get('summary', 'not requested'))}</p>{render_cells}
+<h2>SAE split</h2><ul>{split or '<li>no SAE given</li>'}</ul>
+<h2>Relatedness (cosine of centred penultimate means)</h2>
+<table><tr><th></th>{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{related}</table>
+</body></html>
+"""

@@ -1,0 +1,252 @@
+"""The polysemanticity probe: which concepts drive a unit, and are they one concept or several?
+
+Measure (documented in the README, tested on planted units):
+1. An image's value is the unit's peak (max over positions, as the miner ranks). Each concept's
+   response is its mean value; its *excess* is that minus a baseline: the unit's mean over a
+   mined dataset (an index) when given, else the median over all concept images.
+2. A concept *drives* the unit when its excess is positive and at least half of the strongest
+   concept's, and the strongest excess is at least one standard deviation of the unit's values
+   (otherwise nothing given drives it).
+3. Driving concepts are *related* when their mean penultimate features (the model's own
+   representation just before the classifier, centred on all concept images) have cosine
+   similarity >= 0.2; related concepts join one group.
+4. score = 1 - (excess of the strongest group) / (excess of all driving concepts): 0 when one
+   group carries the response, 0.5 for two equal unrelated groups, towards 1 for many.
+   Verdict: no driving concept -> unclear; one group -> monosemantic; several -> polysemantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from ..capture import capture
+from ..mine.sources import ImageSource, ModelInputs
+from ..models.base import OUTPUT_LAYER, Model, positions_as_rows, channels_first
+from ..units import Unit, parse_unit, parse_units, unit_peaks
+from .concepts import as_concepts
+
+DRIVE_Z = 1.0
+DRIVE_SHARE = 0.5
+RELATED_COSINE = 0.2
+
+
+@dataclass
+class ConceptEvidence:
+    name: str
+    images: int
+    mean: float
+    std: float
+    z: float  # (mean - background mean) / background std
+    top_fraction: float  # images above the background's top range (95th percentile or index top-k)
+    drives: bool
+    top_examples: list[tuple[str, float]]  # (image, value), best first
+
+
+@dataclass
+class ProbeReport:
+    unit: str
+    verdict: str  # "monosemantic" | "polysemantic" | "unclear"
+    score: float
+    concepts: list[str]  # the concepts that drive the unit
+    groups: list[list[str]]  # driving concepts, grouped by relatedness, strongest first
+    evidence: list[ConceptEvidence]
+    relatedness: dict[str, dict[str, float]]  # cosine similarity between concept means
+    background: dict[str, float]
+    renders: dict[str, Any] = field(default_factory=dict)
+    sae_split: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        if self.verdict == "polysemantic":
+            return f"polysemantic ({' + '.join('/'.join(g) for g in self.groups)})"
+        if self.verdict == "monosemantic":
+            return f"monosemantic ({'/'.join(self.groups[0])})"
+        return "unclear (no concept drives it)" if not self.concepts else "unclear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"summary": self.summary}
+
+
+def penultimate_layer(model: Model) -> str:
+    """The representation the classifier reads: the last layer before the logits whose width is
+    not the number of classes (e.g. `pool` of the bundled model, `avgpool` of a ResNet)."""
+    classes = model.layer(OUTPUT_LAYER).channels
+    candidates = [info for info in model.layers.values()
+                  if info.shape is not None and info.name != OUTPUT_LAYER and info.channels not in (classes, classes + 1)]
+    if not candidates:
+        raise ValueError(f"{model.name}: no layer before the logits to read penultimate features from")
+    return max(candidates, key=lambda info: info.order).name
+
+
+def measure(model: Model, units: Sequence[Unit], source: ImageSource, penultimate: str,
+            batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's value for each unit (N, U) (peak over positions) and its penultimate vector."""
+    inputs = ModelInputs(source, model.input_size, model.crop_fraction)
+    loader = torch.utils.data.DataLoader(inputs, batch_size=batch_size)
+    layers = sorted({u.layer for u in units} | {penultimate})
+    values, features = [], []
+    with capture(model, layers) as cap, torch.no_grad():
+        for _, images, _, skips in loader:
+            ok = torch.tensor([not reason for reason in skips])
+            if not ok.any():
+                continue
+            acts = cap.run(images[ok].to(model.device))
+            values.append(unit_peaks(units, acts)[0].cpu())
+            view = channels_first(acts[penultimate], model.prefix_tokens, model.cls_token)
+            features.append(positions_as_rows(view, pool=True).float().cpu())
+    if not values:
+        raise ValueError(f"no readable images in {source.describe().get('root', source)}")
+    return torch.cat(values), torch.cat(features)
+
+
+def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Tensor],
+               background: tuple[float, float, float] | None = None) -> tuple[str, float, list[list[str]],
+                                                                           list[ConceptEvidence], dict]:
+    """The measure above, on per-concept values (n_c,) and penultimate features (n_c, D)."""
+    pooled = torch.cat(list(responses.values()))
+    if background is None:  # the median: robust to the few concepts that do drive the unit
+        background = (pooled.median().item(), pooled.std().item(), torch.quantile(pooled, 0.95).item())
+    mean, std, top = background
+    std = max(std, 1e-8)
+    excess = {c: max(v.mean().item() - mean, 0.0) for c, v in responses.items()}
+    strongest = max(excess.values())
+    evidence, driving = [], []
+    for c, v in responses.items():
+        z = (v.mean().item() - mean) / std
+        drives = strongest / std >= DRIVE_Z and excess[c] > 0 and excess[c] >= DRIVE_SHARE * strongest
+        if drives:
+            driving.append(c)
+        evidence.append(ConceptEvidence(c, len(v), v.mean().item(), v.std().item() if len(v) > 1 else 0.0, z,
+                                        (v > top).float().mean().item(), drives, []))
+    centre = torch.cat(list(features.values())).mean(0)
+    means = {c: f.mean(0) - centre for c, f in features.items()}
+    names = list(responses)
+    cosine = {a: {b: torch.nn.functional.cosine_similarity(means[a], means[b], dim=0).item() for b in names}
+              for a in names}
+    groups: list[list[str]] = []
+    for c in sorted(driving, key=lambda c: -excess[c]):  # strongest first; join the first related group
+        home = next((g for g in groups if any(cosine[c][m] >= RELATED_COSINE for m in g)), None)
+        if home is None:
+            groups.append([c])
+        else:
+            home.append(c)
+    groups = _merge_linked(groups, cosine)
+    masses = [sum(excess[c] for c in g) for g in groups]
+    score = 1 - max(masses) / sum(masses) if groups and sum(masses) > 0 else 0.0
+    verdict = "unclear" if not groups else "monosemantic" if len(groups) == 1 else "polysemantic"
+    order = sorted(range(len(groups)), key=lambda i: -masses[i])
+    return verdict, score, [groups[i] for i in order], evidence, cosine
+
+
+def _merge_linked(groups: list[list[str]], cosine: dict) -> list[list[str]]:
+    """Join groups that any related pair links (relatedness is transitive within a verdict)."""
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                if any(cosine[a][b] >= RELATED_COSINE for a in groups[i] for b in groups[j]):
+                    groups[i] += groups.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae=None,
+          renders: int = 0, render_steps: int = 128, split_features: int = 3, examples: int = 4,
+          batch_size: int = 128, seed: int = 0) -> ProbeReport:
+    """Does `unit` fire on unrelated concepts? `concepts`: name -> folder, list file, dataset or
+    image source (see `label_groups` / `imagenet_concepts`). `index`: an `ExampleIndex` of the
+    unit, whose distribution becomes the background. `renders`: also render that many diverse
+    images and say which concept each reads as. `sae`: an SAE (or registered name) of the unit's
+    layer: which features carry the unit on its driving images, each with its own verdict."""
+    unit = parse_unit(unit, model) if isinstance(unit, str) else unit
+    sources = as_concepts(concepts)
+    penultimate = penultimate_layer(model)
+    measured = {c: measure(model, [unit], s, penultimate, batch_size) for c, s in sources.items()}
+    responses = {c: v[:, 0] for c, (v, _) in measured.items()}
+    features = {c: f for c, (_, f) in measured.items()}
+    background = None
+    if index is not None:
+        stats = index.stats(unit.name)
+        kept = index.examples(unit.name)
+        background = (stats.mean, stats.std, kept[-1].value if kept else stats.max)
+    verdict, score, groups, evidence, cosine = verdict_of(responses, features, background)
+    for item in evidence:
+        values = responses[item.name]
+        best = values.argsort(descending=True)[:examples].tolist()
+        item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]
+    pooled = torch.cat(list(responses.values()))
+    report = ProbeReport(unit.name, verdict, score, [c for g in groups for c in g], groups, evidence, cosine,
+                         {"mean": background[0] if background else pooled.mean().item(),
+                          "std": background[1] if background else pooled.std().item(),
+                          "source": "index" if index is not None else "concept images"})
+    if renders:
+        report.renders = _render_evidence(model, unit, features, renders, render_steps, penultimate, seed)
+    if sae is not None:
+        report.sae_split = _sae_split(model, unit, sae, sources, groups, measured, penultimate, split_features,
+                                      batch_size)
+    return report
+
+
+def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor], count: int, steps: int,
+                     penultimate: str, seed: int) -> dict[str, Any]:
+    """The classic test: diverse renders, each classified by the model and matched to a concept."""
+    from ..optim.render import render
+
+    result = render(model, [unit], samples=count, diversity=1e2 if count > 1 else 0.0, steps=steps, seed=seed,
+                    progress=False)
+    images = result.images.to(model.device)
+    if model.fixed_input:
+        images = torch.nn.functional.interpolate(images, size=model.input_size, mode="bilinear")
+    with capture(model, [penultimate], stop_early=False) as cap, torch.no_grad():
+        acts = cap.run(images)
+        logits = cap.output.float().cpu()
+        vectors = positions_as_rows(channels_first(acts[penultimate], model.prefix_tokens, model.cls_token),
+                                    pool=True).float().cpu()
+    centre = torch.cat(list(features.values())).mean(0)
+    names = list(features)
+    means = torch.stack([features[c].mean(0) - centre for c in names])
+    nearest = torch.nn.functional.cosine_similarity((vectors - centre)[:, None], means[None], dim=2).argmax(1)
+    labels = [model.labels[i] if model.labels else str(i) for i in logits.argmax(1).tolist()]
+    reads = {}
+    for c in nearest.tolist():
+        reads[names[c]] = reads.get(names[c], 0) + 1
+    text = ", ".join(f"{n} of {count} renders read as {c}" for c, n in sorted(reads.items(), key=lambda kv: -kv[1]))
+    return {"images": result.images, "classified_as": labels, "nearest_concept": [names[c] for c in nearest.tolist()],
+            "summary": text, "activations": result.activations.tolist()}
+
+
+def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], groups: list[list[str]],
+               measured: dict, penultimate: str, top: int, batch_size: int) -> list[dict[str, Any]]:
+    """Which SAE features carry the unit on its driving concepts' images, and what each responds to."""
+    if unit.kind not in ("channel", "direction"):
+        raise ValueError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
+    name = sae if isinstance(sae, str) else "sae"
+    if not isinstance(sae, str):
+        model.add_sae(name, sae)
+    sae_module = model.saes[name]
+    weight = sae_module.W_dec[:, unit.index] if unit.kind == "channel" else sae_module.W_dec @ unit.direction.to(
+        sae_module.W_dec)
+    weight = weight / sae_module.config.scale
+    features = parse_units(f"{unit.layer}/{name}:*", model)
+    driving = [c for g in groups for c in g] or list(sources)
+    contribution = torch.zeros(sae_module.config.d_sae)
+    for c in driving:  # feature value x its decoder weight into the unit, summed over images
+        values, _ = measure(model, features, sources[c], penultimate, batch_size)
+        contribution += (values * weight.cpu()).clamp(min=0).sum(0)
+    shares = contribution / contribution.sum().clamp(min=1e-12)
+    chosen = shares.argsort(descending=True)[:top].tolist()
+    values = {c: measure(model, [features[f] for f in chosen], s, penultimate, batch_size)[0] for c, s in sources.items()}
+    split = []
+    for column, f in enumerate(chosen):
+        feature_values = {c: v[:, column] for c, v in values.items()}
+        verdict, score, f_groups, _, _ = verdict_of(feature_values, {c: measured[c][1] for c in sources})
+        split.append({"feature": features[f].name, "share": round(shares[f].item(), 4), "verdict": verdict,
+                      "score": round(score, 4), "concepts": [c for g in f_groups for c in g]})
+    return split
