@@ -96,3 +96,26 @@ def test_mine_top_merge_and_render_with_examples(tmp_path, capsys):
     assert "channel 99 out of range" in capsys.readouterr().err
     assert main(["mine", TINY, "--data", str(data), "--index", str(index)]) == 2
     assert "give --layers" in capsys.readouterr().err
+
+
+def test_probe_command_writes_report(tmp_path, capsys):
+    from PIL import Image
+
+    rng = __import__("numpy").random.default_rng(0)
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200)), ("green", (30, 200, 30))):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        for i in range(4):
+            noise = rng.integers(0, 40, (16, 16, 3))
+            Image.fromarray((noise + colour).clip(0, 255).astype("uint8")).save(folder / f"{i}.png")
+    out = tmp_path / "probe"
+    args = ["probe", TINY, "conv2:3", "--data", str(tmp_path / "data"), "--concepts", "red,blue",
+            "--concept", f"greenish={tmp_path / 'data' / 'green'}", "--renders", "2", "--steps", "4", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("conv2:3: ") and "renders read as" in printed and "report:" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] in ("monosemantic", "polysemantic", "unclear")
+    assert {e["name"] for e in report["evidence"]} == {"red", "blue", "greenish"} and (out / "index.html").exists()
+    assert main(["probe", TINY, "conv2:3", "--concepts", "red"]) == 2
+    assert "give --data" in capsys.readouterr().err

@@ -92,7 +92,8 @@ def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
     animals = [("domestic cat",), ("big cat",), whole["snake"], ("ferret-like",), whole["dog"], whole["bird"], ("fish",)]
     cases = [((c,), "monosemantic") for c in concepts]  # single concepts, halves included
     cases += [(pair, "monosemantic") for pair in whole.values()] + [(("domestic cat", "big cat"), "monosemantic")]
-    cases += [(animal + (vehicle,), "polysemantic") for animal in animals for vehicle in ("car A", "boat B")]
+    cases += [(animal + (vehicle,), "polysemantic") for animal in animals
+              for vehicle in ("car A", "car B", "boat A", "boat B")]
     assert len(cases) >= 40
     accuracy = _score_planted(model, "Conv_1", concepts, cases)
     print(f"mobilenet_v2: {accuracy:.0%} of {len(cases)} planted verdicts right")

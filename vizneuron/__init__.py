@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from .capture import capture
 from .mine import ExampleIndex, IndexMismatch, merge, mine
 from .models import LayerError, Model, WeightsUnavailable, load_model
-from .probe import ProbeReport, probe
+from .probe import ProbeReport, probe, probe_units
 from .sae import SAE, evaluate_sae, load_sae, train_layer_sae, train_sae
 from .optim import objectives
 from .optim.render import RenderError, RenderResult, render
@@ -21,5 +21,5 @@ from .units import Unit, UnitError, parse_unit, parse_units
 
 __all__ = [
     "Model", "load_model", "Unit", "parse_unit", "parse_units", "capture", "render", "RenderResult",
-    "objectives", "probe", "ProbeReport", "SAE", "train_sae", "train_layer_sae", "load_sae", "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError", "__version__",
+    "objectives", "probe", "probe_units", "ProbeReport", "SAE", "train_sae", "train_layer_sae", "load_sae", "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError", "__version__",
 ]

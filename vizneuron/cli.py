@@ -153,6 +153,50 @@ def _cmd_sae_eval(args: argparse.Namespace) -> None:
     _print_metrics(sae.config.metrics)
 
 
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from .mine import ExampleIndex
+    from .models import load_model
+    from .probe import IMAGENET_GROUPS, label_groups, probe
+    from .probe.report import write_report
+
+    model = load_model(args.model, device=args.device)
+    concepts: dict = {}
+    if args.concepts:
+        if not args.data:
+            raise ValueError("--concepts names label groups of a labelled dataset: give --data too")
+        groups = {}
+        for item in args.concepts.split(","):
+            name, _, members = item.strip().partition("=")
+            if members:
+                groups[name] = members.split("+")
+            elif name in IMAGENET_GROUPS and model.labels and len(model.labels) == 1000:
+                groups[name] = IMAGENET_GROUPS[name]
+            else:
+                groups[name] = [name]
+        concepts.update(label_groups(args.data, groups, model.labels, per_concept=args.per_concept))
+    for item in args.concept:
+        name, _, path = item.partition("=")
+        if not path:
+            raise ValueError(f"--concept {item!r} must look like NAME=FOLDER_OR_LIST")
+        concepts[name] = path
+    if len(concepts) < 2:
+        raise ValueError("the probe needs at least two concepts (--concepts and/or --concept NAME=PATH)")
+    if args.sae:
+        model.add_sae("probe_sae", args.sae)
+    report = probe(model, args.unit, concepts, index=ExampleIndex(args.index) if args.index else None,
+                   sae="probe_sae" if args.sae else None, renders=args.renders, render_steps=args.steps)
+    page = write_report(report, args.out)
+    print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
+    for e in sorted(report.evidence, key=lambda e: -e.z):
+        print(f"  {e.name:<20} mean {e.mean:>8.3f}  z {e.z:+.2f}  top range {e.top_fraction:>4.0%}"
+              f"{'  drives' if e.drives else ''}")
+    if report.renders:
+        print(f"  renders: {report.renders['summary']}")
+    for f in report.sae_split:
+        print(f"  {f['feature']}: {f['share']:.0%}, {f['verdict']} ({', '.join(f['concepts']) or '-'})")
+    print(f"report: {page}")
+
+
 def _print_metrics(metrics: dict) -> None:
     for key, value in metrics.items():
         print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
@@ -254,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=_cmd_sae_eval)
+    pr = sub.add_parser("probe", help="does a unit fire on unrelated concepts? verdict, score and evidence")
+    pr.add_argument("model")
+    pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
+    pr.add_argument("--data", default=None, help="labelled dataset for --concepts (class folders, or a list "
+                                                 "file of PATH<TAB>LABEL lines)")
+    pr.add_argument("--concepts", default="", help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
+                                                   "ImageNet group (domestic cat, big cat, car, snake, ...)")
+    pr.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
+    pr.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
+    pr.add_argument("--index", default=None, help="example index of the unit: its distribution is the baseline")
+    pr.add_argument("--sae", default=None, help="SAE of the unit's layer: split the unit into features")
+    pr.add_argument("--renders", type=int, default=4, help="diverse renders to classify (0: none)")
+    pr.add_argument("--steps", type=int, default=128)
+    pr.add_argument("--device", default=None)
+    pr.add_argument("--out", default="probe", help="folder for index.html and report.json")
+    pr.set_defaults(func=_cmd_probe)
     return parser
 
 

@@ -157,40 +157,61 @@ def _merge_linked(groups: list[list[str]], cosine: dict) -> list[list[str]]:
     return groups
 
 
+def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[str, Any], *, index=None,
+                examples: int = 4, batch_size: int = 128) -> list[ProbeReport]:
+    """Verdicts for many units from one pass over the concept images (e.g. `"layer3:*"`)."""
+    unit_list = parse_units(units, model) if isinstance(units, str) else [
+        parse_unit(u, model) if isinstance(u, str) else u for u in units]
+    sources = as_concepts(concepts)
+    penultimate = penultimate_layer(model)
+    measured = {c: measure(model, unit_list, s, penultimate, batch_size) for c, s in sources.items()}
+    return _reports(unit_list, measured, sources, index, examples)
+
+
+def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSource], index,
+             examples: int) -> list[ProbeReport]:
+    features = {c: f for c, (_, f) in measured.items()}
+    reports = []
+    for column, unit in enumerate(unit_list):
+        responses = {c: v[:, column] for c, (v, _) in measured.items()}
+        background = None
+        if index is not None:
+            stats = index.stats(unit.name)
+            kept = index.examples(unit.name)
+            background = (stats.mean, stats.std, kept[-1].value if kept else stats.max)
+        verdict, score, groups, evidence, cosine = verdict_of(responses, features, background)
+        for item in evidence:
+            values = responses[item.name]
+            best = values.argsort(descending=True)[:examples].tolist()
+            item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]
+        pooled = torch.cat(list(responses.values()))
+        reports.append(ProbeReport(
+            unit.name, verdict, score, [c for g in groups for c in g], groups, evidence, cosine,
+            {"mean": background[0] if background else pooled.median().item(),
+             "std": background[1] if background else pooled.std().item(),
+             "source": "index" if index is not None else "concept images (median)"}))
+    return reports
+
+
 def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae=None,
           renders: int = 0, render_steps: int = 128, split_features: int = 3, examples: int = 4,
           batch_size: int = 128, seed: int = 0) -> ProbeReport:
     """Does `unit` fire on unrelated concepts? `concepts`: name -> folder, list file, dataset or
     image source (see `label_groups` / `imagenet_concepts`). `index`: an `ExampleIndex` of the
-    unit, whose distribution becomes the background. `renders`: also render that many diverse
-    images and say which concept each reads as. `sae`: an SAE (or registered name) of the unit's
-    layer: which features carry the unit on its driving images, each with its own verdict."""
+    unit, whose distribution becomes the baseline. `renders`: also render that many diverse images
+    and say which concept each reads as. `sae`: an SAE (or registered name) of the unit's layer:
+    which features carry the unit on its driving images, each with its own verdict."""
     unit = parse_unit(unit, model) if isinstance(unit, str) else unit
     sources = as_concepts(concepts)
     penultimate = penultimate_layer(model)
     measured = {c: measure(model, [unit], s, penultimate, batch_size) for c, s in sources.items()}
-    responses = {c: v[:, 0] for c, (v, _) in measured.items()}
+    (report,) = _reports([unit], measured, sources, index, examples)
     features = {c: f for c, (_, f) in measured.items()}
-    background = None
-    if index is not None:
-        stats = index.stats(unit.name)
-        kept = index.examples(unit.name)
-        background = (stats.mean, stats.std, kept[-1].value if kept else stats.max)
-    verdict, score, groups, evidence, cosine = verdict_of(responses, features, background)
-    for item in evidence:
-        values = responses[item.name]
-        best = values.argsort(descending=True)[:examples].tolist()
-        item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]
-    pooled = torch.cat(list(responses.values()))
-    report = ProbeReport(unit.name, verdict, score, [c for g in groups for c in g], groups, evidence, cosine,
-                         {"mean": background[0] if background else pooled.mean().item(),
-                          "std": background[1] if background else pooled.std().item(),
-                          "source": "index" if index is not None else "concept images"})
     if renders:
         report.renders = _render_evidence(model, unit, features, renders, render_steps, penultimate, seed)
     if sae is not None:
-        report.sae_split = _sae_split(model, unit, sae, sources, groups, measured, penultimate, split_features,
-                                      batch_size)
+        report.sae_split = _sae_split(model, unit, sae, sources, report.groups, features, penultimate,
+                                      split_features, batch_size)
     return report
 
 
@@ -223,7 +244,7 @@ def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor]
 
 
 def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], groups: list[list[str]],
-               measured: dict, penultimate: str, top: int, batch_size: int) -> list[dict[str, Any]]:
+               features_of: dict[str, torch.Tensor], penultimate: str, top: int, batch_size: int) -> list[dict[str, Any]]:
     """Which SAE features carry the unit on its driving concepts' images, and what each responds to."""
     if unit.kind not in ("channel", "direction"):
         raise ValueError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
@@ -246,7 +267,7 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
     split = []
     for column, f in enumerate(chosen):
         feature_values = {c: v[:, column] for c, v in values.items()}
-        verdict, score, f_groups, _, _ = verdict_of(feature_values, {c: measured[c][1] for c in sources})
+        verdict, score, f_groups, _, _ = verdict_of(feature_values, features_of)
         split.append({"feature": features[f].name, "share": round(shares[f].item(), 4), "verdict": verdict,
                       "score": round(score, 4), "concepts": [c for g in f_groups for c in g]})
     return split
