@@ -120,6 +120,7 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     assert report.renders["summary"].count("renders read as") >= 1 and len(report.renders["classified_as"]) == 4
     assert len(report.sae_split) == 3 and sum(f["share"] for f in report.sae_split) <= 1
     assert all(f["verdict"] in ("monosemantic", "polysemantic", "unclear") for f in report.sae_split)
+    assert all(len(f["top_examples"]) == 4 and f["render"].shape == (3, 32, 32) for f in report.sae_split)
     page = write_report(report, tmp_path / "report")
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["verdict"] == "polysemantic" and "cat" in page.read_text()
@@ -128,3 +129,6 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     channel = probe(model, "layer3:5", concepts, index=index)
     assert channel.background["source"] == "index" and len(channel.evidence) == 10
     assert all(len(e.top_examples) == 4 for e in channel.evidence)
+    groups = channel.example_clusters
+    assert 1 <= len(groups) <= 4 and sorted(p for g in groups for p in g["members"]) == sorted(
+        e.path for e in index.examples("layer3:5"))

@@ -24,6 +24,12 @@ def write_report(report: ProbeReport, out: str | Path) -> Path:
             write_atomic(out / name, png_bytes(to_pil(image, max(1, 128 // image.shape[-1]))))
             files.append(name)
     data["renders"] = renders | {"files": files}
+    for entry in data["sae_split"]:
+        picture = entry.pop("render", None)
+        entry["render_file"] = None
+        if picture is not None:
+            entry["render_file"] = f"{safe_name(entry['feature'])}_render.png"
+            write_atomic(out / entry["render_file"], png_bytes(to_pil(picture, max(1, 128 // picture.shape[-1]))))
     write_atomic(out / "report.json", (json.dumps(data, indent=1) + "\n").encode())
     page = out / "index.html"
     write_atomic(page, _html(data).encode())
@@ -43,8 +49,15 @@ def _html(data: dict[str, Any]) -> str:
         f'<figure><img src="{esc(f)}" alt="render {i}"><figcaption>{esc(c)}<br>near {esc(n)}</figcaption></figure>'
         for i, (f, c, n) in enumerate(zip(renders.get("files", []), renders.get("classified_as", []),
                                           renders.get("nearest_concept", []))))
-    split = "".join(f"<li>{esc(f['feature'])}: {f['share']:.0%} of the unit on its driving images; "
-                    f"{esc(f['verdict'])} ({esc(', '.join(f['concepts']) or '-')})</li>" for f in data["sae_split"])
+    split = "".join(
+        f"<li>{esc(f['feature'])}: {f['share']:.0%} of the unit on its driving images; "
+        f"{esc(f['verdict'])} ({esc(', '.join(f['concepts']) or '-')})"
+        + (f'<br><img src="{esc(f["render_file"])}" alt="render">' if f["render_file"] else "")
+        + "<br><span class=small>" + "<br>".join(f"{esc(p)} ({v:.3g})" for p, v in f["top_examples"]) + "</span></li>"
+        for f in data["sae_split"])
+    clusters = "".join(f"<li>{len(g['members'])} images, mean {g['mean_value']:.3g}: "
+                       f"<span class=small>{esc(', '.join(g['members'][:6]))}</span></li>"
+                       for g in data["example_clusters"])
     names = list(data["relatedness"])
     related = "".join(f"<tr><th>{esc(a)}</th>" + "".join(f"<td>{data['relatedness'][a][b]:+.2f}</td>" for b in names)
                       + "</tr>" for a in names)
@@ -62,6 +75,7 @@ std {data['background']['std']:.3g}.</p>
 <table><tr><th>concept</th><th>images</th><th>mean</th><th>z</th><th>top range</th><th>drives</th>
 <th>top examples</th></tr>{rows}</table>
 <h2>Renders</h2><p>{esc(renders.get('summary', 'not requested'))}</p>{render_cells}
+<h2>Top dataset examples, grouped by the model's own features</h2><ul>{clusters or '<li>no index given</li>'}</ul>
 <h2>SAE split</h2><ul>{split or '<li>no SAE given</li>'}</ul>
 <h2>Relatedness (cosine of centred penultimate means)</h2>
 <table><tr><th></th>{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{related}</table>

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..capture import capture
@@ -57,6 +58,7 @@ class ProbeReport:
     background: dict[str, float]
     renders: dict[str, Any] = field(default_factory=dict)
     sae_split: list[dict[str, Any]] = field(default_factory=list)
+    example_clusters: list[dict[str, Any]] = field(default_factory=list)  # top examples grouped, no labels needed
 
     @property
     def summary(self) -> str:
@@ -207,12 +209,67 @@ def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=Non
     measured = {c: measure(model, [unit], s, penultimate, batch_size) for c, s in sources.items()}
     (report,) = _reports([unit], measured, sources, index, examples)
     features = {c: f for c, (_, f) in measured.items()}
+    if index is not None:
+        report.example_clusters = cluster_examples(model, index, unit, penultimate)
     if renders:
         report.renders = _render_evidence(model, unit, features, renders, render_steps, penultimate, seed)
     if sae is not None:
         report.sae_split = _sae_split(model, unit, sae, sources, report.groups, features, penultimate,
-                                      split_features, batch_size)
+                                      split_features, batch_size, render_steps if renders else 0)
     return report
+
+
+def cluster_examples(model: Model, index, unit: Unit, penultimate: str, max_groups: int = 4) -> list[dict[str, Any]]:
+    """The unit's top dataset examples grouped by the model's own penultimate features (k-means,
+    k from 1 to `max_groups` chosen by silhouette): what the unit responds to, without labels."""
+    examples = index.examples(unit.name)
+    if len(examples) < 4:
+        return [{"members": [e.path for e in examples], "mean_value": 0.0}] if examples else []
+    from ..imageio import to_model_input
+
+    images = torch.stack([to_model_input(np.asarray(index.thumbnail(e.image)), model.input_size) for e in examples])
+    with capture(model, [penultimate]) as cap, torch.no_grad():
+        view = channels_first(cap.run(images.to(model.device))[penultimate], model.prefix_tokens, model.cls_token)
+    points = torch.nn.functional.normalize(positions_as_rows(view, pool=True).float().cpu(), dim=1)
+    best, best_quality = torch.zeros(len(points), dtype=torch.long), 0.0
+    for k in range(2, min(max_groups, len(points) - 1) + 1):
+        labels = _kmeans(points, k)
+        quality = _silhouette(points, labels)
+        if quality > max(best_quality, 0.1):  # below 0.1 the split is noise: keep one group
+            best, best_quality = labels, quality
+    groups = []
+    for g in best.unique().tolist():
+        members = [e for e, label in zip(examples, best.tolist()) if label == g]
+        groups.append({"members": [e.path for e in members], "labels": [e.label for e in members],
+                       "mean_value": sum(e.value for e in members) / len(members)})
+    return sorted(groups, key=lambda g: -g["mean_value"])
+
+
+def _kmeans(points: torch.Tensor, k: int, iterations: int = 50) -> torch.Tensor:
+    """Deterministic k-means (farthest-point start) on unit vectors."""
+    centres = [points[0]]
+    for _ in range(1, k):
+        distance = torch.cdist(points, torch.stack(centres)).amin(1)
+        centres.append(points[distance.argmax()])
+    centres = torch.stack(centres)
+    for _ in range(iterations):
+        labels = torch.cdist(points, centres).argmin(1)
+        centres = torch.stack([points[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
+    return torch.cdist(points, centres).argmin(1)
+
+
+def _silhouette(points: torch.Tensor, labels: torch.Tensor) -> float:
+    distance = torch.cdist(points, points)
+    scores = []
+    for i in range(len(points)):
+        same = labels == labels[i]
+        if same.sum() < 2:
+            scores.append(0.0)
+            continue
+        a = distance[i, same].sum() / (same.sum() - 1)
+        b = min(distance[i, labels == j].mean() for j in labels.unique() if j != labels[i])
+        scores.append(((b - a) / max(a, b)).item())
+    return sum(scores) / len(scores)
 
 
 def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor], count: int, steps: int,
@@ -244,7 +301,8 @@ def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor]
 
 
 def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], groups: list[list[str]],
-               features_of: dict[str, torch.Tensor], penultimate: str, top: int, batch_size: int) -> list[dict[str, Any]]:
+               features_of: dict[str, torch.Tensor], penultimate: str, top: int, batch_size: int,
+               render_steps: int) -> list[dict[str, Any]]:
     """Which SAE features carry the unit on its driving concepts' images, and what each responds to."""
     if unit.kind not in ("channel", "direction"):
         raise ValueError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
@@ -263,11 +321,17 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
         contribution += (values * weight.cpu()).clamp(min=0).sum(0)
     shares = contribution / contribution.sum().clamp(min=1e-12)
     chosen = shares.argsort(descending=True)[:top].tolist()
-    values = {c: measure(model, [features[f] for f in chosen], s, penultimate, batch_size)[0] for c, s in sources.items()}
+    units = [features[f] for f in chosen]
+    measured = {c: (measure(model, units, s, penultimate, batch_size)[0], features_of[c]) for c, s in sources.items()}
+    pictures = None
+    if render_steps:  # one render per feature, to show beside its verdict
+        from ..optim.render import render
+
+        pictures = render(model, units, steps=render_steps, progress=False).images
     split = []
-    for column, f in enumerate(chosen):
-        feature_values = {c: v[:, column] for c, v in values.items()}
-        verdict, score, f_groups, _, _ = verdict_of(feature_values, features_of)
-        split.append({"feature": features[f].name, "share": round(shares[f].item(), 4), "verdict": verdict,
-                      "score": round(score, 4), "concepts": [c for g in f_groups for c in g]})
+    for column, (f, report) in enumerate(zip(chosen, _reports(units, measured, sources, None, 4))):
+        best = sorted((e for item in report.evidence for e in item.top_examples), key=lambda e: -e[1])[:4]
+        split.append({"feature": report.unit, "share": round(shares[f].item(), 4), "verdict": report.verdict,
+                      "score": round(report.score, 4), "concepts": report.concepts, "top_examples": best,
+                      "render": None if pictures is None else pictures[column]})
     return split
