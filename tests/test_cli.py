@@ -119,3 +119,15 @@ def test_probe_command_writes_report(tmp_path, capsys):
     assert {e["name"] for e in report["evidence"]} == {"red", "blue", "greenish"} and (out / "index.html").exists()
     assert main(["probe", TINY, "conv2:3", "--concepts", "red"]) == 2
     assert "give --data" in capsys.readouterr().err
+
+
+def test_render_with_an_index_that_lacks_the_unit_fails_before_rendering(tmp_path, capsys):
+    from conftest import write_problem_images
+
+    write_problem_images(tmp_path / "data")
+    index = tmp_path / "ex.sqlite"
+    assert main(["mine", TINY, "--layers", "conv1", "--data", str(tmp_path / "data"), "--index", str(index),
+                 "--quiet"]) == 0
+    assert main(["render", TINY, "--units", "conv2:0", "--steps", "4", "--index", str(index), "--quiet",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "no examples for conv2:0" in capsys.readouterr().err and not (tmp_path / "r").exists()

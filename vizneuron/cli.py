@@ -37,6 +37,15 @@ def _cmd_render(args: argparse.Namespace) -> None:
         "size": args.size or model.input_size[0], "param": args.param, "seed": args.seed, "lr": args.lr,
         "batch": args.batch, "model_input_size": args.model_input_size, "redirect_steps": args.redirect_steps,
     }
+    index = None
+    if args.index:  # checked before rendering, so a wrong index fails fast
+        from .mine import ExampleIndex
+
+        index = ExampleIndex(args.index)
+        missing = [u.name for u in units if u.name not in index.units()]
+        if missing:
+            raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
+        settings["index"] = args.index
     results = []
     for start in range(0, len(units), args.batch):
         chunk = units[start : start + args.batch]
@@ -47,12 +56,6 @@ def _cmd_render(args: argparse.Namespace) -> None:
             progress=not args.quiet,
         ))
     merged = RenderResult.concat(results)
-    index = None
-    if args.index:
-        from .mine import ExampleIndex
-
-        index = ExampleIndex(args.index)
-        settings["index"] = args.index
     manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}", index=index)
     for entry in manifest["units"]:
         print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
