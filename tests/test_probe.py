@@ -39,7 +39,9 @@ def _planted(layer: str, means: dict[str, torch.Tensor], members: tuple[str, ...
     return Unit(layer, "direction", direction=direction / direction.norm(), source="+".join(members))
 
 
-def _score_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[str, ...], str]]) -> float:
+def _check_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[str, ...], str]]) -> None:
+    """At least 40 planted units, and the probe's verdict right (naming every member) on >= 90 %."""
+    assert len(cases) >= 40
     means = _concept_means(model, layer, concepts)
     units = [_planted(layer, means, members) for members, _ in cases]
     penultimate = penultimate_layer(model)
@@ -53,7 +55,8 @@ def _score_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[st
         right += ok
         if not ok:
             print("wrong:", members, expected, verdict, round(score, 2), groups)
-    return right / len(cases)
+    print(f"{model.name}: {right} of {len(cases)} planted verdicts right")
+    assert right / len(cases) >= 0.9
 
 
 @pytest.mark.slow
@@ -67,10 +70,7 @@ def test_planted_units_on_the_default_model_cifar10():
     cases += [((a, v), "polysemantic") for a in animals for v in vehicles]
     cases += [(t, "polysemantic") for t in [("cat", "dog", "automobile"), ("deer", "horse", "ship"),
                                             ("automobile", "truck", "bird"), ("airplane", "ship", "frog")]]
-    assert len(cases) >= 40
-    accuracy = _score_planted(model, "layer3", concepts, cases)
-    print(f"default model: {accuracy:.0%} of {len(cases)} planted verdicts right")
-    assert accuracy >= 0.9
+    _check_planted(model, "layer3", concepts, cases)
 
 
 @pytest.mark.slow
@@ -94,10 +94,7 @@ def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
     cases += [(pair, "monosemantic") for pair in whole.values()] + [(("domestic cat", "big cat"), "monosemantic")]
     cases += [(animal + (vehicle,), "polysemantic") for animal in animals
               for vehicle in ("car A", "car B", "boat A", "boat B")]
-    assert len(cases) >= 40
-    accuracy = _score_planted(model, "Conv_1", concepts, cases)
-    print(f"mobilenet_v2: {accuracy:.0%} of {len(cases)} planted verdicts right")
-    assert accuracy >= 0.9
+    _check_planted(model, "Conv_1", concepts, cases)
 
 
 @pytest.mark.slow
