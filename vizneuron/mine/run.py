@@ -182,7 +182,7 @@ def mine(
         save_checkpoint(db, 0, tracker, [])
     streamed = time.perf_counter() - started
     _finalise(db, model, source, units_in_order, groups, tracker, progress,
-              {"stream_seconds": round(streamed, 3), "stream_images": len(ids) - done * batch_size})
+              {"stream_seconds": round(streamed, 3), "stream_images": len(ids) - min(done * batch_size, len(ids))})
     return ExampleIndex(db, None if index is None else str(index))
 
 
