@@ -51,7 +51,7 @@ def _check_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[st
     for j, (members, expected) in enumerate(cases):
         verdict, score, groups, _, _ = verdict_of({c: v[:, j] for c, (v, _) in measured.items()}, features)
         named = all(any(any(m in c for c in g) for g in groups) for m in members)  # every member is found
-        ok = verdict == expected and named and (expected != "polysemantic" or score >= 0.25)
+        ok = verdict == expected and named and (expected != "polysemantic" or score > 0.1)
         right += ok
         if not ok:
             print("wrong:", members, expected, verdict, round(score, 2), groups)
@@ -113,7 +113,7 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     sae = train_sae(rows, expansion=8, k=16, epochs=4, batch_size=2048, progress=False)
     report = probe(model, unit, concepts, renders=4, render_steps=64, sae=sae)
     assert report.verdict == "polysemantic" and {"cat", "automobile"} <= set(report.concepts)
-    assert 0.25 <= report.score < 1 and "polysemantic (" in report.summary
+    assert 0.1 < report.score < 1 and "polysemantic (" in report.summary
     assert report.renders["summary"].count("renders read as") >= 1 and len(report.renders["classified_as"]) == 4
     assert len(report.sae_split) == 3 and sum(f["share"] for f in report.sae_split) <= 1
     assert all(f["verdict"] in ("monosemantic", "polysemantic", "unclear") for f in report.sae_split)

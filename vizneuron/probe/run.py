@@ -1,17 +1,20 @@
 """The polysemanticity probe: which concepts drive a unit, and are they one concept or several?
 
 Measure (documented in the README, tested on planted units):
-1. An image's value is the unit's peak (max over positions, as the miner ranks). Each concept's
-   response is its mean value; its *excess* is that minus a baseline: the unit's mean over a
-   mined dataset (an index) when given, else the median over all concept images.
-2. A concept *drives* the unit when its excess is positive and at least half of the strongest
-   concept's, and the strongest excess is at least one standard deviation of the unit's values
-   (otherwise nothing given drives it).
+1. An image's value is the unit's peak (max over positions, as the miner ranks). A concept's
+   *excess* is its mean value minus a baseline (the unit's mean over a mined dataset when an
+   index is given, else the median over all concept images); its *top share* is the fraction of
+   its images in the unit's top range (the highest 5 % of values, or the index's top-k).
+2. A concept *drives* the unit by its mean (excess >= half the strongest concept's, and the
+   strongest at least one standard deviation) or by its top range (top share >= twice the base
+   rate, and its share above the base rate >= half the largest): the second catches units that
+   fire hard on part of a concept.
 3. Driving concepts are *related* when their mean penultimate features (the model's own
    representation just before the classifier, centred on all concept images) have cosine
    similarity >= 0.2; related concepts join one group.
-4. score = 1 - (excess of the strongest group) / (excess of all driving concepts): 0 when one
-   group carries the response, 0.5 for two equal unrelated groups, towards 1 for many.
+4. A concept's weight is its excess relative to the strongest plus its top-range lift relative to
+   the largest; score = 1 - (weight of the strongest group) / (weight of all driving concepts):
+   0 when one group carries the unit, about 0.5 for two equal unrelated groups.
    Verdict: no driving concept -> unclear; one group -> monosemantic; several -> polysemantic.
 """
 
@@ -31,6 +34,8 @@ from .concepts import as_concepts
 
 DRIVE_Z = 1.0
 DRIVE_SHARE = 0.5
+TOP_RANGE = 0.05  # the unit's top range: its highest 5 % of values
+TOP_LIFT = 2.0  # a concept with at least twice the base rate of its images there drives the unit
 RELATED_COSINE = 0.2
 
 
@@ -105,38 +110,43 @@ def measure(model: Model, units: Sequence[Unit], source: ImageSource, penultimat
 
 
 def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Tensor],
-               background: tuple[float, float, float] | None = None) -> tuple[str, float, list[list[str]],
+               background: tuple[float, float, float, float] | None = None) -> tuple[str, float, list[list[str]],
                                                                            list[ConceptEvidence], dict]:
     """The measure above, on per-concept values (n_c,) and penultimate features (n_c, D)."""
     pooled = torch.cat(list(responses.values()))
     if background is None:  # the median: robust to the few concepts that do drive the unit
-        background = (pooled.median().item(), pooled.std().item(), torch.quantile(pooled, 0.95).item())
-    mean, std, top = background
-    std = max(std, 1e-8)
+        top = torch.quantile(pooled, 1 - TOP_RANGE).item()
+        background = (pooled.median().item(), pooled.std().item(), top, (pooled > top).float().mean().item())
+    mean, std, top, base = background
+    std, base = max(std, 1e-8), max(base, 1e-8)
     excess = {c: max(v.mean().item() - mean, 0.0) for c, v in responses.items()}
-    strongest = max(excess.values())
-    evidence, driving = [], []
+    top_share = {c: (v > top).float().mean().item() for c, v in responses.items()}
+    lift = {c: max(f - base, 0.0) for c, f in top_share.items()}  # top-range share above the base rate
+    strongest, most_lifted = max(excess.values()), max(lift.values())
+    evidence, driving, mass = [], [], {}
     for c, v in responses.items():
         z = (v.mean().item() - mean) / std
-        drives = strongest / std >= DRIVE_Z and excess[c] > 0 and excess[c] >= DRIVE_SHARE * strongest
-        if drives:
+        by_mean = strongest / std >= DRIVE_Z and excess[c] > 0 and excess[c] >= DRIVE_SHARE * strongest
+        by_top = top_share[c] >= TOP_LIFT * base and lift[c] >= DRIVE_SHARE * most_lifted
+        if by_mean or by_top:
             driving.append(c)
+        mass[c] = (excess[c] / strongest if strongest else 0.0) + (lift[c] / most_lifted if most_lifted else 0.0)
         evidence.append(ConceptEvidence(c, len(v), v.mean().item(), v.std().item() if len(v) > 1 else 0.0, z,
-                                        (v > top).float().mean().item(), drives, []))
+                                        top_share[c], by_mean or by_top, []))
     centre = torch.cat(list(features.values())).mean(0)
     means = {c: f.mean(0) - centre for c, f in features.items()}
     names = list(responses)
     cosine = {a: {b: torch.nn.functional.cosine_similarity(means[a], means[b], dim=0).item() for b in names}
               for a in names}
     groups: list[list[str]] = []
-    for c in sorted(driving, key=lambda c: -excess[c]):  # strongest first; join the first related group
+    for c in sorted(driving, key=lambda c: -mass[c]):  # strongest first; join the first related group
         home = next((g for g in groups if any(cosine[c][m] >= RELATED_COSINE for m in g)), None)
         if home is None:
             groups.append([c])
         else:
             home.append(c)
     groups = _merge_linked(groups, cosine)
-    masses = [sum(excess[c] for c in g) for g in groups]
+    masses = [sum(mass[c] for c in g) for g in groups]
     score = 1 - max(masses) / sum(masses) if groups and sum(masses) > 0 else 0.0
     verdict = "unclear" if not groups else "monosemantic" if len(groups) == 1 else "polysemantic"
     order = sorted(range(len(groups)), key=lambda i: -masses[i])
@@ -180,7 +190,8 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
         if index is not None:
             stats = index.stats(unit.name)
             kept = index.examples(unit.name)
-            background = (stats.mean, stats.std, kept[-1].value if kept else stats.max)
+            background = (stats.mean, stats.std, kept[-1].value if kept else stats.max,
+                          len(kept) / max(stats.count, 1))
         verdict, score, groups, evidence, cosine = verdict_of(responses, features, background)
         for item in evidence:
             values = responses[item.name]
