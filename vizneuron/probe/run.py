@@ -325,15 +325,14 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
         sae_module.W_dec)
     weight = weight / sae_module.config.scale
     features = parse_units(f"{unit.layer}/{name}:*", model)
+    values = {c: measure(model, features, s, penultimate, batch_size)[0] for c, s in sources.items()}  # one pass
     driving = [c for g in groups for c in g] or list(sources)
-    contribution = torch.zeros(sae_module.config.d_sae)
-    for c in driving:  # feature value x its decoder weight into the unit, summed over images
-        values, _ = measure(model, features, sources[c], penultimate, batch_size)
-        contribution += (values * weight.cpu()).clamp(min=0).sum(0)
+    # feature value x its decoder weight into the unit, summed over the driving concepts' images
+    contribution = sum((values[c] * weight.cpu()).clamp(min=0).sum(0) for c in driving)
     shares = contribution / contribution.sum().clamp(min=1e-12)
     chosen = shares.argsort(descending=True)[:top].tolist()
     units = [features[f] for f in chosen]
-    measured = {c: (measure(model, units, s, penultimate, batch_size)[0], features_of[c]) for c, s in sources.items()}
+    measured = {c: (values[c][:, chosen], features_of[c]) for c in sources}
     pictures = None
     if render_steps:  # one render per feature, to show beside its verdict
         from ..optim.render import render

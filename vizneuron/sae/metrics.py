@@ -79,8 +79,8 @@ def evaluate_sae(sae: SAE, model: Model, layer: str, data: Any, *, batch_size: i
             layer_sum = act.double().sum(0) if layer_sum is None else layer_sum + act.double().sum(0)
             images += len(x)
             kept_ids = ids[ok].tolist()
-            target = torch.tensor([to_class(i, source.label(i)) if to_class(i, source.label(i)) is not None else -1
-                                   for i in kept_ids])
+            classes = [to_class(i, source.label(i)) for i in kept_ids]
+            target = torch.tensor([-1 if c is None else c for c in classes])
             labelled += int((target >= 0).sum())
             correct["clean"] += int((logits.argmax(1).cpu() == target).sum())
             batches.append((ids[ok], target))
