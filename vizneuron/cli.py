@@ -25,6 +25,7 @@ def _cmd_layers(args: argparse.Namespace) -> None:
 def _cmd_render(args: argparse.Namespace) -> None:
     from .gallery import write_gallery
     from .models import load_model
+    from .optim.cache import RenderCache
     from .optim.render import RenderResult, render
     from .units import parse_units
 
@@ -46,14 +47,14 @@ def _cmd_render(args: argparse.Namespace) -> None:
         if missing:
             raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
         settings["index"] = args.index
+    run = RenderCache(args.cache).render if args.cache else render
     results = []
     for start in range(0, len(units), args.batch):
         chunk = units[start : start + args.batch]
-        results.append(render(
+        results.append(run(
             model, chunk, samples=args.diversity, diversity=args.diversity_weight if args.diversity > 1 else 0.0,
             param=args.param, size=args.size, model_input_size=args.model_input_size, steps=args.steps,
-            lr=args.lr, seed=args.seed + start, device=args.device, redirect_steps=args.redirect_steps,
-            progress=not args.quiet,
+            lr=args.lr, seed=args.seed + start, redirect_steps=args.redirect_steps, progress=not args.quiet,
         ))
     merged = RenderResult.concat(results)
     manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}", index=index)
@@ -99,8 +100,7 @@ def _cmd_top(args: argparse.Namespace) -> None:
 
     index = ExampleIndex(args.index)
     model = load_model(args.model)
-    if model.name != index.meta["model"]:
-        raise ValueError(f"{args.index} was mined with {index.meta['model']}, not {args.model}")
+    index.check_model(model)
     unit = parse_unit(args.unit, model).name
     examples = index.examples(unit, bottom=args.bottom, k=args.k)
     page = write_examples_page(index, unit, args.out, k=args.k, bottom=args.bottom)
@@ -159,7 +159,7 @@ def _cmd_sae_eval(args: argparse.Namespace) -> None:
 def _cmd_probe(args: argparse.Namespace) -> None:
     from .mine import ExampleIndex
     from .models import load_model
-    from .probe import IMAGENET_GROUPS, label_groups, probe
+    from .probe import label_groups, parse_label_groups, probe
     from .probe.report import write_report
 
     model = load_model(args.model, device=args.device)
@@ -167,15 +167,7 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     if args.concepts:
         if not args.data:
             raise ValueError("--concepts names label groups of a labelled dataset: give --data too")
-        groups = {}
-        for item in args.concepts.split(","):
-            name, _, members = item.strip().partition("=")
-            if members:
-                groups[name] = members.split("+")
-            elif name in IMAGENET_GROUPS and model.labels and len(model.labels) == 1000:
-                groups[name] = IMAGENET_GROUPS[name]
-            else:
-                groups[name] = [name]
+        groups = parse_label_groups(args.concepts, model.labels)
         concepts.update(label_groups(args.data, groups, model.labels, per_concept=args.per_concept))
     for item in args.concept:
         name, _, path = item.partition("=")
@@ -233,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--quiet", action="store_true", help="no progress bars")
     rend.add_argument("--index", default=None, help="example index (from `vizneuron mine`): show each unit's "
                                                     "top dataset examples beside its renders")
+    rend.add_argument("--cache", default=None, help="folder of cached renders: reuse a render made before with "
+                                                    "the same model, units and settings (the app's cache too)")
     rend.set_defaults(func=_cmd_render)
 
     mine = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")

@@ -68,7 +68,9 @@ class UnitStats:
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    db = sqlite3.connect(str(path), isolation_level=None)  # transactions are explicit
+    # transactions are explicit; the app reads one cached index from several session threads
+    # (sqlite3 serialises calls on a connection itself)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
@@ -156,6 +158,13 @@ class ExampleIndex:
 
     def units(self) -> list[str]:
         return list(self._ids)
+
+    def check_model(self, model) -> None:
+        """Refuse to show this index beside a model other than the one it was mined with."""
+        if self.meta["model"] != model.name:
+            raise IndexMismatch(f"index {self.path} was mined with {self.meta['model']}, not {model.name}")
+        if self.meta.get("weights") not in (None, model.fingerprint):
+            raise IndexMismatch(f"index {self.path} was mined with other weights for {model.name}")
 
     def _unit_id(self, unit: str) -> int:
         name = str(unit)

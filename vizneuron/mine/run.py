@@ -10,7 +10,6 @@ and ends with exactly the result of an uninterrupted run; shards merge into the 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -90,14 +89,6 @@ def _parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
     return i, n
 
 
-def _weights_fingerprint(model: Model) -> str:
-    digest = hashlib.sha1()
-    for name, tensor in sorted(model.module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     ids, images, notes, skips = zip(*batch)
     return torch.tensor(ids), torch.stack(images), list(notes), list(skips)
@@ -119,6 +110,7 @@ def mine(
     checkpoint_every: int = 8,
     max_pixels: int | None = MAX_PIXELS,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExampleIndex:
     """Stream `data` through `model`; keep the top and bottom `k` images of every unit.
 
@@ -127,6 +119,7 @@ def mine(
     `index`: SQLite file to write (and resume); None keeps it in memory. `reduce`: an image's value
     for a spatial unit is its maximum over positions ("max", as dataset examples usually are) or
     the mean ("mean", what `render` maximises). `shard="I/N"` mines the I-th of N slices.
+    `on_progress(done, total)`: called after each batch with the images streamed so far.
     """
     if reduce not in ("max", "mean"):
         raise ValueError(f"reduce must be 'max' or 'mean', not {reduce!r}")
@@ -140,7 +133,7 @@ def mine(
     start, stop = part * len(source) // parts, (part + 1) * len(source) // parts
     db = connect(index if index is not None else ":memory:")
     meta = {
-        "version": __version__, "model": model.name, "weights": _weights_fingerprint(model),
+        "version": __version__, "model": model.name, "weights": model.fingerprint,
         "preprocessing": model.preprocessing(),
         "dataset": source.describe(), "units": [u.name for u in units_in_order], "k": k, "reduce": reduce,
         "shard": f"{part}/{parts}", "images": [start, stop], "batch_size": batch_size,
@@ -177,6 +170,8 @@ def mine(
                 save_checkpoint(db, number, tracker, notes)
                 notes = []
             bar.update(len(batch_ids))
+            if on_progress is not None:
+                on_progress(bar.n, len(ids))
     bar.close()
     if not batches:
         save_checkpoint(db, 0, tracker, [])

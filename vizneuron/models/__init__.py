@@ -27,6 +27,25 @@ SOURCES: dict[str, Callable[[str, dict[str, str]], Model]] = {
 }
 
 
+#: sources whose name is a file (the model itself), and sources that run the user's own code.
+FILE_SOURCES = ("cifar-resnet", "tflite")
+CODE_SOURCES = ("python",)
+_FILE_OPTIONS = ("weights", "labels")
+
+
+def spec_files(spec: str) -> list[str]:
+    """The files a spec makes `load_model` read (model file, weights, labels), as written in it;
+    weights named like `IMAGENET1K_V2`, `default` or `none` are not files. Lets a server check
+    a spec typed by a user before loading it."""
+    base, _, query = spec.partition("?")
+    source, _, name = base.partition(":")
+    files = [name] if source in FILE_SOURCES and name else []
+    for key, value in parse_qsl(query):
+        if key in _FILE_OPTIONS and value not in ("default", "none") and not value.isupper():
+            files.append(value)
+    return files
+
+
 def load_model(spec: "str | Model", device: str | None = None) -> Model:
     """Build a frozen model from a spec such as `default`, `torchvision:resnet18?weights=none`,
     `timm:vit_tiny_patch16_224`, `lucent:inceptionv1`, `cifar-resnet:PATH` or `python:mod:factory`."""
@@ -40,4 +59,5 @@ def load_model(spec: "str | Model", device: str | None = None) -> Model:
     return model.to(device) if device else model
 
 
-__all__ = ["Model", "LayerInfo", "LayerError", "OUTPUT_LAYER", "WeightsUnavailable", "SOURCES", "load_model"]
+__all__ = ["Model", "LayerInfo", "LayerError", "OUTPUT_LAYER", "WeightsUnavailable", "SOURCES", "FILE_SOURCES", "CODE_SOURCES", "load_model",
+           "spec_files"]

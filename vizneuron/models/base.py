@@ -7,6 +7,7 @@ these, so the optimiser, miner and app never care where a network came from.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -61,6 +62,15 @@ def positions_as_rows(view: torch.Tensor, pool: bool = False) -> torch.Tensor:
     return flat.mean(2) if pool else flat.transpose(1, 2).reshape(-1, flat.shape[1])
 
 
+def weights_digest(module: nn.Module) -> str:
+    """SHA-1 over a module's state dict (names and values)."""
+    digest = hashlib.sha1()
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class Model:
     """A frozen, eval-mode network taking RGB images in [0, 1] shaped (N, 3, H, W)."""
 
@@ -89,6 +99,7 @@ class Model:
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None
+        self._fingerprint: str | None = None
         self.saes: dict[str, nn.Module] = {}  # SAEs known by name, for `LAYER/NAME:F` units
 
     def add_sae(self, name: str, sae: "nn.Module | str") -> None:
@@ -98,6 +109,13 @@ class Model:
 
             sae = load_sae(sae)
         self.saes[name] = sae.to(self.device)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-1 of the weights: tells two models with the same name apart (indexes, render caches)."""
+        if self._fingerprint is None:  # weights are frozen, so computed once
+            self._fingerprint = weights_digest(self.module)
+        return self._fingerprint
 
     # -- running -----------------------------------------------------------------------------
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +80,7 @@ def render(
     thresholds: Sequence[int] = (),
     redirect_steps: int = 16,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> RenderResult:
     """Optimise `samples` images per unit so that each maximises its unit.
 
@@ -90,7 +91,8 @@ def render(
     (e.g. 224 to match lucent; fixed-size models such as ViTs get their own size by default). `device`: where to run; the model is moved there.
     `redirect_steps`: for this many first steps (lucid's default 16), ReLU/ReLU6 pass gradient to
     clipped units that it would revive (redirected ReLU), so units that are dead on the starting
-    image still get rendered; 0 turns it off.
+    image still get rendered; 0 turns it off. `on_progress(step, steps)`: called after each step
+    (the app's progress bar).
     """
     unit_list = _as_units(model, units)
     if not unit_list and objective is None:
@@ -146,6 +148,8 @@ def render(
             if step % CHECK_EVERY == 0 or step == steps:
                 _check_finite(history, names, samples)
                 bar.set_postfix(objective=f"{values.detach().mean().item():.3f}")
+            if on_progress is not None:
+                on_progress(step, steps)
             if step in thresholds:
                 snapshots[step] = image_param.image().detach().cpu()
             if step == redirect_steps:

@@ -88,6 +88,24 @@ def imagenet_concepts(data: Any, labels: list[str], names: list[str] | None = No
     return label_groups(data, {n: IMAGENET_GROUPS[n] for n in chosen}, labels)
 
 
+def parse_label_groups(spec: str, labels: list[str] | None = None) -> dict[str, list[str | int]]:
+    """`"cat, pets=cat+dog, snake"` -> groups: a label, NAME=LABEL+LABEL, or a ready-made ImageNet
+    group name (`IMAGENET_GROUPS`, used when the model has the 1,000 ImageNet labels)."""
+    groups: dict[str, list[str | int]] = {}
+    for item in spec.replace("\n", ",").split(","):
+        name, _, members = item.strip().partition("=")
+        name = name.strip()
+        if not name:
+            continue
+        if members:
+            groups[name] = [m.strip() for m in members.split("+") if m.strip()]
+        elif name in IMAGENET_GROUPS and labels and len(labels) == 1000:
+            groups[name] = list(IMAGENET_GROUPS[name])
+        else:
+            groups[name] = [name]
+    return groups
+
+
 def as_concepts(concepts: dict[str, Any]) -> dict[str, ImageSource]:
     """Name -> folder, list file, dataset or ImageSource, as image sources."""
     out = {}

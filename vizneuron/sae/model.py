@@ -100,18 +100,27 @@ class SAE(nn.Module):
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
 
 
-def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
-    """An SAE saved by `SAE.save`; `d_in` (the layer's width) is checked when given."""
+def read_sae_config(path: str | Path) -> SAEConfig:
+    """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.exists():
         raise SAEError(f"SAE file {path} not found")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types on foreign files
+        raise SAEError(f"{path} is not a safetensors file ({err})") from None
     if "vizneuron_sae" not in meta:
         raise SAEError(f"{path} is not a vizneuron SAE (no config in its metadata)")
-    config = SAEConfig(**json.loads(meta["vizneuron_sae"]))
+    return SAEConfig(**json.loads(meta["vizneuron_sae"]))
+
+
+def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
+    """An SAE saved by `SAE.save`; `d_in` (the layer's width) is checked when given."""
+    path = Path(path)
+    config = read_sae_config(path)
     if d_in is not None and config.d_in != d_in:
         raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model} {config.layer}); "
                        f"this layer has {d_in} channels")

@@ -1,0 +1,220 @@
+"""The Streamlit app, driven through Streamlit's own testing API (AppTest): every flow of the issue.
+
+The app gets a private home folder and, as its readable root, a small labelled CIFAR-10 folder made
+from ../shared (plus a corrupt file), so mining, the probe and the SAE split run on real images.
+"""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import shared_path
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+PER_CLASS = 12
+
+
+@pytest.fixture(scope="module")
+def cifar_folder(tmp_path_factory) -> Path:
+    """12 CIFAR-10 test images per class in class folders, and one corrupt file."""
+    source = shared_path("data", "cifar10", "test")
+    root = tmp_path_factory.mktemp("data") / "cifar_small"
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        (root / folder.name).mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:PER_CLASS]:
+            shutil.copy(image, root / folder.name / image.name)
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def make_app(monkeypatch, tmp_path: Path, *roots: Path) -> AppTest:
+    monkeypatch.setenv("VIZNEURON_APP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIZNEURON_APP_ROOTS", ":".join(str(r) for r in roots or (tmp_path,)))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for element in at.image for c in (img.caption for img in element.proto.imgs)]
+
+
+def mine_in_app(at: AppTest, folder: Path) -> None:
+    at.radio(key="view").set_value("Data").run()
+    at.text_input(key="mine_folder").input(str(folder)).run()
+    at.button(key="mine").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+
+
+def test_opens_on_default_model_renders_with_progress_and_caches(monkeypatch, tmp_path):
+    at = make_app(monkeypatch, tmp_path)
+    assert at.title[0].value == "layer3:0"  # the deepest spatial layer of the bundled model
+    assert "128 channels" in at.sidebar.selectbox(key="layer").format_func("layer3")
+    assert "Not rendered with these settings yet." in [c.value for c in at.caption]
+    at.number_input(key="steps").set_value(64)
+    at.button(key="render").click().run()
+    assert not at.exception and not errors(at)
+    shown = captions(at)
+    assert len(shown) == 4 and all(c.startswith("activation") for c in shown)  # 4 diverse samples
+    assert len(list((tmp_path / "home" / "renders").glob("*.safetensors"))) == 1
+    at.run()  # a rerun reads the render back: the button is off and the images are still there
+    assert at.button(key="render").disabled and captions(at) == shown
+    at.number_input(key="seed").set_value(1).run()  # another setting, another render
+    assert not at.button(key="render").disabled and not captions(at)
+
+
+def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, cifar_folder):
+    at = make_app(monkeypatch, tmp_path, cifar_folder.parent)
+    mine_in_app(at, cifar_folder)
+    assert f"Mined {10 * PER_CLASS}" in at.success[0].value and "1 skipped" in at.success[0].value
+    notes = at.dataframe[0].value
+    assert len(notes) == 1 and notes["file"][0].endswith("cat/broken.jpg") and notes["action"][0] == "skipped"
+    # the index is now the selected one; the neuron view shows top and bottom examples
+    at.radio(key="view").set_value("Neuron").run()
+    assert at.sidebar.selectbox(key="index_choice").value.endswith(".sqlite")
+    example_images = [c for c in captions(at) if c.endswith(".jpg")]
+    assert len(example_images) == 16  # 8 top + 8 bottom, each with its heatmap picture
+    # channel search: the channel picker labels each channel with its top examples' commonest label
+    label = at.sidebar.selectbox(key="channel").format_func(3)
+    assert label.startswith("3  · top: ") and label.split("top: ")[1].split()[0] in (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    # layer view: a grid of all 128 channels' top crops, in pages of 64; a click opens the channel
+    at.radio(key="view").set_value("Layer").run()
+    assert len(at.image) == 64 and at.number_input(key="grid_page").value == 1
+    at.button(key="open_37").click().run()
+    assert at.radio(key="view").value == "Neuron" and at.title[0].value == "layer3:37"
+    # mining again with the same settings reuses (resumes) the same index file
+    mine_in_app(at, cifar_folder)
+    assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 1
+
+
+def test_layer_grid_of_renders_is_cached(monkeypatch, tmp_path):
+    at = make_app(monkeypatch, tmp_path)
+    at.sidebar.selectbox(key="layer").set_value("layer1").run()
+    at.radio(key="view").set_value("Layer").run()
+    at.radio(key="grid_source").set_value("renders").run()
+    at.number_input(key="grid_steps").set_value(16).run()
+    at.button(key="render_layer").click().run()
+    assert not at.exception and not errors(at)
+    assert len(at.image) == 64  # layer1 has 64 channels: one page
+    at.run()  # read back from the cache: no render button, same grid
+    assert len(at.image) == 64 and "render_layer" not in [b.key for b in at.button]
+    assert len(list((tmp_path / "home" / "renders").glob("*.safetensors"))) == 1
+
+
+def test_probe_verdict_with_label_groups_uploads_and_sae_split(monkeypatch, tmp_path, cifar_folder):
+    from vizneuron import load_model
+    from vizneuron.sae import train_layer_sae
+
+    model = load_model("default")
+    sae = train_layer_sae(model, "layer3", cifar_folder, expansion=2, k=8, epochs=2, batch_size=256, progress=False)
+    (tmp_path / "home" / "saes").mkdir(parents=True)
+    sae.save(tmp_path / "home" / "saes" / "small.safetensors")
+
+    at = make_app(monkeypatch, tmp_path, cifar_folder.parent)
+    at.text_input(key="concept_data").input(str(cifar_folder))
+    at.text_area(key="concept_groups").input("cat, dog, automobile, truck")
+    at.number_input(key="probe_renders").set_value(2)
+    at.number_input(key="probe_steps").set_value(32)
+    at.run()
+    assert at.selectbox(key="probe_sae").options == ["(no SAE)", "small"]
+    at.selectbox(key="probe_sae").set_value("small")
+    at.button(key="probe").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    verdict = [m.value for m in [*at.success, *at.warning, *at.info] if "Verdict:" in m.value]
+    assert len(verdict) == 1 and any(v in verdict[0] for v in ("monosemantic", "polysemantic", "unclear"))
+    evidence = at.dataframe[0].value
+    assert sorted(evidence["concept"]) == ["automobile", "cat", "dog", "truck"]
+    assert (evidence["images"] == PER_CLASS).all()  # the corrupt cat file is not an image of the concept
+    assert any(c.startswith("model: ") for c in captions(at))  # renders classified by the model
+    split = at.dataframe[1].value
+    assert len(split) == 3 and all(f.startswith("layer3/small:") for f in split["feature"])
+
+    # a concept from uploaded images; a non-image upload is refused with a message
+    jpgs = sorted((cifar_folder / "ship").glob("*.jpg"))[:4]
+    at.text_input(key="upload_concept_name").input("my ships")
+    at.file_uploader(key="upload_concept_files").set_value(
+        [(p.name, p.read_bytes(), "image/jpeg") for p in jpgs] + [("notes.txt", b"hello", "text/plain")])
+    at.button(key="add_concept").click().run()
+    assert any("notes.txt" in e and "not an image" in e for e in errors(at))
+    assert "my ships: 4 images" in [c.value for c in at.caption]
+    at.button(key="probe").click().run()
+    assert "my ships" in list(at.dataframe[0].value["concept"])
+
+    # SAE features are units too
+    at.sidebar.radio(key="unit_kind").set_value("SAE feature").run()
+    assert at.title[0].value == "layer3/small:0" and not errors(at)
+
+
+def test_bad_model_specs_are_messages(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    at = make_app(monkeypatch, tmp_path)
+    at.sidebar.radio(key="model_source").set_value("model spec").run()
+    cases = {
+        "nonsense:thing": "unknown model source",
+        "torchvision:resnt18": "closest: resnet18",
+        "torchvision:resnet18": "weights=/path/to/resnet18.pth",  # offline: no download, a hint
+        "python:os:getcwd": "runs arbitrary code",
+        "cifar-resnet:/etc/passwd": "outside the folders",
+        "default?weights=../../../etc/shadow": "outside the folders",
+        "default?weights=missing.pt": "does not exist",
+    }
+    for spec, message in cases.items():
+        at.sidebar.text_input(key="model_spec").input(spec).run()
+        assert not at.exception, (spec, at.exception)
+        assert any(message in e for e in errors(at)), (spec, errors(at))
+    at.sidebar.text_input(key="model_spec").input("default").run()
+    assert not errors(at) and at.title[0].value == "layer3:0"
+
+
+def test_uploaded_checkpoint_and_index_from_another_model(monkeypatch, tmp_path, cifar_folder):
+    checkpoint = shared_path("models", "cifar-resnet")
+    weights = sorted(checkpoint.glob("resnet20-*.th"))
+    if not weights:
+        pytest.skip(f"no ResNet-20 checkpoint under {checkpoint}")
+    at = make_app(monkeypatch, tmp_path, cifar_folder.parent)
+    mine_in_app(at, cifar_folder)  # with the bundled model
+    at.sidebar.radio(key="model_source").set_value("upload").run()
+    uploader = at.sidebar.file_uploader(key="model_upload")
+    uploader.upload("garbage.pt", b"not a checkpoint").run()
+    assert any("Cannot load model" in e for e in errors(at))
+    at.sidebar.file_uploader(key="model_upload").upload(weights[0].name, weights[0].read_bytes()).run()
+    assert not at.exception
+    assert any("was mined with default" in e for e in errors(at)), errors(at)  # index from another model
+    assert at.sidebar.selectbox(key="layer").value == "layer3"  # the ResNet-20 loaded; its layers are listed
+    at.sidebar.radio(key="model_source").set_value("upload").run()
+    at.sidebar.file_uploader(key="model_upload").upload("huge.tflite", b"\0" * (513 * 2**20)).run()
+    assert any("limit for models is 512 MiB" in e for e in errors(at))
+
+
+def test_paths_outside_the_app_folders_are_refused(monkeypatch, tmp_path, cifar_folder):
+    at = make_app(monkeypatch, tmp_path, cifar_folder)
+    at.radio(key="view").set_value("Data").run()
+    for folder in ("/etc", str(cifar_folder / ".." / "..")):
+        at.text_input(key="mine_folder").input(folder).run()
+        at.button(key="mine").click().run()
+        assert any("outside the folders this app may read" in e for e in errors(at)), errors(at)
+    at.radio(key="view").set_value("Neuron").run()
+    at.text_input(key="concept_data").input("/usr/share").run()
+    assert any("outside the folders" in e for e in errors(at))
+    at.sidebar.selectbox(key="index_choice").set_value("(path…)").run()
+    at.sidebar.text_input(key="index_typed").input("/etc/hostname").run()
+    assert any("outside the folders" in e for e in errors(at))

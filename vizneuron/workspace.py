@@ -1,0 +1,116 @@
+"""The folders a server (the Streamlit app) may touch, and how user input gets into them.
+
+A `Workspace` has read-only roots (image folders, indexes, SAEs, checkpoints the app was started
+with) and one writable home (mined indexes, cached renders, per-session uploads). Every path a
+user types goes through `resolve`, which follows `..` and symlinks and refuses anything outside,
+so an app shared with others cannot be made to read or write elsewhere. Uploads are size-checked
+and, for images, decoded before they are kept.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .imageio import ImageSkipped, read_rgb
+from .models import CODE_SOURCES, spec_files
+
+MAX_IMAGE_BYTES = 16 * 2**20
+MAX_MODEL_BYTES = 512 * 2**20
+MODEL_SUFFIXES = (".tflite", ".pt", ".pth", ".th", ".safetensors")
+
+
+class PathNotAllowed(ValueError):
+    """A path outside the folders the app was started with."""
+
+
+class UploadRejected(ValueError):
+    """An upload that is too large, of the wrong kind, or not a readable image."""
+
+
+@dataclass
+class Workspace:
+    roots: list[Path]  # readable
+    home: Path  # readable and writable
+
+    @classmethod
+    def create(cls, roots: list[str | Path], home: str | Path) -> "Workspace":
+        home = Path(home).expanduser().resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        return cls([Path(r).expanduser().resolve() for r in roots], home)
+
+    @property
+    def readable(self) -> list[Path]:
+        return [self.home, *self.roots]
+
+    def folder(self, name: str) -> Path:
+        """A writable subfolder of home (`indexes`, `renders`, `saes`, `sessions`)."""
+        path = self.home / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolve(self, text: str | Path, *, write: bool = False, must_exist: bool = True) -> Path:
+        """The real path of `text` (relative to the first root), if the app may use it."""
+        raw = str(text).strip()
+        if not raw:
+            raise PathNotAllowed("no path given")
+        given = Path(raw).expanduser()
+        path = (given if given.is_absolute() else (self.roots[0] if self.roots else self.home) / given).resolve()
+        allowed = [self.home] if write else self.readable
+        if not any(path == root or path.is_relative_to(root) for root in allowed):
+            where = ", ".join(str(r) for r in allowed)
+            raise PathNotAllowed(f"{raw} is outside the folders this app may {'write' if write else 'read'} ({where})")
+        if must_exist and not path.exists():
+            raise FileNotFoundError(f"{raw} does not exist")
+        return path
+
+    def check_spec(self, spec: str) -> str:
+        """A model spec with its files resolved inside the workspace; code-running sources refused."""
+        spec = spec.strip()
+        source = spec.partition(":")[0].partition("?")[0]
+        if source in CODE_SOURCES:
+            raise PathNotAllowed(f"model source {source!r} runs arbitrary code and is off in the app; "
+                                 "use the library or CLI for it")
+        for file in spec_files(spec):
+            spec = spec.replace(file, str(self.resolve(file)), 1)
+        return spec
+
+    def session_dir(self, session: str | None = None) -> Path:
+        """A fresh private folder for one browser session's uploads (name unguessable)."""
+        safe = re.sub(r"[^A-Za-z0-9_-]", "", session or "")[:40]
+        path = self.folder("sessions") / f"{safe}-{secrets.token_hex(8)}"
+        path.mkdir()
+        return path
+
+    def prune_sessions(self, max_age_s: float = 24 * 3600) -> None:
+        """Delete session folders untouched for `max_age_s` (uploads are temporary)."""
+        now = time.time()
+        for path in self.folder("sessions").iterdir():
+            if path.is_dir() and now - path.stat().st_mtime > max_age_s:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def save_upload(self, folder: Path, name: str, data: bytes, kind: str = "image") -> Path:
+        """Keep an uploaded file in a session folder, after checking its size and (images) content."""
+        if not folder.is_relative_to(self.home):
+            raise PathNotAllowed(f"{folder} is not a session folder of this app")
+        base = Path(name).name  # never a path the browser chose
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(base).stem)[:80] or "upload"
+        suffix = Path(base).suffix.lower()
+        limit = MAX_IMAGE_BYTES if kind == "image" else MAX_MODEL_BYTES
+        if len(data) > limit:
+            raise UploadRejected(f"{base} is {len(data) / 2**20:.1f} MiB; the limit for {kind}s is {limit // 2**20} MiB")
+        if kind != "image" and suffix not in MODEL_SUFFIXES:
+            raise UploadRejected(f"{base}: a model upload must be one of {', '.join(MODEL_SUFFIXES)}")
+        path = folder / f"{stem}{suffix}"
+        path.write_bytes(data)
+        if kind == "image":
+            try:
+                read_rgb(path)  # decodes it, with the decompression-bomb guard
+            except ImageSkipped as err:
+                path.unlink()
+                raise UploadRejected(f"{base}: {err}") from None
+        return path
