@@ -202,14 +202,20 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         width = model.saes[sae_name].config.d_sae
         feature = bar.number_input(f"Feature (of {width})", 0, width - 1, key="feature")
         return f"{layer}/{sae_name}:{int(feature)}", layer
-    if st.session_state.get("channel", 0) >= info.channels:
-        st.session_state.channel = 0
     hints = {}
     if index is not None:
         hints = top_labels(index.path, Path(index.path).stat().st_mtime, tuple(f"{layer}:{c}" for c in range(info.channels)))
-    channel = bar.selectbox(f"Channel (of {info.channels}; type a label to search top examples)",
-                            range(info.channels), key="channel",
-                            format_func=lambda c: f"{c}" + (f"  · top: {hints[f'{layer}:{c}']}" if f"{layer}:{c}" in hints else ""))
+    # the picker's labels change when an index appears, and Streamlit matches a selectbox's value by
+    # its label: so the widget key follows the labels and the chosen channel lives under "channel"
+    widget = f"channel_{layer}_{hashlib.sha1(repr(sorted(hints.items())).encode()).hexdigest()[:8]}"
+    if not 0 <= st.session_state.setdefault("channel", 0) < info.channels:
+        st.session_state.channel = 0
+    if st.session_state.get(widget) != st.session_state.channel:  # a grid click or new labels
+        st.session_state[widget] = st.session_state.channel
+    channel = bar.selectbox(
+        f"Channel (of {info.channels}; type a label to search top examples)", range(info.channels), key=widget,
+        on_change=lambda: st.session_state.update(channel=st.session_state[widget]),
+        format_func=lambda c: f"{c}" + (f"  · top: {hints[f'{layer}:{c}']}" if f"{layer}:{c}" in hints else ""))
     if kind == "neuron":
         h, w = info.shape[1], info.shape[2]
         y = bar.number_input(f"Row (of {h})", 0, h - 1, value=h // 2, key="neuron_y")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,19 @@ def write_problem_images(folder: Path) -> dict[str, str]:
             "truncated.jpg": "skipped: truncated", "text.png": "skipped: not an image",
             "grey.png": "converted: L", "rgba.png": "converted: alpha", "cmyk.jpg": "converted: CMYK",
             "sixteen.png": "converted: 8-bit", "bomb.png": "skipped: too large"}
+
+
+PER_CLASS = 12
+
+
+@pytest.fixture(scope="session")
+def cifar_folder(tmp_path_factory) -> Path:
+    """12 CIFAR-10 test images per class in class folders, and one corrupt file."""
+    source = shared_path("data", "cifar10", "test")
+    root = tmp_path_factory.mktemp("data") / "cifar_small"
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        (root / folder.name).mkdir(parents=True)
+        for image in sorted(folder.iterdir())[:PER_CLASS]:
+            shutil.copy(image, root / folder.name / image.name)
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root

@@ -6,33 +6,18 @@ from ../shared (plus a corrupt file), so mining, the probe and the SAE split run
 
 from __future__ import annotations
 
-import shutil
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import shared_path
+from conftest import PER_CLASS, shared_path
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
-PER_CLASS = 12
-
-
-@pytest.fixture(scope="module")
-def cifar_folder(tmp_path_factory) -> Path:
-    """12 CIFAR-10 test images per class in class folders, and one corrupt file."""
-    source = shared_path("data", "cifar10", "test")
-    root = tmp_path_factory.mktemp("data") / "cifar_small"
-    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
-        (root / folder.name).mkdir(parents=True)
-        for image in sorted(folder.iterdir())[:PER_CLASS]:
-            shutil.copy(image, root / folder.name / image.name)
-    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return root
 
 
 def make_app(monkeypatch, tmp_path: Path, *roots: Path) -> AppTest:
@@ -88,14 +73,18 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     example_images = [c for c in captions(at) if c.endswith(".jpg")]
     assert len(example_images) == 16  # 8 top + 8 bottom, each with its heatmap picture
     # channel search: the channel picker labels each channel with its top examples' commonest label
-    label = at.sidebar.selectbox(key="channel").format_func(3)
+    picker = next(box for box in at.sidebar.selectbox if box.label.startswith("Channel"))
+    label = picker.format_func(3)
     assert label.startswith("3  · top: ") and label.split("top: ")[1].split()[0] in (
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    picker.set_value(9).run()
+    assert at.title[0].value == "layer3:9"
     # layer view: a grid of all 128 channels' top crops, in pages of 64; a click opens the channel
     at.radio(key="view").set_value("Layer").run()
     assert len(at.image) == 64 and at.number_input(key="grid_page").value == 1
     at.button(key="open_37").click().run()
     assert at.radio(key="view").value == "Neuron" and at.title[0].value == "layer3:37"
+    assert next(box for box in at.sidebar.selectbox if box.label.startswith("Channel")).value == 37
     # mining again with the same settings reuses (resumes) the same index file
     mine_in_app(at, cifar_folder)
     assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 1

@@ -1,0 +1,122 @@
+"""End to end in a real browser: `streamlit run streamlit_app.py`, driven by Playwright in Debian's
+chromium (never a downloaded browser). Mine a small folder, pick a unit, render, probe; images and
+the verdict must appear and the page must show no exception. Set VIZNEURON_SCREENSHOT=PATH to keep
+the screenshot (the README's picture comes from `VIZNEURON_SCREENSHOT=assets/app.png`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PER_CLASS
+
+pytest.importorskip("streamlit")
+playwright = pytest.importorskip("playwright.sync_api")
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path, cifar_folder):
+    port = free_port()
+    log = (tmp_path / "streamlit.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--", "--root", str(cifar_folder.parent), "--home", str(tmp_path / "home")],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def idle(page) -> None:
+    """Wait for the script run that the last interaction started to finish."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stApp"]:not([data-test-script-state="running"])').wait_for(timeout=300_000)
+
+
+def test_browser_mine_pick_render_probe(app_url, tmp_path, cifar_folder):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 2600})
+        page.goto(app_url)
+        page.get_by_role("heading", name="layer3:0").wait_for(timeout=120_000)
+
+        # Data view: mine the small labelled folder
+        page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Data$")).click()
+        page.get_by_role("heading", name="Mine a folder for dataset examples").wait_for(timeout=120_000)
+        idle(page)
+        folder = page.get_by_label("Image folder (class subfolders become labels) or list file")
+        folder.fill(str(cifar_folder))
+        folder.press("Enter")
+        idle(page)
+        page.get_by_role("button", name="Mine").click()
+        page.get_by_text(f"Mined {10 * PER_CLASS} images").wait_for(timeout=300_000)
+
+        # back to the neuron view; pick channel 5 with the searchable picker
+        page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Neuron$")).click()
+        page.get_by_role("heading", name="Renders").wait_for(timeout=120_000)
+        idle(page)
+        picker = page.get_by_role("combobox", name=re.compile("^Channel"))
+        picker.click()
+        picker.fill("5")
+        page.get_by_role("option", name=re.compile(r"^5\b")).first.click()
+        page.get_by_role("heading", name="layer3:5").wait_for(timeout=60_000)
+        idle(page)
+
+        # render with the default settings: four diverse samples appear
+        page.get_by_role("button", name="Render", exact=True).click()
+        page.get_by_text(re.compile(r"^activation -?\d")).first.wait_for(timeout=300_000)
+        idle(page)
+        assert page.get_by_text(re.compile(r"^activation -?\d")).count() == 4
+
+        # probe against the folder's ten classes: the verdict and its evidence appear
+        data = page.get_by_label("Labelled folder (class subfolders)")
+        data.fill(str(cifar_folder))
+        data.press("Enter")
+        idle(page)
+        page.get_by_role("button", name="Probe", exact=True).click()
+        page.get_by_text(re.compile("^Verdict:")).wait_for(timeout=300_000)
+        idle(page)
+
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert page.locator('[data-testid="stImage"] img').count() >= 4 + 16  # renders + dataset examples
+        shot = Path(os.environ.get("VIZNEURON_SCREENSHOT", tmp_path / "app.png"))
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert shot.stat().st_size > 10_000
