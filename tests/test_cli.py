@@ -131,3 +131,17 @@ def test_render_with_an_index_that_lacks_the_unit_fails_before_rendering(tmp_pat
     assert main(["render", TINY, "--units", "conv2:0", "--steps", "4", "--index", str(index), "--quiet",
                  "--out", str(tmp_path / "r")]) == 2
     assert "no examples for conv2:0" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_render_cache_is_shared_with_the_app(tmp_path, monkeypatch):
+    args = ["render", TINY, "--units", "conv2:0-2", "--steps", "8", "--quiet", "--batch", "2",
+            "--cache", str(tmp_path / "renders")]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert len(list((tmp_path / "renders").glob("*.safetensors"))) == 2  # one entry per unit batch
+
+    def must_not_render(*a, **k):
+        raise AssertionError("rendered again although cached")
+
+    monkeypatch.setattr("vizneuron.optim.cache.render", must_not_render)
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")

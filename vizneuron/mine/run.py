@@ -171,7 +171,7 @@ def mine(
                 notes = []
             bar.update(len(batch_ids))
             if on_progress is not None:
-                on_progress(bar.n, len(ids))
+                on_progress(min(number * batch_size, len(ids)), len(ids))
     bar.close()
     if not batches:
         save_checkpoint(db, 0, tracker, [])
