@@ -17,6 +17,7 @@ import hashlib
 import os
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,19 @@ class Loaded:
 
     model: Model
     lock: threading.Lock
+
+
+@contextmanager
+def model_turn(loaded: Loaded):
+    """Hold the model for one job; say so when another session's job has it."""
+    if not loaded.lock.acquire(blocking=False):
+        note = st.info("Waiting for another session's job on this model to finish…")
+        loaded.lock.acquire()
+        note.empty()
+    try:
+        yield loaded.model
+    finally:
+        loaded.lock.release()
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -286,7 +300,7 @@ def show_renders(loaded: Loaded, ws: Workspace, unit: str, index: ExampleIndex |
                  help="already rendered with these settings" if result is not None else None):
         bar = st.progress(0.0, text="rendering…")
         try:
-            with loaded.lock:
+            with model_turn(loaded):
                 result = cache.render(loaded.model, unit, **settings,
                                       on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
         except USER_ERRORS as err:
@@ -391,7 +405,7 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, layer: str, index: Exam
             sae = sae_name
         with st.spinner(f"Measuring {len(concepts)} concepts, rendering and classifying…"):
             try:
-                with loaded.lock:
+                with model_turn(loaded):
                     reports[key] = probe(model, unit, concepts, index=index if unit in (index.units() if index else [])
                                          else None, sae=sae, renders=int(renders), render_steps=int(steps))
             except USER_ERRORS as err:
@@ -451,7 +465,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
         if result is None and st.button(f"Render all {channels} channels", key="render_layer", type="primary"):
             bar = st.progress(0.0, text="rendering the layer…")
             try:
-                with loaded.lock:
+                with model_turn(loaded):
                     result = cache.render(model, units, **settings,
                                           on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
             except USER_ERRORS as err:
@@ -499,7 +513,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
             stem = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{data.name}")[:60]
             path = ws.folder("indexes") / f"{stem}_{digest[:10]}.sqlite"
             bar = st.progress(0.0, text="mining…")
-            with loaded.lock:
+            with model_turn(loaded):
                 index = mine(model, ",".join(layers), data, k=int(k), index=path, batch_size=int(batch),
                              progress=False,
                              on_progress=lambda done, total: bar.progress(done / max(total, 1),

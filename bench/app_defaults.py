@@ -1,0 +1,68 @@
+"""How long the app's default actions take on the bundled model (CPU threads as given): the
+neuron view's render, the layer grid's render, mining and the probe on a CIFAR-10 sample.
+
+    python bench/app_defaults.py [--threads 2] [--per-class 100]
+
+Calls the same library functions with the same defaults as streamlit_app.py; each row is one
+cold run (no cache) after a warm-up render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import SHARED, table
+
+import vizneuron as vz
+from vizneuron.optim.cache import RenderCache
+from vizneuron.probe import label_groups
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--per-class", type=int, default=100)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = SHARED / "data" / "cifar10" / "test"
+    if not data.exists():
+        sys.exit(f"needs {data}")
+    model = vz.load_model("default")
+    vz.render(model, "layer3:0", steps=8, progress=False)  # warm-up
+    cache = RenderCache(tempfile.mkdtemp())
+    rows = []
+    neuron = {"samples": 4, "diversity": 1.0, "param": "fft", "size": 32, "steps": 256, "seed": 0}
+    _, seconds = timed(lambda: cache.render(model, "layer3:5", **neuron))
+    rows.append(["neuron view render (4 diverse samples, 256 steps, 32 px)", f"{seconds:.1f} s"])
+    _, seconds = timed(lambda: cache.render(model, "layer3:5", **neuron))
+    rows.append(["the same render again (read from the cache)", f"{seconds * 1000:.0f} ms"])
+    units = [f"layer3:{c}" for c in range(128)]
+    _, seconds = timed(lambda: cache.render(model, units, steps=128, seed=0))
+    rows.append(["layer grid render (all 128 channels of layer3, 128 steps)", f"{seconds:.1f} s"])
+    folder = Path(tempfile.mkdtemp()) / "list.txt"
+    files = [p for c in sorted(data.iterdir()) for p in sorted(c.iterdir())[: args.per_class]]
+    folder.write_text("".join(f"{p}\t{p.parent.name}\n" for p in files))
+    index, seconds = timed(lambda: vz.mine(model, "layer3", folder, k=16, index=folder.with_suffix(".sqlite"),
+                                           progress=False))
+    rows.append([f"mine layer3 over {len(files):,} images (k 16)", f"{seconds:.1f} s"])
+    concepts = label_groups(folder, {c: [c] for c in model.labels}, model.labels, per_concept=100)
+    report, seconds = timed(lambda: vz.probe(model, "layer3:5", concepts, index=index, renders=4, render_steps=128))
+    rows.append(["probe (10 concepts x 100 images, 4 renders of 128 steps, example clusters)", f"{seconds:.1f} s"])
+    print(f"torch threads: {args.threads}; {report.unit}: {report.summary}")
+    print(table(["app action (bundled model, CPU)", "time"], rows))
+
+
+if __name__ == "__main__":
+    main()
