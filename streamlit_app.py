@@ -105,6 +105,13 @@ def top_labels(path: str, modified: float, units: tuple[str, ...]) -> dict[str, 
     return out
 
 
+@st.cache_resource(max_entries=16)
+def labelled_concepts(data: str, groups: str, per_concept: int, labels: tuple[str, ...]) -> dict:
+    """Label-group concepts of a folder (listing a big folder once, not on every rerun)."""
+    return label_groups(data, parse_label_groups(groups, list(labels)), list(labels) or None,
+                        per_concept=per_concept)
+
+
 def session_folder(ws: Workspace) -> Path:
     if "session_dir" not in st.session_state or not Path(st.session_state.session_dir).exists():
         ctx = st.runtime.scriptrunner.get_script_run_ctx()
@@ -356,8 +363,7 @@ def concept_inputs(ws: Workspace, model: Model) -> dict:
     per = c1.number_input("Images per concept", 8, 5000, 100, key="per_concept")
     folders = c2.text_area("Folder concepts, one NAME=FOLDER per line", key="concept_folders", height=80)
     if data.strip():
-        concepts.update(label_groups(ws.resolve(data), parse_label_groups(groups, model.labels), model.labels,
-                                     per_concept=int(per)))
+        concepts.update(labelled_concepts(str(ws.resolve(data)), groups, int(per), tuple(model.labels or ())))
     for line in folders.splitlines():
         name, _, folder = line.partition("=")
         if name.strip() and folder.strip():
@@ -382,6 +388,12 @@ def concept_inputs(ws: Workspace, model: Model) -> dict:
     return concepts
 
 
+def concept_signature(concepts: dict) -> tuple:
+    """What identifies a set of concepts across reruns: names and the images' keys."""
+    return tuple((name, str(data) if isinstance(data, (str, Path)) else tuple(data.key(i) for i in range(len(data))))
+                 for name, data in sorted(concepts.items()))
+
+
 def show_probe(loaded: Loaded, ws: Workspace, unit: str, layer: str, index: ExampleIndex | None) -> None:
     st.subheader("Is it polysemantic?")
     model = loaded.model
@@ -395,8 +407,8 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, layer: str, index: Exam
     steps = c2.number_input("Render steps", 16, 2048, 128, step=16, key="probe_steps")
     sae_name = c3.selectbox("Split into SAE features", ["(no SAE)", *saes], key="probe_sae",
                             disabled="/" in unit or not saes)
-    key = (model.name, unit, tuple(sorted((k, str(v)) for k, v in concepts.items())),
-           index.path if index else None, sae_name, int(renders), int(steps))
+    key = (model.name, model.fingerprint, unit, concept_signature(concepts), index.path if index else None, sae_name,
+           int(renders), int(steps))
     reports = st.session_state.setdefault("probes", {})
     if st.button("Probe", key="probe", type="primary", disabled=len(concepts) < 2):
         sae = None
@@ -459,7 +471,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
     pictures: dict[int, object] = {}
     if source == "renders":
         cache = RenderCache(ws.folder("renders"))
-        steps = st.number_input("Steps per channel", 16, 2048, 128, step=16, key="grid_steps")
+        steps = st.number_input("Steps per channel", 16, 2048, 64, step=16, key="grid_steps")
         settings = {"steps": int(steps), "seed": 0}
         result = cache.get(model, units, **settings)
         if result is None and st.button(f"Render all {channels} channels", key="render_layer", type="primary"):

@@ -131,6 +131,8 @@ def test_probe_verdict_with_label_groups_uploads_and_sae_split(monkeypatch, tmp_
     assert any(c.startswith("model: ") for c in captions(at))  # renders classified by the model
     split = at.dataframe[1].value
     assert len(split) == 3 and all(f.startswith("layer3/small:") for f in split["feature"])
+    at.number_input(key="steps").set_value(32).run()  # another widget: the report stays (no recompute)
+    assert [m.value for m in [*at.success, *at.warning, *at.info] if "Verdict:" in m.value] == verdict
 
     # a concept from uploaded images; a non-image upload is refused with a message
     jpgs = sorted((cifar_folder / "ship").glob("*.jpg"))[:4]
