@@ -91,18 +91,12 @@ def open_index(path: str, modified: float) -> ExampleIndex:  # `modified`: a re-
 
 @st.cache_data(max_entries=32)
 def top_labels(path: str, modified: float, units: tuple[str, ...]) -> dict[str, str]:
-    """Each unit's most common label among its top examples: what the channel search matches."""
+    """Each unit's commonest label among its top examples: what the channel search matches."""
     index = open_index(path, modified)
     known = set(index.units())
-    out = {}
-    for unit in units:
-        if unit not in known:
-            continue
-        labels = [e.label for e in index.examples(unit) if e.label]
-        if labels:
-            best = max(set(labels), key=labels.count)
-            out[unit] = f"{best} {labels.count(best)}/{len(labels)}"
-    return out
+    found = {unit: index.top_label(unit) for unit in units if unit in known}
+    return {unit: f"{label} {count}/{total}" for unit, (label, count, total) in
+            ((u, t) for u, t in found.items() if t is not None)}
 
 
 @st.cache_resource(max_entries=16)
@@ -521,7 +515,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     if st.button("Mine", key="mine", type="primary", disabled=not (folder.strip() and layers)):
         try:
             data = ws.resolve(folder)
-            digest = hashlib.sha1(repr((model.fingerprint, str(data), sorted(layers), int(k))).encode()).hexdigest()
+            digest = hashlib.sha1(repr((model.fingerprint, str(data), sorted(layers), int(k), int(batch))).encode()).hexdigest()
             stem = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{data.name}")[:60]
             path = ws.folder("indexes") / f"{stem}_{digest[:10]}.sqlite"
             bar = st.progress(0.0, text="mining…")

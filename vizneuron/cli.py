@@ -112,6 +112,9 @@ def _cmd_top(args: argparse.Namespace) -> None:
     for e in examples:
         where = f"@{e.position[0]},{e.position[1]}" if e.position else ""
         print(f"{e.rank + 1:>3}  {e.value:>10.4f}  {where:<8} {e.label or '':<12} {e.path}")
+    commonest = index.top_label(unit)
+    if commonest and not args.bottom:
+        print(f"commonest label among the top examples: {commonest[0]} ({commonest[1]} of {commonest[2]})")
     print(f"gallery: {page}")
 
 

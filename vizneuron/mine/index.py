@@ -190,6 +190,15 @@ class ExampleIndex:
             "LIMIT ?", (self._unit_id(unit), "bottom" if bottom else "top", -1 if k is None else k))
         return [_example(row) for row in rows]
 
+    def top_label(self, unit: str) -> tuple[str, int, int] | None:
+        """The commonest label among the unit's top examples, its count and the number of
+        labelled examples (None without labels): a one-word guess at what the unit likes."""
+        labels = [e.label for e in self.examples(unit) if e.label]
+        if not labels:
+            return None
+        best = max(sorted(set(labels)), key=labels.count)
+        return best, labels.count(best), len(labels)
+
     def thumbnail(self, image: int) -> Image.Image:
         """The image as the model saw it (its input size, after crop and resize)."""
         (blob,) = self.db.execute("SELECT thumbnail FROM images WHERE id = ?", (image,)).fetchone()
