@@ -186,7 +186,7 @@ def find_saes(ws: Workspace, model: Model, layer: str) -> dict[str, Path]:
     return found
 
 
-def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str] | None:
+def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str]:
     """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer)."""
     bar = st.sidebar
     bar.header("Unit")
@@ -550,10 +550,7 @@ def main() -> None:
         st.info("Pick a model in the sidebar.")
         return
     index = pick_index(ws, loaded.model)
-    picked = pick_unit(loaded.model, ws, index)
-    if picked is None:
-        return
-    unit, layer = picked
+    unit, layer = pick_unit(loaded.model, ws, index)
     view = st.radio("View", ["Neuron", "Layer", "Data"], key="view", horizontal=True, label_visibility="collapsed")
     if view == "Neuron":
         st.title(f"{unit}")

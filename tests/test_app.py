@@ -18,6 +18,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+pytestmark = pytest.mark.slow  # the bundled model, real renders and CIFAR-10 images
 
 
 def make_app(monkeypatch, tmp_path: Path, *roots: Path) -> AppTest:
