@@ -463,6 +463,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
     source = st.radio("Show", ["top dataset examples", "renders"], key="grid_source", horizontal=True)
     units = [f"{layer}:{c}" for c in range(channels)]
     pictures: dict[int, object] = {}
+    names: dict[int, str] = {}  # channel -> commonest label of its top examples
     if source == "renders":
         cache = RenderCache(ws.folder("renders"))
         steps = st.number_input("Steps per channel", 16, 2048, 64, step=16, key="grid_steps")
@@ -490,6 +491,8 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
             best = index.examples(unit, k=1)
             if best:
                 pictures[c] = index.crop(best[0]).resize((96, 96))
+        names = {c: hint.split()[0] for c, hint in enumerate(
+            top_labels(index.path, Path(index.path).stat().st_mtime, tuple(units)).get(u) for u in units) if hint}
     pages = max(1, -(-channels // GRID_PAGE))
     page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="grid_page") if pages > 1 else 1
     shown = list(range((page - 1) * GRID_PAGE, min(channels, page * GRID_PAGE)))
@@ -497,7 +500,8 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
         for column, c in zip(st.columns(GRID_COLUMNS), shown[row : row + GRID_COLUMNS]):
             if c in pictures:
                 column.image(pictures[c])
-            column.button(f"#{c}", key=f"open_{c}", on_click=open_channel, args=(c,), width="stretch")
+            column.button(f"#{c} {names.get(c, '')}".strip(), key=f"open_{c}", on_click=open_channel, args=(c,),
+                          width="stretch")
 
 
 # -- data view ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 pytestmark = pytest.mark.slow  # the bundled model, real renders and CIFAR-10 images
 
 
@@ -76,13 +77,13 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     # channel search: the channel picker labels each channel with its top examples' commonest label
     picker = next(box for box in at.sidebar.selectbox if box.label.startswith("Channel"))
     label = picker.format_func(3)
-    assert label.startswith("3  · top: ") and label.split("top: ")[1].split()[0] in (
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    assert label.startswith("3  · top: ") and label.split("top: ")[1].split()[0] in CIFAR_CLASSES
     picker.set_value(9).run()
     assert at.title[0].value == "layer3:9"
     # layer view: a grid of all 128 channels' top crops, in pages of 64; a click opens the channel
     at.radio(key="view").set_value("Layer").run()
     assert len(at.image) == 64 and at.number_input(key="grid_page").value == 1
+    assert at.button(key="open_37").label.split()[1] in CIFAR_CLASSES  # "#37 cat": its top examples' label
     at.button(key="open_37").click().run()
     assert at.radio(key="view").value == "Neuron" and at.title[0].value == "layer3:37"
     assert next(box for box in at.sidebar.selectbox if box.label.startswith("Channel")).value == 37
