@@ -278,7 +278,8 @@ def render_settings(model: Model) -> dict:
     with st.expander("Render settings", expanded=False):
         c1, c2, c3 = st.columns(3)
         steps = c1.number_input("Steps", 16, 4096, 256, step=16, key="steps")
-        size = c2.number_input("Size (px)", 16, 1024, model.input_size[0], step=8, key="size")
+        size = c2.number_input("Size (px)", 16, 1024, model.input_size[0], step=8,
+                               key=f"size_{model.name}")  # each model starts at its own input size
         param = c3.selectbox("Parameterisation", ["fft", "pixel", "maco"], key="param")
         samples = c1.number_input("Diverse samples", 1, 16, 4, key="samples")
         diversity = c2.number_input("Diversity weight", 0.0, 1e4, 1.0, key="diversity",
