@@ -286,8 +286,15 @@ def render_settings(model: Model) -> dict:
                                     help="lucid uses 100 on InceptionV1; activation scales differ between models, "
                                          "so lower it when the renders stop driving the unit")
         seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    return {"samples": int(samples), "diversity": float(diversity) if samples > 1 else 0.0, "param": param,
-            "size": int(size), "steps": int(steps), "seed": int(seed)}
+        layers = ["(the unit's layer)", *(n for n, info in model.layers.items() if info.layout == "spatial")]
+        diversity_layer = c1.selectbox("Diversity layer", layers, key=f"diversity_layer_{model.name}",
+                                       help="where the samples' Gram matrices are pushed apart; a lower layer keeps "
+                                            "samples alive when the unit's layer is small")
+    settings = {"samples": int(samples), "diversity": float(diversity) if samples > 1 else 0.0, "param": param,
+                "size": int(size), "steps": int(steps), "seed": int(seed)}
+    if samples > 1 and diversity_layer != layers[0]:
+        settings["diversity_layer"] = diversity_layer
+    return settings
 
 
 def show_renders(loaded: Loaded, ws: Workspace, unit: str, index: ExampleIndex | None) -> None:

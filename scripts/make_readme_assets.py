@@ -53,7 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     ASSETS.mkdir(exist_ok=True)
     model = load_model("default")
-    result = render(model, "layer3:0-7", samples=2, diversity=1e2, steps=256, seed=0)
+    result = render(model, "layer3:0-7", samples=2, diversity=1.0, diversity_layer="layer2", steps=256,
+                    seed=0, progress=False)  # as the quick start
     save_columns(result, ASSETS / "default_layer3.png", scale=4)
     if args.examples:
         save_render_and_examples(model, "layer3:0-5", ASSETS / "default_layer3_examples.png")

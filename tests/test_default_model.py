@@ -32,3 +32,18 @@ def test_default_model_accuracy_on_jpeg_test_split(cifar_test):
     assert abs(accuracy - recorded) < 0.002, (accuracy, recorded)
     card = (WEIGHTS_DIR / "MODEL_CARD.md").read_text()
     assert f"{100 * recorded:.1f} %" in card
+
+
+@pytest.mark.slow
+def test_default_diversity_weight_keeps_samples_alive():
+    """The README's claim: lucid's 1e2 diversity weight kills most samples of the bundled model,
+    while the default weight 1 pushed apart on layer2 keeps every sample near full strength."""
+    from vizneuron import render
+
+    model = load_model("default")
+    run = lambda **kw: render(model, "layer3:0-7", samples=2, steps=128, seed=0, progress=False, **kw).activations
+    alone = run()
+    lucid = run(diversity=1e2)
+    ours = run(diversity=1.0, diversity_layer="layer2")
+    assert lucid.mean() < 0.35 * alone.mean() and (lucid < 0.1).sum() >= 4, lucid
+    assert (ours > 0.3 * alone).all() and ours.mean() > 0.8 * alone.mean(), (ours, alone)

@@ -34,7 +34,8 @@ def _cmd_render(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
     settings = {
-        "model": args.model, "units": args.units, "diversity": args.diversity, "steps": args.steps,
+        "model": args.model, "units": args.units, "diversity": args.diversity,
+        "diversity_weight": args.diversity_weight, "diversity_layer": args.diversity_layer, "steps": args.steps,
         "size": args.size or model.input_size[0], "param": args.param, "seed": args.seed, "lr": args.lr,
         "batch": args.batch, "model_input_size": args.model_input_size, "redirect_steps": args.redirect_steps,
     }
@@ -53,6 +54,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         chunk = units[start : start + args.batch]
         results.append(run(
             model, chunk, samples=args.diversity, diversity=args.diversity_weight if args.diversity > 1 else 0.0,
+            diversity_layer=args.diversity_layer if args.diversity > 1 else None,
             param=args.param, size=args.size, model_input_size=args.model_input_size, steps=args.steps,
             lr=args.lr, seed=args.seed + start, redirect_steps=args.redirect_steps, progress=not args.quiet,
         ))
@@ -212,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("model", help="model spec, e.g. default")
     rend.add_argument("--units", required=True, help="e.g. 'layer3:0-15', 'layer3:3,7', 'layer3:*', 'logit:cat'; ';' separates specs")
     rend.add_argument("--diversity", type=int, default=1, help="samples per unit, pushed apart by the diversity term")
-    rend.add_argument("--diversity-weight", type=float, default=1e2)
+    rend.add_argument("--diversity-weight", type=float, default=1.0,
+                      help="weight of the diversity penalty (lucid uses 1e2 on InceptionV1, whose activations are "
+                           "far larger; too high a weight kills renders of the unit)")
+    rend.add_argument("--diversity-layer", default=None,
+                      help="layer whose Gram matrices are pushed apart (default: the units' layer; a lower layer "
+                           "keeps samples alive when the units' layer is small)")
     rend.add_argument("--steps", type=int, default=256)
     rend.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's input size)")
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
