@@ -520,7 +520,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
                "heatmaps. Interrupted? Press Mine again with the same settings: it resumes where it stopped.")
     folder = st.text_input("Image folder (class subfolders become labels) or list file", key="mine_folder")
     names = [n for n, info in model.layers.items() if info.channels]
-    layers = st.multiselect("Layers (all their channels)", names, default=[layer], key="mine_layers")
+    layers = st.multiselect("Layers (all their channels)", names, default=[layer], key=f"mine_layers_{model.name}")
     c1, c2 = st.columns(2)
     k = c1.number_input("Top/bottom k per unit", 1, 256, 16, key="mine_k")
     batch = c2.number_input("Batch size", 1, 1024, 64, key="mine_batch")
@@ -534,8 +534,9 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
             with model_turn(loaded):
                 index = mine(model, ",".join(layers), data, k=int(k), index=path, batch_size=int(batch),
                              progress=False,
-                             on_progress=lambda done, total: bar.progress(done / max(total, 1),
-                                                                          text=f"{done:,} of {total:,} images"))
+                             on_progress=lambda done, total: bar.progress(
+                                 done / max(total, 1), text=f"{done:,} of {total:,} images" + (
+                                     "; now crops and heatmaps…" if done >= total else "")))
             bar.empty()
         except USER_ERRORS as err:
             return fail(st, "Mining failed", err)
