@@ -191,23 +191,29 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
     bar = st.sidebar
     bar.header("Unit")
     names = [n for n, info in model.layers.items() if info.channels]
+    # A widget's default must equal its state: Streamlit's front end falls back to the default
+    # (not the state set through the API) when it redraws, so stale state is dropped and the
+    # wanted value goes in as the default index.
     if st.session_state.get("layer") not in names:
-        st.session_state.layer = default_layer(model, names)
+        st.session_state.pop("layer", None)
+    current = st.session_state.get("layer", default_layer(model, names))
 
     def describe(name: str) -> str:
         info = model.layers[name]
         grid = f", {info.shape[1]}x{info.shape[2]}" if info.layout == "spatial" else ""
         return f"{name} ({info.channels} channels{grid})"
 
-    layer = bar.selectbox("Layer (type to search)", names, key="layer", format_func=describe)
+    layer = bar.selectbox("Layer (type to search)", names, index=names.index(current), key="layer",
+                          format_func=describe)
     info = model.layers[layer]
     saes = find_saes(ws, model, layer)
     kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
     if info.layout != "spatial":
         kinds.remove("neuron")
     if st.session_state.get("unit_kind") not in kinds:
-        st.session_state.unit_kind = "channel"
-    kind = bar.radio("Unit", kinds, key="unit_kind", horizontal=True)
+        st.session_state.pop("unit_kind", None)
+    kind = bar.radio("Unit", kinds, index=kinds.index(st.session_state.get("unit_kind", "channel")), key="unit_kind",
+                     horizontal=True)
     if not saes:
         bar.caption("No SAE for this layer in the app's folders (train one: `vizneuron sae train`).")
     if kind == "SAE feature":
@@ -225,10 +231,11 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
     widget = f"channel_{layer}_{hashlib.sha1(repr(sorted(hints.items())).encode()).hexdigest()[:8]}"
     if not 0 <= st.session_state.setdefault("channel", 0) < info.channels:
         st.session_state.channel = 0
-    if st.session_state.get(widget) != st.session_state.channel:  # a grid click or new labels
-        st.session_state[widget] = st.session_state.channel
+    if st.session_state.get(widget, st.session_state.channel) != st.session_state.channel:  # a grid click
+        del st.session_state[widget]
     channel = bar.selectbox(
-        f"Channel (of {info.channels}; type a label to search top examples)", range(info.channels), key=widget,
+        f"Channel (of {info.channels}; type a label to search top examples)", range(info.channels),
+        index=st.session_state.channel, key=widget,
         on_change=lambda: st.session_state.update(channel=st.session_state[widget]),
         format_func=lambda c: f"{c}" + (f"  · top: {hints[f'{layer}:{c}']}" if f"{layer}:{c}" in hints else ""))
     if kind == "neuron":
@@ -247,13 +254,15 @@ def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
     if mined and mined not in found:
         found.append(mined)
     options = ["(none)", *found, "(path…)"]
-    if "select_index" in st.session_state:  # just mined
-        st.session_state.index_choice = st.session_state.pop("select_index")
-    elif st.session_state.get("index_choice") not in options:  # also when a failed model load hid the widget
-        kept = st.session_state.get("index_kept")
-        st.session_state.index_choice = kept if kept in options else "(none)"
-    choice = st.session_state.index_kept = bar.selectbox(
-        "Index", options, key="index_choice", format_func=lambda p: p if p.startswith("(") else Path(p).name)
+    # The chosen index lives under "index_kept" (set by the user or by a finished mining run); the
+    # widget's key follows it, so the widget is always created with the wanted value as its
+    # default and its state is never set behind the front end's back.
+    kept = st.session_state.get("index_kept")
+    kept = kept if kept in options else "(none)"
+    widget = f"index_{hashlib.sha1(repr((options, kept)).encode()).hexdigest()[:8]}"
+    choice = bar.selectbox("Index", options, index=options.index(kept), key=widget,
+                           on_change=lambda: st.session_state.update(index_kept=st.session_state[widget]),
+                           format_func=lambda p: p if p.startswith("(") else Path(p).name)
     if choice == "(none)":
         bar.caption("No index: mine a folder in the Data view.")
         return None
@@ -540,7 +549,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
             bar.empty()
         except USER_ERRORS as err:
             return fail(st, "Mining failed", err)
-        st.session_state.index_path = st.session_state.select_index = str(path)  # picked on the rerun
+        st.session_state.index_path = st.session_state.index_kept = str(path)  # picked on the rerun
         st.session_state.mined = {"path": str(path), "summary": index.summary(), "notes": index.notes()}
         st.rerun()
     mined = st.session_state.get("mined")

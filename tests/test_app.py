@@ -39,6 +39,10 @@ def captions(at: AppTest) -> list[str]:
     return [c for element in at.image for c in (img.caption for img in element.proto.imgs)]
 
 
+def index_picker(at: AppTest):
+    return next(box for box in at.sidebar.selectbox if box.label == "Index")
+
+
 def mine_in_app(at: AppTest, folder: Path) -> None:
     at.radio(key="view").set_value("Data").run()
     at.text_input(key="mine_folder").input(str(folder)).run()
@@ -71,7 +75,7 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     assert len(notes) == 1 and notes["file"][0].endswith("cat/broken.jpg") and notes["action"][0] == "skipped"
     # the index is now the selected one; the neuron view shows top and bottom examples
     at.radio(key="view").set_value("Neuron").run()
-    assert at.sidebar.selectbox(key="index_choice").value.endswith(".sqlite")
+    assert index_picker(at).value.endswith(".sqlite")
     example_images = [c for c in captions(at) if c.endswith(".jpg")]
     assert len(example_images) == 16  # 8 top + 8 bottom, each with its heatmap picture
     # channel search: the channel picker labels each channel with its top examples' commonest label
@@ -87,6 +91,7 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     at.button(key="open_37").click().run()
     assert at.radio(key="view").value == "Neuron" and at.title[0].value == "layer3:37"
     assert next(box for box in at.sidebar.selectbox if box.label.startswith("Channel")).value == 37
+    assert not at.warning and not at.sidebar.warning  # no "default value but also set via Session State"
     # mining again with the same settings reuses (resumes) the same index file
     mine_in_app(at, cifar_folder)
     assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 1
@@ -208,6 +213,6 @@ def test_paths_outside_the_app_folders_are_refused(monkeypatch, tmp_path, cifar_
     at.radio(key="view").set_value("Neuron").run()
     at.text_input(key="concept_data").input("/usr/share").run()
     assert any("outside the folders" in e for e in errors(at))
-    at.sidebar.selectbox(key="index_choice").set_value("(path…)").run()
+    index_picker(at).set_value("(path…)").run()
     at.sidebar.text_input(key="index_typed").input("/etc/hostname").run()
     assert any("outside the folders" in e for e in errors(at))

@@ -67,56 +67,67 @@ def idle(page) -> None:
     page.locator('[data-testid="stApp"]:not([data-test-script-state="running"])').wait_for(timeout=300_000)
 
 
+def drive(page, app_url: str, cifar_folder: Path, tmp_path: Path) -> Path:
+    """Mine, pick channel 5, render, probe; returns the screenshot's path."""
+    page.goto(app_url)
+    page.get_by_role("heading", name="layer3:0").wait_for(timeout=120_000)
+
+    # Data view: mine the small labelled folder
+    page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Data$")).click()
+    page.get_by_role("heading", name="Mine a folder for dataset examples").wait_for(timeout=120_000)
+    idle(page)
+    folder = page.get_by_label("Image folder (class subfolders become labels) or list file")
+    folder.fill(str(cifar_folder))
+    folder.press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Mine").click()
+    page.get_by_text(f"Mined {10 * PER_CLASS} images").wait_for(timeout=300_000)
+
+    # back to the neuron view; pick channel 5 with the searchable picker
+    page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Neuron$")).click()
+    page.get_by_role("heading", name="Renders").wait_for(timeout=120_000)
+    idle(page)
+    picker = page.get_by_role("combobox", name=re.compile("^Channel"))
+    picker.click()
+    picker.fill("5")
+    page.get_by_role("option", name=re.compile(r"^5\b")).first.click()
+    page.get_by_role("heading", name="layer3:5").wait_for(timeout=60_000)
+    idle(page)
+
+    # render with the default settings: four diverse samples appear
+    page.get_by_role("button", name="Render", exact=True).click()
+    page.get_by_text(re.compile(r"^activation -?\d")).first.wait_for(timeout=300_000)
+    idle(page)
+    assert page.get_by_text(re.compile(r"^activation -?\d")).count() == 4
+
+    # probe against the folder's ten classes: the verdict and its evidence appear
+    data = page.get_by_label("Labelled folder (class subfolders)")
+    data.fill(str(cifar_folder))
+    data.press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Probe", exact=True).click()
+    page.get_by_text(re.compile("^Verdict:")).wait_for(timeout=300_000)
+    idle(page)
+
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stImage"] img').count() >= 4 + 16  # renders + dataset examples
+    shot = Path(os.environ.get("VIZNEURON_SCREENSHOT", tmp_path / "app.png"))
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
+    return shot
+
+
 def test_browser_mine_pick_render_probe(app_url, tmp_path, cifar_folder):
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 2600})
-        page.goto(app_url)
-        page.get_by_role("heading", name="layer3:0").wait_for(timeout=120_000)
-
-        # Data view: mine the small labelled folder
-        page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Data$")).click()
-        page.get_by_role("heading", name="Mine a folder for dataset examples").wait_for(timeout=120_000)
-        idle(page)
-        folder = page.get_by_label("Image folder (class subfolders become labels) or list file")
-        folder.fill(str(cifar_folder))
-        folder.press("Enter")
-        idle(page)
-        page.get_by_role("button", name="Mine").click()
-        page.get_by_text(f"Mined {10 * PER_CLASS} images").wait_for(timeout=300_000)
-
-        # back to the neuron view; pick channel 5 with the searchable picker
-        page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Neuron$")).click()
-        page.get_by_role("heading", name="Renders").wait_for(timeout=120_000)
-        idle(page)
-        picker = page.get_by_role("combobox", name=re.compile("^Channel"))
-        picker.click()
-        picker.fill("5")
-        page.get_by_role("option", name=re.compile(r"^5\b")).first.click()
-        page.get_by_role("heading", name="layer3:5").wait_for(timeout=60_000)
-        idle(page)
-
-        # render with the default settings: four diverse samples appear
-        page.get_by_role("button", name="Render", exact=True).click()
-        page.get_by_text(re.compile(r"^activation -?\d")).first.wait_for(timeout=300_000)
-        idle(page)
-        assert page.get_by_text(re.compile(r"^activation -?\d")).count() == 4
-
-        # probe against the folder's ten classes: the verdict and its evidence appear
-        data = page.get_by_label("Labelled folder (class subfolders)")
-        data.fill(str(cifar_folder))
-        data.press("Enter")
-        idle(page)
-        page.get_by_role("button", name="Probe", exact=True).click()
-        page.get_by_text(re.compile("^Verdict:")).wait_for(timeout=300_000)
-        idle(page)
-
-        assert page.locator('[data-testid="stException"]').count() == 0
-        assert page.locator('[data-testid="stImage"] img').count() >= 4 + 16  # renders + dataset examples
-        shot = Path(os.environ.get("VIZNEURON_SCREENSHOT", tmp_path / "app.png"))
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shot))
+        try:
+            shot = drive(page, app_url, cifar_folder, tmp_path)
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))  # what the page showed, for the report
+            print(f"page at failure: {tmp_path / 'failure.png'}")
+            raise
         browser.close()
     assert shot.stat().st_size > 10_000

@@ -288,7 +288,7 @@ def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor]
     """The classic test: diverse renders, each classified by the model and matched to a concept."""
     from ..optim.render import render
 
-    result = render(model, [unit], samples=count, diversity=1e2 if count > 1 else 0.0, steps=steps, seed=seed,
+    result = render(model, [unit], samples=count, diversity=1.0 if count > 1 else 0.0, steps=steps, seed=seed,
                     progress=False)
     images = result.images.to(model.device)
     if model.fixed_input:
