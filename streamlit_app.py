@@ -306,6 +306,20 @@ def render_settings(model: Model) -> dict:
     return settings
 
 
+def render_with_progress(loaded: Loaded, cache: RenderCache, units, settings: dict, text: str):
+    """A cached render with a progress bar; None (and a message) when it fails."""
+    bar = st.progress(0.0, text=text)
+    try:
+        with model_turn(loaded):
+            return cache.render(loaded.model, units, **settings,
+                                on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
+    except USER_ERRORS as err:
+        fail(st, "Render failed", err)
+        return None
+    finally:
+        bar.empty()
+
+
 def show_renders(loaded: Loaded, ws: Workspace, unit: str, index: ExampleIndex | None) -> None:
     st.subheader("Renders")
     settings = render_settings(loaded.model)
@@ -316,14 +330,7 @@ def show_renders(loaded: Loaded, ws: Workspace, unit: str, index: ExampleIndex |
         return fail(st, "Cannot render this unit", err)
     if st.button("Render", key="render", type="primary", disabled=result is not None,
                  help="already rendered with these settings" if result is not None else None):
-        bar = st.progress(0.0, text="rendering…")
-        try:
-            with model_turn(loaded):
-                result = cache.render(loaded.model, unit, **settings,
-                                      on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
-        except USER_ERRORS as err:
-            return fail(st, "Render failed", err)
-        bar.empty()
+        result = render_with_progress(loaded, cache, unit, settings, "rendering…")
     if result is None:
         st.caption("Not rendered with these settings yet.")
         return
@@ -487,14 +494,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
         settings = {"steps": int(steps), "seed": 0}
         result = cache.get(model, units, **settings)
         if result is None and st.button(f"Render all {channels} channels", key="render_layer", type="primary"):
-            bar = st.progress(0.0, text="rendering the layer…")
-            try:
-                with model_turn(loaded):
-                    result = cache.render(model, units, **settings,
-                                          on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
-            except USER_ERRORS as err:
-                return fail(st, "Render failed", err)
-            bar.empty()
+            result = render_with_progress(loaded, cache, units, settings, "rendering the layer…")
         if result is None:
             st.caption("Not rendered yet with these settings (one batch for the whole layer, cached).")
             return
