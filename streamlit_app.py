@@ -186,8 +186,9 @@ def find_saes(ws: Workspace, model: Model, layer: str) -> dict[str, Path]:
     return found
 
 
-def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str]:
-    """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer)."""
+def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str, dict[str, Path]]:
+    """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer, the
+    layer's SAE files)."""
     bar = st.sidebar
     bar.header("Unit")
     names = [n for n, info in model.layers.items() if info.channels]
@@ -222,7 +223,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
             model.add_sae(sae_name, saes[sae_name])
         width = model.saes[sae_name].config.d_sae
         feature = bar.number_input(f"Feature (of {width})", 0, width - 1, key="feature")
-        return f"{layer}/{sae_name}:{int(feature)}", layer
+        return f"{layer}/{sae_name}:{int(feature)}", layer, saes
     hints = {}
     if index is not None:
         hints = top_labels(index.path, Path(index.path).stat().st_mtime, tuple(f"{layer}:{c}" for c in range(info.channels)))
@@ -242,8 +243,8 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         h, w = info.shape[1], info.shape[2]
         y = bar.number_input(f"Row (of {h})", 0, h - 1, value=h // 2, key="neuron_y")
         x = bar.number_input(f"Column (of {w})", 0, w - 1, value=w // 2, key="neuron_x")
-        return f"{layer}:{channel}@{int(y)},{int(x)}", layer
-    return f"{layer}:{channel}", layer
+        return f"{layer}:{channel}@{int(y)},{int(x)}", layer, saes
+    return f"{layer}:{channel}", layer, saes
 
 
 def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
@@ -412,14 +413,13 @@ def concept_signature(concepts: dict) -> tuple:
                  for name, data in sorted(concepts.items()))
 
 
-def show_probe(loaded: Loaded, ws: Workspace, unit: str, layer: str, index: ExampleIndex | None) -> None:
+def show_probe(loaded: Loaded, ws: Workspace, unit: str, saes: dict[str, Path], index: ExampleIndex | None) -> None:
     st.subheader("Is it polysemantic?")
     model = loaded.model
     try:
         concepts = concept_inputs(ws, model)
     except USER_ERRORS as err:
         return fail(st, "Cannot build the concepts", err)
-    saes = find_saes(ws, model, layer)
     c1, c2, c3 = st.columns(3)
     renders = c1.number_input("Renders to classify", 0, 16, 4, key="probe_renders")
     steps = c2.number_input("Render steps", 16, 2048, 128, step=16, key="probe_steps")
@@ -572,14 +572,14 @@ def main() -> None:
         st.info("Pick a model in the sidebar.")
         return
     index = pick_index(ws, loaded.model)
-    unit, layer = pick_unit(loaded.model, ws, index)
+    unit, layer, saes = pick_unit(loaded.model, ws, index)
     view = st.radio("View", ["Neuron", "Layer", "Data"], key="view", horizontal=True, label_visibility="collapsed")
     if view == "Neuron":
         st.title(f"{unit}")
         st.caption(f"{loaded.model.name} · what does this unit respond to, and is it one concept or several?")
         show_renders(loaded, ws, unit, index)
         show_examples(index, unit)
-        show_probe(loaded, ws, unit, layer, index)
+        show_probe(loaded, ws, unit, saes, index)
     elif view == "Layer":
         show_layer(loaded, ws, layer, index)
     else:

@@ -61,7 +61,7 @@ class Workspace:
         given = Path(raw).expanduser()
         path = (given if given.is_absolute() else (self.roots[0] if self.roots else self.home) / given).resolve()
         allowed = [self.home] if write else self.readable
-        if not any(path == root or path.is_relative_to(root) for root in allowed):
+        if not any(path.is_relative_to(root) for root in allowed):  # a root itself counts too
             where = ", ".join(str(r) for r in allowed)
             raise PathNotAllowed(f"{raw} is outside the folders this app may {'write' if write else 'read'} ({where})")
         if must_exist and not path.exists():

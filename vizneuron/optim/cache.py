@@ -43,23 +43,20 @@ class RenderCache:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
+    def _path(self, model: Model, units: Sequence[Unit], settings: dict[str, Any]) -> Path:
+        return self.folder / f"{self.key(model, units, settings)}.safetensors"
+
     def get(self, model: Model, units: str | Sequence[str | Unit], **settings: Any) -> RenderResult | None:
         """The cached render, or None when it was never made."""
         unit_list = _as_units(model, units)
-        path = self.folder / f"{self.key(model, unit_list, settings)}.safetensors"
-        if not path.exists():
-            return None
-        blob = path.read_bytes()
-        tensors = load_tensors(blob)
-        samples = json.loads(_metadata(blob)["samples"])
-        return RenderResult(images=tensors["images"], units=unit_list, samples=samples,
-                            activations=tensors["activations"], history=tensors["history"])
+        return _load(self._path(model, unit_list, settings), unit_list)
 
     def render(self, model: Model, units: str | Sequence[str | Unit], *, progress: bool = False,
                on_progress: Callable[[int, int], None] | None = None, **settings: Any) -> RenderResult:
         """`render(model, units, **settings)`, read from the cache when it was made before."""
         unit_list = _as_units(model, units)
-        cached = self.get(model, unit_list, **settings)
+        path = self._path(model, unit_list, settings)  # the key hashes SAE weights: computed once
+        cached = _load(path, unit_list)
         if cached is not None:
             return cached
         result = render(model, unit_list, progress=progress, on_progress=on_progress, **settings)
@@ -69,13 +66,20 @@ class RenderCache:
                    "history": result.history.contiguous()}
         metadata = {"units": json.dumps([u.name for u in unit_list]), "samples": json.dumps(result.samples),
                     "settings": json.dumps(settings, sort_keys=True, default=str), "model": model.name}
-        write_atomic(self.folder / f"{self.key(model, unit_list, settings)}.safetensors",
-                     save_tensors(tensors, metadata=metadata))
+        write_atomic(path, save_tensors(tensors, metadata=metadata))
         return result
+
+
+def _load(path: Path, units: list[Unit]) -> RenderResult | None:
+    if not path.exists():
+        return None
+    blob = path.read_bytes()
+    tensors = load_tensors(blob)
+    return RenderResult(images=tensors["images"], units=units, samples=json.loads(_metadata(blob)["samples"]),
+                        activations=tensors["activations"], history=tensors["history"])
 
 
 def _metadata(blob: bytes) -> dict[str, str]:
     """The safetensors header's __metadata__ (the header is 8 bytes of length, then JSON)."""
     size = int.from_bytes(blob[:8], "little")
     return json.loads(blob[8 : 8 + size]).get("__metadata__", {})
-
