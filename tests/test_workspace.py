@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import make_tiny, write_problem_images
 from vizneuron import mine
 from vizneuron.mine import IndexMismatch
-from vizneuron.models import spec_files
+from vizneuron.models import ModelSpec
 from vizneuron.optim.cache import RenderCache
 from vizneuron.optim.render import render
 from vizneuron.sae import SAE, SAEConfig
@@ -54,16 +54,31 @@ def test_resolve_keeps_paths_inside_the_roots(ws, tmp_path):
 
 
 def test_model_specs_are_checked_before_loading(ws, tmp_path):
-    assert spec_files("default") == [] and spec_files("torchvision:resnet18?weights=IMAGENET1K_V1") == []
-    assert spec_files("tflite:m.tflite?labels=l.txt") == ["m.tflite", "l.txt"]
-    assert spec_files("torchvision:resnet18?weights=w.pth") == ["w.pth"]
-    assert ws.check_spec("torchvision:resnet18?weights=none") == "torchvision:resnet18?weights=none"
+    files = lambda text: ModelSpec.parse(text).files()  # noqa: E731
+    assert files("default") == [] and files("torchvision:resnet18?weights=IMAGENET1K_V1") == []
+    assert files("tflite:m.tflite?labels=l.txt") == ["m.tflite", "l.txt"]
+    assert files("torchvision:resnet18?weights=w.pth") == ["w.pth"]
+    # upper case is no escape from the check: only torchvision's real enum names are not files
+    assert files("tflite:m.tflite?labels=/SOME/FILE.TXT") == ["m.tflite", "/SOME/FILE.TXT"]
+    assert files("default?weights=WEIGHTS") == ["WEIGHTS"]
+    assert files("torchvision:resnet18?weights=NOT_AN_ENUM") == ["NOT_AN_ENUM"]
+    (tmp_path / "data" / "m.tflite").write_bytes(b"x")
+    with pytest.raises(PathNotAllowed, match="outside"):
+        ws.check_spec(f"tflite:m.tflite?labels={tmp_path.as_posix().upper()}/SECRET.TXT")
+    assert str(ws.check_spec("torchvision:resnet18?weights=none")) == "torchvision:resnet18?weights=none"
     with pytest.raises(PathNotAllowed, match="arbitrary code"):
         ws.check_spec("python:os:system")
     with pytest.raises(PathNotAllowed, match="outside"):
         ws.check_spec(f"cifar-resnet:{tmp_path / 'secret.txt'}")
     (tmp_path / "data" / "w.pth").write_bytes(b"x")
-    assert ws.check_spec("default?weights=w.pth") == f"default?weights={tmp_path / 'data' / 'w.pth'}"
+    assert str(ws.check_spec("default?weights=w.pth")) == f"default?weights={tmp_path / 'data' / 'w.pth'}"
+    for text in ("tflite:m.tflite?labels=l.txt", "torchvision:vit_b_16?weights=none&tokens=cls", "default"):
+        assert str(ModelSpec.parse(text)) == text
+    with pytest.raises(ValueError, match="did you mean torchvision"):
+        ModelSpec.parse("torchvison:resnet18")
+    assert ModelSpec.for_file("x/m.tflite") == ModelSpec("tflite", "x/m.tflite")
+    assert str(ModelSpec.for_file("w.th")) == "cifar-resnet:w.th"
+    assert str(ModelSpec.for_file("w.pth", "torchvision:resnet18")) == "torchvision:resnet18?weights=w.pth"
 
 
 def test_uploads_are_checked_named_safely_and_pruned(ws):

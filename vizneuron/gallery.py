@@ -7,44 +7,19 @@ Files are written atomically and contain no timestamps, so the same render gives
 from __future__ import annotations
 
 import html
-import io
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 
+from .imageio import png_bytes, to_pil, write_atomic
 from .optim.render import RenderResult
-
-
-def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
-    """(3, H, W) in [0, 1] -> PIL image, optionally enlarged with nearest-neighbour pixels."""
-    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-    pil = Image.fromarray(array)
-    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+from .version import __version__
 
 
 def contact_sheet(images: torch.Tensor, scale: int = 1, gap: int = 2, columns: int | None = None) -> Image.Image:
@@ -123,10 +98,6 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
 
 
 def _versions() -> dict[str, str]:
-    import torchvision
-
-    from . import __version__
-
     return {"vizneuron": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version()}
 

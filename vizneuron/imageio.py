@@ -1,13 +1,17 @@
-"""Reading real images the way a model expects them: RGB in [0, 1], centre crop, resize.
+"""Image and file I/O, below everything else: reading real images the way a model expects them
+(RGB in [0, 1], centre crop, resize), and writing pictures and files atomically.
 
 Corrupt or unreadable files are skipped and reported, never fatal: one bad JPEG must not sink a
-run over thousands.
+run over thousands. Written files appear whole or not at all (a temporary file, then a rename).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import io
+import os
+import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -113,3 +117,30 @@ def load_images(paths: Iterable[str | Path], size: tuple[int, int], crop_fractio
 def image_files(folder: str | Path) -> list[Path]:
     """Image files below `folder`, sorted (so runs see the same order)."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
+    """(3, H, W) in [0, 1] -> PIL image, optionally enlarged with nearest-neighbour pixels."""
+    array = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    pil = Image.fromarray(array)
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -14,12 +14,16 @@ import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .models.base import OUTPUT_LAYER, LayerError, Model, channels_first, positions_as_rows
+from .models.base import OUTPUT_LAYER, PLAIN, LayerError, Model, TokenLayout
+from .sae.model import SAE, SAEError, load_sae
+
+#: SAEs by the name unit specs use for them (`LAYER/NAME:F`), handed to the parser by the caller
+SAEs = Mapping[str, SAE]
 
 
 class UnitError(ValueError):
@@ -36,8 +40,7 @@ class Unit:
     position: tuple[int, int] | None = None  # (y, x) for neurons
     direction: torch.Tensor | None = field(default=None, compare=False, repr=False)
     source: str = ""  # direction file or logit label, for display
-    prefix_tokens: int = field(default=0, compare=False)  # token layers: tokens before the patches
-    cls_token: bool = field(default=False, compare=False)  # token layers: read the CLS token
+    tokens: TokenLayout = field(default=PLAIN, compare=False)  # how a token layer is read
     sae: Any = field(default=None, compare=False, repr=False)  # the SAE of an "sae" feature unit
 
     @property
@@ -57,7 +60,7 @@ class Unit:
 
     def view(self, act: torch.Tensor) -> torch.Tensor:
         """The layer output as (N, C, ...), token layouts resolved as this unit reads them."""
-        return channels_first(act, self.prefix_tokens, self.cls_token)
+        return self.tokens.channels_first(act)
 
     def activation(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unit's value for every image in the batch, shape (N,)."""
@@ -74,7 +77,7 @@ class Unit:
 
 def map_group(unit: Unit) -> tuple:
     """Units with equal keys read the same view of the same layer and can be mapped together."""
-    return (unit.layer, unit.kind == "neuron", unit.prefix_tokens, unit.cls_token, id(unit.sae))
+    return (unit.layer, unit.kind == "neuron", unit.tokens, id(unit.sae))
 
 
 def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
@@ -86,7 +89,7 @@ def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
     view = units[0].view(act)
     if units[0].kind == "sae":  # encode every position once, keep the features asked for
         sae = units[0].sae
-        features = sae.encode(positions_as_rows(view, sae.config.pool))
+        features = sae.encode(units[0].tokens.rows(act, sae.config.pool))
         features = features[:, torch.tensor([u.index for u in units], device=features.device)]
         return features.reshape(view.shape[0], -1, len(units)).transpose(1, 2)
     flat = view.flatten(2) if view.ndim > 2 else view[..., None]
@@ -137,28 +140,35 @@ def _split(spec: str) -> tuple[str, str]:
     return layer.strip(), rest.strip()
 
 
-def parse_unit(spec: str, model: Model) -> Unit:
+def parse_unit(spec: str, model: Model, saes: SAEs | None = None) -> Unit:
     """Parse one unit spec and check it against `model`."""
-    units = parse_units(spec, model)
+    units = parse_units(spec, model, saes)
     if len(units) != 1:
         raise UnitError(f"{spec!r} names {len(units)} units; give exactly one")
     return units[0]
 
 
-def parse_units(specs: str | list[str], model: Model) -> list[Unit]:
-    """Parse specs (a list, or one string with `;` between specs) into resolved units, ranges expanded."""
-    if isinstance(specs, str):
-        specs = [s for s in specs.split(";") if s.strip()]
+def parse_units(specs: str | Unit | Sequence[str | Unit], model: Model, saes: SAEs | None = None) -> list[Unit]:
+    """Parse specs (a list, or one string with `;` between specs) into resolved units, ranges expanded.
+    `saes` names the SAEs that `LAYER/NAME:F` specs may use; a NAME that is not there is read as an
+    SAE file. Parsing never changes the model."""
+    if isinstance(specs, (str, Unit)):
+        specs = [specs]
     units: list[Unit] = []
     for spec in specs:
-        units.extend(_parse_one(spec.strip(), model))
+        if isinstance(spec, Unit):
+            units.append(spec)
+            continue
+        for part in (p.strip() for p in spec.split(";")):
+            if part:
+                units.extend(_parse_one(part, model, saes or {}))
     return units
 
 
-def _parse_one(spec: str, model: Model) -> list[Unit]:
+def _parse_one(spec: str, model: Model, saes: SAEs) -> list[Unit]:
     layer_name, rest = _split(spec)
     if "/" in layer_name:
-        return _sae_features(spec, *layer_name.split("/", 1), rest, model)
+        return _sae_features(spec, *layer_name.split("/", 1), rest, model, saes)
     if layer_name == "logit":
         if not (rest == "*" or _RANGE.match(rest) or all(p.strip().isdigit() for p in rest.split(","))):
             return [_logit_by_name(rest, model)]
@@ -170,13 +180,13 @@ def _parse_one(spec: str, model: Model) -> list[Unit]:
             raise UnitError(str(err)) from None
         kind = "logit" if info.name == OUTPUT_LAYER else "channel"
     layer, channels = info.name, info.channels
+    tokens = _tokens(info, model)
     if rest.startswith("dir="):
-        return [replace(_direction(layer, rest[4:], channels), **_token_settings(info, model))]
+        return [replace(_direction(layer, rest[4:], channels), tokens=tokens)]
     if "@" in rest:
         return [_neuron(spec, rest, info, model)]
     where = layer if kind == "channel" else "the output"
-    tokens = _token_settings(info, model)
-    return [Unit(layer, kind, c, **tokens) for c in _indices(spec, rest, channels, where)]
+    return [Unit(layer, kind, c, tokens=tokens) for c in _indices(spec, rest, channels, where)]
 
 
 def _indices(spec: str, rest: str, count: int, where: str) -> list[int]:
@@ -193,37 +203,31 @@ def _indices(spec: str, rest: str, count: int, where: str) -> list[int]:
     return [_channel(c, count, where) for c in indices]
 
 
-def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Model) -> list[Unit]:
-    """`LAYER/SAE:F`: features of an SAE registered on the model by name, or saved at a path."""
-    from .sae.model import SAEError, load_sae
-
+def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Model, saes: SAEs) -> list[Unit]:
+    """`LAYER/SAE:F`: features of an SAE handed to the parser by name, or saved at a path."""
     try:
         info = model.layer(layer_name)
     except LayerError as err:
         raise UnitError(str(err)) from None
-    sae = model.saes.get(sae_ref)
+    sae = saes.get(sae_ref)
     if sae is None:
         path = next((p for p in (Path(sae_ref), Path(sae_ref + ".safetensors")) if p.is_file()), None)
         if path is None:
-            known = f"; registered: {', '.join(model.saes)}" if model.saes else ""
-            raise UnitError(f"{spec!r}: no SAE named {sae_ref!r} (neither registered nor a file){known}")
+            known = f"; given: {', '.join(saes)}" if saes else ""
+            raise UnitError(f"{spec!r}: no SAE named {sae_ref!r} (neither given nor a file){known}")
         try:
             sae = load_sae(path, d_in=info.channels)
         except SAEError as err:
             raise UnitError(str(err)) from None
-        model.add_sae(sae_ref, sae)
-        sae = model.saes[sae_ref]
     if sae.config.d_in != info.channels:
         raise UnitError(f"{spec!r}: SAE {sae_ref!r} reads {sae.config.d_in} channels; {info.name} has {info.channels}")
-    tokens = _token_settings(info, model)
-    return [Unit(info.name, "sae", f, source=sae_ref, sae=sae, **tokens)
+    sae = sae.to(model.device)
+    return [Unit(info.name, "sae", f, source=sae_ref, sae=sae, tokens=_tokens(info, model))
             for f in _indices(spec, rest, sae.config.d_sae, f"SAE {sae_ref}")]
 
 
-def _token_settings(info, model: Model) -> dict:
-    if info.layout != "tokens":
-        return {}
-    return {"prefix_tokens": model.prefix_tokens, "cls_token": model.cls_token}
+def _tokens(info, model: Model) -> TokenLayout:
+    return model.inputs.tokens if info.layout == "tokens" else PLAIN
 
 
 def _neuron(spec: str, rest: str, info, model: Model) -> Unit:
@@ -268,14 +272,12 @@ def _direction(layer: str, path_text: str, channels: int | None) -> Unit:
 
 
 def _logit_by_name(text: str, model: Model) -> Unit:
+    index = model.class_index(text)
+    if index is not None:
+        return Unit(OUTPUT_LAYER, "logit", index, source=text)
     n = model.layer(OUTPUT_LAYER).channels
-    labels = model.labels or []
-    lowered = [label.lower() for label in labels]
-    wanted = text.lower().strip()
-    for i, label in enumerate(lowered):  # a full label, or one of its comma-separated synonyms
-        if wanted == label or wanted in (part.strip() for part in label.split(",")):
-            return Unit(OUTPUT_LAYER, "logit", i, source=text)
-    close = difflib.get_close_matches(text.lower(), lowered, n=5, cutoff=0.5)
+    labels = [label.lower() for label in model.labels or []]
+    close = difflib.get_close_matches(text.lower(), labels, n=5, cutoff=0.5)
     hint = f"; closest labels: {', '.join(close)}" if close else (
         "" if labels else f"; {model.name} has no class labels, use logit:0-{n - 1}"
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .imageio import ImageSkipped, read_rgb
-from .models import CODE_SOURCES, spec_files
+from .models import ModelSpec
 
 MAX_IMAGE_BYTES = 16 * 2**20
 MAX_MODEL_BYTES = 512 * 2**20
@@ -68,16 +68,13 @@ class Workspace:
             raise FileNotFoundError(f"{raw} does not exist")
         return path
 
-    def check_spec(self, spec: str) -> str:
+    def check_spec(self, spec: "str | ModelSpec") -> ModelSpec:
         """A model spec with its files resolved inside the workspace; code-running sources refused."""
-        spec = spec.strip()
-        source = spec.partition(":")[0].partition("?")[0]
-        if source in CODE_SOURCES:
-            raise PathNotAllowed(f"model source {source!r} runs arbitrary code and is off in the app; "
+        spec = ModelSpec.parse(spec)
+        if spec.runs_code:
+            raise PathNotAllowed(f"model source {spec.source!r} runs arbitrary code and is off in the app; "
                                  "use the library or CLI for it")
-        for file in spec_files(spec):
-            spec = spec.replace(file, str(self.resolve(file)), 1)
-        return spec
+        return spec.with_files(self.resolve)
 
     def session_dir(self, session: str | None = None) -> Path:
         """A fresh private folder for one browser session's uploads (name unguessable)."""

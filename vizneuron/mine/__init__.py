@@ -1,8 +1,6 @@
 """Dataset examples: the real images that excite (and least excite) each unit, in a SQLite index."""
 
-from .index import Example, ExampleIndex, IndexMismatch, UnitStats
-from .run import merge, mine, mining_units
-from .sources import ImageSource, as_source
+from .index import Example, ExampleIndex, IndexMismatch, UnitStats, merge
+from .run import mine, mining_units
 
-__all__ = ["Example", "ExampleIndex", "ImageSource", "IndexMismatch", "UnitStats", "as_source", "merge", "mine",
-           "mining_units"]
+__all__ = ["Example", "ExampleIndex", "IndexMismatch", "UnitStats", "merge", "mine", "mining_units"]

@@ -16,13 +16,13 @@ HEATMAP_MAX = 16  # heatmaps are stored at most 16x16 (adaptive average pooling)
 
 def grid_of(model: Model, unit: Unit) -> tuple[int, int] | None:
     """The (rows, columns) a unit's map covers, or None for maps of one value."""
-    if unit.kind in ("neuron", "logit") or unit.cls_token:
+    if unit.kind in ("neuron", "logit") or unit.tokens.cls:
         return None
     shape = model.layer(unit.layer).shape
     if len(shape) == 3:
         return shape[1], shape[2]
     if len(shape) == 2:  # tokens: patches on a square grid when they form one
-        patches = shape[0] - unit.prefix_tokens
+        patches = shape[0] - unit.tokens.prefix
         side = math.isqrt(patches)
         return (side, side) if side * side == patches else (1, patches)
     return None

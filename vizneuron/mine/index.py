@@ -8,12 +8,13 @@ converted, with the reason) and `state` (the resumable checkpoint). Every write 
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -141,6 +142,78 @@ def encode_image(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple[int, str, int], tuple],
+                  images: dict[int, tuple[str, str | None, bytes]], extra: dict[str, Any] | None = None) -> None:
+    """Units, examples and images of a finished run (or merge), and the `complete` mark, atomically."""
+    unit_rows = []
+    for column, row in enumerate(static):
+        unit_rows.append((column, *row, int(tracker.count[column]), float(tracker.mean[column]),
+                          float(tracker.std[column]), float(tracker.minimum[column]), float(tracker.maximum[column]),
+                          float(tracker.active[column]) / max(int(tracker.count[column]), 1),
+                          tracker.histogram[column].numpy().astype(np.int64).tobytes()))
+    example_rows = []
+    for side in ("top", "bottom"):
+        values, ids = getattr(tracker, f"{side}_value"), getattr(tracker, f"{side}_id")
+        for column in range(len(static)):
+            for rank, (value, image) in enumerate(zip(values[column].tolist(), ids[column].tolist())):
+                example_rows.append((column, side, rank, image, value, *details[(column, side, image)]))
+    used = {row[3] for row in example_rows}
+    with transaction(db):
+        for table in ("units", "examples", "images"):
+            db.execute(f"DELETE FROM {table}")
+        db.executemany("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", unit_rows)
+        db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", example_rows)
+        db.executemany("INSERT INTO images VALUES (?, ?, ?, ?)", [(i, *images[i]) for i in sorted(used)])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)", (json.dumps(int(tracker.count.max()) if static else 0),))
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (extra or {}).items()])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', 'true')")
+
+
+def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
+    """Combine the finished indexes of shards 0/N..N-1/N into the index one unsharded run makes."""
+    metas, dbs = [], []
+    for path in shards:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"shard index {path} not found")
+        db = connect(path)
+        meta = read_meta(db)
+        if not meta.get("complete"):
+            raise ValueError(f"{path} is not finished (shard {meta.get('shard')}): resume it before merging")
+        metas.append(meta)
+        dbs.append(db)
+    same = [key for key in ("model", "weights", "preprocessing", "dataset", "units", "k", "reduce")
+            if any(m.get(key) != metas[0].get(key) for m in metas)]
+    if same:
+        raise IndexMismatch(f"shards differ in {', '.join(same)}: they are not parts of one run")
+    parts = {int(m["shard"].split("/")[1]) for m in metas}
+    seen = sorted(int(m["shard"].split("/")[0]) for m in metas)
+    if len(parts) != 1 or seen != list(range(parts.pop())):
+        raise ValueError(f"need every shard 0..N-1 exactly once; got {[m['shard'] for m in metas]}")
+    k = metas[0]["k"]
+    tracker = load_checkpoint(dbs[0])[1]
+    for db in dbs[1:]:
+        tracker = tracker.merge(load_checkpoint(db)[1], k)
+    details, images, notes = {}, {}, []
+    for db in dbs:
+        for column, side, image, *rest in db.execute(
+                "SELECT unit, side, image, y, x, box, heatmap, heatmap_shape FROM examples"):
+            details[(column, side, image)] = tuple(rest)
+        for image, *rest in db.execute("SELECT id, path, label, thumbnail FROM images"):
+            images[image] = tuple(rest)
+        notes.extend(db.execute("SELECT image, path, action, reason FROM notes"))
+    static = [row for row in dbs[0].execute("SELECT name, layer, kind, grid_h, grid_w, field FROM units ORDER BY id")]
+    out = connect(output)
+    meta = dict(metas[0], shard="0/1", images=[0, metas[0]["dataset"]["images"]])
+    meta.pop("complete", None)
+    meta.pop("mined", None)
+    claim(out, meta, str(output))
+    with transaction(out):
+        out.executemany("INSERT OR REPLACE INTO notes VALUES (?, ?, ?, ?)", notes)
+    save_checkpoint(out, 0, tracker, [])
+    write_results(out, static, tracker, details, images)
+    return ExampleIndex(out, str(output))
+
+
 class ExampleIndex:
     """Read access to a finished index."""
 
@@ -169,8 +242,6 @@ class ExampleIndex:
     def _unit_id(self, unit: str) -> int:
         name = str(unit)
         if name not in self._ids:
-            import difflib
-
             close = difflib.get_close_matches(name, list(self._ids), n=5)
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise KeyError(f"unit {name} is not in index {self.path} ({len(self._ids)} units{hint})")

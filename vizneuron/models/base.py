@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -46,12 +45,41 @@ class LayerInfo:
         return self.shape[-1] if len(self.shape) == 2 else self.shape[0]
 
 
-def channels_first(act: torch.Tensor, prefix_tokens: int = 0, cls_token: bool = False) -> torch.Tensor:
-    """View any layer output as (N, C, ...). Token outputs (N, T, D) become (N, D, T) over the patch
-    tokens (the first `prefix_tokens`, e.g. CLS, left out), or (N, D) for the CLS token alone."""
-    if act.ndim != 3:
-        return act
-    return act[:, 0] if cls_token else act[:, prefix_tokens:].transpose(1, 2)
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a token layer (N, T, D) is read: `prefix` tokens (CLS, registers) come before the
+    patch tokens; `cls` reads the CLS token instead of averaging over patches. The one place
+    these flags live: units, objectives and SAE rows all take it from the model's `InputConfig`."""
+
+    prefix: int = 0
+    cls: bool = False
+
+    def channels_first(self, act: torch.Tensor) -> torch.Tensor:
+        """View any layer output as (N, C, ...). Token outputs (N, T, D) become (N, D, T) over the
+        patch tokens (prefix tokens left out), or (N, D) for the CLS token alone."""
+        if act.ndim != 3:
+            return act
+        return act[:, 0] if self.cls else act[:, self.prefix:].transpose(1, 2)
+
+    def rows(self, act: torch.Tensor, pool: bool = False) -> torch.Tensor:
+        """A layer output as rows of width C (what SAEs read): one per position, or per image."""
+        return positions_as_rows(self.channels_first(act), pool)
+
+    def from_rows(self, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The inverse of `rows` (per position), for splicing rows back into the layer output `like`;
+        prefix tokens are kept as they were."""
+        if like.ndim == 2:
+            return rows
+        if like.ndim == 3:  # tokens (N, T, D)
+            n, t, d = like.shape
+            if self.cls:
+                return torch.cat([rows[:, None], like[:, 1:]], 1)
+            return torch.cat([like[:, : self.prefix], rows.reshape(n, t - self.prefix, d)], 1)
+        n, c = like.shape[:2]
+        return rows.reshape(n, *like.shape[2:], c).movedim(-1, 1)
+
+
+PLAIN = TokenLayout()
 
 
 def positions_as_rows(view: torch.Tensor, pool: bool = False) -> torch.Tensor:
@@ -60,6 +88,41 @@ def positions_as_rows(view: torch.Tensor, pool: bool = False) -> torch.Tensor:
         return view
     flat = view.flatten(2)  # (N, C, S)
     return flat.mean(2) if pool else flat.transpose(1, 2).reshape(-1, flat.shape[1])
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What a model expects of an image and how its outputs are laid out, in one value (as timm's
+    pretrained config): input size, normalisation, the centre crop real images get, whether it only
+    runs at its own size (ViTs, TFLite graphs), its token layout and its class labels."""
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    crop_fraction: float = 1.0  # centre crop of the short side used on real images before resizing
+    fixed_size: bool = False  # only runs at `size`
+    tokens: TokenLayout = PLAIN
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:  # accept lists and ints from loaders, store tuples
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(self.labels))
+
+    def preprocessing(self) -> dict:
+        """Everything that decides what the network sees of an image (recorded in example indexes)."""
+        return {"input_size": list(self.size), "mean": [round(v, 6) for v in self.mean],
+                "std": [round(v, 6) for v in self.std], "crop_fraction": self.crop_fraction}
+
+
+def label_matches(wanted: str, label: str) -> bool:
+    """A class name matches a label when it equals it or one of its comma-separated synonyms,
+    ignoring case and treating `_` as a space (folder names such as `sports_car`)."""
+    wanted = wanted.lower().replace("_", " ").strip()
+    label = label.lower()
+    return wanted == label or wanted in (part.strip() for part in label.split(","))
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -74,41 +137,33 @@ def weights_digest(module: nn.Module) -> str:
 class Model:
     """A frozen, eval-mode network taking RGB images in [0, 1] shaped (N, 3, H, W)."""
 
-    def __init__(
-        self,
-        module: nn.Module,
-        *,
-        name: str,
-        input_size: tuple[int, int],
-        mean: Sequence[float] = (0.0, 0.0, 0.0),
-        std: Sequence[float] = (1.0, 1.0, 1.0),
-        labels: Sequence[str] | None = None,
-        crop_fraction: float = 1.0,
-        prefix_tokens: int = 0,
-        cls_token: bool = False,
-        fixed_input: bool = False,
-    ) -> None:
+    def __init__(self, module: nn.Module, *, name: str, inputs: InputConfig) -> None:
         self.module = module.eval().requires_grad_(False)
         self.name = name
-        self.input_size = tuple(input_size)
-        self.labels = list(labels) if labels is not None else None
-        self.crop_fraction = crop_fraction  # centre crop used on real images before resizing
-        self.prefix_tokens = prefix_tokens  # CLS/register tokens ahead of the patch tokens
-        self.cls_token = cls_token  # token-layer channels read the CLS token instead of patch means
-        self.fixed_input = fixed_input  # only runs at input_size (ViTs, TFLite graphs)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.inputs = inputs
+        self._mean = torch.tensor(inputs.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(inputs.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None
         self._fingerprint: str | None = None
-        self.saes: dict[str, nn.Module] = {}  # SAEs known by name, for `LAYER/NAME:F` units
 
-    def add_sae(self, name: str, sae: "nn.Module | str") -> None:
-        """Register an SAE (object or file path) so units can say `LAYER/name:F`."""
-        if not isinstance(sae, nn.Module):
-            from ..sae.model import load_sae
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.inputs.size
 
-            sae = load_sae(sae)
-        self.saes[name] = sae.to(self.device)
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        return self.inputs.labels
+
+    def class_index(self, label: str | int | None) -> int | None:
+        """The model's class index for a label: an index (as int or digits), a class name or one of
+        its synonyms (case-insensitive; `sports_car` finds "sports car"); None when unknown."""
+        if label is None:
+            return None
+        count = len(self.labels) if self.labels else self.layer(OUTPUT_LAYER).channels
+        text = str(label).strip()
+        if text.isdigit():
+            return int(text) if int(text) < (count or 0) else None
+        return next((i for i, known in enumerate(self.labels or ()) if label_matches(text, known)), None)
 
     @property
     def fingerprint(self) -> str:
@@ -128,16 +183,9 @@ class Model:
 
     def to(self, device: str | torch.device) -> "Model":
         self.module.to(device)
-        for sae in self.saes.values():
-            sae.to(device)
         self._mean = self._mean.to(device)
         self._std = self._std.to(device)
         return self
-
-    def preprocessing(self) -> dict:
-        """Everything that decides what the network sees of an image (recorded in example indexes)."""
-        return {"input_size": list(self.input_size), "mean": [round(v, 6) for v in self._mean.flatten().tolist()],
-                "std": [round(v, 6) for v in self._std.flatten().tolist()], "crop_fraction": self.crop_fraction}
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Map [0, 1] RGB to what the network was trained on."""
@@ -146,7 +194,7 @@ class Model:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{self.name} expects RGB images shaped (N, 3, H, W), got {tuple(images.shape)}")
-        if self.fixed_input and tuple(images.shape[2:]) != self.input_size:
+        if self.inputs.fixed_size and tuple(images.shape[2:]) != self.input_size:
             raise ValueError(f"{self.name} only runs at {self.input_size[0]}x{self.input_size[1]}; got "
                              f"{images.shape[2]}x{images.shape[3]} (resize first)")
         return self.module(self.preprocess(images))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Model
+from .base import InputConfig, Model
 from .default import CIFAR10_CLASSES
 from .weights import load_state_dict
 
@@ -85,5 +85,5 @@ def load_cifar_resnet(path: str, options: dict[str, str] | None = None) -> Model
     missing = set(module.state_dict()) - set(state) - {k for k in module.state_dict() if "num_batches" in k}
     if missing:
         raise ValueError(f"{path} lacks weights for {sorted(missing)[:5]}")
-    return Model(module, name=f"cifar-resnet:{path}", input_size=(32, 32), mean=IMAGENET_MEAN,
-                 std=IMAGENET_STD, labels=CIFAR10_CLASSES)
+    return Model(module, name=f"cifar-resnet:{path}",
+                 inputs=InputConfig((32, 32), IMAGENET_MEAN, IMAGENET_STD, labels=CIFAR10_CLASSES))

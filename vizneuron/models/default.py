@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Model
+from .base import InputConfig, Model
 from .cifar_net import CifarNet
 from .weights import WeightsUnavailable, load_state_dict
 
@@ -29,5 +29,4 @@ def load_default(name: str = "", options: dict[str, str] | None = None) -> Model
             raise WeightsUnavailable(f"bundled weights missing at {weights}; reinstall vizneuron or run "
                                      "scripts/train_default_model.py")
         module.load_state_dict(load_state_dict(weights))
-    return Model(module, name="default", input_size=(32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
-                 labels=CIFAR10_CLASSES)
+    return Model(module, name="default", inputs=InputConfig((32, 32), CIFAR_MEAN, CIFAR_STD, labels=CIFAR10_CLASSES))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Model
+from .base import InputConfig, Model
 from .weights import download_errors, load_state_dict
 
 
@@ -35,5 +35,5 @@ def load_lucent(name: str, options: dict[str, str]) -> Model:
     if choice != "none":
         module.load_state_dict(load_state_dict(choice))
     # lucid's InceptionV1 takes x * 255 - 117, i.e. mean 117/255 and std 1/255 in [0, 1] terms.
-    return Model(module, name="lucent:inceptionv1", input_size=(224, 224), mean=(117 / 255,) * 3,
-                 std=(1 / 255,) * 3, labels=None)
+    return Model(module, name="lucent:inceptionv1",
+                 inputs=InputConfig((224, 224), (117 / 255,) * 3, (1 / 255,) * 3))

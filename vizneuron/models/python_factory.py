@@ -8,7 +8,7 @@ import sys
 
 from torch import nn
 
-from .base import Model
+from .base import InputConfig, Model
 
 
 def load_python(target: str, options: dict[str, str]) -> Model:
@@ -27,5 +27,5 @@ def load_python(target: str, options: dict[str, str]) -> Model:
         raise TypeError(f"{target} returned {type(built).__name__}, not an nn.Module or vizneuron.Model")
     size = int(options.get("size", 224))
     floats = lambda key, default: tuple(float(v) for v in options[key].split(",")) if key in options else default  # noqa: E731
-    return Model(built, name=f"python:{target}", input_size=(size, size),
-                 mean=floats("mean", (0.0, 0.0, 0.0)), std=floats("std", (1.0, 1.0, 1.0)))
+    return Model(built, name=f"python:{target}", inputs=InputConfig(
+        (size, size), floats("mean", (0.0, 0.0, 0.0)), floats("std", (1.0, 1.0, 1.0))))

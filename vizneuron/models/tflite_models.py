@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Model
+from .base import InputConfig, Model
 
 _ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
 _IDENTITY_OPS = {"SOFTMAX", "QUANTIZE", "DEQUANTIZE"}
@@ -309,8 +309,8 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
     n_out = int(np.prod(graph.Tensors(graph.Outputs(0)).ShapeAsNumpy()[1:]))
     if labels is not None and len(labels) == n_out and labels[0].lower() == "background":
         net.drop_background, labels = True, labels[1:]  # output index i is ILSVRC class i
-    return Model(net, name=f"tflite:{path}", input_size=(int(height), int(width)), mean=mean, std=std,
-                 labels=labels, crop_fraction=0.875, fixed_input=True)
+    return Model(net, name=f"tflite:{path}", inputs=InputConfig(
+        (int(height), int(width)), mean, std, crop_fraction=0.875, fixed_size=True, labels=labels))
 
 
 def _input_normalisation(tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -5,9 +5,7 @@ For ViTs, a channel of a token layer is the feature averaged over patch tokens, 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from .base import Model
+from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
 
@@ -25,16 +23,16 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
     hint = f"timm:{name}?weights=/path/to/model.safetensors"
     with download_errors(f"timm {name}", hint):
         module = timm.create_model(name, pretrained=choice == "default")
-    if Path(choice).suffix:
+    if choice not in ("default", "none"):  # anything else names a weights file
         module.load_state_dict(load_state_dict(choice))
     cfg = module.pretrained_cfg or {}
     size = cfg.get("input_size", (3, 224, 224))[1:]
-    return Model(module, name=f"timm:{name}", input_size=tuple(size),
-                 mean=cfg.get("mean", (0.485, 0.456, 0.406)), std=cfg.get("std", (0.229, 0.224, 0.225)),
-                 labels=_labels(module), crop_fraction=float(cfg.get("crop_pct", 0.875)),
-                 prefix_tokens=int(getattr(module, "num_prefix_tokens", 0)),
-                 cls_token=options.get("tokens", "patches") == "cls",
-                 fixed_input=hasattr(module, "patch_embed") and not getattr(module, "dynamic_img_size", False))
+    return Model(module, name=f"timm:{name}", inputs=InputConfig(
+        tuple(size), cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225)),
+        crop_fraction=float(cfg.get("crop_pct", 0.875)),
+        fixed_size=hasattr(module, "patch_embed") and not getattr(module, "dynamic_img_size", False),
+        tokens=TokenLayout(int(getattr(module, "num_prefix_tokens", 0)), options.get("tokens", "patches") == "cls"),
+        labels=_labels(module)))
 
 
 def _labels(module) -> list[str] | None:

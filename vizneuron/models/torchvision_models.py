@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torchvision
 
-from .base import Model
+from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
 
@@ -20,22 +18,22 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
         raise ValueError(f"unknown torchvision model {name!r}; closest: {', '.join(close)}") from None
     choice = options.get("weights", "default")
     reference = weights_enum.DEFAULT  # metadata (labels, size, normalisation) needs no download
-    if choice in ("default", "none") or Path(choice).suffix:
+    is_file = choice not in ("default", "none") and choice not in weights_enum.__members__
+    if choice in ("default", "none") or is_file:
         weights = weights_enum.DEFAULT if choice == "default" else None
     else:
         weights = reference = weights_enum[choice]
     hint = f"torchvision:{name}?weights=/path/to/{name}.pth"
     with download_errors(f"torchvision {name}", hint):
         module = torchvision.models.get_model(name, weights=weights)
-    if Path(choice).suffix:
+    if is_file:
         module.load_state_dict(load_state_dict(choice))
     preset = reference.transforms()
     size = preset.crop_size[0] if hasattr(preset, "crop_size") else 224
-    return Model(module, name=f"torchvision:{name}", input_size=(size, size),
-                 mean=getattr(preset, "mean", (0.485, 0.456, 0.406)),
-                 std=getattr(preset, "std", (0.229, 0.224, 0.225)),
-                 labels=reference.meta.get("categories"),
-                 crop_fraction=size / preset.resize_size[0] if getattr(preset, "resize_size", None) else 0.875,
-                 prefix_tokens=1 if name.startswith("vit_") else 0,  # torchvision ViTs prepend a class token
-                 cls_token=options.get("tokens", "patches") == "cls",
-                 fixed_input=name.startswith(("vit_", "swin_", "maxvit")))
+    return Model(module, name=f"torchvision:{name}", inputs=InputConfig(
+        (size, size), getattr(preset, "mean", (0.485, 0.456, 0.406)), getattr(preset, "std", (0.229, 0.224, 0.225)),
+        crop_fraction=size / preset.resize_size[0] if getattr(preset, "resize_size", None) else 0.875,
+        fixed_size=name.startswith(("vit_", "swin_", "maxvit")),
+        # torchvision ViTs prepend a class token
+        tokens=TokenLayout(1 if name.startswith("vit_") else 0, options.get("tokens", "patches") == "cls"),
+        labels=reference.meta.get("categories")))

@@ -1,0 +1,1 @@
+"""Feature visualisation: parameterised images optimised to excite units (config, render, cache)."""

@@ -1,8 +1,9 @@
 """Renders kept on disk, keyed by everything that decides their pixels.
 
 The app and `vizneuron render --cache DIR` read a render back instead of optimising again. The key
-covers the model's weights, the units (and the weights of any SAE they read), every render setting
-and the vizneuron version, so a changed seed, step count or parameterisation is a new render.
+covers the model's weights, the units (and the weights of any SAE they read), the render config
+normalised against the model (so `size=None` and `size=32` on a 32 px model are one render, and
+the CLI and the app hit each other's entries) and the vizneuron version.
 """
 
 from __future__ import annotations
@@ -15,57 +16,57 @@ from typing import Any, Callable, Sequence
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
-from ..units import Unit
-from .render import RenderResult, _as_units, render
-
-#: render() keywords a cached render may set (all JSON-able; custom objectives are not cached).
-SETTINGS = ("samples", "diversity", "diversity_layer", "param", "param_options", "size", "model_input_size",
-            "transforms", "steps", "lr", "seed", "redirect_steps")
+from ..units import SAEs, Unit, parse_units
+from ..version import __version__
+from .config import RenderConfig
+from .render import RenderResult, render
 
 
 class RenderCache:
-    """A folder of renders, one safetensors file per (model, units, settings)."""
+    """A folder of renders, one safetensors file per (model, units, normalised config)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
-    def key(self, model: Model, units: Sequence[Unit], settings: dict[str, Any]) -> str:
-        unknown = set(settings) - set(SETTINGS)
-        if unknown:
-            raise ValueError(f"cannot cache renders with {', '.join(sorted(unknown))}; cacheable: {', '.join(SETTINGS)}")
-        from .. import __version__
-
+    def key(self, model: Model, units: Sequence[Unit], config: RenderConfig) -> str:
+        """The entry name of a render; `config` is normalised here."""
         payload = {
             "version": __version__, "model": model.name, "weights": model.fingerprint,
-            "units": [u.name for u in units], "settings": settings,
+            "units": [u.name for u in units], "config": config.normalised(model, len(units)).key(),
             "saes": sorted({weights_digest(u.sae) for u in units if u.sae is not None}),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
-    def _path(self, model: Model, units: Sequence[Unit], settings: dict[str, Any]) -> Path:
-        return self.folder / f"{self.key(model, units, settings)}.safetensors"
+    def _entry(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None,
+               saes: SAEs | None, settings: dict[str, Any]) -> tuple[list[Unit], RenderConfig, Path]:
+        if "objective" in settings:
+            raise ValueError("cannot cache renders with objective= (custom objectives have no stable key)")
+        unit_list = parse_units(units, model, saes)
+        cfg = (config or RenderConfig()).with_settings(**settings)
+        return unit_list, cfg, self.folder / f"{self.key(model, unit_list, cfg)}.safetensors"
 
-    def get(self, model: Model, units: str | Sequence[str | Unit], **settings: Any) -> RenderResult | None:
+    def get(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None = None, *,
+            saes: SAEs | None = None, **settings: Any) -> RenderResult | None:
         """The cached render, or None when it was never made."""
-        unit_list = _as_units(model, units)
-        return _load(self._path(model, unit_list, settings), unit_list)
+        unit_list, _, path = self._entry(model, units, config, saes, settings)
+        return _load(path, unit_list)
 
-    def render(self, model: Model, units: str | Sequence[str | Unit], *, progress: bool = False,
+    def render(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None = None, *,
+               saes: SAEs | None = None, progress: bool = False,
                on_progress: Callable[[int, int], None] | None = None, **settings: Any) -> RenderResult:
-        """`render(model, units, **settings)`, read from the cache when it was made before."""
-        unit_list = _as_units(model, units)
-        path = self._path(model, unit_list, settings)  # the key hashes SAE weights: computed once
+        """`render(model, units, config, **settings)`, read from the cache when it was made before."""
+        unit_list, cfg, path = self._entry(model, units, config, saes, settings)
         cached = _load(path, unit_list)
         if cached is not None:
             return cached
-        result = render(model, unit_list, progress=progress, on_progress=on_progress, **settings)
-        from ..gallery import write_atomic
-
+        result = render(model, unit_list, cfg, progress=progress, on_progress=on_progress)
         tensors = {"images": result.images.contiguous(), "activations": result.activations.contiguous(),
                    "history": result.history.contiguous()}
         metadata = {"units": json.dumps([u.name for u in unit_list]), "samples": json.dumps(result.samples),
-                    "settings": json.dumps(settings, sort_keys=True, default=str), "model": model.name}
+                    "config": json.dumps(cfg.normalised(model, len(unit_list)).key(), sort_keys=True),
+                    "model": model.name}
         write_atomic(path, save_tensors(tensors, metadata=metadata))
         return result
 

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models.base import channels_first
+from ..models.base import PLAIN, TokenLayout
 from ..units import Unit
 
 INPUT = "input"  # key of the image batch in the activations dict
@@ -124,13 +124,16 @@ def slots(units: Sequence[Unit], samples: int = 1) -> Objective:
     return Objective(fn, list(by_layer), f"slots[{total}]")
 
 
-def diversity(layer: str, groups: int = 1) -> Objective:
+def diversity(layer: str, groups: int = 1, tokens: TokenLayout = PLAIN) -> Objective:
     """How alike each image's Gram matrix is to the others' in its group (cosine similarity summed
     over the group, divided by its size; the batch splits into `groups` equal consecutive groups).
-    A penalty, written as in lucid: maximise `channel(...) - 1e2 * diversity(layer)`."""
+    A penalty, written as in lucid: maximise `channel(...) - 1e2 * diversity(layer)`. On token
+    layers the Gram matrix is taken over the patch tokens only (`tokens`: the model's layout, whose
+    prefix tokens such as CLS are left out): they are the image's positions."""
+    patches = TokenLayout(tokens.prefix)
 
     def fn(acts: Acts) -> torch.Tensor:
-        act = channels_first(acts[layer])
+        act = patches.channels_first(acts[layer])
         n, c = act.shape[:2]
         flat = act.reshape(n, c, -1)
         gram = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).reshape(n, -1), dim=1)

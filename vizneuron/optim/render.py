@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +17,11 @@ from tqdm.auto import tqdm
 
 from ..capture import capture
 from ..models.base import Model
-from ..units import Unit, parse_units
+from ..redirect import redirected_relus
+from ..units import SAEs, Unit, parse_units
 from . import objectives as obj
+from .config import RenderConfig
 from .param import make_param
-from .redirect import redirected_relus
 from .transforms import Transform, compose, standard_transforms
 
 CHECK_EVERY = 32  # steps between finiteness checks / progress updates (each one is a host sync)
@@ -56,72 +57,75 @@ class RenderResult:
             samples=results[0].samples,
             activations=torch.cat([r.activations for r in results]),
             history=torch.cat([r.history for r in results], 1),
+            snapshots={step: torch.cat([r.snapshots[step] for r in results]) for step in results[0].snapshots},
         )
 
 
 def render(
     model: Model,
     units: str | Sequence[str | Unit] | Unit,
+    config: RenderConfig | None = None,
     *,
     objective: obj.Objective | None = None,
-    samples: int = 1,
-    diversity: float = 0.0,
-    diversity_layer: str | None = None,
-    param: str = "fft",
-    param_options: dict | None = None,
-    size: int | tuple[int, int] | None = None,
-    model_input_size: int | tuple[int, int] | None = None,
-    transforms: Sequence[Transform] | str | None = "standard",
-    steps: int = 256,
-    lr: float = 0.05,
-    seed: int = 0,
+    saes: SAEs | None = None,
     device: str | torch.device | None = None,
     autocast: bool = False,
     thresholds: Sequence[int] = (),
-    redirect_steps: int = 16,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    **settings: Any,
 ) -> RenderResult:
     """Optimise `samples` images per unit so that each maximises its unit.
 
-    `units`: unit specs or `Unit`s (each gets `samples` batch slots). `objective`: an extra
-    objective added to the per-slot unit objective (or used alone when `units` is empty).
-    `diversity`: weight of lucid's diversity term among a unit's samples, at the unit's layer
-    unless `diversity_layer` is given. `model_input_size`: resize the image before the model
-    (e.g. 224 to match lucent; fixed-size models such as ViTs get their own size by default). `device`: where to run; the model is moved there.
-    `redirect_steps`: for this many first steps (lucid's default 16), ReLU/ReLU6 pass gradient to
-    clipped units that it would revive (redirected ReLU), so units that are dead on the starting
-    image still get rendered; 0 turns it off. `on_progress(step, steps)`: called after each step
-    (the app's progress bar).
+    `units`: unit specs or `Unit`s (each gets `samples` batch slots; `saes` names the SAEs that
+    `LAYER/NAME:F` specs use). `config` and `settings` (any `RenderConfig` field, e.g. `steps=512,
+    samples=4`) say how; see `RenderConfig`. Units are optimised `batch` at a time, batch i with
+    seed `seed + i * batch`. `objective`: an extra objective added to the per-slot unit objective
+    (or used alone when `units` is empty). `device`: where to run; the model is moved there.
+    `autocast`: bfloat16 on CUDA. `thresholds`: steps at which to keep snapshots.
+    `on_progress(step, steps)`: called after each step, counted over all batches (the app's bar).
     """
-    unit_list = _as_units(model, units)
-    if not unit_list and objective is None:
-        raise ValueError("render needs units or an objective")
     if device is not None:
         model.to(device)
+    unit_list = parse_units(units, model, saes)
+    if not unit_list and objective is None:
+        raise ValueError("render needs units or an objective")
+    cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
+    chunks = [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]]
+    total_steps = cfg.steps * len(chunks)
+    results = []
+    for number, chunk in enumerate(chunks):
+        done = number * cfg.steps
+        report = None if on_progress is None else (lambda step, _steps, done=done: on_progress(done + step, total_steps))
+        results.append(_render_batch(model, chunk, cfg, cfg.seed + number * cfg.batch, objective, autocast,
+                                     thresholds, progress, report))
+    return RenderResult.concat(results)
+
+
+def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: int, objective: obj.Objective | None,
+                  autocast: bool, thresholds: Sequence[int], progress: bool,
+                  on_progress: Callable[[int, int], None] | None) -> RenderResult:
+    """One batch of units, optimised together (`cfg` normalised)."""
     device = model.device
+    samples, steps, redirect_steps = cfg.samples, cfg.steps, cfg.redirect_steps
     n = max(1, len(unit_list)) * samples
-    hw = _pair(size) if size is not None else model.input_size
     gen = torch.Generator(device=device).manual_seed(seed)
 
     total = obj.slots(unit_list, samples) if unit_list else None
-    if diversity and samples > 1:
+    if cfg.diversity:
         layers = {u.layer for u in unit_list}
-        if diversity_layer is None and len(layers) != 1:
+        if cfg.diversity_layer is None and len(layers) != 1:
             raise ValueError("diversity with units on several layers needs diversity_layer=")
-        layer = model.resolve_layer(diversity_layer or next(iter(layers)))
-        total = total - diversity * obj.diversity(layer, groups=max(1, len(unit_list)))
+        layer = cfg.diversity_layer or next(iter(layers))
+        total = total - cfg.diversity * obj.diversity(layer, groups=max(1, len(unit_list)), tokens=model.inputs.tokens)
     if objective is not None:
         total = objective if total is None else total + objective
     layers = list(total.layers)
 
-    image_param = make_param(param, n, hw, gen, **(param_options or {}))
-    transform = _as_transform(transforms, hw)
-    if model_input_size is not None:
-        feed_size = _pair(model_input_size)
-    else:  # a ViT or TFLite graph only runs at its own size: resize transformed images to it
-        feed_size = model.input_size if model.fixed_input else None
-    optimiser = torch.optim.Adam(image_param.params, lr=lr)
+    image_param = make_param(cfg.param, n, cfg.size, gen, **cfg.param_options)
+    transform = _as_transform(cfg.transforms, cfg.size)
+    feed_size = cfg.model_input_size
+    optimiser = torch.optim.Adam(image_param.params, lr=cfg.lr)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and device.type == "cuda" else nullcontext()
     history: list[torch.Tensor] = []
     snapshots: dict[int, torch.Tensor] = {}
@@ -172,23 +176,10 @@ def render(
     )
 
 
-def _as_units(model: Model, units: str | Sequence[str | Unit] | Unit) -> list[Unit]:
-    if isinstance(units, (Unit, str)):
-        units = [units]
-    out: list[Unit] = []
-    for u in units:
-        out.extend([u] if isinstance(u, Unit) else parse_units(u, model))
-    return out
-
-
-def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
 def _as_transform(transforms, hw: tuple[int, int]) -> Transform:
     if transforms == "standard":
         return compose(standard_transforms(min(hw)))
-    if transforms in (None, "none"):
+    if transforms == "none":
         return lambda x, gen: x
     return compose(list(transforms))
 

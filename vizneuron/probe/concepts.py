@@ -6,11 +6,12 @@ questions: are cat faces and car fronts one concept? do snakes and ferrets share
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from ..mine.sources import ImageSource, as_source
+from ..models.base import Model
+from ..sources import ImageSource, as_source
 
 IMAGENET_GROUPS: dict[str, list[int]] = {
     "domestic cat": list(range(281, 286)),  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -47,26 +48,20 @@ class ConceptImages(ImageSource):
         return {"kind": "concept", "name": self.name, "images": len(self), "of": self.source.describe()}
 
 
-def label_groups(data: Any, groups: dict[str, list[str | int]], labels: list[str] | None = None,
+def label_groups(data: Any, groups: dict[str, list[str | int]], model: Model | None = None,
                  per_concept: int | None = None) -> dict[str, ConceptImages]:
     """Concepts from a labelled dataset: each concept is the images whose label is in its group.
 
     A group lists labels as the dataset has them (class folder names), or class indices /
-    names of the model's `labels` (for datasets labelled by index, e.g. ImageNet lists).
+    names of the `model`'s labels (for datasets labelled by index, e.g. ImageNet lists).
     `per_concept` keeps the first N images of each concept (in dataset order).
     """
     source = as_source(data)
-    names = [label.lower() for label in labels or []]
 
     def canonical(value: str | int) -> str:
         """A label as an index string when it names one of the model's classes."""
-        text = str(value).strip()
-        if text.isdigit():
-            return text
-        for i, name in enumerate(names):
-            if text.lower() == name or text.lower() in (p.strip() for p in name.split(",")):
-                return str(i)
-        return text.lower()
+        index = model.class_index(value) if model is not None and model.labels else None
+        return str(index) if index is not None else str(value).strip().lower()
 
     wanted = {name: {canonical(v) for v in members} for name, members in groups.items()}
     image_labels = [canonical(source.label(i)) if source.label(i) is not None else None for i in range(len(source))]
@@ -79,16 +74,16 @@ def label_groups(data: Any, groups: dict[str, list[str | int]], labels: list[str
     return concepts
 
 
-def imagenet_concepts(data: Any, labels: list[str], names: list[str] | None = None) -> dict[str, ConceptImages]:
+def imagenet_concepts(data: Any, model: Model, names: list[str] | None = None) -> dict[str, ConceptImages]:
     """Ready-made ImageNet concept groups (`IMAGENET_GROUPS`) from a dataset labelled by class."""
     chosen = names or list(IMAGENET_GROUPS)
     unknown = [n for n in chosen if n not in IMAGENET_GROUPS]
     if unknown:
         raise ValueError(f"unknown concept groups {unknown}; ready-made: {', '.join(IMAGENET_GROUPS)}")
-    return label_groups(data, {n: IMAGENET_GROUPS[n] for n in chosen}, labels)
+    return label_groups(data, {n: IMAGENET_GROUPS[n] for n in chosen}, model)
 
 
-def parse_label_groups(spec: str, labels: list[str] | None = None) -> dict[str, list[str | int]]:
+def parse_label_groups(spec: str, labels: Sequence[str] | None = None) -> dict[str, list[str | int]]:
     """`"cat, pets=cat+dog, snake"` -> groups: a label, NAME=LABEL+LABEL, or a ready-made ImageNet
     group name (`IMAGENET_GROUPS`, used when the model has the 1,000 ImageNet labels)."""
     groups: dict[str, list[str | int]] = {}
@@ -104,6 +99,31 @@ def parse_label_groups(spec: str, labels: list[str] | None = None) -> dict[str, 
         else:
             groups[name] = [name]
     return groups
+
+
+def parse_named_paths(lines: str | Sequence[str]) -> dict[str, str]:
+    """`NAME=FOLDER_OR_LIST` items (a list, or one per line) -> {name: path}."""
+    items = lines.splitlines() if isinstance(lines, str) else list(lines)
+    named = {}
+    for item in filter(str.strip, items):
+        name, _, path = item.partition("=")
+        if not name.strip() or not path.strip():
+            raise ValueError(f"concept {item.strip()!r} must look like NAME=FOLDER_OR_LIST")
+        named[name.strip()] = path.strip()
+    return named
+
+
+def build_concepts(model: Model, *, data: Any = None, groups: str = "", folders: dict[str, Any] | None = None,
+                   per_concept: int | None = None) -> dict[str, ImageSource]:
+    """The probe's concepts as the CLI and the app take them: label groups of a labelled dataset
+    (`groups` as `parse_label_groups` reads it) and named folders, list files or datasets."""
+    concepts: dict[str, ImageSource] = {}
+    if groups.strip():
+        if data is None:
+            raise ValueError("label-group concepts need a labelled dataset (class folders or a list file) too")
+        concepts.update(label_groups(data, parse_label_groups(groups, model.labels), model, per_concept))
+    concepts.update(as_concepts(folders or {}))
+    return concepts
 
 
 def as_concepts(concepts: dict[str, Any]) -> dict[str, ImageSource]:

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..gallery import png_bytes, safe_name, to_pil, write_atomic
+from ..gallery import safe_name
+from ..imageio import png_bytes, to_pil, write_atomic
 from .run import ProbeReport
 
 

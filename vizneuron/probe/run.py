@@ -21,14 +21,19 @@ Measure (documented in the README, tested on planted units):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..capture import capture
-from ..mine.sources import ImageSource, ModelInputs
-from ..models.base import OUTPUT_LAYER, Model, positions_as_rows, channels_first
+from ..imageio import to_model_input
+from ..models.base import OUTPUT_LAYER, Model
+from ..optim.render import render
+from ..sae.model import SAE, load_sae
+from ..sources import ImageSource
+from ..stream import ActivationStream
 from ..units import Unit, parse_unit, parse_units, unit_peaks
 from .concepts import as_concepts
 
@@ -91,22 +96,20 @@ def penultimate_layer(model: Model) -> str:
 def measure(model: Model, units: Sequence[Unit], source: ImageSource, penultimate: str,
             batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's value for each unit (N, U) (peak over positions) and its penultimate vector."""
-    inputs = ModelInputs(source, model.input_size, model.crop_fraction)
-    loader = torch.utils.data.DataLoader(inputs, batch_size=batch_size)
-    layers = sorted({u.layer for u in units} | {penultimate})
     values, features = [], []
-    with capture(model, layers) as cap, torch.no_grad():
-        for _, images, _, skips in loader:
-            ok = torch.tensor([not reason for reason in skips])
-            if not ok.any():
-                continue
-            acts = cap.run(images[ok].to(model.device))
-            values.append(unit_peaks(units, acts)[0].cpu())
-            view = channels_first(acts[penultimate], model.prefix_tokens, model.cls_token)
-            features.append(positions_as_rows(view, pool=True).float().cpu())
+    stream = ActivationStream(model, sorted({u.layer for u in units} | {penultimate}), source, batch_size=batch_size)
+    for batch in stream:
+        if batch.activations:
+            values.append(unit_peaks(units, batch.activations)[0].cpu())
+            features.append(_pooled(model, batch.activations[penultimate]))
     if not values:
         raise ValueError(f"no readable images in {source.describe().get('root', source)}")
     return torch.cat(values), torch.cat(features)
+
+
+def _pooled(model: Model, act: torch.Tensor) -> torch.Tensor:
+    """One vector per image: the layer's mean over positions (or its CLS token)."""
+    return model.inputs.tokens.rows(act, pool=True).float().cpu()
 
 
 def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Tensor],
@@ -172,12 +175,17 @@ def _merge_linked(groups: list[list[str]], cosine: dict) -> list[list[str]]:
 def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[str, Any], *, index=None,
                 examples: int = 4, batch_size: int = 128) -> list[ProbeReport]:
     """Verdicts for many units from one pass over the concept images (e.g. `"layer3:*"`)."""
-    unit_list = parse_units(units, model) if isinstance(units, str) else [
-        parse_unit(u, model) if isinstance(u, str) else u for u in units]
-    sources = as_concepts(concepts)
+    unit_list = parse_units(units, model)
+    sources = _concept_sources(concepts)
     penultimate = penultimate_layer(model)
     measured = {c: measure(model, unit_list, s, penultimate, batch_size) for c, s in sources.items()}
     return _reports(unit_list, measured, sources, index, examples)
+
+
+def _concept_sources(concepts: dict[str, Any]) -> dict[str, ImageSource]:
+    if len(concepts) < 2:
+        raise ValueError(f"the probe needs at least two concepts; got {len(concepts)} ({', '.join(concepts) or 'none'})")
+    return as_concepts(concepts)
 
 
 def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSource], index,
@@ -206,16 +214,16 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
     return reports
 
 
-def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae=None,
+def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae: "SAE | str | None" = None,
           renders: int = 0, render_steps: int = 128, split_features: int = 3, examples: int = 4,
           batch_size: int = 128, seed: int = 0) -> ProbeReport:
     """Does `unit` fire on unrelated concepts? `concepts`: name -> folder, list file, dataset or
     image source (see `label_groups` / `imagenet_concepts`). `index`: an `ExampleIndex` of the
     unit, whose distribution becomes the baseline. `renders`: also render that many diverse images
-    and say which concept each reads as. `sae`: an SAE (or registered name) of the unit's layer:
-    which features carry the unit on its driving images, each with its own verdict."""
+    and say which concept each reads as. `sae`: an SAE (or its file) of the unit's layer: which
+    features carry the unit on its driving images, each with its own verdict."""
     unit = parse_unit(unit, model) if isinstance(unit, str) else unit
-    sources = as_concepts(concepts)
+    sources = _concept_sources(concepts)
     penultimate = penultimate_layer(model)
     measured = {c: measure(model, [unit], s, penultimate, batch_size) for c, s in sources.items()}
     (report,) = _reports([unit], measured, sources, index, examples)
@@ -236,12 +244,9 @@ def cluster_examples(model: Model, index, unit: Unit, penultimate: str, max_grou
     examples = index.examples(unit.name)
     if len(examples) < 4:
         return [{"members": [e.path for e in examples], "mean_value": 0.0}] if examples else []
-    from ..imageio import to_model_input
-
     images = torch.stack([to_model_input(np.asarray(index.thumbnail(e.image)), model.input_size) for e in examples])
     with capture(model, [penultimate]) as cap, torch.no_grad():
-        view = channels_first(cap.run(images.to(model.device))[penultimate], model.prefix_tokens, model.cls_token)
-    points = torch.nn.functional.normalize(positions_as_rows(view, pool=True).float().cpu(), dim=1)
+        points = torch.nn.functional.normalize(_pooled(model, cap.run(images.to(model.device))[penultimate]), dim=1)
     best, best_quality = torch.zeros(len(points), dtype=torch.long), 0.0
     for k in range(2, min(max_groups, len(points) - 1) + 1):
         labels = _kmeans(points, k)
@@ -286,18 +291,14 @@ def _silhouette(points: torch.Tensor, labels: torch.Tensor) -> float:
 def _render_evidence(model: Model, unit: Unit, features: dict[str, torch.Tensor], count: int, steps: int,
                      penultimate: str, seed: int) -> dict[str, Any]:
     """The classic test: diverse renders, each classified by the model and matched to a concept."""
-    from ..optim.render import render
-
-    result = render(model, [unit], samples=count, diversity=1.0 if count > 1 else 0.0, steps=steps, seed=seed,
-                    progress=False)
+    result = render(model, [unit], samples=count, steps=steps, seed=seed, progress=False)
     images = result.images.to(model.device)
-    if model.fixed_input:
+    if model.inputs.fixed_size:
         images = torch.nn.functional.interpolate(images, size=model.input_size, mode="bilinear")
     with capture(model, [penultimate], stop_early=False) as cap, torch.no_grad():
         acts = cap.run(images)
         logits = cap.output.float().cpu()
-        vectors = positions_as_rows(channels_first(acts[penultimate], model.prefix_tokens, model.cls_token),
-                                    pool=True).float().cpu()
+        vectors = _pooled(model, acts[penultimate])
     centre = torch.cat(list(features.values())).mean(0)
     names = list(features)
     means = torch.stack([features[c].mean(0) - centre for c in names])
@@ -317,14 +318,12 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
     """Which SAE features carry the unit on its driving concepts' images, and what each responds to."""
     if unit.kind not in ("channel", "direction"):
         raise ValueError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
-    name = sae if isinstance(sae, str) else "sae"
-    if not isinstance(sae, str):
-        model.add_sae(name, sae)
-    sae_module = model.saes[name]
+    sae_module = load_sae(sae, d_in=model.layer(unit.layer).channels) if isinstance(sae, (str, Path)) else sae
+    name = Path(sae).stem if isinstance(sae, (str, Path)) else "sae"
     weight = sae_module.W_dec[:, unit.index] if unit.kind == "channel" else sae_module.W_dec @ unit.direction.to(
         sae_module.W_dec)
     weight = weight / sae_module.config.scale
-    features = parse_units(f"{unit.layer}/{name}:*", model)
+    features = parse_units(f"{unit.layer}/{name}:*", model, {name: sae_module})
     values = {c: measure(model, features, s, penultimate, batch_size)[0] for c, s in sources.items()}  # one pass
     driving = [c for g in groups for c in g] or list(sources)
     # feature value x its decoder weight into the unit, summed over the driving concepts' images
@@ -335,8 +334,6 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
     measured = {c: (values[c][:, chosen], features_of[c]) for c in sources}
     pictures = None
     if render_steps:  # one render per feature, to show beside its verdict
-        from ..optim.render import render
-
         pictures = render(model, units, steps=render_steps, progress=False).images
     split = []
     for column, (f, report) in enumerate(zip(chosen, _reports(units, measured, sources, None, 4))):

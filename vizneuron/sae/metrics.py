@@ -9,29 +9,9 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..capture import capture
-from ..mine.sources import ModelInputs, as_source
 from ..models.base import Model
-from .data import from_rows, rows_of
+from ..stream import ActivationStream
 from .model import SAE
-
-
-def class_index(model: Model) -> Callable[[str | None], int | None]:
-    """Maps a dataset label (class folder name, or a class index as text) to the model's class index."""
-    labels = [label.lower() for label in model.labels or []]
-
-    def lookup(label: str | None) -> int | None:
-        if label is None:
-            return None
-        if label.isdigit():
-            return int(label) if int(label) < len(labels) else None
-        wanted = label.lower().replace("_", " ")
-        for i, known in enumerate(labels):
-            if wanted == known or wanted in (part.strip() for part in known.split(",")):
-                return i
-        return None
-
-    return lookup
 
 
 def evaluate_sae(sae: SAE, model: Model, layer: str, data: Any, *, batch_size: int = 128,
@@ -40,58 +20,57 @@ def evaluate_sae(sae: SAE, model: Model, layer: str, data: Any, *, batch_size: i
     """All metrics over `data`. Accuracy needs labels: class folders matching the model's labels,
     or `targets(image_id, label) -> class index`."""
     layer = model.resolve_layer(layer)
-    source = as_source(data)
-    count = len(source) if max_images is None else min(max_images, len(source))
-    to_class = targets or (lambda _i, label, lookup=class_index(model): lookup(label))
-    inputs = torch.utils.data.Subset(ModelInputs(source, model.input_size, model.crop_fraction), range(count))
-    loader = torch.utils.data.DataLoader(inputs, batch_size=batch_size)
+    tokens = model.inputs.tokens
+    clean = ActivationStream(model, [layer], data, batch_size=batch_size, max_images=max_images, full_pass=True)
+    source = clean.source
+    to_class = targets or (lambda _i, label: model.class_index(label))
     d = sae.config.d_in
     sums = {"rows": 0, "err": 0.0, "sq": 0.0, "active": 0.0}
     total = torch.zeros(d, dtype=torch.float64)
     fired = torch.zeros(sae.config.d_sae, dtype=torch.bool)
     layer_sum, images = None, 0
     correct = {"clean": 0, "sae": 0, "mean_ablated": 0}
-    labelled = 0
-    batches = []
+    kept_ids, kept_targets = [], []
 
     def splice(act: torch.Tensor) -> torch.Tensor:
-        rows = rows_of(act, model, sae.config.pool)
-        reconstruction = sae.decode(sae.encode(rows))
+        rows = tokens.rows(act, sae.config.pool)
+        reconstruction = sae.reconstruct(rows)
         if sae.config.pool:  # per-image SAE: shift every position by the change in the image mean
             shift = (reconstruction - rows).reshape(*rows.shape, *([1] * (act.ndim - 2)))
             return act + (shift if act.ndim == 4 else shift.transpose(1, 2) if act.ndim == 3 else shift)
-        return from_rows(reconstruction, act, model)
+        return tokens.from_rows(reconstruction, act)
 
-    with torch.no_grad(), capture(model, [layer], stop_early=False) as cap:  # pass 1: clean, and the SAE
-        for ids, images_batch, _, skips in tqdm(loader, disable=not progress, desc="SAE eval (clean)"):
-            ok = torch.tensor([not reason for reason in skips])
-            x = images_batch[ok].to(model.device)
-            acts = cap.run(x)
-            act, logits = acts[layer], cap.output
-            rows = rows_of(act, model, sae.config.pool).float()
-            x_hat, z = sae(rows)
-            sums["rows"] += len(rows)
-            sums["err"] += (rows - x_hat).double().pow(2).sum().item()
-            sums["sq"] += rows.double().pow(2).sum().item()
-            sums["active"] += (z > 0).sum().item()
-            total += rows.double().sum(0).cpu()
-            fired |= (z > 0).any(0).cpu()
-            layer_sum = act.double().sum(0) if layer_sum is None else layer_sum + act.double().sum(0)
-            images += len(x)
-            kept_ids = ids[ok].tolist()
-            classes = [to_class(i, source.label(i)) for i in kept_ids]
-            target = torch.tensor([-1 if c is None else c for c in classes])
-            labelled += int((target >= 0).sum())
-            correct["clean"] += int((logits.argmax(1).cpu() == target).sum())
-            batches.append((ids[ok], target))
+    for batch in tqdm(clean, disable=not progress, desc="SAE eval (clean)"):  # pass 1: clean, and the SAE
+        if not batch.activations:
+            continue
+        act = batch.activations[layer]
+        rows = tokens.rows(act, sae.config.pool).float()
+        x_hat, z = sae(rows)
+        sums["rows"] += len(rows)
+        sums["err"] += (rows - x_hat).double().pow(2).sum().item()
+        sums["sq"] += rows.double().pow(2).sum().item()
+        sums["active"] += (z > 0).sum().item()
+        total += rows.double().sum(0).cpu()
+        fired |= (z > 0).any(0).cpu()
+        layer_sum = act.double().sum(0) if layer_sum is None else layer_sum + act.double().sum(0)
+        images += len(batch.ids)
+        classes = [to_class(i, source.label(i)) for i in batch.ids.tolist()]
+        target = torch.tensor([-1 if c is None else c for c in classes])
+        correct["clean"] += int((batch.output.argmax(1).cpu() == target).sum())
+        kept_ids += batch.ids.tolist()
+        kept_targets.append(target)
+    targets_all = torch.cat(kept_targets) if kept_targets else torch.zeros(0, dtype=torch.long)
+    labelled = int((targets_all >= 0).sum())
     variance = sums["sq"] - total.pow(2).sum().item() / max(sums["rows"], 1)
-    mean_act = (layer_sum / max(images, 1)).float()
+    mean_act = (layer_sum / max(images, 1)).float() if layer_sum is not None else None
     for name, edit in (("sae", splice), ("mean_ablated", lambda act: mean_act.expand_as(act))):
-        with torch.no_grad(), capture(model, [layer], edits={layer: edit}) as cap:  # pass 2: edited
-            for kept_ids, target in tqdm(batches, disable=not progress, desc=f"SAE eval ({name})"):
-                x = torch.stack([inputs[i][1] for i in kept_ids.tolist()]).to(model.device)
-                cap.run(x)
-                correct[name] += int((cap.output.argmax(1).cpu() == target).sum())
+        edited = ActivationStream(model, [layer], source, batch_size=batch_size, ids=kept_ids, full_pass=True,
+                                  edits={layer: edit})  # pass 2: the layer replaced
+        seen = 0
+        for batch in tqdm(edited, disable=not progress, desc=f"SAE eval ({name})"):
+            target = targets_all[seen : seen + len(batch.ids)]
+            seen += len(batch.ids)
+            correct[name] += int((batch.output.argmax(1).cpu() == target).sum())
     result: dict[str, Any] = {"images": images, "rows": sums["rows"], "l0": sums["active"] / max(sums["rows"], 1),
                               "fvu": sums["err"] / max(variance, 1e-12),
                               "dead_fraction": 1 - fired.float().mean().item()}

@@ -10,28 +10,46 @@ the L1 weight then mean the same on every layer, whatever its activation scale.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ..imageio import write_atomic
+from ..redirect import redirect_gradient
+
+KINDS = ("topk", "relu")
 
 
 @dataclass
 class SAEConfig:
+    """What an SAE is: its shape and kind, its input scale, and where it was trained (provenance).
+    How it was trained is `training` (the `SAETrainConfig` used, plus steps taken), how good it is
+    `metrics` (from `evaluate_sae`)."""
+
     d_in: int
     d_sae: int
     kind: str = "topk"  # "topk" | "relu"
     k: int = 16  # active latents per sample (topk)
-    l1: float = 5e-3  # sparsity weight (relu)
     scale: float = 1.0  # input normalisation s
     model: str | None = None  # the model spec and layer the SAE was trained on
     layer: str | None = None
     pool: bool = False  # trained on per-image means instead of every position
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SAEConfig":
+        """From a saved config; files written before training settings moved out keep them (e.g.
+        the L1 weight) in `training`."""
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        config.training = {**{k: v for k, v in data.items() if k not in known}, **config.training}
+        return config
 
 
 class SAEError(ValueError):
@@ -41,7 +59,7 @@ class SAEError(ValueError):
 class SAE(nn.Module):
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
-        if config.kind not in ("topk", "relu"):
+        if config.kind not in KINDS:
             raise SAEError(f"SAE kind must be 'topk' or 'relu', not {config.kind!r}")
         if config.kind == "topk" and not 0 < config.k <= config.d_sae:
             raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
@@ -65,8 +83,6 @@ class SAE(nn.Module):
             z = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
             inside = z > 0
         if self.redirecting:  # early in a render: latents outside the top-k still get gradient
-            from ..optim.redirect import redirect_gradient
-
             return redirect_gradient(pre, z, inside, ~inside)
         return z
 
@@ -78,6 +94,10 @@ class SAE(nn.Module):
         """Reconstruction in the layer's own units, (N, d_in)."""
         return (z @ self.W_dec + self.b_dec) / self.config.scale
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """decode(encode(x)): the SAE's stand-in for activations x (N, d_in)."""
+        return self.decode(self.encode(x))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x)
         return self.decode(z), z
@@ -88,8 +108,6 @@ class SAE(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """Weights as safetensors (config in its metadata) and the config beside it as JSON."""
-        from ..gallery import write_atomic
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = json.dumps(asdict(self.config), indent=1)
@@ -102,8 +120,6 @@ class SAE(nn.Module):
 
 def read_sae_config(path: str | Path) -> SAEConfig:
     """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.exists():
         raise SAEError(f"SAE file {path} not found")
@@ -114,7 +130,7 @@ def read_sae_config(path: str | Path) -> SAEConfig:
         raise SAEError(f"{path} is not a safetensors file ({err})") from None
     if "vizneuron_sae" not in meta:
         raise SAEError(f"{path} is not a vizneuron SAE (no config in its metadata)")
-    return SAEConfig(**json.loads(meta["vizneuron_sae"]))
+    return SAEConfig.from_dict(json.loads(meta["vizneuron_sae"]))
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
@@ -127,3 +143,18 @@ def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
     sae = SAE(config)
     sae.load_state_dict(load_file(str(path)))
     return sae.eval().requires_grad_(False)
+
+
+def find_saes(folders: list[Path], layer: str, d_in: int) -> dict[str, Path]:
+    """SAE files trained on `layer` (with `d_in` channels) in `folders`, by file stem; the first
+    folder that has a name wins. Foreign and broken files are passed over."""
+    found: dict[str, Path] = {}
+    for folder in map(Path, folders):
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                config = read_sae_config(path)
+            except SAEError:
+                continue
+            if config.layer == layer and config.d_in == d_in:
+                found.setdefault(path.stem, path)
+    return found

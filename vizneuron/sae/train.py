@@ -7,13 +7,17 @@ reaches them and pulls them back towards the data.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from .model import SAE, SAEConfig
+from ..models.base import Model
+from ..sources import as_source
+from .data import layer_activations
+from .model import KINDS, SAE, SAEConfig, SAEError
 
 
 def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: int,
@@ -51,93 +55,115 @@ def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Te
                 raise ValueError("several epochs need a tensor, a list, or a callable returning a fresh iterator")
 
 
+@dataclass(frozen=True)
+class SAETrainConfig:
+    """Everything that decides how an SAE is trained, with its defaults (the CLI's flags read them
+    from here). `d_sae` defaults to `expansion` x the layer's width."""
+
+    expansion: int = 8
+    d_sae: int | None = None
+    kind: str = "topk"  # "topk" | "relu"
+    k: int = 16  # active latents per sample (topk)
+    l1: float = 5e-3  # sparsity weight (relu)
+    lr: float = 3e-3
+    batch_size: int = 4096  # rows per optimiser step
+    epochs: int = 2
+    buffer: int | None = None  # shuffling buffer in rows (default ~256 MB of rows)
+    aux_k: int | None = None  # AuxK latents (default min(d_in, d_sae) / 2)
+    aux_weight: float = 1 / 32
+    dead_after: int = 200_000  # samples without firing before a latent counts as dead
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        for name in ("expansion", "k", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"SAE training: lr must be positive, not {self.lr}")
+
+    def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:
+        """The SAE these settings build on a `d_in`-wide layer (provenance: model, layer, pool)."""
+        return SAEConfig(d_in=d_in, d_sae=self.d_sae or self.expansion * d_in, kind=self.kind, k=self.k,
+                         scale=scale, training=asdict(self), **provenance)
+
+
 def train_sae(
-    activations: torch.Tensor | Iterable[torch.Tensor],
+    activations: torch.Tensor | Iterable[torch.Tensor] | Callable[[], Iterable[torch.Tensor]],
+    config: SAETrainConfig | None = None,
     *,
-    d_sae: int | None = None,
-    expansion: int = 8,
-    kind: str = "topk",
-    k: int = 16,
-    l1: float = 5e-3,
-    lr: float = 3e-3,
-    batch_size: int = 4096,
-    epochs: int = 1,
-    buffer: int | None = None,
-    aux_k: int | None = None,
-    aux_weight: float = 1 / 32,
-    dead_after: int = 200_000,
-    seed: int = 0,
     device: str | torch.device | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_every: int = 200,
     progress: bool = True,
-    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> SAE:
     """Train an SAE on rows of `activations` ((N, d) tensor, an iterable of (n, d) chunks, or a
     callable returning a fresh iterable for each epoch).
 
-    `d_sae` defaults to `expansion` x d. `checkpoint`: a file to save progress to every
-    `checkpoint_every` steps; a run started again with the same data and settings resumes from it
-    (the batches it had consumed are skipped, so it ends where an uninterrupted run would).
+    `config` (or keyword overrides of its fields, e.g. `d_sae=512, k=8`) sets the architecture and
+    training. `checkpoint`: a file to save progress to every `checkpoint_every` steps; a run
+    started again with the same data and settings resumes from it (the batches it had consumed
+    are skipped, so it ends where an uninterrupted run would). `provenance`: model, layer, pool.
     """
-    gen = torch.Generator().manual_seed(seed)
+    cfg = replace(config or SAETrainConfig(), **overrides)
+    gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    chunks = _epochs(activations, epochs, gen)
+    chunks = _epochs(activations, cfg.epochs, gen)
     head = next(chunks, None)
     if head is None:
         raise ValueError("no activations to train on")
-    buffer = buffer or max(4 * batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
-    stream = shuffled_batches(_chain(head, chunks), batch_size, buffer, gen)
+    buffer = cfg.buffer or max(4 * cfg.batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
+    stream = shuffled_batches(_chain(head, chunks), cfg.batch_size, buffer, gen)
     first = next(stream, None)
     if first is None:
         raise ValueError("no activations to train on")
     d_in = first.shape[1]
-    settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "buffer": buffer, "seed": seed,
-                "aux_weight": aux_weight, "dead_after": dead_after}
-    cfg = SAEConfig(d_in=d_in, d_sae=d_sae or expansion * d_in, kind=kind, k=k, l1=l1,
-                    training=settings, **(config or {}))
-    cfg.scale = float((d_in / first.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
-    sae = SAE(cfg).to(device)
+    scale = float((d_in / first.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
+    sae = SAE(cfg.architecture(d_in, scale, **(provenance or {}))).to(device)
+    d_sae = sae.config.d_sae
     with torch.no_grad():  # decoder rows random unit vectors, encoder its transpose, b_dec the mean
-        sae.W_dec.copy_(torch.randn(cfg.d_sae, d_in, generator=gen))
+        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=gen))
         sae.normalise_decoder()
         sae.W_enc.copy_(sae.W_dec.T)
-        sae.b_dec.copy_(first.mean(0) * cfg.scale)
-    aux_k = aux_k or min(d_in // 2, cfg.d_sae // 2)
-    optimiser = torch.optim.Adam(sae.parameters(), lr=lr)
-    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+        sae.b_dec.copy_(first.mean(0) * scale)
+    aux_k = cfg.aux_k or min(d_in // 2, d_sae // 2)
+    optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
+    identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip = 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
-        if state["settings"] != _identity(cfg):
+        if state["settings"] != identity:
             raise ValueError(f"checkpoint {checkpoint} was made with other settings; delete it to start over")
         sae.load_state_dict(state["sae"])
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
-    bar = tqdm(desc=f"SAE {d_in}->{cfg.d_sae}", unit="step", disable=not progress)
-    batches = _chain(first, stream)
-    for batch in batches:
+    bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
+    for batch in _chain(first, stream):
         step += 1
         if step <= skip:  # consumed before the checkpoint: same stream, so skip to where it stopped
             continue
-        x = batch.to(device) * cfg.scale
-        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        x = batch.to(device)
+        pre = sae.pre_activations(x)
         z = sae.activate(pre)
-        x_hat = z @ sae.W_dec + sae.b_dec
-        error = x - x_hat
+        error = (x - sae.decode(z)) * scale  # in the normalised space, where E||x||^2 = d_in
         loss = error.pow(2).sum(1).mean() / d_in
-        if kind == "relu":
-            loss = loss + l1 * z.sum(1).mean()
+        if cfg.kind == "relu":
+            loss = loss + cfg.l1 * z.sum(1).mean()
         fired = (z > 0).any(0)
         since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + len(x))
-        dead = since_fired > dead_after
-        if aux_weight and dead.any():
+        dead = since_fired > cfg.dead_after
+        if cfg.aux_weight and dead.any():
             aux_pre = pre.masked_fill(~dead, -torch.inf)
             values, indices = aux_pre.topk(min(aux_k, int(dead.sum())), dim=1)
             aux_z = torch.zeros_like(pre).scatter(1, indices, torch.relu(values))
             residual = error.detach()
             aux_error = residual - aux_z @ sae.W_dec
-            loss = loss + aux_weight * aux_error.pow(2).sum(1).mean() / residual.pow(2).sum(1).mean().clamp(min=1e-12)
+            loss = loss + cfg.aux_weight * aux_error.pow(2).sum(1).mean() / residual.pow(2).sum(1).mean().clamp(
+                min=1e-12)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -145,20 +171,12 @@ def train_sae(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
         if checkpoint is not None and step % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step)
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity)
     bar.close()
-    sae.config.training["steps"] = step
-    sae.config.training["dead_at_end"] = int((since_fired > dead_after).sum())
+    sae.config.training.update(steps=step, dead_at_end=int((since_fired > cfg.dead_after).sum()))
     if checkpoint is not None:
-        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step)
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity)
     return sae.eval().requires_grad_(False)
-
-
-def _identity(cfg: SAEConfig) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed."""
-    keys = ("lr", "batch_size", "epochs", "buffer", "seed", "aux_weight", "dead_after")
-    return {"d_in": cfg.d_in, "d_sae": cfg.d_sae, "kind": cfg.kind, "k": cfg.k, "l1": cfg.l1,
-            **{key: cfg.training[key] for key in keys}}
 
 
 def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -166,23 +184,22 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
     yield from rest
 
 
-def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int) -> None:
+def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
+                     identity: dict[str, Any]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
-                "step": step, "settings": _identity(sae.config)}, tmp)
+                "step": step, "settings": identity}, tmp)
     tmp.replace(path)
 
 
-def train_layer_sae(model, layer: str, data: Any, *, pool: bool = False, max_images: int | None = None,
-                    image_batch: int = 128, workers: int = 0, cache_bytes: int = 1 << 30, **options: Any) -> SAE:
+def train_layer_sae(model: Model, layer: str, data: Any, config: SAETrainConfig | None = None, *,
+                    pool: bool = False, max_images: int | None = None, image_batch: int = 128, workers: int = 0,
+                    cache_bytes: int = 1 << 30, **options: Any) -> SAE:
     """Train an SAE on `layer` of `model` over the images of `data` (a folder, list or dataset):
     every position of every image is a sample (`pool=True`: one per image). When all samples fit
     in `cache_bytes` they are extracted once and reused every epoch; otherwise each epoch streams
-    them again. `options` go to `train_sae` (expansion, k, kind, epochs, checkpoint, ...)."""
-    from ..mine.sources import as_source
-    from .data import layer_activations
-
+    them again. `config` and `options` go to `train_sae` (its fields, device, checkpoint, ...)."""
     layer = model.resolve_layer(layer)
     source = as_source(data)
 
@@ -196,5 +213,5 @@ def train_layer_sae(model, layer: str, data: Any, *, pool: bool = False, max_ima
     positions = 1 if pool else {"spatial": shape[1] * shape[2] if len(shape) == 3 else 1,
                                 "tokens": shape[0]}.get(info.layout, 1)
     fits = images * positions * info.channels * 4 <= cache_bytes
-    config = {"model": model.name, "layer": layer, "pool": pool}
-    return train_sae(torch.cat(list(fresh())) if fits else fresh, config=config, **options)
+    provenance = {"model": model.name, "layer": layer, "pool": pool}
+    return train_sae(torch.cat(list(fresh())) if fits else fresh, config, provenance=provenance, **options)

@@ -1,4 +1,5 @@
-"""Where mined images come from: an image folder, a text file of paths, or a torchvision dataset.
+"""Where images come from: an image folder, a text file of paths, or a torchvision dataset (for
+mining, the probe's concepts and SAE training alike).
 
 Every source numbers its images 0..N-1 in a fixed order (sorted paths, list order, dataset order);
 that number is the image id the index stores and the tie-breaker of the rankings. `describe()`
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..imageio import MAX_PIXELS, ImageSkipped, pil_to_rgb, image_files, read_rgb, to_model_input
+from .imageio import MAX_PIXELS, ImageSkipped, pil_to_rgb, image_files, read_rgb, to_model_input
 
 
 class ImageSource:

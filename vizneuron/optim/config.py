@@ -1,0 +1,133 @@
+"""`RenderConfig`: every setting that decides a render's pixels, with its default, in one place.
+
+`render()`, the CLI's flags, the app's widgets, the benchmarks and the render cache all read their
+defaults from here; `normalised(model, units)` resolves a config against a model (image size,
+the size fed to the model, diversity off for one sample, batches no larger than the units), so
+two callers that ask for the same render in different words get the same config, and the same
+cache entry. Named presets are defined once in `PRESETS`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Sequence
+
+import torch
+
+from ..models.base import Model
+from .param import PARAMETERISATIONS
+from .transforms import Transform
+
+Size = int | tuple[int, int]
+TRANSFORM_NAMES = ("standard", "none")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """What to optimise and how. `diversity` weighs lucid's diversity term between a unit's
+    `samples` (pushed apart at the unit's layer, or at `diversity_layer`); it does nothing with one
+    sample. lucid uses 1e2 on InceptionV1, but the term is a cosine in [0, 1] while activation
+    scales differ by model, and 1e2 kills most samples of smaller models: the default is 1."""
+
+    samples: int = 1  # images per unit
+    diversity: float = 1.0  # weight of the diversity penalty between a unit's samples
+    diversity_layer: str | None = None  # where samples are pushed apart (default: the units' layer)
+    param: str = "fft"  # "fft" | "pixel" | "maco"
+    param_options: dict[str, Any] | None = None  # e.g. {"amplitude": natural_amplitude(...)} for maco
+    size: Size | None = None  # image size (default: the model's input size)
+    model_input_size: Size | None = None  # resize before the model (fixed-size models: their own size)
+    transforms: str | Sequence[Transform] = "standard"  # "standard", "none", or transform functions
+    steps: int = 256
+    lr: float = 0.05
+    seed: int = 0
+    redirect_steps: int = 16  # first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)
+    batch: int | None = 16  # units optimised together (None: all); batch i uses seed + i * batch
+
+    def __post_init__(self) -> None:
+        checks = [("samples", self.samples >= 1, "at least 1"), ("steps", self.steps >= 1, "at least 1"),
+                  ("diversity", self.diversity >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
+                  ("redirect_steps", self.redirect_steps >= 0, "0 or more"),
+                  ("batch", self.batch is None or self.batch >= 1, "at least 1 (or None: all units at once)")]
+        for size_name in ("size", "model_input_size"):
+            value = getattr(self, size_name)
+            if value is not None:
+                checks.append((size_name, min(_pair(value)) >= 8, "at least 8 pixels"))
+        for name, ok, wanted in checks:
+            if not ok:
+                raise ValueError(f"render setting {name}={getattr(self, name)!r}: must be {wanted}")
+        if self.param not in PARAMETERISATIONS:
+            raise ValueError(f"unknown parameterisation {self.param!r}; choose from {', '.join(PARAMETERISATIONS)}")
+        if isinstance(self.transforms, str) and self.transforms not in TRANSFORM_NAMES:
+            raise ValueError(f"transforms={self.transforms!r}: give {' or '.join(TRANSFORM_NAMES)}, or a list "
+                             "of transform functions")
+
+    def with_settings(self, **settings: Any) -> "RenderConfig":
+        """A copy with some settings changed; unknown names get the closest setting names."""
+        names = [f.name for f in fields(self)]
+        for name in settings:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else f" (settings: {', '.join(names)})"
+                raise ValueError(f"unknown render setting {name!r}{hint}")
+        if settings.get("transforms", "standard") is None:
+            settings["transforms"] = "none"
+        return replace(self, **settings)
+
+    def normalised(self, model: Model, units: int = 1) -> "RenderConfig":
+        """This config resolved against `model` for `units` units: sizes as (H, W) pairs, the model's
+        own size for fixed-size models, diversity off for one sample, the diversity layer's real name,
+        and a batch no larger than the units. Equal renders have equal normalised configs."""
+        diverse = self.samples > 1 and self.diversity > 0
+        feed = self.model_input_size
+        if feed is None and model.inputs.fixed_size:  # ViTs and TFLite graphs only run at their own size
+            feed = model.input_size
+        return replace(
+            self,
+            size=_pair(self.size) if self.size is not None else tuple(model.input_size),
+            model_input_size=_pair(feed) if feed is not None else None,
+            diversity=float(self.diversity) if diverse else 0.0,
+            diversity_layer=model.resolve_layer(self.diversity_layer) if diverse and self.diversity_layer else None,
+            param_options=dict(self.param_options or {}),
+            batch=max(1, units) if self.batch is None else min(self.batch, max(1, units)),
+            lr=float(self.lr),
+        )
+
+    def key(self) -> dict[str, Any]:
+        """The settings as plain JSON values (for cache keys and manifests); tensors in the
+        parameterisation's options are named by their digest. Custom transforms cannot be keyed."""
+        if not isinstance(self.transforms, str):
+            raise ValueError("cannot cache renders with custom transforms (give 'standard' or 'none')")
+        values = asdict(replace(self, param_options=None, transforms=self.transforms))
+        values["param_options"] = {k: _plain(v) for k, v in sorted((self.param_options or {}).items())}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        return f"tensor:{hashlib.sha1(tensor.numpy().tobytes()).hexdigest()}:{list(tensor.shape)}"
+    return value
+
+
+def _pair(size: Size) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+#: Named starting points, defined once: the app's neuron view and layer grid, and the README's
+#: quick start on the bundled model (its `layer2` is where samples are pushed apart).
+PRESETS: dict[str, RenderConfig] = {
+    "default": RenderConfig(),
+    "neuron-view": RenderConfig(samples=4),
+    "layer-grid": RenderConfig(steps=64, batch=None),
+    "quick-start": RenderConfig(samples=2, diversity_layer="layer2"),
+}
+
+
+def preset(name: str) -> RenderConfig:
+    """A named preset; unknown names get the closest ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=3)
+        raise ValueError(f"unknown render preset {name!r}; presets: {', '.join(close or PRESETS)}")
+    return PRESETS[name]
