@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vizneuron.models.base import Model
+from vizneuron.models.base import InputConfig, Model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -47,7 +47,7 @@ class PairOut(nn.Module):
 
 
 def make_tiny() -> Model:
-    return Model(Tiny(), name="tiny", input_size=(16, 16), labels=["cat", "car", "dog", "ship", "frog"])
+    return Model(Tiny(), name="tiny", inputs=InputConfig((16, 16), labels=["cat", "car", "dog", "ship", "frog"]))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import hook_count
 from vizneuron import capture, render
-from vizneuron.models.base import Model
+from vizneuron.models.base import InputConfig, Model
 from vizneuron.optim.objectives import Objective
 
 
@@ -59,7 +59,7 @@ def test_module_called_twice_keeps_its_last_output_and_does_not_stop_early():
         def forward(self, x):
             return self.relu(self.conv(self.relu(x)) - 1.0)
 
-    model = Model(Twice(), name="twice", input_size=(4, 4))
+    model = Model(Twice(), name="twice", inputs=InputConfig((4, 4)))
     assert model.layers["relu"].calls == 2
     x = torch.rand(1, 3, 4, 4)
     with capture(model, ["relu"]) as cap:
@@ -95,7 +95,7 @@ def test_lucent_style_alias_keys_work_in_objectives():
 
     from vizneuron import objectives as obj
 
-    model = Model(resnet18(), name="r18", input_size=(32, 32))
+    model = Model(resnet18(), name="r18", inputs=InputConfig((32, 32)))
     with capture(model, ["layer2_1"]) as cap:
         acts = cap.run(torch.rand(1, 3, 32, 32))
     assert acts["layer2_1"] is acts["layer2.1"]

@@ -14,7 +14,7 @@ def _files(folder):
 
 
 def test_render_writes_gallery_and_is_reproducible(tmp_path, capsys):
-    args = ["render", TINY, "--units", "conv2:0-2", "--diversity", "2", "--steps", "8", "--seed", "1", "--quiet"]
+    args = ["render", TINY, "--units", "conv2:0-2", "--samples", "2", "--steps", "8", "--seed", "1", "--quiet"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     assert main(args + ["--out", str(tmp_path / "b"), "--batch", "2"]) == 0
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
@@ -137,7 +137,7 @@ def test_render_cache_is_shared_with_the_app(tmp_path, monkeypatch):
     args = ["render", TINY, "--units", "conv2:0-2", "--steps", "8", "--quiet", "--batch", "2",
             "--cache", str(tmp_path / "renders")]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
-    assert len(list((tmp_path / "renders").glob("*.safetensors"))) == 2  # one entry per unit batch
+    assert len(list((tmp_path / "renders").glob("*.safetensors"))) == 1  # one entry per render call
 
     def must_not_render(*a, **k):
         raise AssertionError("rendered again although cached")

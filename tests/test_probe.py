@@ -11,7 +11,7 @@ from conftest import shared_path
 from vizneuron import load_model, probe
 from vizneuron.capture import capture
 from vizneuron.imageio import image_files
-from vizneuron.mine.sources import ModelInputs
+from vizneuron.sources import ModelInputs
 from vizneuron.probe import label_groups, penultimate_layer, verdict_of
 from vizneuron.probe.run import measure
 from vizneuron.units import Unit
@@ -24,7 +24,7 @@ def _concept_means(model, layer: str, concepts: dict) -> dict[str, torch.Tensor]
     means = {}
     with capture(model, [layer]) as cap, torch.no_grad():
         for name, source in concepts.items():
-            inputs = ModelInputs(source, model.input_size, model.crop_fraction)
+            inputs = ModelInputs(source, model.input_size, model.inputs.crop_fraction)
             act = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))[layer]
             means[name] = act.mean((0, 2, 3))
     return means
@@ -86,7 +86,7 @@ def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
             groups[f"{name} A"], groups[f"{name} B"] = members[: len(members) // 2], members[len(members) // 2 :]
         else:
             groups[name] = members
-    concepts = label_groups(listing, groups, model.labels)
+    concepts = label_groups(listing, groups, model)
     whole = {"car": ("car A", "car B"), "snake": ("snake A", "snake B"), "dog": ("dog A", "dog B"),
              "bird": ("bird A", "bird B"), "boat": ("boat A", "boat B")}
     animals = [("domestic cat",), ("big cat",), whole["snake"], ("ferret-like",), whole["dog"], whole["bird"], ("fish",)]

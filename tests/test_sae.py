@@ -56,9 +56,10 @@ def test_save_load_width_check_and_unit_errors(tmp_path):
         parse_unit(f"conv1/{tmp_path / 's.safetensors'}:0", model)  # conv1 has 8 channels
     with pytest.raises(UnitError, match="out of range for SAE"):
         parse_unit(f"conv2/{tmp_path / 's'}:64", model)
-    model.add_sae("mine", sae)
-    with pytest.raises(UnitError, match="no SAE named 'other'.*registered: .*mine"):
-        parse_unit("conv2/other:0", model)
+    with pytest.raises(UnitError, match="no SAE named 'other'.*given: .*mine"):
+        parse_unit("conv2/other:0", model, {"mine": sae})
+    assert parse_unit("conv2/mine:3", model, {"mine": sae}).sae is sae
+    assert not hasattr(model, "saes"), "parsing SAE units must not register anything on a shared model"
     (tmp_path / "plain.safetensors").write_bytes((tmp_path / "s.safetensors").read_bytes()[:8] + b"{}" )
     with pytest.raises(Exception):
         load_sae(tmp_path / "plain.safetensors")
@@ -118,11 +119,10 @@ def test_default_model_sae_metrics_render_and_mine(tmp_path):
     assert metrics["l0"] <= 16 + 1e-6 and metrics["fvu"] <= 0.15 and metrics["dead_fraction"] < 0.1
     assert metrics["accuracy_clean"] - metrics["accuracy_sae"] <= 0.05
     assert metrics["accuracy_mean_ablated"] < metrics["accuracy_sae"]
-    model.add_sae("l3", sae)
     units = "layer3/l3:0-5"
-    rendered = render(model, units, steps=128, progress=False)
+    rendered = render(model, units, steps=128, progress=False, saes={"l3": sae})
     index = mine(model, units, shared_path("data", "cifar10", "test"), k=4, batch_size=500, reduce="mean",
-                 progress=False)
+                 progress=False, saes={"l3": sae})
     best_real = np.array([index.stats(u.name).max for u in rendered.units])
     print("render / best real:", (rendered.activations.numpy() / best_real).round(2))
     assert (rendered.activations.numpy() > best_real).all()

@@ -77,7 +77,7 @@ def test_mobilenet_v2_top1_on_imagenet_sample():
     assert len(files) == 1000  # sorted order = ILSVRC class index
     correct = 0
     for start in range(0, len(files), 100):
-        batch = load_images(files[start : start + 100], model.input_size, model.crop_fraction)
+        batch = load_images(files[start : start + 100], model.input_size, model.inputs.crop_fraction)
         assert not batch.skipped
         with torch.no_grad():
             correct += (model(batch.images).argmax(1) == torch.arange(start, start + 100)).sum().item()

@@ -74,8 +74,8 @@ def test_bad_specs_say_what_is_wrong(tiny, spec, message):
 def test_lucent_style_names_resolve():
     from torchvision.models import resnet18
 
-    from vizneuron.models.base import Model
+    from vizneuron.models.base import InputConfig, Model
 
-    model = Model(resnet18(), name="r18", input_size=(64, 64))
+    model = Model(resnet18(), name="r18", inputs=InputConfig((64, 64)))
     assert parse_unit("layer3_1:5", model).layer == "layer3.1"
     assert parse_unit("layer3.1.conv2:5", model).layer == "layer3.1.conv2"

@@ -14,7 +14,7 @@ def test_vit_tiny_token_layers_units_and_render():
     info = model.layers["blocks.11"]
     assert info.layout == "tokens" and info.shape == (197, 192) and info.channels == 192
     unit = parse_unit("blocks.11:5", model)
-    assert unit.prefix_tokens == 1 and not unit.cls_token
+    assert unit.tokens.prefix == 1 and not unit.tokens.cls
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad(), capture(model, ["blocks.11"]) as cap:
         tokens = cap.run(x)["blocks.11"]
@@ -43,7 +43,7 @@ def test_mining_a_vit_token_layer_finds_patches_on_the_grid(tmp_path):
     top = index.examples("blocks.5:2")[0]
     assert 0 <= top.position[0] < 14 and 0 <= top.position[1] < 14  # the 14x14 patch grid
     assert top.heatmap.shape == (14, 14) and index.thumbnail(top.image).size == (224, 224)
-    x = load_image(tmp_path / f"{top.image}.png", model.input_size, model.crop_fraction)[None]
+    x = load_image(tmp_path / f"{top.image}.png", model.input_size, model.inputs.crop_fraction)[None]
     with torch.no_grad(), capture(model, ["blocks.5"]) as cap:
         patches = cap.run(x)["blocks.5"][0, 1:, 2]
     assert divmod(int(patches.argmax()), 14) == top.position

@@ -133,13 +133,12 @@ def test_render_cache_returns_the_same_render_and_keys_on_every_setting(tmp_path
 def test_render_cache_keys_on_the_sae_weights(tmp_path):
     model = make_tiny()
     sae = SAE(SAEConfig(d_in=16, d_sae=32, k=4))
-    model.add_sae("s", sae)
     cache = RenderCache(tmp_path)
-    cache.render(model, "conv2/s:3", steps=4)
-    assert cache.get(model, "conv2/s:3", steps=4) is not None
+    cache.render(model, "conv2/s:3", steps=4, saes={"s": sae})
+    assert cache.get(model, "conv2/s:3", steps=4, saes={"s": sae}) is not None
     with torch.no_grad():
-        model.saes["s"].W_enc.mul_(-1)
-    assert cache.get(model, "conv2/s:3", steps=4) is None
+        sae.W_enc.mul_(-1)
+    assert cache.get(model, "conv2/s:3", steps=4, saes={"s": sae}) is None
 
 
 def test_mine_reports_progress_and_index_checks_its_model(tmp_path):

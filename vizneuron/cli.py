@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+from pathlib import Path
 
 import torch
 
+from .gallery import write_examples_page, write_gallery
+from .mine import ExampleIndex, merge, mine
+from .models import LayerError, WeightsUnavailable, list_sources, load_model
+from .optim.cache import RenderCache
+from .optim.config import PRESETS, RenderConfig, preset
+from .optim.render import render
+from .probe import build_concepts, parse_named_paths, probe
+from .probe.report import write_report
+from .sae import SAEError, SAETrainConfig, evaluate_sae, load_sae, train_layer_sae
+from .units import UnitError, parse_unit, parse_units
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    width = max(len(name) for name, _, _ in list_sources())
+    for name, summary, example in list_sources():
+        print(f"{name.ljust(width)}  {summary}  (e.g. {example})")
+
 
 def _cmd_layers(args: argparse.Namespace) -> None:
-    from .models import load_model
-
     model = load_model(args.model)
     print(f"{model.name}: input {model.input_size[0]}x{model.input_size[1]}")
     width = max(len(name) for name in model.layers)
@@ -22,53 +40,39 @@ def _cmd_layers(args: argparse.Namespace) -> None:
         print(f"{info.name.ljust(width)}  {shape:<18} {info.layout:<8} {channels}{note}")
 
 
-def _cmd_render(args: argparse.Namespace) -> None:
-    from .gallery import write_gallery
-    from .models import load_model
-    from .optim.cache import RenderCache
-    from .optim.render import RenderResult, render
-    from .units import parse_units
+def _render_config(args: argparse.Namespace) -> RenderConfig:
+    """The preset, with every render flag the user gave on top of it."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RenderConfig)
+             if getattr(args, f.name, None) is not None}
+    return preset(args.preset).with_settings(**given)
 
+
+def _cmd_render(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
-    settings = {
-        "model": args.model, "units": args.units, "diversity": args.diversity,
-        "diversity_weight": args.diversity_weight, "diversity_layer": args.diversity_layer, "steps": args.steps,
-        "size": args.size or model.input_size[0], "param": args.param, "seed": args.seed, "lr": args.lr,
-        "batch": args.batch, "model_input_size": args.model_input_size, "redirect_steps": args.redirect_steps,
-    }
+    config = _render_config(args)
+    if config.samples == 1 and args.diversity is not None:
+        _warn("--diversity is the weight of the diversity term between samples and does nothing with one sample; "
+              "for N samples per unit say --samples N (--diversity N used to mean N samples)")
     index = None
     if args.index:  # checked before rendering, so a wrong index fails fast
-        from .mine import ExampleIndex
-
         index = ExampleIndex(args.index)
         missing = [u.name for u in units if u.name not in index.units()]
         if missing:
             raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
-        settings["index"] = args.index
     run = RenderCache(args.cache).render if args.cache else render
-    results = []
-    for start in range(0, len(units), args.batch):
-        chunk = units[start : start + args.batch]
-        results.append(run(
-            model, chunk, samples=args.diversity, diversity=args.diversity_weight if args.diversity > 1 else 0.0,
-            diversity_layer=args.diversity_layer if args.diversity > 1 else None,
-            param=args.param, size=args.size, model_input_size=args.model_input_size, steps=args.steps,
-            lr=args.lr, seed=args.seed + start, redirect_steps=args.redirect_steps, progress=not args.quiet,
-        ))
-    merged = RenderResult.concat(results)
-    manifest = write_gallery(merged, args.out, settings, title=f"{model.name} — {args.units}", index=index)
+    result = run(model, units, config, progress=not args.quiet)
+    settings = {"model": args.model, "units": args.units, "preset": args.preset,
+                **config.normalised(model, len(units)).key(), "index": args.index}
+    manifest = write_gallery(result, args.out, settings, title=f"{model.name} — {args.units}", index=index)
     for entry in manifest["units"]:
         print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
     print(f"wrote {len(manifest['units'])} units to {args.out}/index.html")
 
 
 def _cmd_mine(args: argparse.Namespace) -> None:
-    from .mine import mine
-    from .models import load_model
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.layers and not args.units:
@@ -86,20 +90,11 @@ def _cmd_mine(args: argparse.Namespace) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
-    from .mine import merge
-
     summary = merge(args.output, args.shards).summary()
     print(f"merged {len(args.shards)} shards into {args.output}: {summary['mined']} images, {summary['units']} units")
 
 
 def _cmd_top(args: argparse.Namespace) -> None:
-    import json
-
-    from .gallery import write_examples_page
-    from .mine import ExampleIndex
-    from .models import load_model
-    from .units import parse_unit
-
     index = ExampleIndex(args.index)
     model = load_model(args.model)
     index.check_model(model)
@@ -121,20 +116,15 @@ def _cmd_top(args: argparse.Namespace) -> None:
 
 
 def _cmd_sae_train(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from .models import load_model
-    from .sae import evaluate_sae, train_layer_sae
-
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
     out = Path(args.out)
     checkpoint = out.with_name(out.name + ".ckpt")
-    sae = train_layer_sae(model, args.layer, args.data, pool=args.pool, max_images=args.max_images,
-                          expansion=args.expansion, k=args.k, kind=args.kind, l1=args.l1, lr=args.lr,
-                          epochs=args.epochs, batch_size=args.batch, seed=args.seed, device=args.device,
-                          checkpoint=checkpoint, progress=not args.quiet)
+    config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SAETrainConfig)
+                               if getattr(args, f.name, None) is not None})
+    sae = train_layer_sae(model, args.layer, args.data, config, pool=args.pool, max_images=args.max_images,
+                          device=args.device, checkpoint=checkpoint, progress=not args.quiet)
     if args.eval_data:
         sae.config.metrics = evaluate_sae(sae, model, args.layer, args.eval_data, max_images=args.eval_max_images,
                                           progress=not args.quiet)
@@ -146,9 +136,6 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_sae_eval(args: argparse.Namespace) -> None:
-    from .models import load_model
-    from .sae import evaluate_sae, load_sae
-
     model = load_model(args.model, device=args.device)
     sae = load_sae(args.sae)
     layer = sae.config.layer or args.layer
@@ -162,29 +149,11 @@ def _cmd_sae_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_probe(args: argparse.Namespace) -> None:
-    from .mine import ExampleIndex
-    from .models import load_model
-    from .probe import label_groups, parse_label_groups, probe
-    from .probe.report import write_report
-
     model = load_model(args.model, device=args.device)
-    concepts: dict = {}
-    if args.concepts:
-        if not args.data:
-            raise ValueError("--concepts names label groups of a labelled dataset: give --data too")
-        groups = parse_label_groups(args.concepts, model.labels)
-        concepts.update(label_groups(args.data, groups, model.labels, per_concept=args.per_concept))
-    for item in args.concept:
-        name, _, path = item.partition("=")
-        if not path:
-            raise ValueError(f"--concept {item!r} must look like NAME=FOLDER_OR_LIST")
-        concepts[name] = path
-    if len(concepts) < 2:
-        raise ValueError("the probe needs at least two concepts (--concepts and/or --concept NAME=PATH)")
-    if args.sae:
-        model.add_sae("probe_sae", args.sae)
+    concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
+                              per_concept=args.per_concept)
     report = probe(model, args.unit, concepts, index=ExampleIndex(args.index) if args.index else None,
-                   sae="probe_sae" if args.sae else None, renders=args.renders, render_steps=args.steps)
+                   sae=args.sae, renders=args.renders, render_steps=args.steps)
     page = write_report(report, args.out)
     print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
     for e in sorted(report.evidence, key=lambda e: -e.z):
@@ -197,6 +166,10 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     print(f"report: {page}")
 
 
+def _warn(text: str) -> None:
+    print(f"vizneuron: warning: {text}", file=sys.stderr)
+
+
 def _print_metrics(metrics: dict) -> None:
     for key, value in metrics.items():
         print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
@@ -206,29 +179,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vizneuron", description="What does this neuron respond to?")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    models = sub.add_parser("models", help="list the model sources a spec can name")
+    models.set_defaults(func=_cmd_models)
+
     layers = sub.add_parser("layers", help="list every hookable layer with its output shape")
     layers.add_argument("model", help="model spec, e.g. default, torchvision:resnet18?weights=none")
     layers.set_defaults(func=_cmd_layers)
 
-    rend = sub.add_parser("render", help="render feature visualisations into a gallery")
+    rend = sub.add_parser("render", help="render feature visualisations into a gallery",
+                          description="Settings left out come from --preset (default: the library's defaults).")
     rend.add_argument("model", help="model spec, e.g. default")
     rend.add_argument("--units", required=True, help="e.g. 'layer3:0-15', 'layer3:3,7', 'layer3:*', 'logit:cat'; ';' separates specs")
-    rend.add_argument("--diversity", type=int, default=1, help="samples per unit, pushed apart by the diversity term")
-    rend.add_argument("--diversity-weight", type=float, default=1.0,
-                      help="weight of the diversity penalty (lucid uses 1e2 on InceptionV1, whose activations are "
-                           "far larger; too high a weight kills renders of the unit)")
+    rend.add_argument("--preset", default="default", choices=list(PRESETS),
+                      help="named settings to start from (quick-start: 2 samples pushed apart on layer2)")
+    base = RenderConfig()
+    rend.add_argument("--samples", type=int, default=None, help=f"images per unit (default {base.samples})")
+    rend.add_argument("--diversity", type=float, default=None,
+                      help=f"weight of the diversity term between a unit's samples (default {base.diversity:g}; "
+                           "lucid uses 1e2 on InceptionV1, whose activations are far larger: too high a weight "
+                           "kills renders of smaller models)")
+    rend.add_argument("--diversity-weight", type=float, default=None, dest="diversity_weight",
+                      help=argparse.SUPPRESS)  # deprecated spelling of --diversity
     rend.add_argument("--diversity-layer", default=None,
                       help="layer whose Gram matrices are pushed apart (default: the units' layer; a lower layer "
                            "keeps samples alive when the units' layer is small)")
-    rend.add_argument("--steps", type=int, default=256)
+    rend.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {base.steps})")
     rend.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's input size)")
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
-    rend.add_argument("--param", choices=["fft", "pixel", "maco"], default="fft")
-    rend.add_argument("--lr", type=float, default=0.05)
-    rend.add_argument("--redirect-steps", type=int, default=16,
-                      help="first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)")
-    rend.add_argument("--seed", type=int, default=0)
-    rend.add_argument("--batch", type=int, default=16, help="units optimised together in one batch")
+    rend.add_argument("--param", choices=["fft", "pixel", "maco"], default=None,
+                      help=f"image parameterisation (default {base.param})")
+    rend.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {base.lr:g})")
+    rend.add_argument("--redirect-steps", type=int, default=None,
+                      help=f"first steps in which ReLU/ReLU6 pass gradient to clipped units (default "
+                           f"{base.redirect_steps}; 0: off)")
+    rend.add_argument("--seed", type=int, default=None, help=f"(default {base.seed})")
+    rend.add_argument("--batch", type=int, default=None,
+                      help=f"units optimised together in one batch (default {base.batch})")
     rend.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     rend.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     rend.add_argument("--out", default="gallery", help="output folder")
@@ -280,18 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, help="image folder or text file of paths")
     train.add_argument("--out", required=True, help="SAE file (.safetensors, config beside it as .json); "
                                                      "an interrupted run resumes from OUT.ckpt")
-    train.add_argument("--expansion", type=int, default=8, help="latents per layer channel")
-    train.add_argument("--k", type=int, default=16, help="active latents per sample (topk)")
-    train.add_argument("--kind", choices=["topk", "relu"], default="topk")
-    train.add_argument("--l1", type=float, default=5e-3, help="sparsity weight (relu)")
-    train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--batch", type=int, default=4096, help="rows per optimiser step")
+    sae_base = SAETrainConfig()
+    train.add_argument("--expansion", type=int, default=None,
+                       help=f"latents per layer channel (default {sae_base.expansion})")
+    train.add_argument("--d-sae", type=int, default=None, dest="d_sae", help="latents (default: expansion x channels)")
+    train.add_argument("--k", type=int, default=None, help=f"active latents per sample, topk (default {sae_base.k})")
+    train.add_argument("--kind", choices=["topk", "relu"], default=None, help=f"(default {sae_base.kind})")
+    train.add_argument("--l1", type=float, default=None, help=f"sparsity weight, relu (default {sae_base.l1:g})")
+    train.add_argument("--lr", type=float, default=None, help=f"(default {sae_base.lr:g})")
+    train.add_argument("--epochs", type=int, default=None, help=f"(default {sae_base.epochs})")
+    train.add_argument("--batch", type=int, default=None, dest="batch_size",
+                       help=f"rows per optimiser step (default {sae_base.batch_size})")
+    train.add_argument("--seed", type=int, default=None, help=f"(default {sae_base.seed})")
     train.add_argument("--pool", action="store_true", help="one sample per image (mean over positions)")
     train.add_argument("--max-images", type=int, default=None)
     train.add_argument("--eval-data", default=None, help="labelled images to evaluate on after training")
     train.add_argument("--eval-max-images", type=int, default=None)
-    train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None)
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--quiet", action="store_true")
@@ -326,10 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .models import LayerError, WeightsUnavailable
-    from .sae import SAEError
-    from .units import UnitError
-
+    if getattr(args, "diversity_weight", None) is not None:
+        _warn("--diversity-weight is deprecated: say --diversity for the weight (and --samples for the number "
+              "of images per unit)")
+        args.diversity = args.diversity if args.diversity is not None else args.diversity_weight
     try:
         args.func(args)
     except (UnitError, LayerError, WeightsUnavailable, SAEError, ValueError, FileNotFoundError, KeyError) as err:

@@ -120,7 +120,8 @@ def build_concepts(model: Model, *, data: Any = None, groups: str = "", folders:
     concepts: dict[str, ImageSource] = {}
     if groups.strip():
         if data is None:
-            raise ValueError("label-group concepts need a labelled dataset (class folders or a list file) too")
+            raise ValueError("label-group concepts need a labelled dataset (class folders or a list file): give --data "
+                             "(data= in the library)")
         concepts.update(label_groups(data, parse_label_groups(groups, model.labels), model, per_concept))
     concepts.update(as_concepts(folders or {}))
     return concepts
