@@ -1,18 +1,9 @@
-"""vizneuron in the browser: what does this unit respond to, and is it one concept or several?
-
-Start it with `streamlit run streamlit_app.py` (bundled default model, no network), optionally
-followed by `-- --root FOLDER` (repeatable: folders of images, indexes, SAEs and checkpoints the
-app may read; default: the current folder) and `--home FOLDER` (where it writes mined indexes,
-cached renders and per-session uploads; default `.vizneuron-app`). The same settings can come
-from VIZNEURON_APP_ROOTS (os.pathsep-separated) and VIZNEURON_APP_HOME.
-
-The app is thin on purpose: each action is a library call that the CLI makes too (render with
-`--cache`, mine, top, probe); it only parses widgets and shows results.
-"""
+"""vizneuron in the browser: `streamlit run streamlit_app.py [-- --root FOLDER ... --home FOLDER]`
+(or VIZNEURON_APP_ROOTS / VIZNEURON_APP_HOME): roots are read, home is written. Widgets, layout and
+the per-model lock only: every action is a library call the CLI makes too."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
@@ -24,14 +15,14 @@ from pathlib import Path
 import streamlit as st
 
 import vizneuron as vz
-from vizneuron.gallery import heatmap_overlay, to_pil
-from vizneuron.mine import ExampleIndex
-from vizneuron.mine.run import mine
-from vizneuron.models import Model
+from vizneuron.imageio import shown
+from vizneuron.mine import ExampleIndex, index_path, mine
+from vizneuron.models import Model, ModelSpec
+from vizneuron.optim.config import PRESETS, RenderConfig
 from vizneuron.optim.cache import RenderCache
-from vizneuron.probe import label_groups, parse_label_groups, probe
-from vizneuron.sae import SAEError, read_sae_config
-from vizneuron.workspace import Workspace
+from vizneuron.probe import build_concepts, concepts_key, parse_named_paths, probe
+from vizneuron.sae import SAE, find_saes, load_sae
+from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 
 #: errors that come from what the user typed or uploaded: shown as a message, never a traceback
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError, OSError)
@@ -60,18 +51,6 @@ def model_turn(loaded: Loaded):
         loaded.lock.release()
 
 
-# -- setup ----------------------------------------------------------------------------------------
-def app_settings() -> tuple[tuple[str, ...], str]:
-    parser = argparse.ArgumentParser(prog="streamlit run streamlit_app.py --", add_help=False)
-    parser.add_argument("--root", action="append", default=None)
-    parser.add_argument("--home", default=None)
-    args, _ = parser.parse_known_args(sys.argv[1:])
-    env_roots = [p for p in os.environ.get("VIZNEURON_APP_ROOTS", "").split(os.pathsep) if p]
-    roots = args.root or env_roots or ["."]
-    home = args.home or os.environ.get("VIZNEURON_APP_HOME") or ".vizneuron-app"
-    return tuple(roots), home
-
-
 @st.cache_resource
 def workspace(roots: tuple[str, ...], home: str) -> Workspace:
     ws = Workspace.create(list(roots), home)
@@ -92,44 +71,47 @@ def open_index(path: str, modified: float) -> ExampleIndex:  # `modified`: a re-
 @st.cache_data(max_entries=32)
 def top_labels(path: str, modified: float, units: tuple[str, ...]) -> dict[str, str]:
     """Each unit's commonest label among its top examples: what the channel search matches."""
-    index = open_index(path, modified)
-    known = set(index.units())
-    found = {unit: index.top_label(unit) for unit in units if unit in known}
-    return {unit: f"{label} {count}/{total}" for unit, (label, count, total) in
-            ((u, t) for u, t in found.items() if t is not None)}
+    return open_index(path, modified).label_hints(units)
 
 
 @st.cache_resource(max_entries=16)
-def labelled_concepts(data: str, groups: str, per_concept: int, labels: tuple[str, ...]) -> dict:
+def labelled_concepts(_model: Model, weights: str, data: str, groups: str, per_concept: int) -> dict:
     """Label-group concepts of a folder (listing a big folder once, not on every rerun)."""
-    return label_groups(data, parse_label_groups(groups, list(labels)), list(labels) or None,
-                        per_concept=per_concept)
+    return build_concepts(_model, data=data, groups=groups, per_concept=per_concept)
 
 
-def session_folder(ws: Workspace) -> Path:
-    if "session_dir" not in st.session_state or not Path(st.session_state.session_dir).exists():
-        ctx = st.runtime.scriptrunner.get_script_run_ctx()
-        st.session_state.session_dir = str(ws.session_dir(ctx.session_id if ctx else None))
-    return Path(st.session_state.session_dir)
+def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
+    """The layer's SAEs by name, loaded once per session (never registered on the shared model)."""
+    kept = st.session_state.setdefault("saes", {})
+    for path in found.values():
+        key = (str(path), path.stat().st_mtime)
+        if key not in kept:
+            kept[key] = load_sae(path)
+    return {name: kept[(str(path), path.stat().st_mtime)] for name, path in found.items()}
 
 
 def keep_upload(ws: Workspace, file, kind: str, subfolder: str = "") -> Path:
-    """Save an uploaded file once (reruns reuse it)."""
-    saved = st.session_state.setdefault("uploads", {})
-    key = (file.file_id, subfolder)
-    if key not in saved or not Path(saved[key]).exists():
-        folder = session_folder(ws) / subfolder
-        folder.mkdir(parents=True, exist_ok=True)
-        saved[key] = str(ws.save_upload(folder, file.name, file.getvalue(), kind))
-    return Path(saved[key])
+    ctx = st.runtime.scriptrunner.get_script_run_ctx()
+    return ws.keep_upload(ctx.session_id if ctx else "", file.file_id, file.name, file.getvalue(), kind, subfolder)
 
 
 def fail(where, message: str, err: Exception | None = None) -> None:
-    text = f"{message}: {err.args[0] if isinstance(err, KeyError) else err}" if err else message
-    where.error(text)
+    where.error(f"{message}: {err.args[0] if isinstance(err, KeyError) else err}" if err else message)
 
 
-# -- pickers --------------------------------------------------------------------------------------
+def kept_choice(where, label: str, options: list, state: str, default, salt: object = None, **kwargs):
+    """A selectbox whose choice lives in session state under `state` (set by the user, or by code such
+    as a grid click). Streamlit's front end falls back to a widget's default, not to state set through
+    the API, when it redraws; so the widget is created with the kept value as its default, under a
+    key that follows its options, that value and `salt` (e.g. the labels, since Streamlit matches a
+    value by its label), and its own state is never set behind its back."""
+    if st.session_state.get(state) not in options:
+        st.session_state[state] = default
+    widget = f"{state}_{hashlib.sha1(repr((options, st.session_state[state], salt)).encode()).hexdigest()[:8]}"
+    return where.selectbox(label, options, index=options.index(st.session_state[state]), key=widget,
+                           on_change=lambda: st.session_state.update({state: st.session_state[widget]}), **kwargs)
+
+
 def pick_model(ws: Workspace) -> Loaded | None:
     bar = st.sidebar
     bar.header("Model")
@@ -141,8 +123,7 @@ def pick_model(ws: Workspace) -> Loaded | None:
                               help="default, torchvision:resnet18?weights=PATH, timm:NAME, lucent:inceptionv1, "
                                    "cifar-resnet:PATH, tflite:PATH (paths inside the app's folders)")
     else:
-        file = bar.file_uploader("Checkpoint or TFLite file", type=["tflite", "pt", "pth", "th", "safetensors"],
-                                 key="model_upload")
+        file = bar.file_uploader("Checkpoint or TFLite file", type=[s[1:] for s in MODEL_SUFFIXES], key="model_upload")
         arch = bar.text_input("Architecture of .pt/.pth/.safetensors weights", value="cifar-resnet", key="model_arch",
                               help="cifar-resnet, default, or a spec such as torchvision:resnet18")
         if file is None:
@@ -153,61 +134,26 @@ def pick_model(ws: Workspace) -> Loaded | None:
         except USER_ERRORS as err:
             fail(bar, "Upload refused", err)
             return None
-        if path.suffix == ".tflite":
-            spec = f"tflite:{path}"
-        elif arch.strip() == "cifar-resnet":
-            spec = f"cifar-resnet:{path}"
-        else:
-            spec = f"{arch.strip()}{'&' if '?' in arch else '?'}weights={path}"
+        spec = ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
     try:
-        return load(ws.check_spec(spec))
+        return load(str(ws.check_spec(spec)))
     except USER_ERRORS as err:
         fail(bar, f"Cannot load model {spec!r}", err)
         return None
 
 
-def default_layer(model: Model, names: list[str]) -> str:
-    """The deepest layer that still has a spatial grid (where renders are most readable)."""
-    spatial = [n for n in names if model.layers[n].layout == "spatial" and model.layers[n].shape[1] > 1]
-    return (spatial or names)[-1]
-
-
-def find_saes(ws: Workspace, model: Model, layer: str) -> dict[str, Path]:
-    """SAE files for this model's layer in the app's folders (`saes/` under home and each root)."""
-    found = {}
-    for folder in [ws.home / "saes", *(root / "saes" for root in ws.roots), *ws.roots]:
-        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
-            try:
-                config = read_sae_config(path)
-            except SAEError:
-                continue
-            if config.layer == layer and config.d_in == model.layers[layer].channels:
-                found.setdefault(path.stem, path)
-    return found
-
-
 def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str, dict[str, Path]]:
     """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer, the
-    layer's SAE files)."""
+    layer's SAE files by name)."""
     bar = st.sidebar
     bar.header("Unit")
     names = [n for n, info in model.layers.items() if info.channels]
-    # A widget's default must equal its state: Streamlit's front end falls back to the default
-    # (not the state set through the API) when it redraws, so stale state is dropped and the
-    # wanted value goes in as the default index.
-    if st.session_state.get("layer") not in names:
+    if st.session_state.get("layer") not in names:  # a widget's default must equal its state (see kept_choice)
         st.session_state.pop("layer", None)
-    current = st.session_state.get("layer", default_layer(model, names))
-
-    def describe(name: str) -> str:
-        info = model.layers[name]
-        grid = f", {info.shape[1]}x{info.shape[2]}" if info.layout == "spatial" else ""
-        return f"{name} ({info.channels} channels{grid})"
-
-    layer = bar.selectbox("Layer (type to search)", names, index=names.index(current), key="layer",
-                          format_func=describe)
+    layer = bar.selectbox("Layer (type to search)", names, index=names.index(st.session_state.get(
+        "layer", model.default_layer)), key="layer", format_func=lambda name: model.layers[name].summary)
     info = model.layers[layer]
-    saes = find_saes(ws, model, layer)
+    saes = find_saes(ws.sae_folders, layer, info.channels)
     kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
     if info.layout != "spatial":
         kinds.remove("neuron")
@@ -219,26 +165,14 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         bar.caption("No SAE for this layer in the app's folders (train one: `vizneuron sae train`).")
     if kind == "SAE feature":
         sae_name = bar.selectbox("SAE", list(saes), key="sae_name")
-        if sae_name not in model.saes:
-            model.add_sae(sae_name, saes[sae_name])
-        width = model.saes[sae_name].config.d_sae
+        width = session_saes(saes)[sae_name].config.d_sae
         feature = bar.number_input(f"Feature (of {width})", 0, width - 1, key="feature")
         return f"{layer}/{sae_name}:{int(feature)}", layer, saes
-    hints = {}
-    if index is not None:
-        hints = top_labels(index.path, Path(index.path).stat().st_mtime, tuple(f"{layer}:{c}" for c in range(info.channels)))
-    # the picker's labels change when an index appears, and Streamlit matches a selectbox's value by
-    # its label: so the widget key follows the labels and the chosen channel lives under "channel"
-    widget = f"channel_{layer}_{hashlib.sha1(repr(sorted(hints.items())).encode()).hexdigest()[:8]}"
-    if not 0 <= st.session_state.setdefault("channel", 0) < info.channels:
-        st.session_state.channel = 0
-    if st.session_state.get(widget, st.session_state.channel) != st.session_state.channel:  # a grid click
-        del st.session_state[widget]
-    channel = bar.selectbox(
-        f"Channel (of {info.channels}; type a label to search top examples)", range(info.channels),
-        index=st.session_state.channel, key=widget,
-        on_change=lambda: st.session_state.update(channel=st.session_state[widget]),
-        format_func=lambda c: f"{c}" + (f"  · top: {hints[f'{layer}:{c}']}" if f"{layer}:{c}" in hints else ""))
+    units = [f"{layer}:{c}" for c in range(info.channels)]
+    hints = top_labels(index.path, Path(index.path).stat().st_mtime, tuple(units)) if index is not None else {}
+    channel = kept_choice(bar, f"Channel (of {info.channels}; type a label to search top examples)",
+                          list(range(info.channels)), "channel", 0, salt=(layer, sorted(hints.items())),
+                          format_func=lambda c: f"{c}" + (f"  · top: {hints[units[c]]}" if units[c] in hints else ""))
     if kind == "neuron":
         h, w = info.shape[1], info.shape[2]
         y = bar.number_input(f"Row (of {h})", 0, h - 1, value=h // 2, key="neuron_y")
@@ -254,16 +188,8 @@ def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
     mined = st.session_state.get("index_path")
     if mined and mined not in found:
         found.append(mined)
-    options = ["(none)", *found, "(path…)"]
-    # The chosen index lives under "index_kept" (set by the user or by a finished mining run); the
-    # widget's key follows it, so the widget is always created with the wanted value as its
-    # default and its state is never set behind the front end's back.
-    kept = st.session_state.get("index_kept")
-    kept = kept if kept in options else "(none)"
-    widget = f"index_{hashlib.sha1(repr((options, kept)).encode()).hexdigest()[:8]}"
-    choice = bar.selectbox("Index", options, index=options.index(kept), key=widget,
-                           on_change=lambda: st.session_state.update(index_kept=st.session_state[widget]),
-                           format_func=lambda p: p if p.startswith("(") else Path(p).name)
+    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], "index_kept", "(none)",  # a mining run sets it
+                         format_func=lambda p: p if p.startswith("(") else Path(p).name)
     if choice == "(none)":
         bar.caption("No index: mine a folder in the Data view.")
         return None
@@ -283,36 +209,36 @@ def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
     return index
 
 
-# -- neuron view ----------------------------------------------------------------------------------
-def render_settings(model: Model) -> dict:
+def render_settings(model: Model) -> RenderConfig:
+    """The neuron view's render settings: the preset's defaults, changed by the widgets."""
+    base = PRESETS["neuron-view"]
     with st.expander("Render settings", expanded=False):
         c1, c2, c3 = st.columns(3)
-        steps = c1.number_input("Steps", 16, 4096, 256, step=16, key="steps")
+        steps = c1.number_input("Steps", 16, 4096, base.steps, step=16, key="steps")
         size = c2.number_input("Size (px)", 16, 1024, model.input_size[0], step=8,
                                key=f"size_{model.name}")  # each model starts at its own input size
-        param = c3.selectbox("Parameterisation", ["fft", "pixel", "maco"], key="param")
-        samples = c1.number_input("Diverse samples", 1, 16, 4, key="samples")
-        diversity = c2.number_input("Diversity weight", 0.0, 1e4, 1.0, key="diversity",
+        params = ["fft", "pixel", "maco"]
+        param = c3.selectbox("Parameterisation", params, index=params.index(base.param), key="param")
+        samples = c1.number_input("Diverse samples", 1, 16, base.samples, key="samples")
+        diversity = c2.number_input("Diversity weight", 0.0, 1e4, base.diversity, key="diversity",
                                     help="lucid uses 100 on InceptionV1; activation scales differ between models, "
                                          "so lower it when the renders stop driving the unit")
-        seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+        seed = c3.number_input("Seed", 0, 2**31 - 1, base.seed, key="seed")
         layers = ["(the unit's layer)", *(n for n, info in model.layers.items() if info.layout == "spatial")]
         diversity_layer = c1.selectbox("Diversity layer", layers, key=f"diversity_layer_{model.name}",
                                        help="where the samples' Gram matrices are pushed apart; a lower layer keeps "
                                             "samples alive when the unit's layer is small")
-    settings = {"samples": int(samples), "diversity": float(diversity) if samples > 1 else 0.0, "param": param,
-                "size": int(size), "steps": int(steps), "seed": int(seed)}
-    if samples > 1 and diversity_layer != layers[0]:
-        settings["diversity_layer"] = diversity_layer
-    return settings
+    return base.with_settings(samples=int(samples), diversity=float(diversity), param=param, size=int(size),
+                              steps=int(steps), seed=int(seed),
+                              diversity_layer=None if diversity_layer == layers[0] else diversity_layer)
 
 
-def render_with_progress(loaded: Loaded, cache: RenderCache, units, settings: dict, text: str):
+def render_with_progress(loaded: Loaded, cache: RenderCache, units, config: RenderConfig, saes: dict, text: str):
     """A cached render with a progress bar; None (and a message) when it fails."""
     bar = st.progress(0.0, text=text)
     try:
         with model_turn(loaded):
-            return cache.render(loaded.model, units, **settings,
+            return cache.render(loaded.model, units, config, saes=saes,
                                 on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
     except USER_ERRORS as err:
         fail(st, "Render failed", err)
@@ -321,23 +247,22 @@ def render_with_progress(loaded: Loaded, cache: RenderCache, units, settings: di
         bar.empty()
 
 
-def show_renders(loaded: Loaded, ws: Workspace, unit: str, index: ExampleIndex | None) -> None:
+def show_renders(loaded: Loaded, ws: Workspace, unit: str, saes: dict, index: ExampleIndex | None) -> None:
     st.subheader("Renders")
-    settings = render_settings(loaded.model)
+    config = render_settings(loaded.model)
     cache = RenderCache(ws.folder("renders"))
     try:
-        result = cache.get(loaded.model, unit, **settings)
+        result = cache.get(loaded.model, unit, config, saes=saes)
     except USER_ERRORS as err:
         return fail(st, "Cannot render this unit", err)
     if st.button("Render", key="render", type="primary", disabled=result is not None,
                  help="already rendered with these settings" if result is not None else None):
-        result = render_with_progress(loaded, cache, unit, settings, "rendering…")
+        result = render_with_progress(loaded, cache, unit, config, saes, "rendering…")
     if result is None:
         st.caption("Not rendered with these settings yet.")
         return
-    scale = max(1, 160 // result.images.shape[-1])
     best_real = index.stats(unit).max if index is not None and unit in index.units() else None
-    st.image([to_pil(img, scale) for img in result.images],
+    st.image([shown(img, 160) for img in result.images],
              caption=[f"activation {a:.3f}" + (f" ({a / best_real:.1f}x best example)" if best_real else "")
                       for a in result.activations.tolist()])
 
@@ -362,16 +287,14 @@ def show_examples(index: ExampleIndex | None, unit: str) -> None:
         st.markdown("**Bottom** (least activating)" if bottom else "**Top** (most activating): crop, then where it fired")
         pictures, captions = [], []
         for e in examples:
-            thumb = index.thumbnail(e.image)
-            shown = heatmap_overlay(thumb, e.heatmap) if e.heatmap is not None else thumb
-            pictures += [index.crop(e).resize((96, 96)), shown.resize((96, 96))]
+            pictures += [index.crop(e).resize((96, 96)), index.overlay(e).resize((96, 96))]
             captions += [f"{e.value:.3f} {e.label or ''}", Path(e.path).name]
         st.image(pictures, caption=captions)
 
 
-def concept_inputs(ws: Workspace, model: Model) -> dict:
+def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
     """Concepts from a labelled folder's label groups, from folders, and from uploaded images."""
-    concepts: dict = {}
+    model = loaded.model
     st.markdown("Concepts: label groups of a labelled folder, folders, and/or uploaded images (two or more).")
     c1, c2 = st.columns(2)
     data = c1.text_input("Labelled folder (class subfolders)", key="concept_data")
@@ -381,12 +304,11 @@ def concept_inputs(ws: Workspace, model: Model) -> dict:
                           key="concept_groups", height=80)
     per = c1.number_input("Images per concept", 8, 5000, 100, key="per_concept")
     folders = c2.text_area("Folder concepts, one NAME=FOLDER per line", key="concept_folders", height=80)
+    concepts: dict = {}
     if data.strip():
-        concepts.update(labelled_concepts(str(ws.resolve(data)), groups, int(per), tuple(model.labels or ())))
-    for line in folders.splitlines():
-        name, _, folder = line.partition("=")
-        if name.strip() and folder.strip():
-            concepts[name.strip()] = ws.resolve(folder.strip())
+        concepts.update(labelled_concepts(loaded.model, model.fingerprint, str(ws.resolve(data)), groups, int(per)))
+    concepts.update(build_concepts(model, folders={name: ws.resolve(folder)
+                                                   for name, folder in parse_named_paths(folders).items()}))
     with st.expander("Concepts from uploaded images"):
         name = st.text_input("Concept name", key="upload_concept_name")
         files = st.file_uploader("Images of this concept", type=None, accept_multiple_files=True,
@@ -403,41 +325,34 @@ def concept_inputs(ws: Workspace, model: Model) -> dict:
                 st.session_state.setdefault("uploaded_concepts", {})[name.strip()] = str(kept[0].parent)
         for cname, folder in st.session_state.get("uploaded_concepts", {}).items():
             st.caption(f"{cname}: {len(list(Path(folder).iterdir()))} images")
-    concepts.update(st.session_state.get("uploaded_concepts", {}))
+    concepts.update(build_concepts(model, folders=st.session_state.get("uploaded_concepts", {})))
     return concepts
 
 
-def concept_signature(concepts: dict) -> tuple:
-    """What identifies a set of concepts across reruns: names and the images' keys."""
-    return tuple((name, str(data) if isinstance(data, (str, Path)) else tuple(data.key(i) for i in range(len(data))))
-                 for name, data in sorted(concepts.items()))
-
-
-def show_probe(loaded: Loaded, ws: Workspace, unit: str, saes: dict[str, Path], index: ExampleIndex | None) -> None:
+def show_probe(loaded: Loaded, ws: Workspace, unit: str, sae_files: dict[str, Path], saes: dict[str, SAE],
+               index: ExampleIndex | None) -> None:
     st.subheader("Is it polysemantic?")
     model = loaded.model
     try:
-        concepts = concept_inputs(ws, model)
+        concepts = concept_inputs(ws, loaded)
     except USER_ERRORS as err:
         return fail(st, "Cannot build the concepts", err)
     c1, c2, c3 = st.columns(3)
     renders = c1.number_input("Renders to classify", 0, 16, 4, key="probe_renders")
     steps = c2.number_input("Render steps", 16, 2048, 128, step=16, key="probe_steps")
-    sae_name = c3.selectbox("Split into SAE features", ["(no SAE)", *saes], key="probe_sae",
-                            disabled="/" in unit or not saes)
-    key = (model.name, model.fingerprint, unit, concept_signature(concepts), index.path if index else None, sae_name,
+    sae_name = c3.selectbox("Split into SAE features", ["(no SAE)", *sae_files], key="probe_sae",
+                            disabled="/" in unit or not sae_files)
+    key = (model.name, model.fingerprint, unit, concepts_key(concepts), index.path if index else None, sae_name,
            int(renders), int(steps))
     reports = st.session_state.setdefault("probes", {})
     if st.button("Probe", key="probe", type="primary", disabled=len(concepts) < 2):
-        sae = None
-        if sae_name != "(no SAE)" and "/" not in unit:
-            model.add_sae(sae_name, saes[sae_name])
-            sae = sae_name
+        sae = sae_files[sae_name] if sae_name != "(no SAE)" and "/" not in unit else None
         with st.spinner(f"Measuring {len(concepts)} concepts, rendering and classifying…"):
             try:
                 with model_turn(loaded):
-                    reports[key] = probe(model, unit, concepts, index=index if unit in (index.units() if index else [])
-                                         else None, sae=sae, renders=int(renders), render_steps=int(steps))
+                    reports[key] = probe(model, vz.parse_unit(unit, model, saes), concepts, sae=sae,
+                                         index=index if index is not None and unit in index.units() else None,
+                                         renders=int(renders), render_steps=int(steps))
             except USER_ERRORS as err:
                 return fail(st, "Probe failed", err)
     if len(concepts) < 2:
@@ -449,31 +364,23 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, saes: dict[str, Path], 
 def show_report(report) -> None:
     banner = {"monosemantic": st.success, "polysemantic": st.warning}.get(report.verdict, st.info)
     banner(f"Verdict: **{report.summary}** — score {report.score:.2f}")
-    st.dataframe([{"concept": e.name, "images": e.images, "mean": round(e.mean, 4), "z": round(e.z, 2),
-                   "top range": f"{e.top_fraction:.0%}", "drives": e.drives}
-                  for e in sorted(report.evidence, key=lambda e: -e.z)], hide_index=True)
+    st.dataframe(report.evidence_table(), hide_index=True)
     if report.renders:
         st.markdown(f"**Renders:** {report.renders['summary']}")
-        images = report.renders["images"]
-        st.image([to_pil(img, max(1, 128 // images.shape[-1])) for img in images],
+        st.image([shown(img) for img in report.renders["images"]],
                  caption=[f"model: {c} · nearest: {n}" for c, n in
                           zip(report.renders["classified_as"], report.renders["nearest_concept"])])
     if report.example_clusters:
-        st.markdown("**Top dataset examples, grouped by the model's own features:** " + "; ".join(
-            f"group {i + 1}: {len(g['members'])} images"
-            + (f" ({', '.join(sorted(set(filter(None, g.get('labels', [])))))})" if g.get("labels") else "")
-            for i, g in enumerate(report.example_clusters)))
+        st.markdown(f"**Top dataset examples, grouped by the model's own features:** {report.clusters_summary()}")
     if report.sae_split:
         st.markdown("**Split into SAE features** (share of the unit on its driving images):")
-        st.dataframe([{"feature": f["feature"], "share": f"{f['share']:.0%}", "verdict": f["verdict"],
-                       "concepts": ", ".join(f["concepts"]) or "-"} for f in report.sae_split], hide_index=True)
+        st.dataframe(report.split_table(), hide_index=True)
         pictures = [f for f in report.sae_split if f["render"] is not None]
         if pictures:
-            st.image([to_pil(f["render"], max(1, 128 // f["render"].shape[-1])) for f in pictures],
+            st.image([shown(f["render"]) for f in pictures],
                      caption=[f["feature"] for f in pictures])
 
 
-# -- layer view -----------------------------------------------------------------------------------
 def open_channel(channel: int) -> None:
     st.session_state.channel = channel
     st.session_state.unit_kind = "channel"
@@ -490,16 +397,16 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
     names: dict[int, str] = {}  # channel -> commonest label of its top examples
     if source == "renders":
         cache = RenderCache(ws.folder("renders"))
-        steps = st.number_input("Steps per channel", 16, 2048, 64, step=16, key="grid_steps")
-        settings = {"steps": int(steps), "seed": 0}
-        result = cache.get(model, units, **settings)
+        grid = PRESETS["layer-grid"]
+        steps = st.number_input("Steps per channel", 16, 2048, grid.steps, step=16, key="grid_steps")
+        config = grid.with_settings(steps=int(steps))
+        result = cache.get(model, units, config)
         if result is None and st.button(f"Render all {channels} channels", key="render_layer", type="primary"):
-            result = render_with_progress(loaded, cache, units, settings, "rendering the layer…")
+            result = render_with_progress(loaded, cache, units, config, {}, "rendering the layer…")
         if result is None:
             st.caption("Not rendered yet with these settings (one batch for the whole layer, cached).")
             return
-        scale = max(1, 96 // result.images.shape[-1])
-        pictures = {c: to_pil(result.images[c], scale) for c in range(channels)}
+        pictures = {c: shown(result.images[c], 96) for c in range(channels)}
     else:
         if index is None or units[0] not in index.units():
             st.info("No index with this layer: mine it in the Data view, or show renders.")
@@ -521,7 +428,6 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
                           width="stretch")
 
 
-# -- data view ------------------------------------------------------------------------------------
 def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     model = loaded.model
     st.subheader("Mine a folder for dataset examples")
@@ -536,9 +442,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     if st.button("Mine", key="mine", type="primary", disabled=not (folder.strip() and layers)):
         try:
             data = ws.resolve(folder)
-            digest = hashlib.sha1(repr((model.fingerprint, str(data), sorted(layers), int(k), int(batch))).encode()).hexdigest()
-            stem = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{data.name}")[:60]
-            path = ws.folder("indexes") / f"{stem}_{digest[:10]}.sqlite"
+            path = index_path(ws.folder("indexes"), model, data, ",".join(layers), int(k), int(batch))
             bar = st.progress(0.0, text="mining…")
             with model_turn(loaded):
                 index = mine(model, ",".join(layers), data, k=int(k), index=path, batch_size=int(batch),
@@ -562,24 +466,24 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     st.caption(f"The app reads only inside: {', '.join(str(p) for p in ws.readable)}")
 
 
-# -- page -----------------------------------------------------------------------------------------
 def main() -> None:
     st.set_page_config(page_title="vizneuron", layout="wide")
-    ws = workspace(*app_settings())
+    ws = workspace(*Workspace.settings(sys.argv[1:], os.environ))
     loaded = pick_model(ws)
     if loaded is None:
         st.title("vizneuron")
         st.info("Pick a model in the sidebar.")
         return
     index = pick_index(ws, loaded.model)
-    unit, layer, saes = pick_unit(loaded.model, ws, index)
+    unit, layer, sae_files = pick_unit(loaded.model, ws, index)
+    saes = session_saes(sae_files)
     view = st.radio("View", ["Neuron", "Layer", "Data"], key="view", horizontal=True, label_visibility="collapsed")
     if view == "Neuron":
         st.title(f"{unit}")
         st.caption(f"{loaded.model.name} · what does this unit respond to, and is it one concept or several?")
-        show_renders(loaded, ws, unit, index)
+        show_renders(loaded, ws, unit, saes, index)
         show_examples(index, unit)
-        show_probe(loaded, ws, unit, saes, index)
+        show_probe(loaded, ws, unit, sae_files, saes, index)
     elif view == "Layer":
         show_layer(loaded, ws, layer, index)
     else:

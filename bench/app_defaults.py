@@ -20,7 +20,7 @@ import torch
 from common import SHARED, table
 
 import vizneuron as vz
-from vizneuron.optim.cache import RenderCache
+from vizneuron import PRESETS, RenderCache
 from vizneuron.probe import label_groups
 
 
@@ -43,21 +43,21 @@ def main() -> None:
     vz.render(model, "layer3:0", steps=8, progress=False)  # warm-up
     cache = RenderCache(tempfile.mkdtemp())
     rows = []
-    neuron = {"samples": 4, "diversity": 1.0, "param": "fft", "size": 32, "steps": 256, "seed": 0}
-    _, seconds = timed(lambda: cache.render(model, "layer3:5", **neuron))
-    rows.append(["neuron view render (4 diverse samples, 256 steps, 32 px)", f"{seconds:.1f} s"])
-    _, seconds = timed(lambda: cache.render(model, "layer3:5", **neuron))
+    neuron, grid = PRESETS["neuron-view"], PRESETS["layer-grid"]  # the app's defaults
+    _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
+    rows.append([f"neuron view render ({neuron.samples} diverse samples, {neuron.steps} steps, 32 px)", f"{seconds:.1f} s"])
+    _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
     rows.append(["the same render again (read from the cache)", f"{seconds * 1000:.1f} ms"])
     units = [f"layer3:{c}" for c in range(128)]
-    _, seconds = timed(lambda: cache.render(model, units, steps=64, seed=0))
-    rows.append(["layer grid render (all 128 channels of layer3 in one batch, 64 steps)", f"{seconds:.1f} s"])
+    _, seconds = timed(lambda: cache.render(model, units, grid))
+    rows.append([f"layer grid render (all 128 channels of layer3 in one batch, {grid.steps} steps)", f"{seconds:.1f} s"])
     folder = Path(tempfile.mkdtemp()) / "list.txt"
     files = [p for c in sorted(data.iterdir()) for p in sorted(c.iterdir())[: args.per_class]]
     folder.write_text("".join(f"{p}\t{p.parent.name}\n" for p in files))
     index, seconds = timed(lambda: vz.mine(model, "layer3", folder, k=16, index=folder.with_suffix(".sqlite"),
                                            progress=False))
     rows.append([f"mine layer3 over {len(files):,} images (k 16)", f"{seconds:.1f} s"])
-    concepts = label_groups(folder, {c: [c] for c in model.labels}, model.labels, per_concept=100)
+    concepts = label_groups(folder, {c: [c] for c in model.labels}, model, per_concept=100)
     report, seconds = timed(lambda: vz.probe(model, "layer3:5", concepts, index=index, renders=4, render_steps=128))
     rows.append(["probe (10 concepts x 100 images, 4 renders of 128 steps, example clusters)", f"{seconds:.1f} s"])
     print(f"torch threads: {args.threads}; {report.unit}: {report.summary}")

@@ -30,7 +30,7 @@ def main() -> None:
     units = parse_units(f"{args.layer}:{args.channels}", model)
     rows = []
     for redirect in (0, args.redirect_steps):
-        result = render(model, units, steps=args.steps, seed=0, redirect_steps=redirect, progress=False)
+        result = render(model, units, steps=args.steps, seed=0, redirect_steps=redirect, batch=None, progress=False)
         grey = (result.images.flatten(1).std(1) < 0.02) | (result.activations == 0)
         rows.append([f"{redirect}", f"{int(grey.sum())} / {len(units)}", f"{result.activations.mean():.3f}"])
         print(rows[-1], flush=True)

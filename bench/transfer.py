@@ -48,7 +48,7 @@ def main() -> None:
     rows = []
     for name in args.settings.split(";"):
         start = time.perf_counter()
-        result = render(source, units, seed=0, progress=False, **SETTINGS[name])
+        result = render(source, units, seed=0, batch=None, progress=False, **SETTINGS[name])  # one batch, as measured
         images = F.interpolate(result.images, size=judge.input_size, mode="bilinear", antialias=True)
         own = F.interpolate(result.images, size=source.input_size, mode="bilinear", antialias=True)
         with torch.no_grad():

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from vizneuron import load_model, mine, render
-from vizneuron.gallery import contact_sheet, heatmap_overlay, to_pil
+from vizneuron import PRESETS, load_model, mine, render
+from vizneuron.gallery import contact_sheet
+from vizneuron.imageio import to_pil
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
@@ -40,7 +41,7 @@ def save_render_and_examples(model, units: str, path: Path, tile: int = 96, show
         y = row * (tile + 4)
         sheet.paste(to_pil(result.images[row]).resize((tile, tile), Image.NEAREST), (0, y))
         for col, example in enumerate(index.examples(unit.name, k=shown)):
-            picture = heatmap_overlay(index.thumbnail(example.image), example.heatmap)
+            picture = index.overlay(example)
             sheet.paste(picture.resize((tile, tile), Image.NEAREST), (gap + (col + 1) * (tile + 4), y))
     sheet.save(path)
     print("wrote", path)
@@ -53,8 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     ASSETS.mkdir(exist_ok=True)
     model = load_model("default")
-    result = render(model, "layer3:0-7", samples=2, diversity=1.0, diversity_layer="layer2", steps=256,
-                    seed=0, progress=False)  # as the quick start
+    result = render(model, "layer3:0-7", PRESETS["quick-start"], progress=False)  # as the quick start
     save_columns(result, ASSETS / "default_layer3.png", scale=4)
     if args.examples:
         save_render_and_examples(model, "layer3:0-5", ASSETS / "default_layer3_examples.png")

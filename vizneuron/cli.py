@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .gallery import write_examples_page, write_gallery
-from .mine import ExampleIndex, merge, mine
+from .mine import ExampleIndex, index_path, merge, mine
 from .models import LayerError, WeightsUnavailable, list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import PRESETS, RenderConfig, preset
@@ -38,6 +38,7 @@ def _cmd_layers(args: argparse.Namespace) -> None:
         note = f"  (runs {info.calls}x per pass)" if info.calls > 1 else ""
         channels = info.channels if info.channels is not None else "-"
         print(f"{info.name.ljust(width)}  {shape:<18} {info.layout:<8} {channels}{note}")
+    print(f"default layer for views: {model.default_layer}")
 
 
 def _render_config(args: argparse.Namespace) -> RenderConfig:
@@ -79,6 +80,7 @@ def _cmd_mine(args: argparse.Namespace) -> None:
         raise ValueError("give --layers (all their channels) and/or --units")
     model = load_model(args.model, device=args.device)
     what = ";".join(part for part in (args.layers, args.units) if part)
+    args.index = args.index or str(index_path("indexes", model, args.data, what, args.k, args.batch))
     index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
                  shard=args.shard, reduce=args.reduce, autocast=args.autocast,
                  checkpoint_every=args.checkpoint_every, progress=not args.quiet)
@@ -156,13 +158,13 @@ def _cmd_probe(args: argparse.Namespace) -> None:
                    sae=args.sae, renders=args.renders, render_steps=args.steps)
     page = write_report(report, args.out)
     print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
-    for e in sorted(report.evidence, key=lambda e: -e.z):
-        print(f"  {e.name:<20} mean {e.mean:>8.3f}  z {e.z:+.2f}  top range {e.top_fraction:>4.0%}"
-              f"{'  drives' if e.drives else ''}")
+    for row in report.evidence_table():
+        print(f"  {row['concept']:<20} mean {row['mean']:>8.3f}  z {row['z']:+.2f}  top range {row['top range']:>4}"
+              f"{'  drives' if row['drives'] else ''}")
     if report.renders:
         print(f"  renders: {report.renders['summary']}")
-    for f in report.sae_split:
-        print(f"  {f['feature']}: {f['share']:.0%}, {f['verdict']} ({', '.join(f['concepts']) or '-'})")
+    for row in report.split_table():
+        print(f"  {row['feature']}: {row['share']}, {row['verdict']} ({row['concepts']})")
     print(f"report: {page}")
 
 
@@ -179,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vizneuron", description="What does this neuron respond to?")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    models = sub.add_parser("models", help="list the model sources a spec can name")
-    models.set_defaults(func=_cmd_models)
+    models_cmd = sub.add_parser("models", help="list the model sources a spec can name")
+    models_cmd.set_defaults(func=_cmd_models)
 
     layers = sub.add_parser("layers", help="list every hookable layer with its output shape")
     layers.add_argument("model", help="model spec, e.g. default, torchvision:resnet18?weights=none")
@@ -225,29 +227,30 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "the same model, units and settings (the app's cache too)")
     rend.set_defaults(func=_cmd_render)
 
-    mine = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")
-    mine.add_argument("model", help="model spec, e.g. default")
-    mine.add_argument("--layers", default="", help="layers whose every channel is mined, e.g. layer2,layer3")
-    mine.add_argument("--units", default="", help="further unit specs, e.g. 'logit:*; layer3:5@2,2'")
-    mine.add_argument("--data", required=True, help="image folder (class subfolders = labels) or a text file of paths")
-    mine.add_argument("--k", type=int, default=32, help="top and bottom images kept per unit")
-    mine.add_argument("--index", required=True, help="SQLite index to write; rerun the same command to resume")
-    mine.add_argument("--batch", type=int, default=64)
-    mine.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
-    mine.add_argument("--shard", default="0/1", help="mine the I-th of N slices (I/N); combine with `merge`")
-    mine.add_argument("--reduce", choices=["max", "mean"], default="max",
+    mine_cmd = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")
+    mine_cmd.add_argument("model", help="model spec, e.g. default")
+    mine_cmd.add_argument("--layers", default="", help="layers whose every channel is mined, e.g. layer2,layer3")
+    mine_cmd.add_argument("--units", default="", help="further unit specs, e.g. 'logit:*; layer3:5@2,2'")
+    mine_cmd.add_argument("--data", required=True, help="image folder (class subfolders = labels) or a text file of paths")
+    mine_cmd.add_argument("--k", type=int, default=32, help="top and bottom images kept per unit")
+    mine_cmd.add_argument("--index", default=None, help="SQLite index to write (default: one named after the model, "
+                                                    "data and settings under ./indexes); rerun to resume")
+    mine_cmd.add_argument("--batch", type=int, default=64)
+    mine_cmd.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    mine_cmd.add_argument("--shard", default="0/1", help="mine the I-th of N slices (I/N); combine with `merge`")
+    mine_cmd.add_argument("--reduce", choices=["max", "mean"], default="max",
                       help="an image's value for a spatial unit: its max over positions, or the mean")
-    mine.add_argument("--checkpoint-every", type=int, default=8, help="batches between checkpoints")
-    mine.add_argument("--autocast", action="store_true", help="float16 autocast on CUDA")
-    mine.add_argument("--device", default=None)
-    mine.add_argument("--threads", type=int, default=None)
-    mine.add_argument("--quiet", action="store_true")
-    mine.set_defaults(func=_cmd_mine)
+    mine_cmd.add_argument("--checkpoint-every", type=int, default=8, help="batches between checkpoints")
+    mine_cmd.add_argument("--autocast", action="store_true", help="float16 autocast on CUDA")
+    mine_cmd.add_argument("--device", default=None)
+    mine_cmd.add_argument("--threads", type=int, default=None)
+    mine_cmd.add_argument("--quiet", action="store_true")
+    mine_cmd.set_defaults(func=_cmd_mine)
 
-    merge = sub.add_parser("merge", help="combine shard indexes into the result of one unsharded run")
-    merge.add_argument("output", help="index to write")
-    merge.add_argument("shards", nargs="+", help="the finished shard indexes 0/N .. N-1/N")
-    merge.set_defaults(func=_cmd_merge)
+    merge_cmd = sub.add_parser("merge", help="combine shard indexes into the result of one unsharded run")
+    merge_cmd.add_argument("output", help="index to write")
+    merge_cmd.add_argument("shards", nargs="+", help="the finished shard indexes 0/N .. N-1/N")
+    merge_cmd.set_defaults(func=_cmd_merge)
 
     top = sub.add_parser("top", help="print a unit's top (or bottom) dataset examples and write a small gallery")
     top.add_argument("model", help="the model spec the index was mined with")

@@ -12,12 +12,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torchvision
 from PIL import Image
 
-from .imageio import png_bytes, to_pil, write_atomic
+from .imageio import png_bytes, shown, to_pil, write_atomic
 from .optim.render import RenderResult
 from .version import __version__
 
@@ -38,14 +37,6 @@ def safe_name(unit_name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in unit_name)
 
 
-def heatmap_overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:
-    """The image darkened where the unit's map is low: where in the picture it fired."""
-    peak = float(heat.max())
-    weight = np.clip(heat / peak, 0, 1) if peak > 0 else np.zeros_like(heat)
-    mask = Image.fromarray((weight * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
-    return Image.composite(image, Image.new("RGB", image.size, "black"), mask.point(lambda v: 64 + v * 191 // 255))
-
-
 def write_examples(index, unit: str, out: Path, k: int | None = None, bottom: bool = False) -> list[dict[str, Any]]:
     """A unit's dataset examples from an `ExampleIndex` as PNGs (crop and heatmap overlay) in `out`."""
     records = []
@@ -54,9 +45,7 @@ def write_examples(index, unit: str, out: Path, k: int | None = None, bottom: bo
         stem = f"{safe_name(unit)}_{side}{example.rank}"
         crop = index.crop(example)
         write_atomic(out / f"{stem}_crop.png", png_bytes(crop.resize((128, 128), Image.BICUBIC)))
-        picture = index.thumbnail(example.image)
-        if example.heatmap is not None:
-            picture = heatmap_overlay(picture, example.heatmap)
+        picture = index.overlay(example)
         write_atomic(out / f"{stem}_image.png", png_bytes(picture.resize((128, 128), Image.BICUBIC)))
         records.append({"rank": example.rank, "path": example.path, "label": example.label,
                         "activation": round(example.value, 6), "position": example.position, "box": example.box,
@@ -77,7 +66,7 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
         files = []
         for s, slot in enumerate(slots):
             name = f"{stem}_{s}.png"
-            write_atomic(out / name, png_bytes(to_pil(result.images[slot], scale)))
+            write_atomic(out / name, png_bytes(shown(result.images[slot])))
             files.append(name)
         sheet = f"{stem}_sheet.png"
         write_atomic(out / sheet, png_bytes(contact_sheet(result.images[list(slots)], scale)))

@@ -126,6 +126,19 @@ def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
     return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
 
 
+def shown(image: torch.Tensor, at_least: int = 128) -> Image.Image:
+    """A render as a picture at least `at_least` pixels wide: small ones enlarged by whole pixels."""
+    return to_pil(image, max(1, at_least // image.shape[-1]))
+
+
+def heatmap_overlay(image: Image.Image, heat: np.ndarray) -> Image.Image:
+    """The image darkened where the unit's map is low: where in the picture it fired."""
+    peak = float(heat.max())
+    weight = np.clip(heat / peak, 0, 1) if peak > 0 else np.zeros_like(heat)
+    mask = Image.fromarray((weight * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    return Image.composite(image, Image.new("RGB", image.size, "black"), mask.point(lambda v: 64 + v * 191 // 255))
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

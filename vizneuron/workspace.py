@@ -9,12 +9,15 @@ and, for images, decoded before they are kept.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
@@ -36,6 +39,8 @@ class UploadRejected(ValueError):
 class Workspace:
     roots: list[Path]  # readable
     home: Path  # readable and writable
+    _sessions: dict[str, Path] = field(default_factory=dict, repr=False)  # session id -> its private folder
+    _uploads: dict[tuple, Path] = field(default_factory=dict, repr=False)  # (session, upload, subfolder) -> file
 
     @classmethod
     def create(cls, roots: list[str | Path], home: str | Path) -> "Workspace":
@@ -43,9 +48,25 @@ class Workspace:
         home.mkdir(parents=True, exist_ok=True)
         return cls([Path(r).expanduser().resolve() for r in roots], home)
 
+    @staticmethod
+    def settings(argv: list[str], environ: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+        """(roots, home) from `--root DIR` (repeatable) and `--home DIR`, else VIZNEURON_APP_ROOTS
+        (os.pathsep-separated) and VIZNEURON_APP_HOME, else the current folder and `.vizneuron-app`."""
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--root", action="append", default=None)
+        parser.add_argument("--home", default=None)
+        args, _ = parser.parse_known_args(argv)
+        env_roots = [p for p in environ.get("VIZNEURON_APP_ROOTS", "").split(os.pathsep) if p]
+        return tuple(args.root or env_roots or ["."]), args.home or environ.get("VIZNEURON_APP_HOME") or ".vizneuron-app"
+
     @property
     def readable(self) -> list[Path]:
         return [self.home, *self.roots]
+
+    @property
+    def sae_folders(self) -> list[Path]:
+        """Where the app looks for SAE files: `saes/` under home and under each root, then the roots."""
+        return [self.home / "saes", *(root / "saes" for root in self.roots), *self.roots]
 
     def folder(self, name: str) -> Path:
         """A writable subfolder of home (`indexes`, `renders`, `saes`, `sessions`)."""
@@ -82,6 +103,18 @@ class Workspace:
         path = self.folder("sessions") / f"{safe}-{secrets.token_hex(8)}"
         path.mkdir()
         return path
+
+    def keep_upload(self, session: str, upload: str, name: str, data: bytes, kind: str = "image",
+                    subfolder: str = "") -> Path:
+        """`save_upload` into the session's private folder, once per upload (a rerun reuses the file)."""
+        key = (session, upload, subfolder)
+        if key not in self._uploads or not self._uploads[key].exists():
+            if session not in self._sessions or not self._sessions[session].exists():
+                self._sessions[session] = self.session_dir(session)
+            folder = self._sessions[session] / subfolder
+            folder.mkdir(parents=True, exist_ok=True)
+            self._uploads[key] = self.save_upload(folder, name, data, kind)
+        return self._uploads[key]
 
     def prune_sessions(self, max_age_s: float = 24 * 3600) -> None:
         """Delete session folders untouched for `max_age_s` (uploads are temporary)."""

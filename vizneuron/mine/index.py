@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ..imageio import heatmap_overlay
 from .tracker import HISTOGRAM_EDGES, Tracker
 
 SCHEMA = """
@@ -270,10 +271,21 @@ class ExampleIndex:
         best = max(sorted(set(labels)), key=labels.count)
         return best, labels.count(best), len(labels)
 
+    def label_hints(self, units: Sequence[str]) -> dict[str, str]:
+        """"LABEL n/m" for each of `units` whose top examples carry labels (searchable pickers)."""
+        known = set(self._ids)
+        found = {unit: self.top_label(unit) for unit in units if unit in known}
+        return {unit: f"{label} {count}/{total}" for unit, hit in found.items() if hit for label, count, total in [hit]}
+
     def thumbnail(self, image: int) -> Image.Image:
         """The image as the model saw it (its input size, after crop and resize)."""
         (blob,) = self.db.execute("SELECT thumbnail FROM images WHERE id = ?", (image,)).fetchone()
         return Image.open(io.BytesIO(blob)).convert("RGB")
+
+    def overlay(self, example: Example) -> Image.Image:
+        """The example's image darkened where the unit did not fire (as is, without a heatmap)."""
+        picture = self.thumbnail(example.image)
+        return heatmap_overlay(picture, example.heatmap) if example.heatmap is not None else picture
 
     def crop(self, example: Example) -> Image.Image:
         """The receptive field around the unit's maximum (the whole image for non-spatial units)."""

@@ -9,6 +9,7 @@ and ends with exactly the result of an uninterrupted run; shards merge into the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -59,6 +60,15 @@ def mining_units(model: Model, spec: str | Sequence[str | Unit], saes: SAEs | No
     if len(set(names)) != len(names):
         raise ValueError(f"units repeat: {sorted({n for n in names if names.count(n) > 1})[:5]}")
     return units
+
+
+def index_path(folder: str | Path, model: Model, data: str | Path, units: str, k: int, batch_size: int) -> Path:
+    """Where a mining run's index goes when none is named: one file per model weights, data, units
+    and settings, so the same run resumes into the same file and another run never mixes in."""
+    key = repr((model.fingerprint, str(Path(data).resolve()), sorted(units.split(",")), k, batch_size))
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    stem = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{Path(data).name}")[:60]
+    return Path(folder) / f"{stem}_{digest}.sqlite"
 
 
 def _groups(model: Model, units: list[Unit]) -> tuple[list[Unit], list[Group]]:

@@ -38,6 +38,12 @@ class LayerInfo:
         return {3: "spatial", 2: "tokens", 1: "vector"}.get(len(self.shape), "other")
 
     @property
+    def summary(self) -> str:
+        """`layer3 (128 channels, 4x4)`: what a layer picker shows."""
+        grid = f", {self.shape[1]}x{self.shape[2]}" if self.layout == "spatial" else ""
+        return f"{self.name} ({self.channels} channels{grid})"
+
+    @property
     def channels(self) -> int | None:
         """Channel count: dim 1 of NCHW / (N, C) outputs, the last dim of token outputs (N, T, D)."""
         if self.shape is None or len(self.shape) == 0:
@@ -253,6 +259,14 @@ class Model:
         if info.shape is None:
             raise LayerError(f"layer {info.name!r} of {self.name} does not output a tensor; pick a sub-layer")
         return info
+
+    @property
+    def default_layer(self) -> str:
+        """The deepest layer that still has a spatial grid (where renders read best): the layer
+        views open on (`vizneuron layers` marks it)."""
+        names = [n for n, info in self.layers.items() if info.channels]
+        spatial = [n for n in names if self.layers[n].layout == "spatial" and self.layers[n].shape[1] > 1]
+        return (spatial or names)[-1]
 
     def module_for(self, layer: str) -> nn.Module:
         return self.module if layer == OUTPUT_LAYER else self.module.get_submodule(layer)

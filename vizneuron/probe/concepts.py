@@ -6,6 +6,7 @@ questions: are cat faces and car fronts one concept? do snakes and ferrets share
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -136,3 +137,10 @@ def as_concepts(concepts: dict[str, Any]) -> dict[str, ImageSource]:
             raise ValueError(f"concept {name!r} has no images")
         out[name] = source
     return out
+
+
+def concepts_key(concepts: dict[str, Any]) -> tuple:
+    """What identifies a set of concepts: names and their images (paths as given, or each image's
+    key), e.g. to keep a probe report while its inputs stay the same."""
+    return tuple((name, str(data) if isinstance(data, (str, Path)) else tuple(data.key(i) for i in range(len(data))))
+                 for name, data in sorted(concepts.items()))

@@ -81,6 +81,23 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"summary": self.summary}
 
+    def evidence_table(self) -> list[dict[str, Any]]:
+        """One row per concept, most driving first (what the CLI prints and the app tabulates)."""
+        return [{"concept": e.name, "images": e.images, "mean": round(e.mean, 4), "z": round(e.z, 2),
+                 "top range": f"{e.top_fraction:.0%}", "drives": e.drives}
+                for e in sorted(self.evidence, key=lambda e: -e.z)]
+
+    def split_table(self) -> list[dict[str, Any]]:
+        """One row per SAE feature of the split: its share of the unit, verdict and concepts."""
+        return [{"feature": f["feature"], "share": f"{f['share']:.0%}", "verdict": f["verdict"],
+                 "concepts": ", ".join(f["concepts"]) or "-"} for f in self.sae_split]
+
+    def clusters_summary(self) -> str:
+        """The top examples' groups in one line, with their labels when known."""
+        return "; ".join(f"group {i + 1}: {len(g['members'])} images"
+                         + (f" ({', '.join(sorted(set(filter(None, g.get('labels', [])))))})" if g.get("labels") else "")
+                         for i, g in enumerate(self.example_clusters))
+
 
 def penultimate_layer(model: Model) -> str:
     """The representation the classifier reads: the last layer before the logits whose width is
