@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 import vizneuron as vz
-from vizneuron.imageio import shown
+from vizneuron.imageio import enlarged
 from vizneuron.mine import ExampleIndex, index_path, mine
 from vizneuron.models import Model, ModelSpec
 from vizneuron.optim.config import PRESETS, RenderConfig
@@ -262,7 +262,7 @@ def show_renders(loaded: Loaded, ws: Workspace, unit: str, saes: dict, index: Ex
         st.caption("Not rendered with these settings yet.")
         return
     best_real = index.stats(unit).max if index is not None and unit in index.units() else None
-    st.image([shown(img, 160) for img in result.images],
+    st.image([enlarged(img, 160) for img in result.images],
              caption=[f"activation {a:.3f}" + (f" ({a / best_real:.1f}x best example)" if best_real else "")
                       for a in result.activations.tolist()])
 
@@ -367,7 +367,7 @@ def show_report(report) -> None:
     st.dataframe(report.evidence_table(), hide_index=True)
     if report.renders:
         st.markdown(f"**Renders:** {report.renders['summary']}")
-        st.image([shown(img) for img in report.renders["images"]],
+        st.image([enlarged(img) for img in report.renders["images"]],
                  caption=[f"model: {c} · nearest: {n}" for c, n in
                           zip(report.renders["classified_as"], report.renders["nearest_concept"])])
     if report.example_clusters:
@@ -377,7 +377,7 @@ def show_report(report) -> None:
         st.dataframe(report.split_table(), hide_index=True)
         pictures = [f for f in report.sae_split if f["render"] is not None]
         if pictures:
-            st.image([shown(f["render"]) for f in pictures],
+            st.image([enlarged(f["render"]) for f in pictures],
                      caption=[f["feature"] for f in pictures])
 
 
@@ -406,7 +406,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
         if result is None:
             st.caption("Not rendered yet with these settings (one batch for the whole layer, cached).")
             return
-        pictures = {c: shown(result.images[c], 96) for c in range(channels)}
+        pictures = {c: enlarged(result.images[c], 96) for c in range(channels)}
     else:
         if index is None or units[0] not in index.units():
             st.info("No index with this layer: mine it in the Data view, or show renders.")

@@ -216,3 +216,36 @@ def test_paths_outside_the_app_folders_are_refused(monkeypatch, tmp_path, cifar_
     index_picker(at).set_value("(path…)").run()
     at.sidebar.text_input(key="index_typed").input("/etc/hostname").run()
     assert any("outside the folders" in e for e in errors(at))
+
+
+def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tmp_path):
+    """The app (widgets: size 32, 4 samples, ...) and `vizneuron render --cache` (size left to the
+    model, --samples 4) ask for the same render in different words; each reads the other's."""
+    from vizneuron.cli import main
+
+    renders = tmp_path / "home" / "renders"
+    at = make_app(monkeypatch, tmp_path)
+    at.number_input(key="steps").set_value(32)
+    at.button(key="render").click().run()  # the app renders layer3:0 ...
+    assert not at.exception and len(captions(at)) == 4
+
+    def must_not_render(*args, **kwargs):
+        raise AssertionError("rendered again although the other side had cached it")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("vizneuron.optim.cache.render", must_not_render)
+        cli = ["render", "default", "--units", "layer3:0", "--samples", "4", "--steps", "32", "--quiet",
+               "--cache", str(renders)]
+        assert main(cli + ["--out", str(tmp_path / "a")]) == 0  # ... and the CLI reads it back
+        assert main(cli[:4] + ["--preset", "neuron-view"] + cli[6:] + ["--out", str(tmp_path / "b")]) == 0
+    assert len(list(renders.glob("*.safetensors"))) == 1
+
+    # the other way: the CLI renders a unit first, and the app shows it without a render button
+    cli = ["render", "default", "--units", "layer3:1", "--samples", "4", "--steps", "48", "--quiet",
+           "--cache", str(renders), "--out", str(tmp_path / "c")]
+    assert main(cli) == 0 and len(list(renders.glob("*.safetensors"))) == 2
+    monkeypatch.setattr("vizneuron.optim.cache.render", must_not_render)
+    picker = next(box for box in at.sidebar.selectbox if box.label.startswith("Channel"))
+    picker.set_value(1).run()
+    at.number_input(key="steps").set_value(48).run()
+    assert at.title[0].value == "layer3:1" and at.button(key="render").disabled and len(captions(at)) == 4

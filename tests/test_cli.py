@@ -145,3 +145,27 @@ def test_render_cache_is_shared_with_the_app(tmp_path, monkeypatch):
     monkeypatch.setattr("vizneuron.optim.cache.render", must_not_render)
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_render_vocabulary_matches_the_library_and_old_spellings_warn(tmp_path, capsys):
+    base = ["render", TINY, "--units", "conv2:0", "--steps", "4", "--quiet"]
+    assert main(base + ["--samples", "2", "--diversity", "3", "--out", str(tmp_path / "a")]) == 0
+    settings = json.loads((tmp_path / "a" / "manifest.json").read_text())["settings"]
+    assert settings["samples"] == 2 and settings["diversity"] == 3.0 and settings["size"] == [16, 16]
+    assert "warning" not in capsys.readouterr().err
+    assert main(base + ["--samples", "2", "--diversity-weight", "3", "--out", str(tmp_path / "b")]) == 0
+    assert "--diversity-weight is deprecated" in capsys.readouterr().err
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")  # the alias means the same
+    assert main(base + ["--diversity", "2", "--out", str(tmp_path / "c")]) == 0  # the old "2 samples"
+    assert "say --samples N" in capsys.readouterr().err
+    for bad, message in [("--steps=0", "steps=0"), ("--size=1", "size=1"), ("--samples=0", "samples=0")]:
+        assert main(base + [bad, "--out", str(tmp_path / "d")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(base + ["--preset", "quick-start", "--out", str(tmp_path / "e")]) == 2  # tiny has no layer2
+    assert "unknown layer 'layer2'" in capsys.readouterr().err
+
+
+def test_models_command_lists_the_sources(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(source in out for source in ("default", "torchvision", "timm", "tflite", "cifar-resnet", "python"))

@@ -170,3 +170,46 @@ def test_redirected_relu_revives_a_dead_unit_and_cleans_up(tiny):
     assert hook_count(tiny.module) == before
     revived_pre, plain_pre = (_channel_mean(tiny, r.images, "conv2", 3) for r in (revived, plain))
     assert revived_pre > plain_pre + 0.01  # the redirected gradient pushed the pre-activation up
+
+
+def test_render_config_normalises_equal_renders_to_one_config(tiny):
+    from vizneuron import PRESETS, RenderConfig
+
+    assert RenderConfig(size=None).normalised(tiny) == RenderConfig(size=16).normalised(tiny) \
+        == RenderConfig(size=(16, 16)).normalised(tiny)
+    assert RenderConfig(diversity=5.0).normalised(tiny) == RenderConfig().normalised(tiny)  # one sample: no diversity
+    assert RenderConfig(samples=2, diversity=0.0, diversity_layer="conv1").normalised(tiny).diversity_layer is None
+    assert RenderConfig(batch=16).normalised(tiny, units=3) == RenderConfig(batch=None).normalised(tiny, units=3)
+    assert RenderConfig(samples=2, diversity_layer="conv1").normalised(tiny) != RenderConfig(samples=2).normalised(tiny)
+    assert PRESETS["neuron-view"].samples == 4 and PRESETS["layer-grid"].batch is None
+    for bad, message in [({"steps": 0}, "steps=0"), ({"steps": -5}, "steps=-5"), ({"size": 1}, "size=1"),
+                         ({"size": -3}, "size=-3"), ({"diversity": -2.0}, "diversity=-2.0"), ({"samples": 0}, "samples"),
+                         ({"param": "fourier"}, "parameterisation"), ({"stepz": 3}, "did you mean steps")]:
+        with pytest.raises(ValueError, match=message):
+            RenderConfig().with_settings(**bad)
+
+
+def test_units_are_rendered_in_batches_with_a_seed_each(tiny):
+    whole = render(tiny, "conv2:0-3", steps=4, batch=None, progress=False)
+    calls = []
+    halves = render(tiny, "conv2:0-3", steps=4, batch=2, progress=False, on_progress=lambda s, n: calls.append((s, n)))
+    assert calls[-1] == (8, 8) and len(calls) == 8  # progress counts over both batches
+    first, second = render(tiny, "conv2:0-1", steps=4, progress=False), render(tiny, "conv2:2-3", steps=4, seed=2,
+                                                                                progress=False)
+    assert torch.equal(halves.images, torch.cat([first.images, second.images]))  # batch i: seed + i * batch
+    assert [u.name for u in halves.units] == [u.name for u in whole.units]
+    assert not torch.equal(halves.images[2:], whole.images[2:])
+
+
+def test_diversity_on_token_layers_leaves_the_prefix_tokens_out():
+    from vizneuron.models import TokenLayout
+
+    tokens = torch.rand(3, 1 + 4, 8, generator=torch.Generator().manual_seed(0))
+    changed = tokens.clone()
+    changed[:, 0] = 100 * torch.rand(3, 8, generator=torch.Generator().manual_seed(1))  # only the CLS token
+    vit = obj.diversity("x", tokens=TokenLayout(prefix=1))
+    assert torch.allclose(vit({"x": tokens}), vit({"x": changed}))
+    assert torch.allclose(vit({"x": tokens}), obj.diversity("x")({"x": tokens[:, 1:]}))  # the patches' Gram
+    assert not torch.allclose(obj.diversity("x")({"x": tokens}), obj.diversity("x")({"x": changed}))
+    cls_units = obj.diversity("x", tokens=TokenLayout(prefix=1, cls=True))  # positions are patches even then
+    assert torch.allclose(cls_units({"x": changed}), vit({"x": changed}))

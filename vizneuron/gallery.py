@@ -16,7 +16,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from .imageio import png_bytes, shown, to_pil, write_atomic
+from .imageio import enlarged, png_bytes, to_pil, write_atomic
 from .optim.render import RenderResult
 from .version import __version__
 
@@ -66,7 +66,7 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
         files = []
         for s, slot in enumerate(slots):
             name = f"{stem}_{s}.png"
-            write_atomic(out / name, png_bytes(shown(result.images[slot])))
+            write_atomic(out / name, png_bytes(enlarged(result.images[slot])))
             files.append(name)
         sheet = f"{stem}_sheet.png"
         write_atomic(out / sheet, png_bytes(contact_sheet(result.images[list(slots)], scale)))

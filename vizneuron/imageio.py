@@ -126,7 +126,7 @@ def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
     return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
 
 
-def shown(image: torch.Tensor, at_least: int = 128) -> Image.Image:
+def enlarged(image: torch.Tensor, at_least: int = 128) -> Image.Image:
     """A render as a picture at least `at_least` pixels wide: small ones enlarged by whole pixels."""
     return to_pil(image, max(1, at_least // image.shape[-1]))
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import tflite
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -216,8 +217,6 @@ class TFLiteNet(nn.Module):
 # -- reading the flatbuffer -------------------------------------------------------------------------
 
 def _op_names() -> dict[int, str]:
-    import tflite
-
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 
 
@@ -263,10 +262,6 @@ def _layer_names(graph, ops: list) -> list[str]:
 
 
 def load_tflite(path: str, options: dict[str, str]) -> Model:
-    try:
-        import tflite
-    except ImportError:
-        raise ImportError("tflite models need the tflite package: pip install tflite") from None
     file = Path(path).expanduser()
     if not file.exists():
         raise FileNotFoundError(f"TFLite file {file} not found")
@@ -332,8 +327,6 @@ def _labels(file: Path, options: dict[str, str]) -> list[str] | None:
 
 
 def _build(op, kind: str, graph, constant) -> tuple[nn.Module, list[int]]:
-    import tflite
-
     inputs = [op.Inputs(i) for i in range(op.InputsLength())]
     opts = op.BuiltinOptions()
 

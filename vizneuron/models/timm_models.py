@@ -5,16 +5,16 @@ For ViTs, a channel of a token layer is the feature averaged over patch tokens, 
 
 from __future__ import annotations
 
+import difflib
+
 from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
 
 def load_timm(name: str, options: dict[str, str]) -> Model:
-    import timm
+    import timm  # optional at import time: ~3 s to import, paid only when a timm model is asked for
 
     if not timm.list_models(name.split(".")[0]) and not timm.list_models(name.split(".")[0], pretrained=True):
-        import difflib
-
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
         raise ValueError(f"unknown timm model {name!r}; closest: {', '.join(close)}")
     choice = options.get("weights", "default")
@@ -37,7 +37,7 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
 
 def _labels(module) -> list[str] | None:
     """Class names from timm's bundled ImageNet metadata, when the head is an ImageNet one."""
-    from timm.data import ImageNetInfo, infer_imagenet_subset
+    from timm.data import ImageNetInfo, infer_imagenet_subset  # timm: see load_timm
 
     subset = infer_imagenet_subset(module)
     return [d.split(",")[0] for d in ImageNetInfo(subset).label_descriptions()] if subset else None

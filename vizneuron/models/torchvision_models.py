@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import torchvision
 
 from .base import InputConfig, Model, TokenLayout
@@ -12,8 +14,6 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
     try:
         weights_enum = torchvision.models.get_model_weights(name)
     except ValueError:
-        import difflib
-
         close = difflib.get_close_matches(name, torchvision.models.list_models(), n=5)
         raise ValueError(f"unknown torchvision model {name!r}; closest: {', '.join(close)}") from None
     choice = options.get("weights", "default")

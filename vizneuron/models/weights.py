@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from safetensors.torch import load_file
 
 
 class WeightsUnavailable(RuntimeError):
@@ -20,8 +21,6 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise WeightsUnavailable(f"weights file {path} not found")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gallery import safe_name
-from ..imageio import png_bytes, shown, write_atomic
+from ..imageio import enlarged, png_bytes, write_atomic
 from .run import ProbeReport
 
 
@@ -22,7 +22,7 @@ def write_report(report: ProbeReport, out: str | Path) -> Path:
     if images is not None:
         for i, image in enumerate(images):
             name = f"{safe_name(report.unit)}_render{i}.png"
-            write_atomic(out / name, png_bytes(shown(image)))
+            write_atomic(out / name, png_bytes(enlarged(image)))
             files.append(name)
     data["renders"] = renders | {"files": files}
     for entry in data["sae_split"]:
@@ -30,7 +30,7 @@ def write_report(report: ProbeReport, out: str | Path) -> Path:
         entry["render_file"] = None
         if picture is not None:
             entry["render_file"] = f"{safe_name(entry['feature'])}_render.png"
-            write_atomic(out / entry["render_file"], png_bytes(shown(picture)))
+            write_atomic(out / entry["render_file"], png_bytes(enlarged(picture)))
     write_atomic(out / "report.json", (json.dumps(data, indent=1) + "\n").encode())
     page = out / "index.html"
     write_atomic(page, _html(data).encode())

@@ -1,0 +1,124 @@
+"""House rules a review can miss: the import graph of `vizneuron` has no cycle, imports inside
+functions are only for optional (or heavy, rarely used) dependencies and say why, and every module
+imports on its own."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import vizneuron
+
+PACKAGE = Path(vizneuron.__file__).resolve().parent
+#: third-party modules a function may import late, each with a comment on the line saying why
+LATE_IMPORTS = ("timm", "lucent")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _module_level(tree: ast.Module):
+    """Statements that run when the module is imported: not function bodies, not TYPE_CHECKING."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt))
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the vizneuron modules importing it runs (packages' __init__ included)."""
+    known = modules()
+    graph = {}
+    for name, path in known.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in _module_level(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                targets.add(base)
+                targets.update(f"{base}.{alias.name}" for alias in node.names)
+        # importing a.b.c also runs the packages a and a.b, unless they are this module's own
+        # ancestors (those are initialised first anyway); a module named outright always counts
+        ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        edges = {target for target in targets if target in known}
+        for target in targets:
+            parts = target.split(".")
+            edges.update(prefix for prefix in (".".join(parts[:i]) for i in range(1, len(parts)))
+                         if prefix in known and prefix not in ancestors)
+        graph[name] = edges - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = import_graph()
+    assert len(graph) > 30 and "vizneuron.units" in graph["vizneuron.optim.render"]
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+    assert "vizneuron" not in set().union(*(edges for name, edges in graph.items() if name != "vizneuron")), \
+        "nothing inside the package may import the package root"
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_imports_inside_functions_are_optional_dependencies_with_a_reason():
+    for name, path in modules().items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    target = inner.module if isinstance(inner, ast.ImportFrom) else inner.names[0].name
+                    where = f"{path.name}:{inner.lineno}"
+                    assert getattr(inner, "level", 0) == 0 and (target or "").split(".")[0] in LATE_IMPORTS, \
+                        f"{where}: import {target} inside a function (move it to the top)"
+                    assert "#" in lines[inner.lineno - 1] or "#" in lines[inner.lineno - 2], \
+                        f"{where}: say why {target} is imported late"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_every_module_imports(name):
+    importlib.import_module(name)
