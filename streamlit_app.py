@@ -19,8 +19,9 @@ from vizneuron.imageio import enlarged
 from vizneuron.mine import ExampleIndex, index_path, mine
 from vizneuron.models import Model, ModelSpec
 from vizneuron.optim.config import PRESETS, RenderConfig
+from vizneuron.optim.param import PARAMETERISATIONS
 from vizneuron.optim.cache import RenderCache
-from vizneuron.probe import build_concepts, concepts_key, parse_named_paths, probe
+from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_named_paths, probe
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 
@@ -217,7 +218,7 @@ def render_settings(model: Model) -> RenderConfig:
         steps = c1.number_input("Steps", 16, 4096, base.steps, step=16, key="steps")
         size = c2.number_input("Size (px)", 16, 1024, model.input_size[0], step=8,
                                key=f"size_{model.name}")  # each model starts at its own input size
-        params = ["fft", "pixel", "maco"]
+        params = list(PARAMETERISATIONS)
         param = c3.selectbox("Parameterisation", params, index=params.index(base.param), key="param")
         samples = c1.number_input("Diverse samples", 1, 16, base.samples, key="samples")
         diversity = c2.number_input("Diversity weight", 0.0, 1e4, base.diversity, key="diversity",
@@ -276,11 +277,9 @@ def show_examples(index: ExampleIndex | None, unit: str) -> None:
         st.info(f"{index.path} has no examples for {unit} (mine its layer in the Data view).")
         return
     stats = index.stats(unit)
-    c = st.columns(4)
-    c[0].metric("images", f"{stats.count:,}")
-    c[1].metric("mean", f"{stats.mean:.3f}")
-    c[2].metric("max", f"{stats.max:.3f}")
-    c[3].metric("active", f"{stats.active:.0%}")
+    for column, (name, value) in zip(st.columns(4), [("images", f"{stats.count:,}"), ("mean", f"{stats.mean:.3f}"),
+                                                     ("max", f"{stats.max:.3f}"), ("active", f"{stats.active:.0%}")]):
+        column.metric(name, value)
     k = st.slider("Examples shown", 4, max(4, len(index.examples(unit))), 8, key="examples_k")
     for bottom in (False, True):
         examples = index.examples(unit, bottom=bottom, k=k)
@@ -298,9 +297,7 @@ def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
     st.markdown("Concepts: label groups of a labelled folder, folders, and/or uploaded images (two or more).")
     c1, c2 = st.columns(2)
     data = c1.text_input("Labelled folder (class subfolders)", key="concept_data")
-    default_groups = ", ".join(model.labels) if model.labels and len(model.labels) <= 20 else \
-        "domestic cat, big cat, car, snake, ferret-like, dog, bird, fish, boat"
-    groups = c2.text_area("Label groups (a label, NAME=LABEL+LABEL, or an ImageNet group)", default_groups,
+    groups = c2.text_area("Label groups (a label, NAME=LABEL+LABEL, or an ImageNet group)", default_groups(model),
                           key="concept_groups", height=80)
     per = c1.number_input("Images per concept", 8, 5000, 100, key="per_concept")
     folders = c2.text_area("Folder concepts, one NAME=FOLDER per line", key="concept_folders", height=80)
@@ -314,11 +311,10 @@ def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
         files = st.file_uploader("Images of this concept", type=None, accept_multiple_files=True,
                                  key="upload_concept_files")
         if st.button("Add concept", key="add_concept") and name.strip() and files:
-            folder = f"concepts/{''.join(ch for ch in name if ch.isalnum() or ch in ' -_').strip() or 'concept'}"
             kept = []
             for file in files:
                 try:
-                    kept.append(keep_upload(ws, file, "image", folder))
+                    kept.append(keep_upload(ws, file, "image", f"concepts/{name}"))
                 except USER_ERRORS as err:
                     fail(st, "Image refused", err)
             if kept:

@@ -251,8 +251,8 @@ def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):
 
     dataset = FakeData(size=24, image_size=(3, 20, 20), num_classes=3, random_offset=5)
     one = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
-    two = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, workers=2, index=tmp_path / "b.sqlite",
-               progress=False)
+    mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, workers=2, index=tmp_path / "b.sqlite",
+         progress=False)
     _same(_rows(tmp_path / "a.sqlite"), _rows(tmp_path / "b.sqlite"))
     top = one.examples("conv2:0")[0]
     assert top.path == f"FakeData[{top.image}]" and top.label == str(int(dataset[top.image][1]))

@@ -15,10 +15,12 @@ from .mine import ExampleIndex, index_path, merge, mine
 from .models import LayerError, WeightsUnavailable, list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import PRESETS, RenderConfig, preset
+from .optim.param import PARAMETERISATIONS
 from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.report import write_report
 from .sae import SAEError, SAETrainConfig, evaluate_sae, load_sae, train_layer_sae
+from .sae.model import KINDS
 from .units import UnitError, parse_unit, parse_units
 
 
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {base.steps})")
     rend.add_argument("--size", type=int, default=None, help="image size in pixels (default: the model's input size)")
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
-    rend.add_argument("--param", choices=["fft", "pixel", "maco"], default=None,
+    rend.add_argument("--param", choices=list(PARAMETERISATIONS), default=None,
                       help=f"image parameterisation (default {base.param})")
     rend.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {base.lr:g})")
     rend.add_argument("--redirect-steps", type=int, default=None,
@@ -274,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"latents per layer channel (default {sae_base.expansion})")
     train.add_argument("--d-sae", type=int, default=None, dest="d_sae", help="latents (default: expansion x channels)")
     train.add_argument("--k", type=int, default=None, help=f"active latents per sample, topk (default {sae_base.k})")
-    train.add_argument("--kind", choices=["topk", "relu"], default=None, help=f"(default {sae_base.kind})")
+    train.add_argument("--kind", choices=list(KINDS), default=None, help=f"(default {sae_base.kind})")
     train.add_argument("--l1", type=float, default=None, help=f"sparsity weight, relu (default {sae_base.l1:g})")
     train.add_argument("--lr", type=float, default=None, help=f"(default {sae_base.lr:g})")
     train.add_argument("--epochs", type=int, default=None, help=f"(default {sae_base.epochs})")
@@ -303,8 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
     pr.add_argument("--data", default=None, help="labelled dataset for --concepts (class folders, or a list "
                                                  "file of PATH<TAB>LABEL lines)")
-    pr.add_argument("--concepts", default="", help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
-                                                   "ImageNet group (domestic cat, big cat, car, snake, ...)")
+    pr.add_argument("--concepts", default=None, help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
+                                                     "ImageNet group (domestic cat, big cat, car, snake, ...); with "
+                                                     "--data, default: each class of a small label set, else the "
+                                                     "ImageNet groups")
     pr.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
     pr.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
     pr.add_argument("--index", default=None, help="example index of the unit: its distribution is the baseline")

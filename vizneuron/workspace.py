@@ -111,7 +111,8 @@ class Workspace:
         if key not in self._uploads or not self._uploads[key].exists():
             if session not in self._sessions or not self._sessions[session].exists():
                 self._sessions[session] = self.session_dir(session)
-            folder = self._sessions[session] / subfolder
+            folder = self._sessions[session].joinpath(*(re.sub(r"[^A-Za-z0-9 _-]", "", part).strip() or "upload"
+                                                        for part in Path(subfolder).parts))
             folder.mkdir(parents=True, exist_ok=True)
             self._uploads[key] = self.save_upload(folder, name, data, kind)
         return self._uploads[key]

@@ -114,11 +114,21 @@ def parse_named_paths(lines: str | Sequence[str]) -> dict[str, str]:
     return named
 
 
-def build_concepts(model: Model, *, data: Any = None, groups: str = "", folders: dict[str, Any] | None = None,
+def default_groups(model: Model) -> str:
+    """The label groups a probe starts from: each of a small label set (CIFAR-10), else the
+    ready-made ImageNet groups."""
+    if model.labels and len(model.labels) <= 20:
+        return ", ".join(model.labels)
+    return ", ".join(IMAGENET_GROUPS)
+
+
+def build_concepts(model: Model, *, data: Any = None, groups: str | None = None, folders: dict[str, Any] | None = None,
                    per_concept: int | None = None) -> dict[str, ImageSource]:
     """The probe's concepts as the CLI and the app take them: label groups of a labelled dataset
-    (`groups` as `parse_label_groups` reads it) and named folders, list files or datasets."""
+    (`groups` as `parse_label_groups` reads it; with `data` and no groups, `default_groups`) and
+    named folders, list files or datasets."""
     concepts: dict[str, ImageSource] = {}
+    groups = default_groups(model) if groups is None and data is not None else (groups or "")
     if groups.strip():
         if data is None:
             raise ValueError("label-group concepts need a labelled dataset (class folders or a list file): give --data "
