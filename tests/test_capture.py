@@ -101,3 +101,31 @@ def test_lucent_style_alias_keys_work_in_objectives():
     assert acts["layer2_1"] is acts["layer2.1"]
     result = render(model, [], objective=obj.channel("layer2_1", 3), steps=2, progress=False)
     assert result.history.shape == (2, 1)
+
+
+def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
+    from conftest import make_tiny, write_problem_images
+    from vizneuron import ActivationStream
+
+    fates = write_problem_images(tmp_path / "data")
+    model = make_tiny()
+    stream = ActivationStream(model, ["conv2"], tmp_path / "data", batch_size=3, full_pass=True)
+    batches = list(stream)
+    assert len(stream) == len(batches) == -(-len(fates) // 3) and [b.number for b in batches] == list(
+        range(1, len(batches) + 1))
+    read = torch.cat([b.ids for b in batches]).tolist()
+    notes = {stream.source.key(i).rsplit("/", 1)[1]: (action, reason) for b in batches for i, action, reason in b.notes}
+    for name, fate in fates.items():
+        assert notes.get(name, ("ok",))[0] == fate.split(":")[0], name  # ok, skipped or converted
+    assert len(read) == sum(not f.startswith("skipped") for f in fates.values())
+    for b in batches:  # what the stream says it saw is what the model gives for those images
+        if len(b.ids):
+            with capture(model, ["conv2"]) as cap:
+                assert torch.allclose(cap.run(b.images)["conv2"], b.activations["conv2"])
+            assert b.output.shape == (len(b.ids), 5) and b.images.shape[0] == b.size - sum(
+                action == "skipped" for _, action, _ in b.notes)
+    assert [b.number for b in stream.resumed(2)] == list(range(3, len(batches) + 1))
+    half = ActivationStream(model, ["conv2"], tmp_path / "data", batch_size=3, shard="1/2")
+    assert half.span == (len(fates) // 2, len(fates)) and half.ids == list(range(len(fates) // 2, len(fates)))
+    assert ActivationStream(model, ["conv2"], tmp_path / "data", max_images=4).ids == [0, 1, 2, 3]
+    assert ActivationStream(model, ["conv2"], tmp_path / "data", ids=[5, 1]).ids == [5, 1]

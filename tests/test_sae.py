@@ -126,3 +126,24 @@ def test_default_model_sae_metrics_render_and_mine(tmp_path):
     best_real = np.array([index.stats(u.name).max for u in rendered.units])
     print("render / best real:", (rendered.activations.numpy() / best_real).round(2))
     assert (rendered.activations.numpy() > best_real).all()
+
+
+def test_architecture_and_training_settings_are_separate_configs(tmp_path):
+    from vizneuron.sae import SAETrainConfig, read_sae_config
+
+    x = toy_superposition(n=32, d=8).sample(4_000, torch.Generator().manual_seed(0))
+    sae = train_sae(x, SAETrainConfig(expansion=4, k=3, epochs=1, batch_size=500), progress=False,
+                    provenance={"model": "toy", "layer": "x"})
+    assert (sae.config.d_in, sae.config.d_sae, sae.config.k, sae.config.layer) == (8, 32, 3, "x")
+    assert sae.config.training["expansion"] == 4 and sae.config.training["steps"] == 8
+    assert not hasattr(sae.config, "l1") and sae.config.training["l1"] == SAETrainConfig().l1
+    assert torch.allclose(sae(x[:5])[0], sae.reconstruct(x[:5]))
+    # files written before the split kept the L1 weight beside the architecture: still read
+    legacy = SAEConfig.from_dict({"d_in": 8, "d_sae": 16, "kind": "relu", "k": 4, "l1": 0.01, "scale": 2.0})
+    assert legacy.d_sae == 16 and legacy.training == {"l1": 0.01}
+    sae.save(tmp_path / "s.safetensors")
+    assert read_sae_config(tmp_path / "s.safetensors").training["k"] == 3
+    for bad, message in [({"kind": "gated"}, "kind must be one of topk, relu"), ({"epochs": 0}, "epochs must be"),
+                         ({"lr": 0}, "lr must be positive")]:
+        with pytest.raises(ValueError, match=message):
+            SAETrainConfig(**bad)
