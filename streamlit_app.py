@@ -185,10 +185,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
 def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
     bar = st.sidebar
     bar.header("Dataset examples")
-    found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))
-    mined = st.session_state.get("index_path")
-    if mined and mined not in found:
-        found.append(mined)
+    found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))  # where the Data view mines to
     choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], "index_kept", "(none)",  # a mining run sets it
                          format_func=lambda p: p if p.startswith("(") else Path(p).name)
     if choice == "(none)":
@@ -449,7 +446,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
             bar.empty()
         except USER_ERRORS as err:
             return fail(st, "Mining failed", err)
-        st.session_state.index_path = st.session_state.index_kept = str(path)  # picked on the rerun
+        st.session_state.index_kept = str(path)  # picked on the rerun
         st.session_state.mined = {"path": str(path), "summary": index.summary(), "notes": index.notes()}
         st.rerun()
     mined = st.session_state.get("mined")

@@ -90,9 +90,11 @@ class SAE(nn.Module):
         """Latent activations (N, d_sae) of activations x (N, d_in)."""
         return self.activate(self.pre_activations(x))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Reconstruction in the layer's own units, (N, d_in)."""
-        return (z @ self.W_dec + self.b_dec) / self.config.scale
+    def decode(self, z: torch.Tensor, normalised: bool = False) -> torch.Tensor:
+        """Reconstruction in the layer's own units, (N, d_in) (`normalised`: in the scaled space
+        the SAE works in, where E||s x||^2 = d_in; what training measures its error in)."""
+        scaled = z @ self.W_dec + self.b_dec
+        return scaled if normalised else scaled / self.config.scale
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """decode(encode(x)): the SAE's stand-in for activations x (N, d_in)."""

@@ -149,7 +149,7 @@ def train_sae(
         x = batch.to(device)
         pre = sae.pre_activations(x)
         z = sae.activate(pre)
-        error = (x - sae.decode(z)) * scale  # in the normalised space, where E||x||^2 = d_in
+        error = x * scale - sae.decode(z, normalised=True)  # in the normalised space, where E||x||^2 = d_in
         loss = error.pow(2).sum(1).mean() / d_in
         if cfg.kind == "relu":
             loss = loss + cfg.l1 * z.sum(1).mean()
