@@ -19,7 +19,7 @@ from .optim.param import PARAMETERISATIONS
 from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.report import write_report
-from .sae import SAEError, SAETrainConfig, evaluate_sae, load_sae, train_layer_sae
+from .sae import SAEError, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
 from .sae.model import KINDS
 from .units import UnitError, parse_unit, parse_units
 
@@ -141,8 +141,7 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
 
 def _cmd_sae_eval(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
-    sae = load_sae(args.sae)
-    layer = sae.config.layer or args.layer
+    layer = read_sae_config(args.sae).layer or args.layer
     if layer is None:
         raise ValueError(f"{args.sae} does not record its layer; pass --layer")
     sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)

@@ -46,6 +46,8 @@ class RenderConfig:
     batch: int | None = 16  # units optimised together (None: all); batch i uses seed + i * batch
 
     def __post_init__(self) -> None:
+        if self.transforms is None:  # "no transforms", as lucent says it
+            object.__setattr__(self, "transforms", "none")
         checks = [("samples", self.samples >= 1, "at least 1"), ("steps", self.steps >= 1, "at least 1"),
                   ("diversity", self.diversity >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
                   ("redirect_steps", self.redirect_steps >= 0, "0 or more"),
@@ -71,8 +73,6 @@ class RenderConfig:
                 close = difflib.get_close_matches(name, names, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else f" (settings: {', '.join(names)})"
                 raise ValueError(f"unknown render setting {name!r}{hint}")
-        if settings.get("transforms", "standard") is None:
-            settings["transforms"] = "none"
         return replace(self, **settings)
 
     def normalised(self, model: Model, units: int = 1) -> "RenderConfig":
