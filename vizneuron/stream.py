@@ -66,8 +66,9 @@ class ActivationStream:
             raise ValueError(f"batch size must be positive, not {batch_size}")
         self.model, self.layers = model, list(layers)
         self.source: ImageSource = as_source(data, max_pixels)
+        self.shard = parse_shard(shard) if ids is None else None  # (I, N) of a sharded stream
         if ids is None:
-            part, parts = parse_shard(shard)
+            part, parts = self.shard
             count = len(self.source)
             self.span = (part * count // parts, (part + 1) * count // parts)  # the shard's id range
             ids = list(range(*self.span))[:max_images]

@@ -14,7 +14,7 @@ import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ class Unit:
     direction: torch.Tensor | None = field(default=None, compare=False, repr=False)
     source: str = ""  # direction file or logit label, for display
     tokens: TokenLayout = field(default=PLAIN, compare=False)  # how a token layer is read
-    sae: Any = field(default=None, compare=False, repr=False)  # the SAE of an "sae" feature unit
+    sae: SAE | None = field(default=None, compare=False, repr=False)  # the SAE of an "sae" feature unit
 
     @property
     def name(self) -> str:

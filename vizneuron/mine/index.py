@@ -273,9 +273,12 @@ class ExampleIndex:
 
     def label_hints(self, units: Sequence[str]) -> dict[str, str]:
         """"LABEL n/m" for each of `units` whose top examples carry labels (searchable pickers)."""
-        known = set(self._ids)
-        found = {unit: self.top_label(unit) for unit in units if unit in known}
-        return {unit: f"{label} {count}/{total}" for unit, hit in found.items() if hit for label, count, total in [hit]}
+        hints = {}
+        for unit in units:
+            top = self.top_label(unit) if unit in self._ids else None
+            if top is not None:
+                hints[unit] = f"{top[0]} {top[1]}/{top[2]}"
+        return hints
 
     def thumbnail(self, image: int) -> Image.Image:
         """The image as the model saw it (its input size, after crop and resize)."""

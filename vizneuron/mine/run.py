@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..imageio import MAX_PIXELS, to_pil
 from ..models.base import Model
 from ..sources import ImageSource
-from ..stream import ActivationStream, parse_shard
+from ..stream import ActivationStream
 from ..units import SAEs, Unit, map_group, parse_units, unit_maps, unit_peaks
 from ..version import __version__
 from .fields import crop_box, effective_field, grid_of, heatmap
@@ -122,7 +122,7 @@ def mine(
     stream = ActivationStream(model, sorted({u.layer for u in units_in_order}), data, batch_size=batch_size,
                               workers=workers, shard=shard, autocast=autocast, max_pixels=max_pixels)
     source = stream.source
-    part, parts = parse_shard(shard)
+    part, parts = stream.shard
     db = connect(index if index is not None else ":memory:")
     meta = {
         "version": __version__, "model": model.name, "weights": model.fingerprint,
@@ -138,8 +138,9 @@ def mine(
     done, tracker = checkpoint if checkpoint else (0, Tracker.empty(len(units_in_order)))
     notes: list[tuple[int, str, str, str]] = []
     started = time.perf_counter()
-    bar = tqdm(total=len(stream.ids), initial=min(done * batch_size, len(stream.ids)), unit="img",
-               disable=not progress, desc=f"mining {len(units_in_order)} units")
+    already = min(done * batch_size, len(stream.ids))  # images a resumed run has seen
+    bar = tqdm(total=len(stream.ids), initial=already, unit="img", disable=not progress,
+               desc=f"mining {len(units_in_order)} units")
     for batch in stream.resumed(done):
         if batch.activations:
             values, where = unit_peaks(units_in_order, batch.activations, reduce)
@@ -156,8 +157,7 @@ def mine(
         save_checkpoint(db, 0, tracker, [])
     streamed = time.perf_counter() - started
     _finalise(db, model, source, units_in_order, groups, tracker, progress,
-              {"stream_seconds": round(streamed, 3), "stream_images": len(stream.ids) - min(done * batch_size,
-                                                                                         len(stream.ids))})
+              {"stream_seconds": round(streamed, 3), "stream_images": len(stream.ids) - already})
     return ExampleIndex(db, None if index is None else str(index))
 
 

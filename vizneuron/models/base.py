@@ -119,16 +119,14 @@ class InputConfig:
 
     def preprocessing(self) -> dict:
         """Everything that decides what the network sees of an image (recorded in example indexes)."""
-        return {"input_size": list(self.size), "mean": [round(v, 6) for v in self.mean],
-                "std": [round(v, 6) for v in self.std], "crop_fraction": self.crop_fraction}
+        as_stored = lambda values: torch.tensor(values, dtype=torch.float32).tolist()  # noqa: E731 (as indexes hold them)
+        return {"input_size": list(self.size), "mean": [round(v, 6) for v in as_stored(self.mean)],
+                "std": [round(v, 6) for v in as_stored(self.std)], "crop_fraction": self.crop_fraction}
 
 
-def label_matches(wanted: str, label: str) -> bool:
-    """A class name matches a label when it equals it or one of its comma-separated synonyms,
-    ignoring case and treating `_` as a space (folder names such as `sports_car`)."""
-    wanted = wanted.lower().replace("_", " ").strip()
-    label = label.lower()
-    return wanted == label or wanted in (part.strip() for part in label.split(","))
+def _label_key(text: str) -> str:
+    """How class names are compared: case-insensitive, `_` as a space (folder names like `sports_car`)."""
+    return text.lower().replace("_", " ").strip()
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -151,6 +149,7 @@ class Model:
         self._std = torch.tensor(inputs.std, dtype=torch.float32).view(1, 3, 1, 1)
         self._layers: dict[str, LayerInfo] | None = None
         self._fingerprint: str | None = None
+        self._classes: dict[str, int] | None = None  # label and each synonym -> class index
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -169,7 +168,12 @@ class Model:
         text = str(label).strip()
         if text.isdigit():
             return int(text) if int(text) < (count or 0) else None
-        return next((i for i, known in enumerate(self.labels or ()) if label_matches(text, known)), None)
+        if self._classes is None:  # built once: datasets look up a label per image
+            self._classes = {}
+            for i, known in enumerate(self.labels or ()):
+                for name in (known, *known.split(",")):
+                    self._classes.setdefault(_label_key(name), i)
+        return self._classes.get(_label_key(text))
 
     @property
     def fingerprint(self) -> str:

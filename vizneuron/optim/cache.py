@@ -44,7 +44,7 @@ class RenderCache:
         if "objective" in settings:
             raise ValueError("cannot cache renders with objective= (custom objectives have no stable key)")
         unit_list = parse_units(units, model, saes)
-        cfg = (config or RenderConfig()).with_settings(**settings)
+        cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
         return unit_list, cfg, self.folder / f"{self.key(model, unit_list, cfg)}.safetensors"
 
     def get(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None = None, *,
@@ -65,7 +65,7 @@ class RenderCache:
         tensors = {"images": result.images.contiguous(), "activations": result.activations.contiguous(),
                    "history": result.history.contiguous()}
         metadata = {"units": json.dumps([u.name for u in unit_list]), "samples": json.dumps(result.samples),
-                    "config": json.dumps(cfg.normalised(model, len(unit_list)).key(), sort_keys=True),
+                    "config": json.dumps(cfg.key(), sort_keys=True),
                     "model": model.name}
         write_atomic(path, save_tensors(tensors, metadata=metadata))
         return result

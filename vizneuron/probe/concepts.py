@@ -65,7 +65,7 @@ def label_groups(data: Any, groups: dict[str, list[str | int]], model: Model | N
         return str(index) if index is not None else str(value).strip().lower()
 
     wanted = {name: {canonical(v) for v in members} for name, members in groups.items()}
-    image_labels = [canonical(source.label(i)) if source.label(i) is not None else None for i in range(len(source))]
+    image_labels = [None if label is None else canonical(label) for label in map(source.label, range(len(source)))]
     concepts = {}
     for name, members in wanted.items():
         ids = [i for i, label in enumerate(image_labels) if label in members][:per_concept]
