@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
 from .mine import ExampleIndex, index_path, merge, mine
-from .models import LayerError, WeightsUnavailable, list_sources, load_model
+from .models import list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import PRESETS, RenderConfig, preset
 from .optim.param import PARAMETERISATIONS
 from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.report import write_report
-from .sae import SAEError, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
+from .sae import SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
 from .sae.model import KINDS
-from .units import UnitError, parse_unit, parse_units
+from .units import parse_unit, parse_units
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -179,8 +181,13 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vizneuron", description="What does this neuron respond to?")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error (also: VIZNEURON_DEBUG=1)")
+    parser = argparse.ArgumentParser(prog="vizneuron", description="What does this neuron respond to?",
+                                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # --debug after the command too
 
     models_cmd = sub.add_parser("models", help="list the model sources a spec can name")
     models_cmd.set_defaults(func=_cmd_models)
@@ -264,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.set_defaults(func=_cmd_top)
     sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders on a layer")
     sae_sub = sae.add_subparsers(dest="sae_command", required=True)
+    sae_sub.add_parser = functools.partial(sae_sub.add_parser, parents=[common])
     train = sae_sub.add_parser("train", help="train an SAE on a layer's activations over a dataset")
     train.add_argument("model")
     train.add_argument("--layer", required=True)
@@ -321,15 +329,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. User errors print one line and exit 2, Ctrl-C exits 130; tracebacks only
+    with --debug (or VIZNEURON_DEBUG=1), or for bugs."""
     args = build_parser().parse_args(argv)
+    debug = debug_requested(getattr(args, "debug", False))
     if getattr(args, "diversity_weight", None) is not None:
         _warn("--diversity-weight is deprecated: say --diversity for the weight (and --samples for the number "
               "of images per unit)")
         args.diversity = args.diversity if args.diversity is not None else args.diversity_weight
     try:
         args.func(args)
-    except (UnitError, LayerError, WeightsUnavailable, SAEError, ValueError, FileNotFoundError, KeyError) as err:
-        print(f"vizneuron: error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("vizneuron: interrupted (rerun the same command to resume a mine or an SAE training)", file=sys.stderr)
+        return 130
+    except EXPECTED as err:
+        if debug:
+            raise
+        print(f"vizneuron: error: {user_message(err)}", file=sys.stderr)
         return 2
     return 0
 

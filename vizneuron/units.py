@@ -24,6 +24,7 @@ from .sae.model import SAE, SAEError, load_sae
 
 #: SAEs by the name unit specs use for them (`LAYER/NAME:F`), handed to the parser by the caller
 SAEs = Mapping[str, SAE]
+TRANSFER = "?transfer"  # `LAYER/SAE?transfer:F`: use an SAE on a model or layer it was not trained on
 
 
 class UnitError(ValueError):
@@ -162,6 +163,8 @@ def parse_units(specs: str | Unit | Sequence[str | Unit], model: Model, saes: SA
         for part in (p.strip() for p in spec.split(";")):
             if part:
                 units.extend(_parse_one(part, model, saes or {}))
+    if not units:
+        raise UnitError(f"no units given in {specs!r}: name at least one, e.g. {model.default_layer}:0")
     return units
 
 
@@ -197,33 +200,50 @@ def _indices(spec: str, rest: str, count: int, where: str) -> list[int]:
         lo, hi = (int(v) for v in _RANGE.match(rest).groups())
         if lo > hi:
             raise UnitError(f"{spec!r}: empty range {lo}-{hi}")
-        indices = list(range(lo, hi + 1))
-    else:
-        indices = [int_or_fail(part, spec) for part in rest.split(",")]
-    return [_channel(c, count, where) for c in indices]
+        _channel(hi, count, where)  # bounds first: a huge range is refused before it is expanded
+        return list(range(lo, hi + 1))
+    return [_channel(int_or_fail(part, spec), count, where) for part in rest.split(",")]
 
 
 def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Model, saes: SAEs) -> list[Unit]:
-    """`LAYER/SAE:F`: features of an SAE handed to the parser by name, or saved at a path."""
+    """`LAYER/SAE:F`: features of an SAE handed to the parser by name, or saved at a path. An SAE
+    whose config names another model or layer is refused unless the spec says `LAYER/SAE?transfer:F`
+    (a deliberate transfer)."""
     try:
         info = model.layer(layer_name)
     except LayerError as err:
         raise UnitError(str(err)) from None
-    sae = saes.get(sae_ref)
+    name, transfer = (sae_ref[: -len(TRANSFER)], True) if sae_ref.endswith(TRANSFER) else (sae_ref, False)
+    sae = saes.get(name)
     if sae is None:
-        path = next((p for p in (Path(sae_ref), Path(sae_ref + ".safetensors")) if p.is_file()), None)
+        path = next((p for p in (Path(name), Path(name + ".safetensors")) if p.is_file()), None)
         if path is None:
             known = f"; given: {', '.join(saes)}" if saes else ""
-            raise UnitError(f"{spec!r}: no SAE named {sae_ref!r} (neither given nor a file){known}")
+            raise UnitError(f"{spec!r}: no SAE named {name!r} (neither given nor a file){known}")
         try:
             sae = load_sae(path, d_in=info.channels)
         except SAEError as err:
             raise UnitError(str(err)) from None
     if sae.config.d_in != info.channels:
-        raise UnitError(f"{spec!r}: SAE {sae_ref!r} reads {sae.config.d_in} channels; {info.name} has {info.channels}")
+        raise UnitError(f"{spec!r}: SAE {name!r} reads {sae.config.d_in} channels; {info.name} has {info.channels}")
+    trained_model, trained_layer = _trained_on(sae, model)
+    if not transfer and (trained_model not in (None, model.name) or trained_layer not in (None, info.name)):
+        raise UnitError(f"{spec!r}: SAE {name!r} was trained on {trained_model or model.name} "
+                        f"{trained_layer or info.name}, not {model.name} {info.name}; to use it here anyway say "
+                        f"{info.name}/{name}{TRANSFER}:{rest}")
     sae = sae.to(model.device)
     return [Unit(info.name, "sae", f, source=sae_ref, sae=sae, tokens=_tokens(info, model))
-            for f in _indices(spec, rest, sae.config.d_sae, f"SAE {sae_ref}")]
+            for f in _indices(spec, rest, sae.config.d_sae, f"SAE {name}")]
+
+
+def _trained_on(sae: SAE, model: Model) -> tuple[str | None, str | None]:
+    """The model name and (resolved) layer the SAE's config records, each None when unrecorded."""
+    layer = sae.config.layer
+    try:
+        layer = model.resolve_layer(layer) if layer else None
+    except LayerError:
+        pass  # a layer this model does not have: a mismatch
+    return sae.config.model, layer
 
 
 def _tokens(info, model: Model) -> TokenLayout:
@@ -265,9 +285,16 @@ def _direction(layer: str, path_text: str, channels: int | None) -> Unit:
     path = Path(path_text)
     if not path.exists():
         raise UnitError(f"direction file {path} not found")
-    vector = np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+    try:
+        vector = np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
+    except (ValueError, OSError, TypeError) as err:  # pickled, truncated, not .npy, not numbers
+        raise UnitError(f"direction file {path} is not a plain numeric .npy array ({err})") from None
     if vector.shape[0] != channels:
         raise UnitError(f"direction {path} has {vector.shape[0]} values but {layer} has {channels} channels")
+    if not np.isfinite(vector).all():
+        raise UnitError(f"direction {path} holds NaN or infinite values")
+    if not np.any(vector):
+        raise UnitError(f"direction {path} is all zeros: it measures nothing")
     return Unit(layer, "direction", direction=torch.from_numpy(vector), source=str(path))
 
 

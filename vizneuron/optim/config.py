@@ -51,11 +51,13 @@ class RenderConfig:
         checks = [("samples", self.samples >= 1, "at least 1"), ("steps", self.steps >= 1, "at least 1"),
                   ("diversity", self.diversity >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
                   ("redirect_steps", self.redirect_steps >= 0, "0 or more"),
+                  ("seed", 0 <= self.seed < 2**63, "between 0 and 2**63 - 1"),
                   ("batch", self.batch is None or self.batch >= 1, "at least 1 (or None: all units at once)")]
         for size_name in ("size", "model_input_size"):
             value = getattr(self, size_name)
             if value is not None:
-                checks.append((size_name, min(_pair(value)) >= 8, "at least 8 pixels"))
+                checks.append((size_name, 8 <= min(_pair(value)) and max(_pair(value)) <= 4096,
+                               "between 8 and 4096 pixels"))
         for name, ok, wanted in checks:
             if not ok:
                 raise ValueError(f"render setting {name}={getattr(self, name)!r}: must be {wanted}")

@@ -9,7 +9,9 @@ the L1 weight then mean the same on every layer, whatever its activation scale.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from ..imageio import write_atomic
 from ..redirect import redirect_gradient
 
 KINDS = ("topk", "relu")
+CHECKSUM = "vizneuron_sha256"
 
 
 @dataclass
@@ -47,7 +50,16 @@ class SAEConfig:
         """From a saved config; files written before training settings moved out keep them (e.g.
         the L1 weight) in `training`."""
         known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(data, dict):
+            raise SAEError("an SAE config must be a JSON object")
+        try:
+            config = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:  # a required field missing
+            raise SAEError(f"SAE config is incomplete ({err})") from None
+        wrong = [name for name, kind in (("d_in", int), ("d_sae", int), ("k", int), ("scale", (int, float)))
+                 if not isinstance(getattr(config, name), kind) or isinstance(getattr(config, name), bool)]
+        if wrong or config.d_in < 1 or config.d_sae < 1 or not math.isfinite(config.scale) or config.scale <= 0:
+            raise SAEError(f"SAE config has invalid values ({', '.join(wrong) or 'sizes or scale'})")
         config.training = {**{k: v for k, v in data.items() if k not in known}, **config.training}
         return config
 
@@ -113,16 +125,23 @@ class SAE(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = json.dumps(asdict(self.config), indent=1)
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file({n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}, str(tmp),
-                  metadata={"vizneuron_sae": config})
+        save_file(tensors, str(tmp), metadata={"vizneuron_sae": config, CHECKSUM: _checksum(config, tensors)})
         tmp.replace(path)
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
 
 
-def read_sae_config(path: str | Path) -> SAEConfig:
-    """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
-    path = Path(path)
+def _checksum(config: str, tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the config text and every tensor: an edited config or weight no longer matches."""
+    digest = hashlib.sha256(config.encode())
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_metadata(path: Path) -> tuple[dict[str, str], SAEConfig]:
     if not path.exists():
         raise SAEError(f"SAE file {path} not found")
     try:
@@ -132,18 +151,53 @@ def read_sae_config(path: str | Path) -> SAEConfig:
         raise SAEError(f"{path} is not a safetensors file ({err})") from None
     if "vizneuron_sae" not in meta:
         raise SAEError(f"{path} is not a vizneuron SAE (no config in its metadata)")
-    return SAEConfig.from_dict(json.loads(meta["vizneuron_sae"]))
+    try:
+        data = json.loads(meta["vizneuron_sae"])
+    except ValueError:
+        raise SAEError(f"{path}: the config in its metadata is not valid JSON (the file was edited or damaged)") from None
+    try:
+        return meta, SAEConfig.from_dict(data)
+    except SAEError as err:
+        raise SAEError(f"{path}: {err}") from None
+
+
+def read_sae_config(path: str | Path) -> SAEConfig:
+    """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
+    return _read_metadata(Path(path))[1]
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
-    """An SAE saved by `SAE.save`; `d_in` (the layer's width) is checked when given."""
+    """An SAE saved by `SAE.save`, refused if its config or weights were changed after saving (the
+    checksum in the file), if the JSON beside it disagrees with the file's own config, or if its
+    width is not `d_in` (the layer's, when given)."""
     path = Path(path)
-    config = read_sae_config(path)
+    meta, config = _read_metadata(path)
     if d_in is not None and config.d_in != d_in:
         raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model} {config.layer}); "
                        f"this layer has {d_in} channels")
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # truncated or damaged tensor data
+        raise SAEError(f"{path}: cannot read its weights ({err})") from None
+    if CHECKSUM in meta and meta[CHECKSUM] != _checksum(meta["vizneuron_sae"], tensors):
+        raise SAEError(f"{path} was modified after it was saved (its checksum does not match its config and "
+                       "weights): retrain it, or restore the original file")
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            beside = SAEConfig.from_dict(json.loads(sidecar.read_text()))
+        except (ValueError, OSError):
+            beside = None
+        if beside != config:
+            raise SAEError(f"{sidecar} does not match the config inside {path.name} (edited?): the file's own "
+                           f"config is what counts; restore {sidecar.name} or delete it")
     sae = SAE(config)
-    sae.load_state_dict(load_file(str(path)))
+    shapes = {name: tuple(p.shape) for name, p in sae.named_parameters()}
+    if {name: tuple(t.shape) for name, t in tensors.items()} != shapes:
+        raise SAEError(f"{path}: its weights do not have the shapes its config says ({config.d_in} -> {config.d_sae})")
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise SAEError(f"{path}: its weights hold NaN or infinite values")
+    sae.load_state_dict(tensors)
     return sae.eval().requires_grad_(False)
 
 

@@ -1,0 +1,66 @@
+"""The one boundary between failures and people: which errors are the user's (a bad value, a file
+that cannot be read or written, a full disk) and the one line each front end shows for them.
+
+The CLI and the app catch `EXPECTED` around every action and print `user_message(err)`; anything
+else is a bug and keeps its traceback (the CLI shows it with `--debug` or VIZNEURON_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+
+#: errors that come from what was typed, uploaded or found on disk: one line, never a traceback
+EXPECTED: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError, ImportError, RuntimeError,
+                                              sqlite3.Error, MemoryError)
+
+_FREE_SPACE = "free some space or write somewhere else, then rerun the same command (it resumes)"
+
+
+class UserError(ValueError):
+    """A value or file the user gave that cannot be used; its text says what to change."""
+
+
+def debug_requested(flag: bool = False) -> bool:
+    """`--debug`, or VIZNEURON_DEBUG set to anything but empty/0: show tracebacks."""
+    return flag or os.environ.get("VIZNEURON_DEBUG", "") not in ("", "0")
+
+
+def user_message(err: BaseException) -> str | None:
+    """One line saying what went wrong and what to do; None for errors that are bugs."""
+    if not isinstance(err, EXPECTED):
+        return None
+    return " ".join(_describe(err).split())
+
+
+def _describe(err: BaseException) -> str:
+    where = f" {err.filename}" if isinstance(err, OSError) and err.filename else ""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device writing{where}: {_FREE_SPACE}"
+    if isinstance(err, OSError) and err.errno == errno.EROFS:
+        return f"cannot write{where}: the storage is read-only; choose an output folder you can write"
+    if isinstance(err, PermissionError):
+        return f"permission denied:{where or ' ' + str(err)}"
+    if isinstance(err, NotADirectoryError):
+        return f"cannot use{where} as a folder: part of that path is a file"
+    if isinstance(err, IsADirectoryError):
+        return f"{where.strip() or 'the path'} is a folder, not a file"
+    if isinstance(err, FileExistsError):
+        return f"{where.strip() or 'the path'} already exists and is not a folder"
+    if isinstance(err, FileNotFoundError) and err.filename:
+        return f"{err.filename} not found"
+    if isinstance(err, sqlite3.Error):
+        text = str(err)
+        if "full" in text:
+            return f"the index's disk is full: {_FREE_SPACE}"
+        if "readonly" in text or "read-only" in text:
+            return "the index is on read-only storage or not writable: give --index a path you can write"
+        if "not a database" in text or "malformed" in text:
+            return "the file is not an SQLite database (or is damaged): give a vizneuron index"
+        return f"index database error: {text}"
+    if isinstance(err, MemoryError):
+        return "out of memory: ask for fewer units, smaller images or a smaller batch"
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
