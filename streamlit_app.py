@@ -15,20 +15,22 @@ from pathlib import Path
 import streamlit as st
 
 import vizneuron as vz
+from vizneuron.errors import EXPECTED, user_message
 from vizneuron.imageio import enlarged
-from vizneuron.mine import ExampleIndex, index_path, mine
+from vizneuron.mine import ExampleIndex, index_path, mine, mine_sample
 from vizneuron.models import Model, ModelSpec
 from vizneuron.optim.config import PRESETS, RenderConfig
 from vizneuron.optim.param import PARAMETERISATIONS
 from vizneuron.optim.cache import RenderCache
 from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_named_paths, probe
 from vizneuron.sae import SAE, find_saes, load_sae
+from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import fetch_cifar10
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 
-#: errors that come from what the user typed or uploaded: shown as a message, never a traceback
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ImportError, RuntimeError, OSError)
 GRID_COLUMNS = 8
 GRID_PAGE = 64
+SAMPLE_CLASSES = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
 
 
 @dataclass
@@ -76,9 +78,9 @@ def top_labels(path: str, modified: float, units: tuple[str, ...]) -> dict[str, 
 
 
 @st.cache_resource(max_entries=16)
-def labelled_concepts(_model: Model, weights: str, data: str, groups: str, per_concept: int) -> dict:
+def labelled_concepts(_model: Model, _ws: Workspace, weights: str, data: str, groups: str, per_concept: int) -> dict:
     """Label-group concepts of a folder (listing a big folder once, not on every rerun)."""
-    return build_concepts(_model, data=data, groups=groups, per_concept=per_concept)
+    return build_concepts(_model, data=_ws.source(data), groups=groups, per_concept=per_concept)
 
 
 def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
@@ -97,7 +99,7 @@ def keep_upload(ws: Workspace, file, kind: str, subfolder: str = "") -> Path:
 
 
 def fail(where, message: str, err: Exception | None = None) -> None:
-    where.error(f"{message}: {err.args[0] if isinstance(err, KeyError) else err}" if err else message)
+    where.error(f"{message}: {user_message(err)}" if err else message)
 
 
 def kept_choice(where, label: str, options: list, state: str, default, salt: object = None, **kwargs):
@@ -132,13 +134,13 @@ def pick_model(ws: Workspace) -> Loaded | None:
             return None
         try:
             path = keep_upload(ws, file, "model")
-        except USER_ERRORS as err:
+        except EXPECTED as err:
             fail(bar, "Upload refused", err)
             return None
         spec = ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
     try:
         return load(str(ws.check_spec(spec)))
-    except USER_ERRORS as err:
+    except EXPECTED as err:
         fail(bar, f"Cannot load model {spec!r}", err)
         return None
 
@@ -182,12 +184,33 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
     return f"{layer}:{channel}", layer, saes
 
 
-def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
+def sample_index(loaded: Loaded, ws: Workspace) -> str | None:
+    """The bundled sample mined for this model into home (once, seconds for the default model), so a
+    first start shows dataset examples and can run the probe without any data of the user's."""
+    kept = st.session_state.setdefault("sample_indexes", {})
+    if loaded.model.fingerprint not in kept:
+        bar = st.sidebar.progress(0.0, text="mining the bundled sample images (first start)…")
+        try:
+            with model_turn(loaded):
+                index = mine_sample(loaded.model, folder=ws.folder("indexes"), progress=False,
+                                    on_progress=lambda done, total: bar.progress(done / max(total, 1)))
+            kept[loaded.model.fingerprint] = index.path
+        except EXPECTED as err:
+            fail(st.sidebar, "Cannot mine the bundled sample", err)
+            kept[loaded.model.fingerprint] = None
+        finally:
+            bar.empty()
+    return kept[loaded.model.fingerprint]
+
+
+def pick_index(ws: Workspace, loaded: Loaded) -> ExampleIndex | None:
     bar = st.sidebar
     bar.header("Dataset examples")
+    sample = sample_index(loaded, ws)
     found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))  # where the Data view mines to
-    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], "index_kept", "(none)",  # a mining run sets it
-                         format_func=lambda p: p if p.startswith("(") else Path(p).name)
+    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], "index_kept", sample or "(none)",
+                         format_func=lambda p: p if p.startswith("(") else (
+                             "bundled sample (300 CIFAR-10 images)" if p == sample else Path(p).name))
     if choice == "(none)":
         bar.caption("No index: mine a folder in the Data view.")
         return None
@@ -198,8 +221,8 @@ def pick_index(ws: Workspace, model: Model) -> ExampleIndex | None:
     try:
         path = ws.resolve(choice)
         index = open_index(str(path), path.stat().st_mtime)
-        index.check_model(model)
-    except USER_ERRORS as err:
+        index.check_model(loaded.model)
+    except EXPECTED as err:
         fail(bar, "Cannot use this index", err)
         return None
     summary = index.summary()
@@ -238,7 +261,7 @@ def render_with_progress(loaded: Loaded, cache: RenderCache, units, config: Rend
         with model_turn(loaded):
             return cache.render(loaded.model, units, config, saes=saes,
                                 on_progress=lambda s, n: bar.progress(s / n, text=f"step {s} of {n}"))
-    except USER_ERRORS as err:
+    except EXPECTED as err:
         fail(st, "Render failed", err)
         return None
     finally:
@@ -251,7 +274,7 @@ def show_renders(loaded: Loaded, ws: Workspace, unit: str, saes: dict, index: Ex
     cache = RenderCache(ws.folder("renders"))
     try:
         result = cache.get(loaded.model, unit, config, saes=saes)
-    except USER_ERRORS as err:
+    except EXPECTED as err:
         return fail(st, "Cannot render this unit", err)
     if st.button("Render", key="render", type="primary", disabled=result is not None,
                  help="already rendered with these settings" if result is not None else None):
@@ -293,15 +316,18 @@ def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
     model = loaded.model
     st.markdown("Concepts: label groups of a labelled folder, folders, and/or uploaded images (two or more).")
     c1, c2 = st.columns(2)
-    data = c1.text_input("Labelled folder (class subfolders)", key="concept_data")
+    sample_fits = set(SAMPLE_CLASSES) <= set(model.labels or ())  # the sample's labels are this model's
+    data = c1.text_input("Labelled folder (class subfolders)", key="concept_data",
+                         placeholder="the bundled sample (300 CIFAR-10 images)" if sample_fits else "")
     groups = c2.text_area("Label groups (a label, NAME=LABEL+LABEL, or an ImageNet group)", default_groups(model),
                           key="concept_groups", height=80)
     per = c1.number_input("Images per concept", 8, 5000, 100, key="per_concept")
     folders = c2.text_area("Folder concepts, one NAME=FOLDER per line", key="concept_folders", height=80)
     concepts: dict = {}
-    if data.strip():
-        concepts.update(labelled_concepts(loaded.model, model.fingerprint, str(ws.resolve(data)), groups, int(per)))
-    concepts.update(build_concepts(model, folders={name: ws.resolve(folder)
+    if data.strip() or sample_fits:
+        data = data if data.strip() else SAMPLE_DIR
+        concepts.update(labelled_concepts(loaded.model, ws, model.fingerprint, str(ws.resolve(data)), groups, int(per)))
+    concepts.update(build_concepts(model, folders={name: ws.source(folder)
                                                    for name, folder in parse_named_paths(folders).items()}))
     with st.expander("Concepts from uploaded images"):
         name = st.text_input("Concept name", key="upload_concept_name")
@@ -312,7 +338,7 @@ def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
             for file in files:
                 try:
                     kept.append(keep_upload(ws, file, "image", f"concepts/{name}"))
-                except USER_ERRORS as err:
+                except EXPECTED as err:
                     fail(st, "Image refused", err)
             if kept:
                 st.session_state.setdefault("uploaded_concepts", {})[name.strip()] = str(kept[0].parent)
@@ -328,7 +354,7 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, sae_files: dict[str, Pa
     model = loaded.model
     try:
         concepts = concept_inputs(ws, loaded)
-    except USER_ERRORS as err:
+    except EXPECTED as err:
         return fail(st, "Cannot build the concepts", err)
     c1, c2, c3 = st.columns(3)
     renders = c1.number_input("Renders to classify", 0, 16, 4, key="probe_renders")
@@ -346,7 +372,7 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, sae_files: dict[str, Pa
                     reports[key] = probe(model, vz.parse_unit(unit, model, saes), concepts, sae=sae,
                                          index=index if index is not None and unit in index.units() else None,
                                          renders=int(renders), render_steps=int(steps))
-            except USER_ERRORS as err:
+            except EXPECTED as err:
                 return fail(st, "Probe failed", err)
     if len(concepts) < 2:
         st.caption(f"{len(concepts)} concept(s) defined; the probe needs two or more.")
@@ -426,16 +452,25 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     st.subheader("Mine a folder for dataset examples")
     st.caption("Streams every image through the model and keeps each unit's top and bottom k, with crops and "
                "heatmaps. Interrupted? Press Mine again with the same settings: it resumes where it stopped.")
-    folder = st.text_input("Image folder (class subfolders become labels) or list file", key="mine_folder")
+    what = st.radio("Images", ["a folder or list file", "CIFAR-10 test set (10,000 images; downloads 170 MB once)"],
+                    key="mine_what", horizontal=True)
+    fetch = what.startswith("CIFAR")
+    folder = "" if fetch else st.text_input("Image folder (class subfolders become labels) or list file",
+                                            key="mine_folder")
     names = [n for n, info in model.layers.items() if info.channels]
     layers = st.multiselect("Layers (all their channels)", names, default=[layer], key=f"mine_layers_{model.name}")
     c1, c2 = st.columns(2)
     k = c1.number_input("Top/bottom k per unit", 1, 256, 16, key="mine_k")
     batch = c2.number_input("Batch size", 1, 1024, 64, key="mine_batch")
-    if st.button("Mine", key="mine", type="primary", disabled=not (folder.strip() and layers)):
+    if st.button("Fetch and mine" if fetch else "Mine", key="mine", type="primary",
+                 disabled=not ((fetch or folder.strip()) and layers)):
         try:
-            data = ws.resolve(folder)
-            path = index_path(ws.folder("indexes"), model, data, ",".join(layers), int(k), int(batch))
+            if fetch:
+                with st.spinner("Fetching CIFAR-10 through torchvision…"):
+                    data, where = fetch_cifar10(ws.folder("datasets")), ws.folder("datasets") / "cifar-10-test"
+            else:
+                data, where = ws.source(folder), ws.resolve(folder)
+            path = index_path(ws.folder("indexes"), model, where, ",".join(layers), int(k), int(batch))
             bar = st.progress(0.0, text="mining…")
             with model_turn(loaded):
                 index = mine(model, ",".join(layers), data, k=int(k), index=path, batch_size=int(batch),
@@ -444,7 +479,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
                                  done / max(total, 1), text=f"{done:,} of {total:,} images" + (
                                      "; now crops and heatmaps…" if done >= total else "")))
             bar.empty()
-        except USER_ERRORS as err:
+        except EXPECTED as err:
             return fail(st, "Mining failed", err)
         st.session_state.index_kept = str(path)  # picked on the rerun
         st.session_state.mined = {"path": str(path), "summary": index.summary(), "notes": index.notes()}
@@ -467,7 +502,7 @@ def main() -> None:
         st.title("vizneuron")
         st.info("Pick a model in the sidebar.")
         return
-    index = pick_index(ws, loaded.model)
+    index = pick_index(ws, loaded)
     unit, layer, sae_files = pick_unit(loaded.model, ws, index)
     saes = session_saes(sae_files)
     view = st.radio("View", ["Neuron", "Layer", "Data"], key="view", horizontal=True, label_visibility="collapsed")

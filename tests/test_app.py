@@ -39,6 +39,11 @@ def captions(at: AppTest) -> list[str]:
     return [c for element in at.image for c in (img.caption for img in element.proto.imgs)]
 
 
+def render_captions(at: AppTest) -> list[str]:
+    """Captions of the neuron view's renders (the bundled sample's examples are shown below them)."""
+    return render_captions(at)
+
+
 def index_picker(at: AppTest):
     return next(box for box in at.sidebar.selectbox if box.label == "Index")
 
@@ -58,13 +63,13 @@ def test_opens_on_default_model_renders_with_progress_and_caches(monkeypatch, tm
     at.number_input(key="steps").set_value(64)
     at.button(key="render").click().run()
     assert not at.exception and not errors(at)
-    shown = captions(at)
-    assert len(shown) == 4 and all(c.startswith("activation") for c in shown)  # 4 diverse samples
+    shown = render_captions(at)
+    assert len(shown) == 4 and all("x best example)" in c for c in shown)  # 4 samples, beside the sample's best
     assert len(list((tmp_path / "home" / "renders").glob("*.safetensors"))) == 1
     at.run()  # a rerun reads the render back: the button is off and the images are still there
-    assert at.button(key="render").disabled and captions(at) == shown
+    assert at.button(key="render").disabled and render_captions(at) == shown
     at.number_input(key="seed").set_value(1).run()  # another setting, another render
-    assert not at.button(key="render").disabled and not captions(at)
+    assert not at.button(key="render").disabled and not render_captions(at)
 
 
 def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, cifar_folder):
@@ -94,7 +99,7 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     assert not at.warning and not at.sidebar.warning  # no "default value but also set via Session State"
     # mining again with the same settings reuses (resumes) the same index file
     mine_in_app(at, cifar_folder)
-    assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 1
+    assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 2  # the bundled sample's and this
 
 
 def test_layer_grid_of_renders_is_cached(monkeypatch, tmp_path):
@@ -227,7 +232,7 @@ def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tm
     at = make_app(monkeypatch, tmp_path)
     at.number_input(key="steps").set_value(32)
     at.button(key="render").click().run()  # the app renders layer3:0 ...
-    assert not at.exception and len(captions(at)) == 4
+    assert not at.exception and len(render_captions(at)) == 4
 
     def must_not_render(*args, **kwargs):
         raise AssertionError("rendered again although the other side had cached it")
@@ -248,4 +253,4 @@ def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tm
     picker = next(box for box in at.sidebar.selectbox if box.label.startswith("Channel"))
     picker.set_value(1).run()
     at.number_input(key="steps").set_value(48).run()
-    assert at.title[0].value == "layer3:1" and at.button(key="render").disabled and len(captions(at)) == 4
+    assert at.title[0].value == "layer3:1" and at.button(key="render").disabled and len(render_captions(at)) == 4

@@ -13,7 +13,7 @@ import torch
 
 from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
-from .mine import ExampleIndex, index_path, merge, mine
+from .mine import ExampleIndex, index_path, merge, mine, mine_sample
 from .models import list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import PRESETS, RenderConfig, preset
@@ -23,6 +23,7 @@ from .probe import build_concepts, parse_named_paths, probe
 from .probe.report import write_report
 from .sae import SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
 from .sae.model import KINDS
+from .samples import SAMPLE_NAME
 from .units import parse_unit, parse_units
 
 
@@ -62,7 +63,9 @@ def _cmd_render(args: argparse.Namespace) -> None:
         _warn("--diversity is the weight of the diversity term between samples and does nothing with one sample; "
               "for N samples per unit say --samples N (--diversity N used to mean N samples)")
     index = None
-    if args.index:  # checked before rendering, so a wrong index fails fast
+    if args.index == SAMPLE_NAME:  # the bundled 300 images, mined for these units once (seconds)
+        index = mine_sample(model, units, progress=not args.quiet)
+    elif args.index:  # checked before rendering, so a wrong index fails fast
         index = ExampleIndex(args.index)
         missing = [u.name for u in units if u.name not in index.units()]
         if missing:
@@ -70,7 +73,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     run = RenderCache(args.cache).render if args.cache else render
     result = run(model, units, config, progress=not args.quiet)
     settings = {"model": args.model, "units": args.units, "preset": args.preset,
-                **config.normalised(model, len(units)).key(), "index": args.index}
+                **config.normalised(model, len(units)).key(), "index": index.path if index is not None else None}
     manifest = write_gallery(result, args.out, settings, title=f"{model.name} — {args.units}", index=index)
     for entry in manifest["units"]:
         print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
@@ -230,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--out", default="gallery", help="output folder")
     rend.add_argument("--quiet", action="store_true", help="no progress bars")
     rend.add_argument("--index", default=None, help="example index (from `vizneuron mine`): show each unit's "
-                                                    "top dataset examples beside its renders")
+                                                    "top dataset examples beside its renders; 'sample': the "
+                                                    "300 CIFAR-10 images bundled with vizneuron, mined into "
+                                                    "./indexes on first use")
     rend.add_argument("--cache", default=None, help="folder of cached renders: reuse a render made before with "
                                                     "the same model, units and settings (the app's cache too)")
     rend.set_defaults(func=_cmd_render)

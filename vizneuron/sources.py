@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from .imageio import MAX_PIXELS, ImageSkipped, pil_to_rgb, image_files, read_rgb, to_model_input
 
@@ -46,8 +47,9 @@ class FileSource(ImageSource):
     """Image files; in a folder source, labels come from the first folder level below `root`."""
 
     def __init__(self, paths: list[Path], root: Path, kind: str, max_pixels: int | None = MAX_PIXELS,
-                 labels: list[str | None] | None = None) -> None:
+                 labels: list[str | None] | None = None, within: Sequence[Path] | None = None) -> None:
         self.paths, self.root, self.kind, self.max_pixels = paths, root, kind, max_pixels
+        self.within = None if within is None else tuple(Path(p).resolve() for p in within)
         self._labels = labels or ([_class_folder(p, root) for p in paths] if kind == "folder" else [None] * len(paths))
 
     def __len__(self) -> int:
@@ -60,6 +62,10 @@ class FileSource(ImageSource):
         return self._labels[i]
 
     def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        if self.within is not None:  # a symlink or a listed path may lead out of the allowed folders
+            real = self.paths[i].resolve()
+            if not any(real.is_relative_to(folder) for folder in self.within):
+                raise ImageSkipped("outside the folders this app may read")
         try:
             return read_rgb(self.paths[i], self.max_pixels)
         except FileNotFoundError:
@@ -121,9 +127,20 @@ class TorchvisionSource(ImageSource):
                 type(self.dataset).__name__, "images": len(self), "fingerprint": None}
 
 
-def as_source(data: Any, max_pixels: int | None = MAX_PIXELS) -> ImageSource:
+def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
+    """CIFAR-10's 10,000 test images through torchvision's own download (needs a network, about
+    170 MB, once; later calls find the files)."""
+    try:
+        return TorchvisionSource(CIFAR10(str(folder), train=False, download=True))
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise OSError(f"could not fetch CIFAR-10 into {folder} ({err}); offline, mine a folder of your own images, "
+                      "or use the bundled sample") from None
+
+
+def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[Path] | None = None) -> ImageSource:
     """A folder, a text file listing image paths (one per line, relative to the file), a torchvision
-    dataset, or an `ImageSource`."""
+    dataset, or an `ImageSource`. `within`: the only folders whose files may be read (a server's
+    sandbox); files found or listed elsewhere, symlinks leading out included, are skipped with a note."""
     if isinstance(data, ImageSource):
         return data
     if isinstance(data, (str, Path)):
@@ -132,14 +149,18 @@ def as_source(data: Any, max_pixels: int | None = MAX_PIXELS) -> ImageSource:
             files = image_files(path)
             if not files:
                 raise ValueError(f"no image files under {path}")
-            return FileSource(files, path, "folder", max_pixels)
+            return FileSource(files, path, "folder", max_pixels, within=within)
         if path.is_file():  # lines "PATH" or "PATH<TAB>LABEL" (a class name or index)
-            rows = [line.rstrip("\n").split("\t") for line in path.read_text().splitlines()]
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                raise ValueError(f"{path} is neither a folder nor a text file listing image paths") from None
+            rows = [line.rstrip("\n").split("\t") for line in text.splitlines()]
             rows = [row for row in rows if row[0].strip() and not row[0].startswith("#")]
             if not rows:
                 raise ValueError(f"{path} lists no image paths")
             return FileSource([(path.parent / row[0].strip()).resolve() for row in rows], path.parent, "list",
-                              max_pixels, [row[1].strip() if len(row) > 1 else None for row in rows])
+                              max_pixels, [row[1].strip() if len(row) > 1 else None for row in rows], within)
         raise FileNotFoundError(f"dataset {path} not found (give a folder, a text file of paths, or a dataset)")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return TorchvisionSource(data)

@@ -21,6 +21,8 @@ from typing import Mapping
 
 from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
+from .samples import SAMPLE_DIR
+from .sources import ImageSource, as_source
 
 MAX_IMAGE_BYTES = 16 * 2**20
 MAX_MODEL_BYTES = 512 * 2**20
@@ -61,7 +63,8 @@ class Workspace:
 
     @property
     def readable(self) -> list[Path]:
-        return [self.home, *self.roots]
+        """home, the roots, and the image sample bundled with vizneuron"""
+        return [self.home, *self.roots, SAMPLE_DIR]
 
     @property
     def sae_folders(self) -> list[Path]:
@@ -88,6 +91,11 @@ class Workspace:
         if must_exist and not path.exists():
             raise FileNotFoundError(f"{raw} does not exist")
         return path
+
+    def source(self, text: str | Path) -> ImageSource:
+        """The images of a folder or list file the app may read; files under it (symlinks, listed
+        paths) that lead outside the app's folders are skipped with a note, never read."""
+        return as_source(self.resolve(text), within=self.readable)
 
     def check_spec(self, spec: "str | ModelSpec") -> ModelSpec:
         """A model spec with its files resolved inside the workspace; code-running sources refused."""

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS images(id INTEGER PRIMARY KEY, path TEXT, label TEXT,
 CREATE TABLE IF NOT EXISTS examples(unit INTEGER, side TEXT, rank INTEGER, image INTEGER, value REAL,
     y INTEGER, x INTEGER, box TEXT, heatmap BLOB, heatmap_shape TEXT, PRIMARY KEY(unit, side, rank));
 """
+TABLES = ("meta", "state", "notes", "units", "images", "examples")
 IDENTITY_KEYS = ("model", "weights", "preprocessing", "dataset", "units", "k", "reduce", "shard", "batch_size")
 
 
@@ -69,14 +70,66 @@ class UnitStats:
     edges: np.ndarray
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+class NotAnIndex(ValueError):
+    """A file that is not a vizneuron index: never read as one, never written to."""
+
+
+def connect(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
+    """An index database: read-only (SQLite's `mode=ro`, nothing written, not even a journal) unless
+    `write`. A file holding tables of another program, or no SQLite at all, is refused untouched;
+    writing needs a new file, an empty one, or an index."""
     # transactions are explicit; the app reads one cached index from several session threads
     # (sqlite3 serialises calls on a connection itself)
-    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(SCHEMA)
+    options = {"isolation_level": None, "check_same_thread": False}
+    if str(path) == ":memory:":
+        db = sqlite3.connect(":memory:", **options)
+        db.executescript(SCHEMA)
+        return db
+    path = Path(path)
+    if path.is_dir():
+        raise NotAnIndex(f"{path} is a folder, not an index file")
+    if not path.exists() or path.stat().st_size == 0:
+        if not write:
+            raise FileNotFoundError(f"index {path} not found" if not path.exists() else f"index {path} is empty")
+    else:
+        reader = _open_read_only(path, options)
+        if not write:
+            return reader
+        reader.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(str(path), **options)
+        db.execute("PRAGMA journal_mode=WAL")  # while mining; a finished index goes back to one plain file
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+    except sqlite3.OperationalError as err:
+        raise OSError(f"cannot write the index {path}: {err} (is its folder writable, with space left?)") from None
     return db
+
+
+def _open_read_only(path: Path, options: dict) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+    try:
+        tables = _tables(db, path)
+    except sqlite3.OperationalError:  # a WAL index on storage where its -shm file cannot be made
+        db = sqlite3.connect(f"{uri}?immutable=1", uri=True, **options)
+        tables = _tables(db, path)
+    foreign = sorted(tables - set(TABLES))
+    if foreign:
+        db.close()
+        raise NotAnIndex(f"{path} is an SQLite database of another program (tables {', '.join(foreign[:5])}), not a "
+                         "vizneuron index; it was not changed")
+    return db
+
+
+def _tables(db: sqlite3.Connection, path: Path) -> set[str]:
+    try:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError:
+        raise NotAnIndex(f"{path} is not a vizneuron index (not an SQLite database, or damaged)") from None
 
 
 class transaction:
@@ -94,6 +147,9 @@ class transaction:
 
 
 def read_meta(db: sqlite3.Connection) -> dict[str, Any]:
+    """The index's settings; {} for a new (or empty) file."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+        return {}
     return {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM meta")}
 
 
@@ -168,10 +224,17 @@ def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple
         db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)", (json.dumps(int(tracker.count.max()) if static else 0),))
         db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (extra or {}).items()])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', 'true')")
+    db.execute("PRAGMA journal_mode=DELETE")  # finished: one self-contained file, readable on read-only storage
 
 
 def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
     """Combine the finished indexes of shards 0/N..N-1/N into the index one unsharded run makes."""
+    real = [Path(p).resolve() for p in shards]
+    twice = sorted({str(p) for p in shards if real.count(Path(p).resolve()) > 1})
+    if twice:
+        raise ValueError(f"shard {twice[0]} is given more than once")
+    if Path(output).resolve() in real:
+        raise ValueError(f"the output {output} is one of the shards: write the merged index to a new file")
     metas, dbs = [], []
     for path in shards:
         if not Path(path).exists():
@@ -203,7 +266,7 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
             images[image] = tuple(rest)
         notes.extend(db.execute("SELECT image, path, action, reason FROM notes"))
     static = [row for row in dbs[0].execute("SELECT name, layer, kind, grid_h, grid_w, field FROM units ORDER BY id")]
-    out = connect(output)
+    out = connect(output, write=True)
     meta = dict(metas[0], shard="0/1", images=[0, metas[0]["dataset"]["images"]])
     meta.pop("complete", None)
     meta.pop("mined", None)

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..imageio import MAX_PIXELS, to_pil
+from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..models.base import Model
 from ..sources import ImageSource
 from ..stream import ActivationStream
@@ -69,6 +70,24 @@ def index_path(folder: str | Path, model: Model, data: str | Path, units: str, k
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
     stem = "".join(ch if ch.isalnum() else "_" for ch in f"{model.name}_{Path(data).name}")[:60]
     return Path(folder) / f"{stem}_{digest}.sqlite"
+
+
+def sample_layers(model: Model) -> list[str]:
+    """The layers the bundled sample is mined for by default: the model's top-level blocks."""
+    return [name for name, info in model.layers.items() if "." not in name and info.channels]
+
+
+def mine_sample(model: Model, units: str | Sequence[str | Unit] | None = None, folder: str | Path = "indexes", *,
+                saes: SAEs | None = None, progress: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> ExampleIndex:
+    """The bundled image sample (300 CIFAR-10 test images) mined for `units` (default: every channel
+    of the model's top-level layers) into an index under `folder`; a second call reuses it."""
+    if units is None:
+        units = ",".join(sample_layers(model))
+    spec = units if isinstance(units, str) else ";".join(str(u) for u in units)
+    path = index_path(folder, model, SAMPLE_DIR, spec, SAMPLE_K, 64)
+    return mine(model, units, SAMPLE_DIR, k=SAMPLE_K, index=path, saes=saes, progress=progress,
+                on_progress=on_progress)
 
 
 def _groups(model: Model, units: list[Unit]) -> tuple[list[Unit], list[Group]]:
@@ -123,16 +142,20 @@ def mine(
                               workers=workers, shard=shard, autocast=autocast, max_pixels=max_pixels)
     source = stream.source
     part, parts = stream.shard
-    db = connect(index if index is not None else ":memory:")
     meta = {
         "version": __version__, "model": model.name, "weights": model.fingerprint,
         "preprocessing": model.inputs.preprocessing(),
         "dataset": source.describe(), "units": [u.name for u in units_in_order], "k": k, "reduce": reduce,
         "shard": f"{part}/{parts}", "images": list(stream.span), "batch_size": batch_size,
     }
+    if index is not None and Path(index).is_file() and Path(index).stat().st_size:
+        finished = connect(index)  # read-only: a finished index is checked and returned unchanged
+        if read_meta(finished).get("complete"):
+            claim(finished, meta, str(index))
+            return ExampleIndex(finished, str(index))
+        finished.close()
+    db = connect(index if index is not None else ":memory:", write=True)
     claim(db, meta, str(index))
-    if read_meta(db).get("complete"):
-        return ExampleIndex(db, None if index is None else str(index))
 
     checkpoint = load_checkpoint(db)
     done, tracker = checkpoint if checkpoint else (0, Tracker.empty(len(units_in_order)))

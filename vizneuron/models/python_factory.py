@@ -17,14 +17,25 @@ def load_python(target: str, options: dict[str, str]) -> Model:
     module_name, factory_name = target.rsplit(":", 1)
     if os.getcwd() not in sys.path:  # let `python:mymodels:build` find mymodels.py where the user is
         sys.path.insert(0, os.getcwd())
-    factory = getattr(importlib.import_module(module_name), factory_name, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"python:{target}: cannot import {module_name} ({err})") from None
+    factory = getattr(module, factory_name, None)
     if factory is None:
-        raise ValueError(f"{module_name} has no {factory_name}")
-    built = factory()
+        raise ValueError(f"python:{target}: {module_name} has no {factory_name}")
+    if not callable(factory):
+        raise ValueError(f"python:{target}: {factory_name} is a {type(factory).__name__}, not a function that "
+                         "builds a model")
+    try:
+        built = factory()
+    except TypeError as err:  # it wants arguments
+        raise ValueError(f"python:{target}: calling {factory_name}() failed ({err}); it must build the model "
+                         "without arguments") from None
     if isinstance(built, Model):
         return built
     if not isinstance(built, nn.Module):
-        raise TypeError(f"{target} returned {type(built).__name__}, not an nn.Module or vizneuron.Model")
+        raise ValueError(f"python:{target} returned {type(built).__name__}, not an nn.Module or vizneuron.Model")
     size = int(options.get("size", 224))
     floats = lambda key, default: tuple(float(v) for v in options[key].split(",")) if key in options else default  # noqa: E731
     return Model(built, name=f"python:{target}", inputs=InputConfig(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -265,7 +266,20 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
     file = Path(path).expanduser()
     if not file.exists():
         raise FileNotFoundError(f"TFLite file {file} not found")
-    model = tflite.Model.GetRootAsModel(file.read_bytes(), 0)
+    data = file.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":  # the flatbuffer's file identifier
+        raise TFLiteError(f"{file.name} is not a TFLite model (no TFL3 identifier{'; the file is empty' if not data else ''})")
+    try:
+        return _import(path, file, data, options)
+    except TFLiteError:
+        raise
+    except (struct.error, IndexError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as err:
+        raise TFLiteError(f"{file.name} is truncated or damaged: its graph cannot be read ({type(err).__name__}: "
+                          f"{err})") from None
+
+
+def _import(path: str, file: Path, data: bytes, options: dict[str, str]) -> Model:
+    model = tflite.Model.GetRootAsModel(data, 0)
     graph = model.Subgraphs(0)
     names_by_code = _op_names()
     ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
