@@ -383,6 +383,8 @@ def show_probe(loaded: Loaded, ws: Workspace, unit: str, sae_files: dict[str, Pa
 def show_report(report) -> None:
     banner = {"monosemantic": st.success, "polysemantic": st.warning}.get(report.verdict, st.info)
     banner(f"Verdict: **{report.summary}** — score {report.score:.2f}")
+    for warning in report.warnings:
+        st.warning(warning)
     st.dataframe(report.evidence_table(), hide_index=True)
     if report.renders:
         st.markdown(f"**Renders:** {report.renders['summary']}")

@@ -41,7 +41,7 @@ def captions(at: AppTest) -> list[str]:
 
 def render_captions(at: AppTest) -> list[str]:
     """Captions of the neuron view's renders (the bundled sample's examples are shown below them)."""
-    return render_captions(at)
+    return [c for c in captions(at) if c.startswith("activation")]
 
 
 def index_picker(at: AppTest):

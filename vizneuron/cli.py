@@ -13,6 +13,7 @@ import torch
 
 from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
+from .imageio import writable_folder
 from .mine import ExampleIndex, index_path, merge, mine, mine_sample
 from .models import list_sources, load_model
 from .optim.cache import RenderCache
@@ -59,6 +60,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
     config = _render_config(args)
+    writable_folder(args.out)  # before rendering, not after
     if config.samples == 1 and args.diversity is not None:
         _warn("--diversity is the weight of the diversity term between samples and does nothing with one sample; "
               "for N samples per unit say --samples N (--diversity N used to mean N samples)")
@@ -129,6 +131,7 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
     out = Path(args.out)
+    writable_folder(out.parent)  # before training, not after
     checkpoint = out.with_name(out.name + ".ckpt")
     config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SAETrainConfig)
                                if getattr(args, f.name, None) is not None})
@@ -158,12 +161,15 @@ def _cmd_sae_eval(args: argparse.Namespace) -> None:
 
 def _cmd_probe(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
     concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
                               per_concept=args.per_concept)
     report = probe(model, args.unit, concepts, index=ExampleIndex(args.index) if args.index else None,
                    sae=args.sae, renders=args.renders, render_steps=args.steps)
     page = write_report(report, args.out)
     print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
+    for warning in report.warnings:
+        _warn(warning)
     for row in report.evidence_table():
         print(f"  {row['concept']:<20} mean {row['mean']:>8.3f}  z {row['z']:+.2f}  top range {row['top range']:>4}"
               f"{'  drives' if row['drives'] else ''}")

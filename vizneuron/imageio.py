@@ -145,14 +145,36 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the permissions a plain `open()` would give a new file (mkstemp's temporary files are 0600)
+FILE_MODE = 0o666 & ~_umask()
+
+
+def writable_folder(path: str | Path) -> Path:
+    """`path` as a folder this process can write into (made if missing), checked before a long job
+    rather than after it; an OSError saying why otherwise."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=path):
+        pass
+    return path
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: readers never see half a file."""
+    """Write `data` to `path` through a temporary file and a rename: readers never see half a file,
+    and a failed write (disk full, read-only) leaves the previous file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -44,6 +44,8 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
             raise ValueError(f"shard {shard!r} must look like I/N, e.g. 0/4") from None
     else:
         i, n = shard
+    if n < 1:
+        raise ValueError(f"shard {i}/{n}: N, the number of slices, must be at least 1 (e.g. 0/4)")
     if not 0 <= i < n:
         raise ValueError(f"shard {i}/{n}: I must be in 0..{n - 1}")
     return i, n

@@ -143,7 +143,16 @@ class transaction:
         return self.db
 
     def __exit__(self, kind, *_) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:  # e.g. the disk filled up: undo, so no lock is left behind
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def read_meta(db: sqlite3.Connection) -> dict[str, Any]:

@@ -155,33 +155,37 @@ def mine(
             return ExampleIndex(finished, str(index))
         finished.close()
     db = connect(index if index is not None else ":memory:", write=True)
-    claim(db, meta, str(index))
+    try:  # a failure (disk full, Ctrl-C) closes the file; the next run resumes from the last checkpoint
+        claim(db, meta, str(index))
 
-    checkpoint = load_checkpoint(db)
-    done, tracker = checkpoint if checkpoint else (0, Tracker.empty(len(units_in_order)))
-    notes: list[tuple[int, str, str, str]] = []
-    started = time.perf_counter()
-    already = min(done * batch_size, len(stream.ids))  # images a resumed run has seen
-    bar = tqdm(total=len(stream.ids), initial=already, unit="img", disable=not progress,
-               desc=f"mining {len(units_in_order)} units")
-    for batch in stream.resumed(done):
-        if batch.activations:
-            values, where = unit_peaks(units_in_order, batch.activations, reduce)
-            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), k)
-        notes += [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
-        if batch.number % checkpoint_every == 0 or batch.number == len(stream):
-            save_checkpoint(db, batch.number, tracker, notes)
-            notes = []
-        bar.update(batch.size)
-        if on_progress is not None:
-            on_progress(min(batch.number * batch_size, len(stream.ids)), len(stream.ids))
-    bar.close()
-    if not len(stream):
-        save_checkpoint(db, 0, tracker, [])
-    streamed = time.perf_counter() - started
-    _finalise(db, model, source, units_in_order, groups, tracker, progress,
-              {"stream_seconds": round(streamed, 3), "stream_images": len(stream.ids) - already})
-    return ExampleIndex(db, None if index is None else str(index))
+        checkpoint = load_checkpoint(db)
+        done, tracker = checkpoint if checkpoint else (0, Tracker.empty(len(units_in_order)))
+        notes: list[tuple[int, str, str, str]] = []
+        started = time.perf_counter()
+        already = min(done * batch_size, len(stream.ids))  # images a resumed run has seen
+        bar = tqdm(total=len(stream.ids), initial=already, unit="img", disable=not progress,
+                   desc=f"mining {len(units_in_order)} units")
+        for batch in stream.resumed(done):
+            if batch.activations:
+                values, where = unit_peaks(units_in_order, batch.activations, reduce)
+                tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), k)
+            notes += [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
+            if batch.number % checkpoint_every == 0 or batch.number == len(stream):
+                save_checkpoint(db, batch.number, tracker, notes)
+                notes = []
+            bar.update(batch.size)
+            if on_progress is not None:
+                on_progress(min(batch.number * batch_size, len(stream.ids)), len(stream.ids))
+        bar.close()
+        if not len(stream):
+            save_checkpoint(db, 0, tracker, [])
+        streamed = time.perf_counter() - started
+        _finalise(db, model, source, units_in_order, groups, tracker, progress,
+                  {"stream_seconds": round(streamed, 3), "stream_images": len(stream.ids) - already})
+        return ExampleIndex(db, None if index is None else str(index))
+    except BaseException:
+        db.close()
+        raise
 
 
 def _finalise(db, model: Model, source: ImageSource, units: list[Unit], groups: list[Group], tracker: Tracker,

@@ -334,10 +334,16 @@ def _input_normalisation(tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def _labels(file: Path, options: dict[str, str]) -> list[str] | None:
+    """`labels=FILE` (must exist), else an imagenet_labels.txt beside the model, if there is one."""
     path = Path(options["labels"]) if "labels" in options else file.parent / "imagenet_labels.txt"
-    if not path.exists():
+    if not path.is_file():
+        if "labels" in options:
+            raise FileNotFoundError(f"labels file {path} not found")
         return None
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise TFLiteError(f"labels file {path} is not text (one label per line)") from None
 
 
 def _build(op, kind: str, graph, constant) -> tuple[nn.Module, list[int]]:

@@ -42,6 +42,7 @@ DRIVE_SHARE = 0.5
 TOP_RANGE = 0.05  # the unit's top range: its highest 5 % of values
 TOP_LIFT = 2.0  # a concept with at least twice the base rate of its images there drives the unit
 RELATED_COSINE = 0.2
+MIN_CONCEPT_IMAGES = 8  # fewer readable images than this: too few to judge a concept by
 
 
 @dataclass
@@ -69,6 +70,7 @@ class ProbeReport:
     renders: dict[str, Any] = field(default_factory=dict)
     sae_split: list[dict[str, Any]] = field(default_factory=list)
     example_clusters: list[dict[str, Any]] = field(default_factory=list)  # top examples grouped, no labels needed
+    warnings: list[str] = field(default_factory=list)  # what makes the verdict less sure (e.g. tiny concepts)
 
     @property
     def summary(self) -> str:
@@ -202,7 +204,15 @@ def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[
 def _concept_sources(concepts: dict[str, Any]) -> dict[str, ImageSource]:
     if len(concepts) < 2:
         raise ValueError(f"the probe needs at least two concepts; got {len(concepts)} ({', '.join(concepts) or 'none'})")
-    return as_concepts(concepts)
+    sources = as_concepts(concepts)
+    seen: dict[frozenset, str] = {}
+    for name, source in sources.items():
+        images = frozenset(source.key(i) for i in range(len(source)))
+        if images in seen:
+            raise ValueError(f"concepts {seen[images]!r} and {name!r} are the same {len(images)} images: give each "
+                             "concept images of its own")
+        seen[images] = name
+    return sources
 
 
 def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSource], index,
@@ -223,11 +233,13 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
             best = values.argsort(descending=True)[:examples].tolist()
             item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]
         pooled = torch.cat(list(responses.values()))
+        small = [f"concept {e.name!r} has {e.images} readable image{'s' if e.images != 1 else ''}: too few to judge "
+                 f"(give it at least {MIN_CONCEPT_IMAGES})" for e in evidence if e.images < MIN_CONCEPT_IMAGES]
         reports.append(ProbeReport(
             unit.name, verdict, score, [c for g in groups for c in g], groups, evidence, cosine,
             {"mean": background[0] if background else pooled.median().item(),
              "std": background[1] if background else pooled.std().item(),
-             "source": "index" if index is not None else "concept images (median)"}))
+             "source": "index" if index is not None else "concept images (median)"}, warnings=small))
     return reports
 
 

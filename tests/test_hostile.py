@@ -1,0 +1,288 @@
+"""Every input a hostile or careless user can give, through the real CLI entry point: each must end
+with exit code 2 (130 for Ctrl-C), one line naming the problem, no traceback, and every input file
+byte-identical afterwards. Grow the CASES table whenever a new way to break the tool turns up."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tflite_writer import small_classifier
+from vizneuron.cli import main
+from vizneuron.mine import ExampleIndex, mine
+from vizneuron.models import load_model
+from vizneuron.sae.model import SAE, SAEConfig
+from vizneuron.samples import SAMPLE_DIR
+
+CATS = SAMPLE_DIR / "cat"
+
+
+def _sae(layer: str) -> SAE:
+    torch.manual_seed(0)
+    sae = SAE(SAEConfig(d_in=128, d_sae=256, k=8, model="default", layer=layer))
+    for p in sae.parameters():
+        p.data.normal_()
+    sae.normalise_decoder()
+    return sae
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory) -> Path:
+    """A folder of bad (and a few good) inputs, made once."""
+    kit = tmp_path_factory.mktemp("kit")
+    model = load_model("default")
+    mine(model, "layer3:0-3", CATS, k=4, index=kit / "index.sqlite", progress=False)
+    data = (kit / "index.sqlite").read_bytes()
+    (kit / "truncated.sqlite").write_bytes(data[: len(data) // 3])
+    (kit / "garbage.sqlite").write_bytes(np.random.default_rng(0).bytes(20000))
+    foreign = sqlite3.connect(kit / "foreign.sqlite")
+    foreign.execute("CREATE TABLE people(name TEXT)")
+    foreign.execute("INSERT INTO people VALUES ('ada')")
+    foreign.commit()
+    foreign.close()
+    (kit / "a_folder.sqlite").mkdir()
+    tflite = small_classifier("float")
+    (kit / "ok.tflite").write_bytes(tflite)
+    (kit / "empty.tflite").write_bytes(b"")
+    (kit / "truncated.tflite").write_bytes(tflite[: len(tflite) // 2])
+    flipped = bytearray(tflite)
+    for i in np.random.default_rng(1).choice(np.arange(8, len(flipped)), 40, replace=False):
+        flipped[i] ^= 0xFF
+    (kit / "flipped.tflite").write_bytes(bytes(flipped))
+    np.save(kit / "nan.npy", np.full(128, np.nan, np.float32))
+    np.save(kit / "inf.npy", np.full(128, np.inf, np.float32))
+    np.save(kit / "empty.npy", np.zeros(0, np.float32))
+    np.save(kit / "zero.npy", np.zeros(128, np.float32))
+    np.save(kit / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (kit / "text.npy").write_text("not an array")
+    _sae("layer2").save(kit / "layer2_sae.safetensors")
+    _sae("layer3").save(kit / "good_sae.safetensors")
+    tensors = load_file(kit / "good_sae.safetensors")
+    config = json.loads((kit / "good_sae.json").read_text())
+    with open(kit / "good_sae.safetensors", "rb") as f:  # the checksum the file was saved with
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
+    save_file(tensors, kit / "tampered_sae.safetensors",
+              metadata={"vizneuron_sae": json.dumps(config | {"scale": 40.0}), "vizneuron_sha256": header["vizneuron_sha256"]})
+    save_file(tensors, kit / "badjson_sae.safetensors", metadata={"vizneuron_sae": "{not json"})
+    _sae("layer3").save(kit / "sidecar_sae.safetensors")
+    (kit / "sidecar_sae.json").write_text(json.dumps(config | {"d_sae": 512}))
+    (kit / "one").mkdir()
+    (kit / "one" / "only.jpg").write_bytes((CATS / "0000.jpg").read_bytes())
+    (kit / "afile").write_text("a file, not a folder")
+    return kit
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+R = ["render", "default", "--units", "layer3:0", "--steps", "2", "--quiet"]
+#: (id, argv with {kit} and {out}, words the one-line message must hold)
+CASES = [
+    ("steps 0", R + ["--steps", "0"], ["steps"]),
+    ("steps negative", R + ["--steps", "-5"], ["steps"]),
+    ("size 0", R + ["--size", "0"], ["size"]),
+    ("size 1", R + ["--size", "1"], ["size"]),
+    ("size negative", R + ["--size", "-3"], ["size"]),
+    ("size huge", R + ["--size", "100000"], ["size"]),
+    ("diversity negative", R + ["--diversity", "-2"], ["diversity"]),
+    ("batch 0", R + ["--batch", "0"], ["batch"]),
+    ("seed huge", R + ["--seed", str(2**80)], ["seed"]),
+    ("samples 0", R + ["--samples", "0"], ["samples"]),
+    ("lr 0", R + ["--lr", "0"], ["lr"]),
+    ("units empty", ["render", "default", "--units", ";;"], ["no units"]),
+    ("units huge range", ["render", "default", "--units", "layer3:0-99999999"], ["out of range"]),
+    ("units enormous range", ["render", "default", "--units", "layer3:0-999999999999"], ["out of range"]),
+    ("unknown layer", ["render", "default", "--units", "layer9:0"], ["layer9", "closest"]),
+    ("unknown class", ["render", "default", "--units", "logit:kitten"], ["kitten"]),
+    ("direction nan", ["render", "default", "--units", "layer3:dir={kit}/nan.npy"], ["nan"]),
+    ("direction inf", ["render", "default", "--units", "layer3:dir={kit}/inf.npy"], ["infinite"]),
+    ("direction empty", ["render", "default", "--units", "layer3:dir={kit}/empty.npy"], ["0 values"]),
+    ("direction zero", ["render", "default", "--units", "layer3:dir={kit}/zero.npy"], ["zeros"]),
+    ("direction pickled", ["render", "default", "--units", "layer3:dir={kit}/pickled.npy"], ["npy"]),
+    ("direction not npy", ["render", "default", "--units", "layer3:dir={kit}/text.npy"], ["npy"]),
+    ("out is a file", R + ["--out", "{kit}/afile"], ["afile", "not a folder"]),
+    ("out under a file", R + ["--out", "{kit}/afile/sub"], ["afile/sub", "file"]),
+    ("out not writable", R + ["--out", "/sys/vizneuron-gallery"], ["/sys/vizneuron-gallery"]),
+    ("index missing", R + ["--index", "{kit}/nope.sqlite"], ["not found"]),
+    ("index garbage", R + ["--index", "{kit}/garbage.sqlite"], ["not a vizneuron index"]),
+    ("index foreign", R + ["--index", "{kit}/foreign.sqlite"], ["another program", "people"]),
+    ("index folder", R + ["--index", "{kit}/a_folder.sqlite"], ["folder"]),
+    ("top garbage", ["top", "default", "layer3:0", "--index", "{kit}/garbage.sqlite", "--out", "{out}"],
+     ["not a vizneuron index"]),
+    ("top foreign", ["top", "default", "layer3:0", "--index", "{kit}/foreign.sqlite", "--out", "{out}"],
+     ["another program"]),
+    ("top truncated", ["top", "default", "layer3:0", "--index", "{kit}/truncated.sqlite", "--out", "{out}"],
+     ["index"]),
+    ("top unit not mined", ["top", "default", "layer3:99", "--index", "{kit}/index.sqlite", "--out", "{out}"],
+     ["layer3:99"]),
+    ("mine into foreign", ["mine", "default", "--layers", "layer3", "--data", str(CATS), "--index",
+                           "{kit}/foreign.sqlite", "--quiet"], ["another program"]),
+    ("mine into garbage", ["mine", "default", "--layers", "layer3", "--data", str(CATS), "--index",
+                           "{kit}/garbage.sqlite", "--quiet"], ["not a vizneuron index"]),
+    ("mine other run's index", ["mine", "default", "--layers", "layer2", "--data", str(CATS), "--index",
+                                "{kit}/index.sqlite", "--quiet"], ["different run"]),
+    ("mine shard 0/0", ["mine", "default", "--layers", "layer3", "--data", str(CATS), "--shard", "0/0"],
+     ["shard", "at least 1"]),
+    ("mine shard text", ["mine", "default", "--layers", "layer3", "--data", str(CATS), "--shard", "x"],
+     ["shard", "I/N"]),
+    ("mine k 0", ["mine", "default", "--layers", "layer3", "--data", str(CATS), "--k", "0"], ["k"]),
+    ("mine missing data", ["mine", "default", "--layers", "layer3", "--data", "{kit}/nowhere"], ["not found"]),
+    ("mine binary as list", ["mine", "default", "--layers", "layer3", "--data", "{kit}/ok.tflite"],
+     ["neither a folder nor a text file"]),
+    ("merge into an input", ["merge", "{kit}/index.sqlite", "{kit}/index.sqlite"], ["one of the shards"]),
+    ("merge a shard twice", ["merge", "{out}/m.sqlite", "{kit}/index.sqlite", "{kit}/index.sqlite"],
+     ["more than once"]),
+    ("merge garbage", ["merge", "{out}/m.sqlite", "{kit}/garbage.sqlite"], ["not a vizneuron index"]),
+    ("tflite empty", ["layers", "tflite:{kit}/empty.tflite"], ["empty.tflite", "empty"]),
+    ("tflite truncated", ["layers", "tflite:{kit}/truncated.tflite"], ["truncated.tflite", "damaged"]),
+    ("tflite bit-flipped", ["layers", "tflite:{kit}/flipped.tflite"], ["flipped.tflite", "damaged"]),
+    ("tflite missing", ["layers", "tflite:{kit}/none.tflite"], ["not found"]),
+    ("tflite upper-case labels path", ["layers", "tflite:{kit}/ok.tflite?labels={kit}/NOPE.TXT"], ["nope.txt"]),
+    ("unknown source", ["layers", "torchvison:resnet18"], ["torchvison", "torchvision"]),
+    ("python module missing", ["layers", "python:no_such_module_xyz:build"], ["cannot import"]),
+    ("python factory missing", ["layers", "python:json:no_such_factory"], ["has no"]),
+    ("python factory not callable", ["layers", "python:os:sep"], ["not a function"]),
+    ("python factory wants arguments", ["layers", "python:json:dumps"], ["without arguments"]),
+    ("python factory returns junk", ["layers", "python:os:getcwd"], ["not an nn.module"]),
+    ("sae tampered config", ["render", "default", "--units", "layer3/{kit}/tampered_sae.safetensors:0"],
+     ["modified after it was saved"]),
+    ("sae metadata not json", ["render", "default", "--units", "layer3/{kit}/badjson_sae.safetensors:0"],
+     ["not valid json"]),
+    ("sae sidecar edited", ["render", "default", "--units", "layer3/{kit}/sidecar_sae.safetensors:0"],
+     ["does not match"]),
+    ("sae of another layer", ["render", "default", "--units", "layer3/{kit}/layer2_sae.safetensors:0"],
+     ["trained on default layer2", "?transfer"]),
+    ("sae feature out of range", ["render", "default", "--units", "layer3/{kit}/good_sae.safetensors:999"],
+     ["out of range"]),
+    ("sae not safetensors", ["render", "default", "--units", "layer3/{kit}/garbage.sqlite:0"],
+     ["not a safetensors file"]),
+    ("probe duplicate concepts", ["probe", "default", "layer3:0", "--concept", f"a={CATS}", "--concept",
+                                  f"b={CATS}", "--renders", "0", "--out", "{out}"], ["same", "images"]),
+    ("probe one concept", ["probe", "default", "layer3:0", "--concept", f"a={CATS}", "--renders", "0",
+                           "--out", "{out}"], ["two concepts"]),
+    ("sae train bad expansion", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS), "--out",
+                                 "{out}/s.safetensors", "--expansion", "0"], ["expansion"]),
+    ("sae train unknown layer", ["sae", "train", "default", "--layer", "layer33", "--data", str(CATS), "--out",
+                                 "{out}/s.safetensors"], ["layer33"]),
+    ("sae train out not writable", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS),
+                                    "--out", "/sys/vz/s.safetensors"], ["/sys/vz"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", [pytest.param(a, w, id=i) for i, a, w in CASES])
+def test_hostile_input_is_one_clear_line(kit, tmp_path, capsys, argv, words):
+    before = digests(kit)
+    argv = [a.replace("{kit}", str(kit)).replace("{out}", str(tmp_path)) for a in argv]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, out, err)
+    lines = [line for line in err.splitlines() if line.startswith("vizneuron: error:")]
+    assert len(lines) == 1 and "Traceback" not in out + err, err
+    assert all(w.lower() in lines[0].lower() for w in words), lines[0]
+    assert digests(kit) == before  # inputs untouched (no tables added, no journal files left beside them)
+
+
+def test_debug_shows_the_traceback(kit, monkeypatch):
+    with pytest.raises(ValueError, match="steps"):
+        main(R + ["--steps", "0", "--debug"])
+    monkeypatch.setenv("VIZNEURON_DEBUG", "1")
+    with pytest.raises(ValueError, match="steps"):
+        main(R + ["--steps", "0"])
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
+    """A real SIGINT to the real console script, mid-render."""
+    proc = subprocess.Popen([sys.executable, "-m", "vizneuron.cli", "render", "default", "--units", "layer3:0-31",
+                             "--steps", "100000", "--out", str(tmp_path / "g")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    seen = ""
+    while "%|" not in seen and proc.poll() is None:  # wait for the progress bar: the render is under way
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+
+
+def test_bad_sae_of_another_layer_can_be_used_on_purpose(kit, tmp_path, capsys):
+    assert main(R[:3] + [f"layer3/{kit}/layer2_sae.safetensors?transfer:0"] + R[4:] + ["--out", str(tmp_path)]) == 0
+    assert main(R[:3] + [f"layer3/{kit}/good_sae.safetensors:0"] + R[4:] + ["--out", str(tmp_path)]) == 0
+
+
+def test_probe_warns_when_a_concept_is_too_small(kit, tmp_path, capsys):
+    code = main(["probe", "default", "layer3:0", "--concept", f"cats={CATS}", "--concept", f"one={kit}/one",
+                 "--renders", "0", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0 and "'one' has 1 readable image: too few to judge" in err, err
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Galleries are meant to be served: files get the permissions a plain open() gives, not 0600."""
+    old = os.umask(0o022)
+    try:
+        assert main(R + ["--out", str(tmp_path / "g")]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "g").iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
+
+
+def _mount_tmpfs(where: Path, options: str) -> None:
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}): needs root")
+
+
+def test_full_disk_stops_with_a_message_and_resumes(tmp_path, capsys):
+    """A 4 MB tmpfs: render and mine stop with one line; after space is freed the same mine resumes
+    and ends with the examples of an uninterrupted run."""
+    small = tmp_path / "small"
+    _mount_tmpfs(small, "size=4m")
+    try:
+        filler = small / "filler"
+        filler.write_bytes(b"\0" * (4 * 2**20 - 16 * 1024))
+        assert main(R + ["--units", "layer3:0-7", "--out", str(small / "g")]) == 2
+        err = capsys.readouterr().err
+        assert "no space left" in err and "Traceback" not in err, err
+        filler.write_bytes(b"\0" * (4 * 2**20 - 400 * 1024))
+        argv = ["mine", "default", "--units", "layer3:0-7", "--data", str(SAMPLE_DIR), "--quiet",
+                "--checkpoint-every", "1", "--index"]
+        assert main(argv + [str(small / "cats.sqlite")]) == 2
+        err = capsys.readouterr().err
+        assert "full" in err and "Traceback" not in err, err
+        filler.unlink()
+        assert main(argv + [str(small / "cats.sqlite")]) == 0  # resumes
+        assert main(argv + [str(tmp_path / "whole.sqlite")]) == 0
+        resumed, whole = (ExampleIndex(p) for p in (small / "cats.sqlite", tmp_path / "whole.sqlite"))
+        assert [(e.path, e.value) for e in resumed.examples("layer3:5")] == \
+            [(e.path, e.value) for e in whole.examples("layer3:5")]
+        resumed.db.close()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+def test_an_index_on_read_only_storage_is_read_without_writing(kit, tmp_path, capsys):
+    shelf = tmp_path / "ro"
+    _mount_tmpfs(shelf, "size=16m")
+    try:
+        (shelf / "index.sqlite").write_bytes((kit / "index.sqlite").read_bytes())
+        subprocess.run(["mount", "-o", "remount,ro", str(shelf)], check=True)
+        assert main(["top", "default", "layer3:0", "--index", str(shelf / "index.sqlite"), "--out",
+                     str(tmp_path / "top")]) == 0
+        assert "layer3" not in capsys.readouterr().err
+        assert sorted(p.name for p in shelf.iterdir()) == ["index.sqlite"]
+    finally:
+        subprocess.run(["umount", "-l", str(shelf)])
