@@ -254,3 +254,98 @@ def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tm
     picker.set_value(1).run()
     at.number_input(key="steps").set_value(48).run()
     assert at.title[0].value == "layer3:1" and at.button(key="render").disabled and len(render_captions(at)) == 4
+
+
+def test_first_start_shows_the_bundled_sample_and_a_probe_verdict(monkeypatch, tmp_path):
+    """No data of the user's: the bundled 300 CIFAR-10 images are mined on first start."""
+    at = make_app(monkeypatch, tmp_path)
+    picker = index_picker(at)
+    assert picker.format_func(picker.value).startswith("bundled sample")
+    assert len([c for c in captions(at) if c.endswith(".jpg")]) == 16  # 8 top + 8 bottom examples of layer3:0
+    assert "images" in [m.label for m in at.metric] and at.metric[0].value == "300"
+    at.number_input(key="probe_renders").set_value(0)
+    at.button(key="probe").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    banners = [b.value for b in (*at.success, *at.warning, *at.info) if b.value.startswith("Verdict")]
+    assert len(banners) == 1 and "score" in banners[0]
+    assert len(at.dataframe[0].value) == 10  # one evidence row per CIFAR-10 class of the sample
+
+
+def test_sandbox_holes_stay_closed(monkeypatch, tmp_path):
+    """Symlinked files and listed paths that lead out of the roots are skipped, an upper-case option
+    value is still a path, and another program's SQLite file is refused without being changed."""
+    from tflite_writer import small_classifier
+    from vizneuron.samples import SAMPLE_DIR
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "cat").mkdir(parents=True)
+    outside.mkdir()
+    for name in ("0000.jpg", "0001.jpg", "0002.jpg"):
+        (root / "cat" / name).write_bytes((SAMPLE_DIR / "cat" / name).read_bytes())
+    (outside / "secret.jpg").write_bytes((SAMPLE_DIR / "dog" / "0000.jpg").read_bytes())
+    (root / "cat" / "linked.jpg").symlink_to(outside / "secret.jpg")
+    (root / "list.txt").write_text(f"cat/0000.jpg\n{outside / 'secret.jpg'}\n")
+    tflite = small_classifier("float")
+    (root / "m.tflite").write_bytes(tflite)
+    (root / "broken.tflite").write_bytes(tflite[: len(tflite) // 2])
+    (outside / "LABELS.TXT").write_text("\n".join(f"secret{i}" for i in range(10)))
+    import sqlite3
+    foreign = sqlite3.connect(root / "other.sqlite")
+    foreign.execute("CREATE TABLE people(name TEXT)")
+    foreign.commit()
+    foreign.close()
+    before = (root / "other.sqlite").read_bytes()
+    (root / "folder.sqlite").mkdir()
+    at = make_app(monkeypatch, tmp_path, root)
+
+    def mined(folder: Path) -> tuple[str, list]:
+        mine_in_app(at, folder)
+        notes = at.dataframe[0].value
+        return at.success[0].value, list(zip(notes["file"], notes["action"], notes["reason"]))
+
+    summary, notes = mined(root)  # 1: a symlink inside a root folder
+    assert "Mined 3 images" in summary and "1 skipped" in summary
+    assert notes == [(str(root / "cat" / "linked.jpg"), "skipped", "outside the folders this app may read")]
+    summary, notes = mined(root / "list.txt")  # 2: a list file naming a path outside
+    assert "Mined 1 images" in summary
+    assert notes == [(str(outside / "secret.jpg"), "skipped", "outside the folders this app may read")]
+    at.radio(key="view").set_value("Neuron").run()
+    assert not any("secret" in c for c in captions(at))
+
+    at.sidebar.radio(key="model_source").set_value("model spec").run()
+    spec = at.sidebar.text_input(key="model_spec")
+    spec.input(f"tflite:{root / 'm.tflite'}?labels={outside / 'LABELS.TXT'}").run()  # 3: upper case is a path
+    assert any("outside the folders" in e for e in errors(at)), errors(at)
+    at.sidebar.text_input(key="model_spec").input(f"tflite:{root / 'broken.tflite'}").run()
+    assert not at.exception and any("truncated or damaged" in e for e in errors(at)), errors(at)
+    at.sidebar.text_input(key="model_spec").input("default").run()
+
+    index_picker(at).set_value("(path…)").run()  # 4: another program's SQLite file as an index
+    at.sidebar.text_input(key="index_typed").input(str(root / "other.sqlite")).run()
+    assert not at.exception and any("another program" in e for e in errors(at)), errors(at)
+    assert (root / "other.sqlite").read_bytes() == before
+    assert sorted(p.name for p in root.glob("other.sqlite*")) == ["other.sqlite"]  # no -wal, no -shm
+    at.sidebar.text_input(key="index_typed").input(str(root / "folder.sqlite")).run()
+    assert not at.exception and any("is a folder" in e for e in errors(at)), errors(at)
+
+
+def test_probe_refuses_the_same_images_twice_in_the_app(monkeypatch, tmp_path):
+    from vizneuron.samples import SAMPLE_DIR
+
+    at = make_app(monkeypatch, tmp_path)
+    at.text_area(key="concept_folders").input(f"a={SAMPLE_DIR / 'dog'}\nb={SAMPLE_DIR / 'dog'}").run()
+    at.number_input(key="probe_renders").set_value(0)
+    at.button(key="probe").click().run()
+    assert not at.exception and any("are the same 30 images" in e for e in errors(at)), errors(at)
+
+
+def test_fetching_cifar10_offline_says_so(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("vizneuron.sources.CIFAR10", offline)
+    at = make_app(monkeypatch, tmp_path)
+    at.radio(key="view").set_value("Data").run()
+    at.radio(key="mine_what").set_value(at.radio(key="mine_what").options[1]).run()
+    at.button(key="mine").click().run()
+    assert not at.exception and any("could not fetch CIFAR-10" in e and "offline" in e for e in errors(at)), errors(at)

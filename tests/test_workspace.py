@@ -158,3 +158,52 @@ def test_mine_reports_progress_and_index_checks_its_model(tmp_path):
     other.name = "resnet"
     with pytest.raises(IndexMismatch, match="mined with tiny, not resnet"):
         index.check_model(other)
+
+
+def test_files_under_a_root_that_lead_outside_are_skipped(ws, tmp_path):
+    """Symlinked files in a mined folder and absolute paths in a list file are read only when
+    they lie inside the app's folders; the rest are skipped with a note, never opened."""
+    (tmp_path / "outside.png").write_bytes(png((9, 9)))
+    os.symlink(tmp_path / "outside.png", tmp_path / "data" / "cats" / "linked.png")
+    (tmp_path / "data" / "list.txt").write_text(f"cats/a.png\n{tmp_path / 'outside.png'}\n")
+    for data, refused in ((tmp_path / "data", tmp_path / "data" / "cats" / "linked.png"),
+                          (tmp_path / "data" / "list.txt", tmp_path / "outside.png")):
+        index = mine(make_tiny(), "conv1", ws.source(data), k=1, progress=False)
+        assert index.summary()["mined"] == 1  # cats/a.png
+        assert index.notes() == [(str(refused), "skipped", "outside the folders this app may read")]
+    plain = mine(make_tiny(), "conv1", tmp_path / "data", k=1, progress=False)  # the library, unsandboxed
+    assert plain.summary()["mined"] == 2 and not plain.notes()
+
+
+def test_indexes_are_read_without_writing_and_foreign_files_are_refused(tmp_path):
+    import sqlite3
+
+    from vizneuron.mine import ExampleIndex, NotAnIndex
+
+    foreign = tmp_path / "other.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE people(name TEXT)")
+    db.commit()
+    db.close()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"\x00not sqlite" * 500)
+    before = {p: p.read_bytes() for p in (foreign, garbage)}
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(png())
+    for path in (foreign, garbage):
+        with pytest.raises(NotAnIndex):
+            ExampleIndex(path)
+        with pytest.raises(NotAnIndex):
+            mine(make_tiny(), "conv1", tmp_path / "img", k=1, index=path, progress=False)
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite*")) == ["garbage.sqlite", "other.sqlite"]
+    path = tmp_path / "index.sqlite"
+    mine(make_tiny(), "conv1", tmp_path / "img", k=1, index=path, progress=False)
+    stamp = (path.read_bytes(), path.stat().st_mtime_ns)
+    index = ExampleIndex(path)
+    assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # finished: one plain file
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        index.db.execute("DELETE FROM units")
+    mine(make_tiny(), "conv1", tmp_path / "img", k=1, index=path, progress=False)  # finished: returned as is
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == stamp
+    assert sorted(p.name for p in tmp_path.glob("index.sqlite*")) == ["index.sqlite"]
