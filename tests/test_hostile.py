@@ -175,6 +175,10 @@ CASES = [
                            "--out", "{out}"], ["two concepts"]),
     ("sae train bad expansion", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS), "--out",
                                  "{out}/s.safetensors", "--expansion", "0"], ["expansion"]),
+    ("sae train k over d_sae", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS), "--out",
+                                "{out}/s.safetensors", "--d-sae", "8", "--k", "16"], ["k=16"]),
+    ("sae train seed", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS), "--out",
+                        "{out}/s.safetensors", "--seed", "-1"], ["seed"]),
     ("sae train unknown layer", ["sae", "train", "default", "--layer", "layer33", "--data", str(CATS), "--out",
                                  "{out}/s.safetensors"], ["layer33"]),
     ("sae train out not writable", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS),
@@ -214,6 +218,11 @@ def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+
+
+def test_settings_that_used_to_fail_obscurely_now_work(tmp_path):
+    """`--diversity 0` with several samples: no diversity term (it used to fail inside capture)."""
+    assert main(R + ["--samples", "2", "--diversity", "0", "--out", str(tmp_path)]) == 0
 
 
 def test_bad_sae_of_another_layer_can_be_used_on_purpose(kit, tmp_path, capsys):

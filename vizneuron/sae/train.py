@@ -77,11 +77,18 @@ class SAETrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        for name in ("expansion", "k", "batch_size", "epochs"):
-            if getattr(self, name) < 1:
+        at_least_one = ("expansion", "k", "batch_size", "epochs", "dead_after", "d_sae", "buffer", "aux_k")
+        for name in at_least_one:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise ValueError(f"SAE training: lr must be positive, not {self.lr}")
+        if not (self.l1 >= 0 and self.aux_weight >= 0):
+            raise ValueError("SAE training: l1 and aux_weight must be 0 or more")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
+        if self.d_sae is not None and self.kind == "topk" and self.k > self.d_sae:
+            raise ValueError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
 
     def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:
         """The SAE these settings build on a `d_in`-wide layer (provenance: model, layer, pool)."""
