@@ -84,13 +84,22 @@ def labelled_concepts(_model: Model, _ws: Workspace, weights: str, data: str, gr
 
 
 def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
-    """The layer's SAEs by name, loaded once per session (never registered on the shared model)."""
+    """The layer's SAEs by name, loaded once per session (never registered on the shared model);
+    files that fail their checks (edited, damaged) are left out with a note."""
     kept = st.session_state.setdefault("saes", {})
-    for path in found.values():
+    usable = {}
+    for name, path in found.items():
         key = (str(path), path.stat().st_mtime)
         if key not in kept:
-            kept[key] = load_sae(path)
-    return {name: kept[(str(path), path.stat().st_mtime)] for name, path in found.items()}
+            try:
+                kept[key] = load_sae(path)
+            except EXPECTED as err:
+                kept[key] = f"SAE {path.name} left out: {user_message(err)}"
+        if isinstance(kept[key], str):
+            fail(st.sidebar, kept[key])
+        else:
+            usable[name] = kept[key]
+    return usable
 
 
 def keep_upload(ws: Workspace, file, kind: str, subfolder: str = "") -> Path:
@@ -157,6 +166,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         "layer", model.default_layer)), key="layer", format_func=lambda name: model.layers[name].summary)
     info = model.layers[layer]
     saes = find_saes(ws.sae_folders, layer, info.channels)
+    saes = {name: path for name, path in saes.items() if name in session_saes(saes)}
     kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
     if info.layout != "spatial":
         kinds.remove("neuron")

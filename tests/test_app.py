@@ -349,3 +349,17 @@ def test_fetching_cifar10_offline_says_so(monkeypatch, tmp_path):
     at.radio(key="mine_what").set_value(at.radio(key="mine_what").options[1]).run()
     at.button(key="mine").click().run()
     assert not at.exception and any("could not fetch CIFAR-10" in e and "offline" in e for e in errors(at)), errors(at)
+
+
+def test_an_edited_sae_file_is_left_out_with_a_note(monkeypatch, tmp_path):
+    import json
+
+    from vizneuron.sae import SAE, SAEConfig
+
+    saes = tmp_path / "home" / "saes"
+    SAE(SAEConfig(d_in=128, d_sae=256, k=8, model="default", layer="layer3")).save(saes / "edited.safetensors")
+    config = json.loads((saes / "edited.json").read_text())
+    (saes / "edited.json").write_text(json.dumps(config | {"k": 2}))
+    at = make_app(monkeypatch, tmp_path)
+    assert not at.exception and any("edited.safetensors left out" in e for e in errors(at)), errors(at)
+    assert "SAE feature" not in at.sidebar.radio(key="unit_kind").options

@@ -60,7 +60,6 @@ def _cmd_render(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
     config = _render_config(args)
-    writable_folder(args.out)  # before rendering, not after
     if config.samples == 1 and args.diversity is not None:
         _warn("--diversity is the weight of the diversity term between samples and does nothing with one sample; "
               "for N samples per unit say --samples N (--diversity N used to mean N samples)")
@@ -72,6 +71,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         missing = [u.name for u in units if u.name not in index.units()]
         if missing:
             raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
+    writable_folder(args.out)  # before rendering, not after
     run = RenderCache(args.cache).render if args.cache else render
     result = run(model, units, config, progress=not args.quiet)
     settings = {"model": args.model, "units": args.units, "preset": args.preset,

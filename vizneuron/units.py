@@ -163,7 +163,7 @@ def parse_units(specs: str | Unit | Sequence[str | Unit], model: Model, saes: SA
         for part in (p.strip() for p in spec.split(";")):
             if part:
                 units.extend(_parse_one(part, model, saes or {}))
-    if not units:
+    if not units and any(isinstance(spec, str) for spec in specs):  # text that names nothing (";;")
         raise UnitError(f"no units given in {specs!r}: name at least one, e.g. {model.default_layer}:0")
     return units
 

@@ -233,7 +233,10 @@ def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple
         db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)", (json.dumps(int(tracker.count.max()) if static else 0),))
         db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (extra or {}).items()])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', 'true')")
-    db.execute("PRAGMA journal_mode=DELETE")  # finished: one self-contained file, readable on read-only storage
+    try:  # finished: one self-contained file, readable on read-only storage
+        db.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.OperationalError:  # another reader has it open: it stays in WAL, which is fine too
+        pass
 
 
 def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
@@ -299,6 +302,7 @@ class ExampleIndex:
             self.db, self.path = connect(path), str(path)
         self.meta = read_meta(self.db)
         if not self.meta.get("complete"):
+            self.db.close()
             raise ValueError(f"index {self.path} is not finished: rerun the same `mine` command to resume it")
         self._ids = {name: i for i, name in self.db.execute("SELECT id, name FROM units")}
 
