@@ -127,5 +127,18 @@ def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
     assert [b.number for b in stream.resumed(2)] == list(range(3, len(batches) + 1))
     half = ActivationStream(model, ["conv2"], tmp_path / "data", batch_size=3, shard="1/2")
     assert half.span == (len(fates) // 2, len(fates)) and half.ids == list(range(len(fates) // 2, len(fates)))
-    assert ActivationStream(model, ["conv2"], tmp_path / "data", max_images=4).ids == [0, 1, 2, 3]
     assert ActivationStream(model, ["conv2"], tmp_path / "data", ids=[5, 1]).ids == [5, 1]
+
+
+def test_max_images_is_a_seeded_sample_of_every_class():
+    """The bundled sample is sorted by class (30 each); its first 40 files are two classes only."""
+    from conftest import make_tiny
+    from vizneuron import ActivationStream
+    from vizneuron.samples import SAMPLE_DIR
+
+    capped = ActivationStream(make_tiny(), ["conv2"], SAMPLE_DIR, max_images=40)
+    assert len(capped.ids) == 40 and capped.ids == sorted(capped.ids)
+    assert {capped.source.label(i) for i in capped.ids} == {p.name for p in SAMPLE_DIR.iterdir()}  # all ten
+    assert {capped.source.label(i) for i in range(40)} == {"airplane", "automobile"}  # what first-N gave
+    assert ActivationStream(make_tiny(), ["conv2"], SAMPLE_DIR, max_images=40).ids == capped.ids  # seeded
+    assert ActivationStream(make_tiny(), ["conv2"], SAMPLE_DIR, max_images=1000).ids == list(range(300))

@@ -3,8 +3,8 @@ the probe, SAE training and evaluation) goes through it:
 
     source -> decode, crop, resize (DataLoader, optional workers) -> capture -> ActivationBatch
 
-Images are numbered by their source (0..N-1); a stream reads a shard of them, the first
-`max_images`, or an explicit list of ids, in batches whose boundaries do not depend on where a
+Images are numbered by their source (0..N-1); a stream reads a shard of them, a seeded random
+`max_images` of them, or an explicit list of ids, in batches whose boundaries do not depend on where a
 resumed run starts. Files that cannot be read are left out of a batch and reported in its notes.
 """
 
@@ -51,6 +51,20 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
     return i, n
 
 
+SUBSET_SEED = 0  # `max_images` draws the same images in every run, job and engine
+
+
+def capped(ids: list[int], max_images: int | None) -> list[int]:
+    """At most `max_images` of `ids`: a seeded random subset across all of them, in id order (the
+    first N of a sorted folder would be its first few classes only)."""
+    if max_images is None or max_images >= len(ids):
+        return ids
+    if max_images < 1:
+        raise ValueError(f"max_images must be at least 1, not {max_images}")
+    pick = torch.randperm(len(ids), generator=torch.Generator().manual_seed(SUBSET_SEED))[:max_images]
+    return [ids[i] for i in pick.sort().values.tolist()]
+
+
 def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     ids, images, notes, skips = zip(*batch)
     return torch.tensor(ids), torch.stack(images), list(notes), list(skips)
@@ -73,7 +87,7 @@ class ActivationStream:
             part, parts = self.shard
             count = len(self.source)
             self.span = (part * count // parts, (part + 1) * count // parts)  # the shard's id range
-            ids = list(range(*self.span))[:max_images]
+            ids = capped(list(range(*self.span)), max_images)
         else:
             self.span = (min(ids), max(ids) + 1) if len(ids) else (0, 0)
         self.ids = list(ids)
