@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
 from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, layer_activations, load_sae, mean_max_cosine,
                            toy_superposition, train_sae)
-from vizneuron.sae.train import shuffled_batches
+from vizneuron.sae.train import NotConverged, shuffled_batches
 from vizneuron.units import UnitError
 
 
@@ -31,6 +32,35 @@ def test_sae_recovers_planted_features_in_superposition(kind, options, bar):
     assert random < 0.6  # what chance gives: the bar is far above it
     decoder_norms = sae.W_dec.norm(dim=1)
     assert torch.allclose(decoder_norms, torch.ones_like(decoder_norms), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n, d, rows, d_sae, k, seed", [(192, 48, 60_000, 384, 10, 3), (128, 32, 20_000, 256, 6, 5)])
+def test_plain_calls_converge_and_say_so(n, d, rows, d_sae, k, seed):
+    """No epochs, no batch size: the budget comes from the data and training stops on a plateau.
+    (One epoch of batch 4096, the old default's shape, reached MMCS 0.42 on the first set.)"""
+    toy = toy_superposition(n=n, d=d, seed=seed)
+    x = toy.sample(rows, torch.Generator().manual_seed(seed + 100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotConverged)  # a plain call must not end unconverged
+        sae = train_sae(x, d_sae=d_sae, k=k, progress=False)
+    record = sae.config.training
+    mmcs = mean_max_cosine(toy.features, sae.W_dec)
+    print(f"MMCS {mmcs:.3f}", record)
+    assert mmcs >= 0.95 and record["converged"] and record["stopped"] == "plateau"
+    assert record["steps"] >= 600 and record["samples_seen"] >= record["steps"] * record["batch_size"] - rows
+    assert record["final_fvu"] < 0.2
+
+
+def test_training_cut_short_warns_and_records_it():
+    toy = toy_superposition(n=192, d=48, seed=3)
+    x = toy.sample(60_000, torch.Generator().manual_seed(103))
+    with pytest.warns(NotConverged, match="before converging.*leave epochs unset"):
+        sae = train_sae(x, d_sae=384, k=10, epochs=1, batch_size=4096, progress=False)
+    record = sae.config.training
+    assert record["converged"] is False and record["stopped"] == "epochs" and record["steps"] == 15
+    assert record["samples_seen"] == 60_000 and record["epochs_run"] == 1.0
+    assert mean_max_cosine(toy.features, sae.W_dec) < 0.8  # what such a run gives: hence the warning
 
 
 def test_shuffling_buffer_keeps_every_row_once_and_mixes_them():

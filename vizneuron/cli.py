@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import warnings
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from .optim.param import PARAMETERISATIONS
 from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.report import write_report
-from .sae import SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
+from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
 from .sae.model import KINDS
 from .samples import SAMPLE_NAME
 from .units import parse_unit, parse_units
@@ -135,15 +136,20 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
     checkpoint = out.with_name(out.name + ".ckpt")
     config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SAETrainConfig)
                                if getattr(args, f.name, None) is not None})
-    sae = train_layer_sae(model, args.layer, args.data, config, pool=args.pool, max_images=args.max_images,
-                          device=args.device, checkpoint=checkpoint, progress=not args.quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NotConverged)
+        sae = train_layer_sae(model, args.layer, args.data, config, pool=args.pool, max_images=args.max_images,
+                              device=args.device, checkpoint=checkpoint, progress=not args.quiet)
+    for warning in caught:
+        _warn(str(warning.message))
     if args.eval_data:
         sae.config.metrics = evaluate_sae(sae, model, args.layer, args.eval_data, max_images=args.eval_max_images,
                                           progress=not args.quiet)
     sae.save(out)
     checkpoint.unlink(missing_ok=True)
-    print(f"saved {out} ({sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, "
-          f"{sae.config.training['steps']} steps)")
+    run = sae.config.training
+    print(f"saved {out} ({sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, {run['steps']} steps of "
+          f"{run['batch_size']}, training FVU {run['final_fvu']}, {'converged' if run['converged'] else 'NOT converged'})")
     _print_metrics(sae.config.metrics)
 
 
@@ -297,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kind", choices=list(KINDS), default=None, help=f"(default {sae_base.kind})")
     train.add_argument("--l1", type=float, default=None, help=f"sparsity weight, relu (default {sae_base.l1:g})")
     train.add_argument("--lr", type=float, default=None, help=f"(default {sae_base.lr:g})")
-    train.add_argument("--epochs", type=int, default=None, help=f"(default {sae_base.epochs})")
+    train.add_argument("--epochs", type=int, default=None,
+                       help=f"passes over the data (default: until the FVU levels off, at least {sae_base.min_steps} "
+                            "steps)")
     train.add_argument("--batch", type=int, default=None, dest="batch_size",
-                       help=f"rows per optimiser step (default {sae_base.batch_size})")
+                       help="rows per optimiser step (default: about 1/100 of the data, 256-4096)")
     train.add_argument("--seed", type=int, default=None, help=f"(default {sae_base.seed})")
     train.add_argument("--pool", action="store_true", help="one sample per image (mean over positions)")
     train.add_argument("--max-images", type=int, default=None)

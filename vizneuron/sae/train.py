@@ -7,6 +7,8 @@ reaches them and pulls them back towards the data.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -58,7 +60,10 @@ def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Te
 @dataclass(frozen=True)
 class SAETrainConfig:
     """Everything that decides how an SAE is trained, with its defaults (the CLI's flags read them
-    from here). `d_sae` defaults to `expansion` x the layer's width."""
+    from here). `d_sae` defaults to `expansion` x the layer's width. Left unset, `batch_size` and
+    `epochs` are chosen from the data: batches of about 1/64 of it (256-4096 rows), and passes until
+    the FVU over a window of `WINDOW` steps falls by less than `plateau`, after at least
+    `min_steps` steps."""
 
     expansion: int = 8
     d_sae: int | None = None
@@ -66,8 +71,11 @@ class SAETrainConfig:
     k: int = 16  # active latents per sample (topk)
     l1: float = 5e-3  # sparsity weight (relu)
     lr: float = 3e-3
-    batch_size: int = 4096  # rows per optimiser step
-    epochs: int = 2
+    batch_size: int | None = None  # rows per optimiser step (default: scaled to the data, 256-4096)
+    epochs: int | None = None  # passes over the data (default: until the FVU stops falling)
+    min_steps: int = 600  # the fewest optimiser steps an automatic run takes (more passes on small data)
+    max_epochs: int = 200  # the most passes an automatic run makes
+    plateau: float = 0.01  # converged: the mean FVU fell by less than this fraction over the last window
     buffer: int | None = None  # shuffling buffer in rows (default ~256 MB of rows)
     aux_k: int | None = None  # AuxK latents (default min(d_in, d_sae) / 2)
     aux_weight: float = 1 / 32
@@ -77,14 +85,15 @@ class SAETrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        at_least_one = ("expansion", "k", "batch_size", "epochs", "dead_after", "d_sae", "buffer", "aux_k")
+        at_least_one = ("expansion", "k", "batch_size", "epochs", "dead_after", "d_sae", "buffer", "aux_k",
+                        "min_steps", "max_epochs")
         for name in at_least_one:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"SAE training: lr must be positive, not {self.lr}")
-        if not (self.l1 >= 0 and self.aux_weight >= 0):
-            raise ValueError("SAE training: l1 and aux_weight must be 0 or more")
+        if not (self.l1 >= 0 and self.aux_weight >= 0 and 0 < self.plateau < 1):
+            raise ValueError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
         if self.d_sae is not None and self.kind == "topk" and self.k > self.d_sae:
@@ -118,12 +127,16 @@ def train_sae(
     cfg = replace(config or SAETrainConfig(), **overrides)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    chunks = _epochs(activations, cfg.epochs, gen)
+    rows = activations.reshape(-1, activations.shape[-1]).shape[0] if isinstance(activations, torch.Tensor) else None
+    batch_size = cfg.batch_size or auto_batch_size(rows)
+    restartable = isinstance(activations, torch.Tensor) or callable(activations) or iter(activations) is not activations
+    epochs = cfg.epochs or (cfg.max_epochs if restartable else 1)
+    chunks = _epochs(activations, epochs, gen)
     head = next(chunks, None)
     if head is None:
         raise ValueError("no activations to train on")
-    buffer = cfg.buffer or max(4 * cfg.batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
-    stream = shuffled_batches(_chain(head, chunks), cfg.batch_size, buffer, gen)
+    buffer = cfg.buffer or max(4 * batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
+    stream = shuffled_batches(_chain(head, chunks), batch_size, buffer, gen)
     first = next(stream, None)
     if first is None:
         raise ValueError("no activations to train on")
@@ -139,8 +152,9 @@ def train_sae(
     aux_k = cfg.aux_k or min(d_in // 2, d_sae // 2)
     optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
+    monitor = Plateau(cfg.plateau)
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
-    step, skip = 0, 0
+    step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
         if state["settings"] != identity:
@@ -148,15 +162,19 @@ def train_sae(
         sae.load_state_dict(state["sae"])
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
+        monitor = Plateau.from_state(cfg.plateau, state["monitor"])
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
+    stopped = "data"  # what ended the run: "plateau" (converged), or the data running out
     for batch in _chain(first, stream):
         step += 1
+        samples += len(batch)
         if step <= skip:  # consumed before the checkpoint: same stream, so skip to where it stopped
             continue
         x = batch.to(device)
         pre = sae.pre_activations(x)
         z = sae.activate(pre)
-        error = x * scale - sae.decode(z, normalised=True)  # in the normalised space, where E||x||^2 = d_in
+        target = x * scale
+        error = target - sae.decode(z, normalised=True)  # in the normalised space, where E||x||^2 = d_in
         loss = error.pow(2).sum(1).mean() / d_in
         if cfg.kind == "relu":
             loss = loss + cfg.l1 * z.sum(1).mean()
@@ -175,15 +193,90 @@ def train_sae(
         loss.backward()
         optimiser.step()
         sae.normalise_decoder()
+        with torch.no_grad():
+            monitor.add(float(error.pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp(min=1e-12)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
         if checkpoint is not None and step % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity)
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor)
+        if cfg.epochs is None and step >= cfg.min_steps and monitor.converged:
+            stopped = "plateau"
+            break
     bar.close()
-    sae.config.training.update(steps=step, dead_at_end=int((since_fired > cfg.dead_after).sum()))
+    converged = monitor.converged
+    record = {"steps": step, "samples_seen": samples, "batch_size": batch_size,
+              "epochs_run": round(samples / rows, 2) if rows else None, "final_fvu": monitor.last,
+              "converged": converged, "stopped": stopped if stopped == "plateau" or cfg.epochs is None else "epochs",
+              "dead_at_end": int((since_fired > cfg.dead_after).sum())}
+    sae.config.training.update(record)
+    if not converged:
+        warnings.warn(_not_converged(record, cfg, monitor), NotConverged, stacklevel=2)
     if checkpoint is not None:
-        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity)
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor)
     return sae.eval().requires_grad_(False)
+
+
+WINDOW = 200  # optimiser steps per convergence window
+
+
+class NotConverged(UserWarning):
+    """An SAE whose training ended while its reconstruction error was still falling."""
+
+
+def auto_batch_size(rows: int | None) -> int:
+    """About 1/100 of the data per step (a power of two, 256-4096); 4096 when the size is unknown
+    (streamed data too large to hold)."""
+    if rows is None:
+        return 4096
+    return int(min(4096, max(256, 2 ** round(math.log2(max(rows, 1) / 100)))))
+
+
+class Plateau:
+    """Mean training FVU over windows of `WINDOW` steps; converged when the last window improved on
+    the one before by less than `tolerance` (relative)."""
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance, self.total, self.count = tolerance, 0.0, 0
+        self.means: list[float] = []
+
+    @classmethod
+    def from_state(cls, tolerance: float, state: dict[str, Any]) -> "Plateau":
+        monitor = cls(tolerance)
+        monitor.total, monitor.count, monitor.means = state["total"], state["count"], list(state["means"])
+        return monitor
+
+    def state(self) -> dict[str, Any]:
+        return {"total": self.total, "count": self.count, "means": self.means}
+
+    def add(self, fvu: float) -> None:
+        self.total, self.count = self.total + fvu, self.count + 1
+        if self.count == WINDOW:
+            self.means.append(self.total / WINDOW)
+            self.total, self.count = 0.0, 0
+
+    @property
+    def last(self) -> float | None:
+        return round(self.means[-1], 5) if self.means else None
+
+    @property
+    def improvement(self) -> float | None:
+        """Relative fall of the mean FVU over the last window."""
+        if len(self.means) < 2:
+            return None
+        return (self.means[-2] - self.means[-1]) / max(self.means[-2], 1e-12)
+
+    @property
+    def converged(self) -> bool:
+        return self.improvement is not None and self.improvement < self.tolerance
+
+
+def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau) -> str:
+    still = (f"its FVU still fell {monitor.improvement:.1%} over the last {WINDOW} steps"
+             if monitor.improvement is not None else f"fewer than {2 * WINDOW} steps: too few to tell")
+    how = ("leave epochs unset to train until the FVU levels off" if cfg.epochs is not None
+           else "give it more data, or a higher max_epochs")
+    return (f"SAE training stopped after {record['steps']} steps ({record['samples_seen']:,} samples) before "
+            f"converging: {still} (FVU {record['final_fvu']}); {how}")
 
 
 def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -192,11 +285,11 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 
 def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
-                     identity: dict[str, Any]) -> None:
+                     identity: dict[str, Any], monitor: Plateau) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
-                "step": step, "settings": identity}, tmp)
+                "step": step, "settings": identity, "monitor": monitor.state()}, tmp)
     tmp.replace(path)
 
 
