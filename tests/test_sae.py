@@ -177,3 +177,28 @@ def test_architecture_and_training_settings_are_separate_configs(tmp_path):
                          ({"lr": 0}, "lr must be positive")]:
         with pytest.raises(ValueError, match=message):
             SAETrainConfig(**bad)
+
+
+def test_several_layers_train_from_one_pass_over_the_images(monkeypatch):
+    """`train_layer_saes` reads each image once for all layers and gives what one layer at a time gives."""
+    from vizneuron.sae import train_layer_saes
+    from vizneuron.samples import SAMPLE_DIR
+    from vizneuron.sources import FileSource
+
+    reads = {"n": 0}
+    original = FileSource.read
+
+    def counted(self, i):
+        reads["n"] += 1
+        return original(self, i)
+
+    monkeypatch.setattr(FileSource, "read", counted)
+    model = make_tiny()
+    settings = dict(expansion=2, k=4, epochs=2, batch_size=256, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotConverged)
+        both = train_layer_saes(model, ["conv1", "act2"], SAMPLE_DIR, **settings)
+        assert reads["n"] == 300 and list(both) == ["conv1", "act2"]
+        alone = train_sae(torch.cat(list(layer_activations(model, "act2", SAMPLE_DIR))), **settings)
+    assert both["act2"].config.layer == "act2" and both["conv1"].config.d_in == 8
+    assert torch.equal(both["act2"].W_dec, alone.W_dec)

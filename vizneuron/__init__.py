@@ -16,7 +16,7 @@ from .optim.cache import RenderCache
 from .optim.config import PRESETS, RenderConfig
 from .optim.render import RenderError, RenderResult, render
 from .probe import ProbeReport, probe, probe_units
-from .sae import SAE, SAETrainConfig, evaluate_sae, load_sae, train_layer_sae, train_sae
+from .sae import SAE, SAETrainConfig, evaluate_sae, load_sae, train_layer_sae, train_layer_saes, train_sae
 from .stream import ActivationStream
 from .units import Unit, UnitError, parse_unit, parse_units
 from .version import __version__
@@ -24,7 +24,7 @@ from .version import __version__
 __all__ = [
     "Model", "ModelSpec", "load_model", "Unit", "parse_unit", "parse_units", "capture", "ActivationStream",
     "render", "RenderConfig", "PRESETS", "RenderCache", "RenderResult", "objectives", "probe", "probe_units",
-    "ProbeReport", "SAE", "SAETrainConfig", "train_sae", "train_layer_sae", "load_sae", "evaluate_sae", "mine",
-    "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError",
+    "ProbeReport", "SAE", "SAETrainConfig", "train_sae", "train_layer_sae", "train_layer_saes", "load_sae",
+    "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError",
     "__version__",
 ]

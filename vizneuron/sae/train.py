@@ -11,14 +11,14 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from ..models.base import Model
 from ..sources import as_source
-from .data import layer_activations
+from .data import layer_activations, layers_activations
 from .model import KINDS, SAE, SAEConfig, SAEError
 
 
@@ -293,25 +293,48 @@ def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.T
     tmp.replace(path)
 
 
-def train_layer_sae(model: Model, layer: str, data: Any, config: SAETrainConfig | None = None, *,
-                    pool: bool = False, max_images: int | None = None, image_batch: int = 128, workers: int = 0,
-                    cache_bytes: int = 1 << 30, **options: Any) -> SAE:
-    """Train an SAE on `layer` of `model` over the images of `data` (a folder, list or dataset):
-    every position of every image is a sample (`pool=True`: one per image). When all samples fit
-    in `cache_bytes` they are extracted once and reused every epoch; otherwise each epoch streams
-    them again. `config` and `options` go to `train_sae` (its fields, device, checkpoint, ...)."""
-    layer = model.resolve_layer(layer)
+def train_layer_sae(model: Model, layer: str, data: Any, config: SAETrainConfig | None = None, **options: Any) -> SAE:
+    """Train an SAE on `layer` of `model` over the images of `data`; see `train_layer_saes`."""
+    return train_layer_saes(model, [layer], data, config, **options)[model.resolve_layer(layer)]
+
+
+def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAETrainConfig | None = None, *,
+                     pool: bool = False, max_images: int | None = None, image_batch: int = 128, workers: int = 0,
+                     cache_bytes: int = 1 << 30, checkpoint: str | Path | None = None,
+                     **options: Any) -> dict[str, SAE]:
+    """One SAE per layer of `layers` over the images of `data` (a folder, list or dataset): every
+    position of every image is a sample (`pool=True`: one per image). When all layers' samples fit
+    in `cache_bytes` they are read in one pass over the images and reused every epoch; otherwise
+    each layer's training streams them again. `config` and `options` go to `train_sae` (its
+    fields, device, ...); `checkpoint` gets the layer's name appended when there are several."""
+    layers = list(dict.fromkeys(model.resolve_layer(layer) for layer in layers))
     source = as_source(data)
-
-    def fresh() -> Iterator[torch.Tensor]:
-        return layer_activations(model, layer, source, pool=pool, batch_size=image_batch, workers=workers,
-                                 max_images=max_images)
-
-    info = model.layer(layer)
     images = len(source) if max_images is None else min(max_images, len(source))
+    reading = {"pool": pool, "batch_size": image_batch, "workers": workers, "max_images": max_images}
+    total = sum(images * _positions(model.layer(layer), pool) * model.layer(layer).channels * 4 for layer in layers)
+    cached: dict[str, torch.Tensor] = {}
+    if total <= cache_bytes:
+        chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+        for rows in layers_activations(model, layers, source, **reading):
+            for layer in layers:
+                chunks[layer].append(rows[layer])
+        cached = {layer: torch.cat(parts) for layer, parts in chunks.items() if parts}
+        if len(cached) < len(layers):
+            raise ValueError(f"no readable images in {source.describe().get('root', source)}")
+    saes = {}
+    for layer in layers:
+        def fresh(layer: str = layer) -> Iterator[torch.Tensor]:
+            return layer_activations(model, layer, source, **reading)
+
+        where = checkpoint if checkpoint is None or len(layers) == 1 else f"{checkpoint}.{layer}"
+        saes[layer] = train_sae(cached.get(layer, fresh), config, checkpoint=where,
+                                provenance={"model": model.name, "layer": layer, "pool": pool}, **options)
+    return saes
+
+
+def _positions(info, pool: bool) -> int:
+    """Samples per image of a layer."""
+    if pool:
+        return 1
     shape = info.shape
-    positions = 1 if pool else {"spatial": shape[1] * shape[2] if len(shape) == 3 else 1,
-                                "tokens": shape[0]}.get(info.layout, 1)
-    fits = images * positions * info.channels * 4 <= cache_bytes
-    provenance = {"model": model.name, "layer": layer, "pool": pool}
-    return train_sae(torch.cat(list(fresh())) if fits else fresh, config, provenance=provenance, **options)
+    return {"spatial": shape[1] * shape[2] if len(shape) == 3 else 1, "tokens": shape[0]}.get(info.layout, 1)
