@@ -202,3 +202,22 @@ def test_several_layers_train_from_one_pass_over_the_images(monkeypatch):
         alone = train_sae(torch.cat(list(layer_activations(model, "act2", SAMPLE_DIR))), **settings)
     assert both["act2"].config.layer == "act2" and both["conv1"].config.d_in == 8
     assert torch.equal(both["act2"].W_dec, alone.W_dec)
+
+
+@pytest.mark.slow
+def test_batchtopk_recovers_features_keeps_l0_near_k_and_saves_its_threshold(tmp_path):
+    """BatchTopK: k x batch over the whole batch in training, one learnt threshold at inference."""
+    toy = toy_superposition(n=192, d=48, seed=3)
+    x = toy.sample(60_000, torch.Generator().manual_seed(103))
+    sae = train_sae(x, d_sae=384, k=10, kind="batchtopk", progress=False)
+    mmcs = mean_max_cosine(toy.features, sae.W_dec)
+    held = toy.sample(5000, torch.Generator().manual_seed(999))
+    l0 = (sae.encode(held) > 0).sum(1).float()
+    print(f"BatchTopK MMCS {mmcs:.3f}, L0 {l0.mean():.2f} (min {l0.min():.0f}, max {l0.max():.0f})")
+    assert mmcs >= 0.93 and sae.config.training["converged"]  # TopK reaches 0.98 here (measured: 0.949)
+    assert 8.5 <= l0.mean() <= 11.5 and l0.max() > l0.min()  # k on average, not exactly per row
+    assert sae.threshold > 0
+    sae.save(tmp_path / "b.safetensors")
+    loaded = load_sae(tmp_path / "b.safetensors", d_in=48)
+    assert loaded.config.kind == "batchtopk" and torch.equal(loaded.threshold, sae.threshold)
+    assert torch.equal(loaded.encode(held), sae.encode(held))

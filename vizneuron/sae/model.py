@@ -1,6 +1,11 @@
-"""The sparse autoencoder: TopK (default) or ReLU + L1, unit-norm decoder rows, pre-encoder bias.
+"""The sparse autoencoder: TopK (default), BatchTopK or ReLU + L1, unit-norm decoder rows,
+pre-encoder bias.
 
     z     = TopK(W_enc^T (s x - b_dec) + b_enc)      (ReLU kind: ReLU(...))
+
+BatchTopK keeps the k x batch largest activations of a whole training batch (rows share the
+budget) and, at inference, every activation above one threshold learnt as the running mean of the
+smallest kept activation: L0 is k on average rather than exactly.
     x_hat = (W_dec^T z + b_dec) / s
 
 `s` is one scalar fixed at training start so that E||s x||^2 = d_in: losses, learning rates and
@@ -24,7 +29,7 @@ from torch import nn
 from ..imageio import write_atomic
 from ..redirect import redirect_gradient
 
-KINDS = ("topk", "relu")
+KINDS = ("topk", "relu", "batchtopk")
 CHECKSUM = "vizneuron_sha256"
 
 
@@ -36,7 +41,7 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    kind: str = "topk"  # "topk" | "relu"
+    kind: str = "topk"  # "topk" | "relu" | "batchtopk"
     k: int = 16  # active latents per sample (topk)
     scale: float = 1.0  # input normalisation s
     model: str | None = None  # the model spec and layer the SAE was trained on
@@ -73,7 +78,7 @@ class SAE(nn.Module):
         super().__init__()
         if config.kind not in KINDS:
             raise SAEError(f"SAE kind must be 'topk' or 'relu', not {config.kind!r}")
-        if config.kind == "topk" and not 0 < config.k <= config.d_sae:
+        if config.kind in ("topk", "batchtopk") and not 0 < config.k <= config.d_sae:
             raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
         self.config = config
         self.redirecting = False  # set by render's redirected-ReLU phase
@@ -81,6 +86,8 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(config.d_sae))
         self.W_dec = nn.Parameter(torch.zeros(config.d_sae, config.d_in))
         self.b_dec = nn.Parameter(torch.zeros(config.d_in))
+        if config.kind == "batchtopk":  # the inference threshold, estimated while training
+            self.register_buffer("threshold", torch.zeros(()))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder input of every latent, on normalised activations (N, d_in) -> (N, d_sae)."""
@@ -90,6 +97,14 @@ class SAE(nn.Module):
         if self.config.kind == "relu":
             z = torch.relu(pre)
             inside = pre > 0
+        elif self.config.kind == "batchtopk":
+            if self.training:  # the k x batch largest over the whole batch: rows share a budget
+                flat = torch.relu(pre).flatten()
+                values, indices = flat.topk(min(self.config.k * pre.shape[0], flat.numel()))
+                z = torch.zeros_like(flat).scatter(0, indices, values).view_as(pre)
+            else:  # one threshold for every latent (Bussmann et al. 2024)
+                z = pre * (pre > self.threshold.clamp(min=0))
+            inside = z > 0
         else:
             values, indices = pre.topk(self.config.k, dim=-1)
             z = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
@@ -125,7 +140,7 @@ class SAE(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         config = json.dumps(asdict(self.config), indent=1)
-        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self.state_dict().items()}
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(tensors, str(tmp), metadata={"vizneuron_sae": config, CHECKSUM: _checksum(config, tensors)})
         tmp.replace(path)
@@ -192,7 +207,7 @@ def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
             raise SAEError(f"{sidecar} does not match the config inside {path.name} (edited?): the file's own "
                            f"config is what counts; restore {sidecar.name} or delete it")
     sae = SAE(config)
-    shapes = {name: tuple(p.shape) for name, p in sae.named_parameters()}
+    shapes = {name: tuple(p.shape) for name, p in sae.state_dict().items()}
     if {name: tuple(t.shape) for name, t in tensors.items()} != shapes:
         raise SAEError(f"{path}: its weights do not have the shapes its config says ({config.d_in} -> {config.d_sae})")
     if not all(torch.isfinite(t).all() for t in tensors.values()):

@@ -67,7 +67,7 @@ class SAETrainConfig:
 
     expansion: int = 8
     d_sae: int | None = None
-    kind: str = "topk"  # "topk" | "relu"
+    kind: str = "topk"  # "topk" | "relu" | "batchtopk"
     k: int = 16  # active latents per sample (topk)
     l1: float = 5e-3  # sparsity weight (relu)
     lr: float = 3e-3
@@ -178,6 +178,12 @@ def train_sae(
         loss = error.pow(2).sum(1).mean() / d_in
         if cfg.kind == "relu":
             loss = loss + cfg.l1 * z.sum(1).mean()
+        if cfg.kind == "batchtopk":  # inference threshold: running mean of the smallest kept activation
+            with torch.no_grad():
+                kept = z[z > 0]
+                if len(kept):
+                    smallest = kept.min()
+                    sae.threshold.copy_(smallest if step == 1 else sae.threshold.lerp(smallest, 0.01))
         fired = (z > 0).any(0)
         since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + len(x))
         dead = since_fired > cfg.dead_after
