@@ -25,6 +25,6 @@ __all__ = [
     "Model", "ModelSpec", "load_model", "Unit", "parse_unit", "parse_units", "capture", "ActivationStream",
     "render", "RenderConfig", "PRESETS", "RenderCache", "RenderResult", "objectives", "probe", "probe_units",
     "ProbeReport", "SAE", "SAETrainConfig", "train_sae", "train_layer_sae", "train_layer_saes", "load_sae",
-    "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable", "RenderError",
-    "__version__",
+    "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable",
+    "RenderError", "__version__",
 ]

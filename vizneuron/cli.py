@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import warnings
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch

@@ -18,10 +18,6 @@ EXPECTED: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError, I
 _FREE_SPACE = "free some space or write somewhere else, then rerun the same command (it resumes)"
 
 
-class UserError(ValueError):
-    """A value or file the user gave that cannot be used; its text says what to change."""
-
-
 def debug_requested(flag: bool = False) -> bool:
     """`--debug`, or VIZNEURON_DEBUG set to anything but empty/0: show tracebacks."""
     return flag or os.environ.get("VIZNEURON_DEBUG", "") not in ("", "0")

@@ -126,9 +126,9 @@ def _open_read_only(path: Path, options: dict) -> sqlite3.Connection:
 def _tables(db: sqlite3.Connection, path: Path) -> set[str]:
     try:
         return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError:  # cannot open (e.g. WAL on read-only storage): the caller retries
         raise
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError:  # "file is not a database"
         raise NotAnIndex(f"{path} is not a vizneuron index (not an SQLite database, or damaged)") from None
 
 

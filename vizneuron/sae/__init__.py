@@ -6,6 +6,6 @@ from .model import SAE, SAEConfig, SAEError, find_saes, load_sae, read_sae_confi
 from .toy import mean_max_cosine, toy_superposition
 from .train import NotConverged, SAETrainConfig, train_layer_sae, train_layer_saes, train_sae
 
-__all__ = ["NotConverged", "SAE", "SAEConfig", "SAETrainConfig", "SAEError", "evaluate_sae", "find_saes", "layer_activations",
-           "load_sae", "mean_max_cosine", "read_sae_config", "toy_superposition", "train_layer_sae", "train_layer_saes",
-           "train_sae"]
+__all__ = ["NotConverged", "SAE", "SAEConfig", "SAETrainConfig", "SAEError", "evaluate_sae", "find_saes",
+           "layer_activations", "load_sae", "mean_max_cosine", "read_sae_config", "toy_superposition",
+           "train_layer_sae", "train_layer_saes", "train_sae"]

@@ -2,11 +2,11 @@
 pre-encoder bias.
 
     z     = TopK(W_enc^T (s x - b_dec) + b_enc)      (ReLU kind: ReLU(...))
+    x_hat = (W_dec^T z + b_dec) / s
 
 BatchTopK keeps the k x batch largest activations of a whole training batch (rows share the
 budget) and, at inference, every activation above one threshold learnt as the running mean of the
 smallest kept activation: L0 is k on average rather than exactly.
-    x_hat = (W_dec^T z + b_dec) / s
 
 `s` is one scalar fixed at training start so that E||s x||^2 = d_in: losses, learning rates and
 the L1 weight then mean the same on every layer, whatever its activation scale.
@@ -77,7 +77,7 @@ class SAE(nn.Module):
     def __init__(self, config: SAEConfig) -> None:
         super().__init__()
         if config.kind not in KINDS:
-            raise SAEError(f"SAE kind must be 'topk' or 'relu', not {config.kind!r}")
+            raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {config.kind!r}")
         if config.kind in ("topk", "batchtopk") and not 0 < config.k <= config.d_sae:
             raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
         self.config = config

@@ -96,7 +96,7 @@ class SAETrainConfig:
             raise ValueError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
-        if self.d_sae is not None and self.kind == "topk" and self.k > self.d_sae:
+        if self.d_sae is not None and self.kind != "relu" and self.k > self.d_sae:
             raise ValueError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
 
     def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:
@@ -164,7 +164,7 @@ def train_sae(
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
         monitor = Plateau.from_state(cfg.plateau, state["monitor"])
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
-    stopped = "data"  # what ended the run: "plateau" (converged), or the data running out
+    stopped = "epochs" if cfg.epochs else "data"  # what ended the run, unless a plateau does first
     for batch in _chain(first, stream):
         step += 1
         samples += len(batch)
@@ -212,7 +212,7 @@ def train_sae(
     converged = monitor.converged
     record = {"steps": step, "samples_seen": samples, "batch_size": batch_size,
               "epochs_run": round(samples / rows, 2) if rows else None, "final_fvu": monitor.last,
-              "converged": converged, "stopped": stopped if stopped == "plateau" or cfg.epochs is None else "epochs",
+              "converged": converged, "stopped": stopped,
               "dead_at_end": int((since_fired > cfg.dead_after).sum())}
     sae.config.training.update(record)
     if not converged:
