@@ -1,12 +1,19 @@
-"""The sparse autoencoder: TopK (default), BatchTopK or ReLU + L1, unit-norm decoder rows,
-pre-encoder bias.
+"""The sparse autoencoder: unit-norm decoder rows, pre-encoder bias, and one of five activations.
 
-    z     = TopK(W_enc^T (s x - b_dec) + b_enc)      (ReLU kind: ReLU(...))
+    z     = act(W_enc^T (s x - b_dec) + b_enc)
     x_hat = (W_dec^T z + b_dec) / s
 
-BatchTopK keeps the k x batch largest activations of a whole training batch (rows share the
-budget) and, at inference, every activation above one threshold learnt as the running mean of the
-smallest kept activation: L0 is k on average rather than exactly.
+- topk (default): the k largest pre-activations of each row, ReLU'd (Gao et al. 2024).
+- relu: ReLU, sparsity from an L1 penalty.
+- batchtopk: the k x batch largest of a whole training batch (rows share the budget); at inference
+  every activation above one threshold, learnt as the running mean of the smallest kept activation,
+  so L0 is k on average rather than exactly (Bussmann et al. 2024).
+- jumprelu: pre * [pre > theta_i] with a learnt threshold per latent, trained through a
+  straight-through estimator with an L0 penalty whose weight is steered to L0 = k (Rajamanoharan
+  et al. 2024).
+- matryoshka: batchtopk whose nested dictionary prefixes (the first d_sae/16, /8, ... latents) must
+  each reconstruct the input on their own, so general features stay in the early latents instead
+  of being absorbed into specific ones (Bussmann et al. 2025).
 
 `s` is one scalar fixed at training start so that E||s x||^2 = d_in: losses, learning rates and
 the L1 weight then mean the same on every layer, whatever its activation scale.
@@ -29,7 +36,9 @@ from torch import nn
 from ..imageio import write_atomic
 from ..redirect import redirect_gradient
 
-KINDS = ("topk", "relu", "batchtopk")
+KINDS = ("topk", "relu", "batchtopk", "jumprelu", "matryoshka")
+THRESHOLDED = ("batchtopk", "matryoshka")  # kinds that infer with one learnt threshold
+BANDWIDTH = 0.1  # JumpReLU: width of the window around a threshold that passes it gradient
 CHECKSUM = "vizneuron_sha256"
 
 
@@ -41,8 +50,8 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    kind: str = "topk"  # "topk" | "relu" | "batchtopk"
-    k: int = 16  # active latents per sample (topk)
+    kind: str = "topk"  # one of KINDS
+    k: int = 16  # active latents per sample (the target mean for batchtopk, matryoshka, jumprelu)
     scale: float = 1.0  # input normalisation s
     model: str | None = None  # the model spec and layer the SAE was trained on
     layer: str | None = None
@@ -78,7 +87,7 @@ class SAE(nn.Module):
         super().__init__()
         if config.kind not in KINDS:
             raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {config.kind!r}")
-        if config.kind in ("topk", "batchtopk") and not 0 < config.k <= config.d_sae:
+        if config.kind != "relu" and not 0 < config.k <= config.d_sae:
             raise SAEError(f"k={config.k} must be in 1..d_sae={config.d_sae}")
         self.config = config
         self.redirecting = False  # set by render's redirected-ReLU phase
@@ -86,8 +95,10 @@ class SAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(config.d_sae))
         self.W_dec = nn.Parameter(torch.zeros(config.d_sae, config.d_in))
         self.b_dec = nn.Parameter(torch.zeros(config.d_in))
-        if config.kind == "batchtopk":  # the inference threshold, estimated while training
+        if config.kind in THRESHOLDED:  # the inference threshold, estimated while training
             self.register_buffer("threshold", torch.zeros(()))
+        if config.kind == "jumprelu":  # per-latent thresholds, log-parametrised to stay positive
+            self.log_threshold = nn.Parameter(torch.zeros(config.d_sae))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder input of every latent, on normalised activations (N, d_in) -> (N, d_sae)."""
@@ -97,7 +108,10 @@ class SAE(nn.Module):
         if self.config.kind == "relu":
             z = torch.relu(pre)
             inside = pre > 0
-        elif self.config.kind == "batchtopk":
+        elif self.config.kind == "jumprelu":
+            z = _JumpReLU.apply(pre, self.log_threshold.exp())
+            inside = z > 0
+        elif self.config.kind in THRESHOLDED:
             if self.training:  # the k x batch largest over the whole batch: rows share a budget
                 flat = torch.relu(pre).flatten()
                 values, indices = flat.topk(min(self.config.k * pre.shape[0], flat.numel()))
@@ -112,6 +126,10 @@ class SAE(nn.Module):
         if self.redirecting:  # early in a render: latents outside the top-k still get gradient
             return redirect_gradient(pre, z, inside, ~inside)
         return z
+
+    def l0_estimate(self, pre: torch.Tensor) -> torch.Tensor:
+        """JumpReLU: latents firing per row, with a straight-through gradient for the thresholds."""
+        return _Step.apply(pre, self.log_threshold.exp()).sum(1).mean()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent activations (N, d_sae) of activations x (N, d_in)."""
@@ -145,6 +163,40 @@ class SAE(nn.Module):
         save_file(tensors, str(tmp), metadata={"vizneuron_sae": config, CHECKSUM: _checksum(config, tensors)})
         tmp.replace(path)
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
+
+
+def _window(pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Rectangle kernel: 1/BANDWIDTH where pre is within BANDWIDTH/2 of the threshold, else 0."""
+    return ((pre - threshold).abs() < BANDWIDTH / 2).to(pre.dtype) / BANDWIDTH
+
+
+class _JumpReLU(torch.autograd.Function):
+    """pre * [pre > theta]. Gradient to pre where it passes; to theta, the kernel estimate of how
+    the expected output changes as theta moves (Rajamanoharan et al. 2024, eq. 11)."""
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(pre, threshold)
+        return pre * (pre > threshold)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pre, threshold = ctx.saved_tensors
+        return grad * (pre > threshold), -(threshold * _window(pre, threshold) * grad).sum(0)
+
+
+class _Step(torch.autograd.Function):
+    """[pre > theta], with the kernel pseudo-gradient to theta only (the L0 penalty's)."""
+
+    @staticmethod
+    def forward(ctx, pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(pre, threshold)
+        return (pre > threshold).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        pre, threshold = ctx.saved_tensors
+        return None, -(_window(pre, threshold) * grad).sum(0)
 
 
 def _checksum(config: str, tensors: dict[str, torch.Tensor]) -> str:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..models.base import Model
 from ..sources import as_source
 from .data import layer_activations, layers_activations
-from .model import KINDS, SAE, SAEConfig, SAEError
+from .model import KINDS, SAE, THRESHOLDED, SAEConfig, SAEError
 
 
 def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: int,
@@ -67,9 +67,10 @@ class SAETrainConfig:
 
     expansion: int = 8
     d_sae: int | None = None
-    kind: str = "topk"  # "topk" | "relu" | "batchtopk"
-    k: int = 16  # active latents per sample (topk)
+    kind: str = "topk"  # one of KINDS: "topk" | "relu" | "batchtopk" | "jumprelu" | "matryoshka"
+    k: int = 16  # active latents per sample (topk; the target mean for the other sparse kinds)
     l1: float = 5e-3  # sparsity weight (relu)
+    prefixes: int = 5  # matryoshka: nested prefixes d_sae/2**(prefixes-1), ..., d_sae/2, d_sae
     lr: float = 3e-3
     batch_size: int | None = None  # rows per optimiser step (default: scaled to the data, 256-4096)
     epochs: int | None = None  # passes over the data (default: until the FVU stops falling)
@@ -86,7 +87,7 @@ class SAETrainConfig:
         if self.kind not in KINDS:
             raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         at_least_one = ("expansion", "k", "batch_size", "epochs", "dead_after", "d_sae", "buffer", "aux_k",
-                        "min_steps", "max_epochs")
+                        "min_steps", "max_epochs", "prefixes")
         for name in at_least_one:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
@@ -98,6 +99,9 @@ class SAETrainConfig:
             raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
         if self.d_sae is not None and self.kind != "relu" and self.k > self.d_sae:
             raise ValueError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
+        if self.d_sae is not None and self.kind == "matryoshka" and self.d_sae >> (self.prefixes - 1) < 1:
+            raise ValueError(f"SAE training: {self.prefixes} nested prefixes need d_sae of at least "
+                             f"{2 ** (self.prefixes - 1)}")
 
     def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:
         """The SAE these settings build on a `d_in`-wide layer (provenance: model, layer, pool)."""
@@ -149,10 +153,15 @@ def train_sae(
         sae.normalise_decoder()
         sae.W_enc.copy_(sae.W_dec.T)
         sae.b_dec.copy_(first.mean(0) * scale)
+        if cfg.kind == "jumprelu":
+            sae.log_threshold.fill_(math.log(THRESHOLD_INIT))
+    prefix_ends = matryoshka_prefixes(d_sae, cfg.prefixes) if cfg.kind == "matryoshka" else [d_sae]
     aux_k = cfg.aux_k or min(d_in // 2, d_sae // 2)
     optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     monitor = Plateau(cfg.plateau)
+    l0_weight = L0_WEIGHT  # jumprelu: the L0 penalty's weight, steered so the mean L0 is k
+    l0_mean = float(cfg.k)  # jumprelu: running mean of the training L0 (converged only near k)
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -163,6 +172,7 @@ def train_sae(
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
         monitor = Plateau.from_state(cfg.plateau, state["monitor"])
+        l0_weight, l0_mean = float(state["l0_weight"]), float(state["l0_mean"])
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
     stopped = "epochs" if cfg.epochs else "data"  # what ended the run, unless a plateau does first
     for batch in _chain(first, stream):
@@ -174,11 +184,17 @@ def train_sae(
         pre = sae.pre_activations(x)
         z = sae.activate(pre)
         target = x * scale
-        error = target - sae.decode(z, normalised=True)  # in the normalised space, where E||x||^2 = d_in
-        loss = error.pow(2).sum(1).mean() / d_in
+        errors = _prefix_errors(sae, z, target, prefix_ends)  # in the normalised space, where E||x||^2 = d_in
+        error = errors[-1]
+        loss = sum(e.pow(2).sum(1).mean() for e in errors) / (len(errors) * d_in)
         if cfg.kind == "relu":
             loss = loss + cfg.l1 * z.sum(1).mean()
-        if cfg.kind == "batchtopk":  # inference threshold: running mean of the smallest kept activation
+        if cfg.kind == "jumprelu":
+            l0 = sae.l0_estimate(pre)
+            loss = loss + l0_weight * l0
+            l0_weight *= math.exp(L0_GAIN * (l0.item() / cfg.k - 1))
+            l0_mean += (l0.item() - l0_mean) / WINDOW
+        if cfg.kind in THRESHOLDED:  # inference threshold: running mean of the smallest kept activation
             with torch.no_grad():
                 kept = z[z > 0]
                 if len(kept):
@@ -204,12 +220,13 @@ def train_sae(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
         if checkpoint is not None and step % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor)
-        if cfg.epochs is None and step >= cfg.min_steps and monitor.converged:
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_weight, l0_mean)
+        settled = cfg.kind != "jumprelu" or abs(l0_mean / cfg.k - 1) < L0_TOLERANCE
+        if cfg.epochs is None and step >= cfg.min_steps and monitor.converged and settled:
             stopped = "plateau"
             break
     bar.close()
-    converged = monitor.converged
+    converged = monitor.converged and settled
     record = {"steps": step, "samples_seen": samples, "batch_size": batch_size,
               "epochs_run": round(samples / rows, 2) if rows else None, "final_fvu": monitor.last,
               "converged": converged, "stopped": stopped,
@@ -218,11 +235,31 @@ def train_sae(
     if not converged:
         warnings.warn(_not_converged(record, cfg, monitor), NotConverged, stacklevel=2)
     if checkpoint is not None:
-        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor)
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_weight, l0_mean)
     return sae.eval().requires_grad_(False)
 
 
 WINDOW = 200  # optimiser steps per convergence window
+THRESHOLD_INIT = 0.5  # jumprelu: starting thresholds, in the normalised space (pre-activations ~ 1)
+L0_WEIGHT = 1e-3  # jumprelu: the L0 penalty's starting weight (per latent, against FVU-scale error)
+L0_GAIN = 0.01  # jumprelu: how fast that weight moves (log-scale, per step) towards L0 = k
+L0_TOLERANCE = 0.1  # jumprelu: converged only with the mean training L0 within 10 % of k
+
+
+def matryoshka_prefixes(d_sae: int, prefixes: int) -> list[int]:
+    """Ends of the nested prefixes: d_sae/2**(prefixes-1), ..., d_sae/2, d_sae."""
+    return sorted({max(1, d_sae >> shift) for shift in range(prefixes)})
+
+
+def _prefix_errors(sae: SAE, z: torch.Tensor, target: torch.Tensor, ends: list[int]) -> list[torch.Tensor]:
+    """Reconstruction error of each nested prefix of the latents (one, the whole SAE, unless
+    matryoshka), built up group by group so it costs one decode."""
+    errors, reconstruction, start = [], sae.b_dec.expand_as(target), 0
+    for end in ends:
+        reconstruction = reconstruction + z[:, start:end] @ sae.W_dec[start:end]
+        errors.append(target - reconstruction)
+        start = end
+    return errors
 
 
 class NotConverged(UserWarning):
@@ -291,11 +328,13 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 
 def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
-                     identity: dict[str, Any], monitor: Plateau) -> None:
+                     identity: dict[str, Any], monitor: Plateau, l0_weight: float,
+                     l0_mean: float) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
-                "step": step, "settings": identity, "monitor": monitor.state()}, tmp)
+                "step": step, "settings": identity, "monitor": monitor.state(),
+                "l0_weight": l0_weight, "l0_mean": l0_mean}, tmp)
     tmp.replace(path)
 
 
