@@ -22,8 +22,9 @@ from .optim.config import PRESETS, RenderConfig, preset
 from .optim.param import PARAMETERISATIONS
 from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
-from .probe.report import write_report
-from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_sae
+from .probe.atlas import VERDICTS, layer_atlas
+from .probe.report import write_atlas, write_report
+from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_saes
 from .sae.model import KINDS
 from .samples import SAMPLE_NAME
 from .units import parse_unit, parse_units
@@ -131,26 +132,30 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
+    layers = list(dict.fromkeys(model.resolve_layer(layer.strip()) for layer in args.layer.split(",") if layer.strip()))
     out = Path(args.out)
     writable_folder(out.parent)  # before training, not after
+    outs = {layer: out if len(layers) == 1 else out.with_name(f"{out.stem}.{layer}{out.suffix}") for layer in layers}
     checkpoint = out.with_name(out.name + ".ckpt")
     config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SAETrainConfig)
                                if getattr(args, f.name, None) is not None})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NotConverged)
-        sae = train_layer_sae(model, args.layer, args.data, config, pool=args.pool, max_images=args.max_images,
-                              device=args.device, checkpoint=checkpoint, progress=not args.quiet)
+        saes = train_layer_saes(model, layers, args.data, config, pool=args.pool, max_images=args.max_images,
+                                device=args.device, checkpoint=checkpoint, progress=not args.quiet)
     for warning in caught:
         _warn(str(warning.message))
-    if args.eval_data:
-        sae.config.metrics = evaluate_sae(sae, model, args.layer, args.eval_data, max_images=args.eval_max_images,
-                                          progress=not args.quiet)
-    sae.save(out)
-    checkpoint.unlink(missing_ok=True)
-    run = sae.config.training
-    print(f"saved {out} ({sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, {run['steps']} steps of "
-          f"{run['batch_size']}, training FVU {run['final_fvu']}, {'converged' if run['converged'] else 'NOT converged'})")
-    _print_metrics(sae.config.metrics)
+    for layer, sae in saes.items():
+        if args.eval_data:
+            sae.config.metrics = evaluate_sae(sae, model, layer, args.eval_data, max_images=args.eval_max_images,
+                                              progress=not args.quiet)
+        sae.save(outs[layer])
+        Path(f"{checkpoint}.{layer}" if len(layers) > 1 else checkpoint).unlink(missing_ok=True)
+        run = sae.config.training
+        print(f"saved {outs[layer]} ({layer}: {sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, "
+              f"{run['steps']} steps of {run['batch_size']}, training FVU {run['final_fvu']}, "
+              f"{'converged' if run['converged'] else 'NOT converged'})")
+        _print_metrics(sae.config.metrics)
 
 
 def _cmd_sae_eval(args: argparse.Namespace) -> None:
@@ -186,6 +191,29 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     print(f"report: {page}")
 
 
+def _cmd_atlas(args: argparse.Namespace) -> None:
+    model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
+    layer = model.resolve_layer(args.layer)
+    sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device) if args.sae else None
+    concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
+                              per_concept=args.per_concept)
+    atlas = layer_atlas(model, layer, concepts, sae=sae, sae_name=Path(args.sae).stem if args.sae else None,
+                        folder=Path(args.out) / "cache", progress=not args.quiet)
+    page = write_atlas(atlas, args.out)
+    driven_by = [c.strip() for c in args.driven_by.split(",") if c.strip()] if args.driven_by else []
+    chosen = atlas.select(driven_by, [args.verdict] if args.verdict else [])
+    print(f"{atlas.layer}{f' / SAE {atlas.sae}' if atlas.sae else ''}: {len(atlas.entries)} units, "
+          + ", ".join(f"{n} {v}" for v, n in atlas.counts().items()))
+    for note in atlas.notes:
+        _warn(note)
+    print(f"{len(chosen)} units" + (f" driven by {' and '.join(driven_by)}" if driven_by else "")
+          + (f", {args.verdict}" if args.verdict else "") + f"; the first {min(args.show, len(chosen))}:")
+    for row in atlas.rows(chosen[: args.show]):
+        print(f"  {row['unit']:<16} {row['verdict']:<13} {row['score']:.2f}  {row['concepts']}")
+    print(f"atlas: {page}")
+
+
 def _warn(text: str) -> None:
     print(f"vizneuron: warning: {text}", file=sys.stderr)
 
@@ -193,6 +221,18 @@ def _warn(text: str) -> None:
 def _print_metrics(metrics: dict) -> None:
     for key, value in metrics.items():
         print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
+
+
+def _concept_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that say which concepts to probe with (probe and atlas)."""
+    parser.add_argument("--data", default=None, help="labelled dataset for --concepts (class folders, or a list "
+                                                     "file of PATH<TAB>LABEL lines)")
+    parser.add_argument("--concepts", default=None, help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
+                                                         "ImageNet group (domestic cat, big cat, car, snake, ...); with "
+                                                         "--data, default: each class of a small label set, else the "
+                                                         "ImageNet groups")
+    parser.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
+    parser.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,16 +331,20 @@ def build_parser() -> argparse.ArgumentParser:
     sae_sub.add_parser = functools.partial(sae_sub.add_parser, parents=[common])
     train = sae_sub.add_parser("train", help="train an SAE on a layer's activations over a dataset")
     train.add_argument("model")
-    train.add_argument("--layer", required=True)
+    train.add_argument("--layer", required=True, help="a layer, or several separated by commas (the images are "
+                                                       "read once, one SAE per layer)")
     train.add_argument("--data", required=True, help="image folder or text file of paths")
-    train.add_argument("--out", required=True, help="SAE file (.safetensors, config beside it as .json); "
-                                                     "an interrupted run resumes from OUT.ckpt")
+    train.add_argument("--out", required=True, help="SAE file (.safetensors, config beside it as .json; with several "
+                                                     "layers OUT's name gets .LAYER before .safetensors); an "
+                                                     "interrupted run resumes from OUT.ckpt")
     sae_base = SAETrainConfig()
     train.add_argument("--expansion", type=int, default=None,
                        help=f"latents per layer channel (default {sae_base.expansion})")
     train.add_argument("--d-sae", type=int, default=None, dest="d_sae", help="latents (default: expansion x channels)")
     train.add_argument("--k", type=int, default=None, help=f"active latents per sample, topk (default {sae_base.k})")
     train.add_argument("--kind", choices=list(KINDS), default=None, help=f"(default {sae_base.kind})")
+    train.add_argument("--prefixes", type=int, default=None,
+                       help=f"nested prefixes, matryoshka (default {sae_base.prefixes}: d_sae/16 ... d_sae)")
     train.add_argument("--l1", type=float, default=None, help=f"sparsity weight, relu (default {sae_base.l1:g})")
     train.add_argument("--lr", type=float, default=None, help=f"(default {sae_base.lr:g})")
     train.add_argument("--epochs", type=int, default=None,
@@ -329,14 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="does a unit fire on unrelated concepts? verdict, score and evidence")
     pr.add_argument("model")
     pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
-    pr.add_argument("--data", default=None, help="labelled dataset for --concepts (class folders, or a list "
-                                                 "file of PATH<TAB>LABEL lines)")
-    pr.add_argument("--concepts", default=None, help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
-                                                     "ImageNet group (domestic cat, big cat, car, snake, ...); with "
-                                                     "--data, default: each class of a small label set, else the "
-                                                     "ImageNet groups")
-    pr.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
-    pr.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
+    _concept_arguments(pr)
     pr.add_argument("--index", default=None, help="example index of the unit: its distribution is the baseline")
     pr.add_argument("--sae", default=None, help="SAE of the unit's layer: split the unit into features")
     pr.add_argument("--renders", type=int, default=4, help="diverse renders to classify (0: none)")
@@ -344,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default=None)
     pr.add_argument("--out", default="probe", help="folder for index.html and report.json")
     pr.set_defaults(func=_cmd_probe)
+    at = sub.add_parser("atlas", help="probe every unit of a layer (or every feature of its SAE) with the same "
+                                      "concepts: verdicts, scores, driving concepts")
+    at.add_argument("model")
+    at.add_argument("--layer", required=True)
+    at.add_argument("--sae", default=None, help="SAE file of the layer: its features instead of the channels")
+    _concept_arguments(at)
+    at.add_argument("--driven-by", default=None, help="list the units driven by all these concepts (comma-separated)")
+    at.add_argument("--verdict", choices=list(VERDICTS), default=None, help="list only units with this verdict")
+    at.add_argument("--show", type=int, default=20, help="units to list (most polysemantic first)")
+    at.add_argument("--device", default=None)
+    at.add_argument("--quiet", action="store_true")
+    at.add_argument("--out", default="atlas", help="folder for index.html and atlas.json (and the cache)")
+    at.set_defaults(func=_cmd_atlas)
     return parser
 
 

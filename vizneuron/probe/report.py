@@ -1,4 +1,4 @@
-"""A probe report on disk: `report.json` and a self-contained `index.html` with renders beside it."""
+"""Probe results on disk: a unit's report (`report.json`, `index.html`, renders) and a layer atlas."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from ..gallery import safe_name
 from ..imageio import enlarged, png_bytes, write_atomic
+from .atlas import Atlas
 from .run import ProbeReport
 
 
@@ -82,3 +83,34 @@ std {data['background']['std']:.3g}.</p>
 <table><tr><th></th>{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{related}</table>
 </body></html>
 """
+
+
+def write_atlas(atlas: Atlas, out: str | Path) -> Path:
+    """The atlas as `atlas.json` and a self-contained `index.html` (a table, filterable by typing
+    concept names, verdicts or units); returns the page's path."""
+    out = Path(out)
+    atlas.save(out / "atlas.json")
+    esc = html.escape
+    counts = atlas.counts()
+    rows = "".join(f"<tr><td>{esc(r['unit'])}</td><td>{esc(r['verdict'])}</td><td>{r['score']:.3f}</td>"
+                   f"<td>{esc(r['concepts'])}</td><td>{r['fires on']}</td></tr>" for r in atlas.rows())
+    title = f"{atlas.model} {atlas.layer}" + (f" / SAE {atlas.sae}" if atlas.sae else " channels")
+    page = out / "index.html"
+    write_atomic(page, f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Atlas: {esc(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:left}}input{{font-size:14px;width:28em}}</style>
+</head><body>
+<h1>Atlas: {esc(title)}</h1>
+<p>{len(atlas.entries)} units probed against {len(atlas.concepts)} concepts ({atlas.images:,} images):
+{', '.join(f'{n} {v}' for v, n in counts.items())}. "rare": fired on too few concept images to judge.
+Most polysemantic first.</p>
+<p><input id=q placeholder="filter: words that must all appear, e.g. cat automobile" oninput="filter()"></p>
+<table id=t><tr><th>unit</th><th>verdict</th><th>score</th><th>driving concepts (groups)</th><th>fires on</th></tr>
+{rows}</table>
+<script>function filter(){{const w=document.getElementById('q').value.toLowerCase().split(/\\s+/).filter(Boolean);
+for(const r of document.querySelectorAll('#t tr:not(:first-child)')){{const t=r.textContent.toLowerCase();
+r.style.display=w.every(x=>t.includes(x))?'':'none'}}}}</script>
+</body></html>
+""".encode())
+    return page

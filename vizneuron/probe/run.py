@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..capture import capture
 from ..imageio import to_model_input
@@ -55,6 +56,7 @@ class ConceptEvidence:
     top_fraction: float  # images above the background's top range (95th percentile or index top-k)
     drives: bool
     top_examples: list[tuple[str, float]]  # (image, value), best first
+    firing: int = 0  # images on which the unit fired (value above zero)
 
 
 @dataclass
@@ -113,14 +115,17 @@ def penultimate_layer(model: Model) -> str:
 
 
 def measure(model: Model, units: Sequence[Unit], source: ImageSource, penultimate: str,
-            batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's value for each unit (N, U) (peak over positions) and its penultimate vector."""
+            batch_size: int = 128, on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's value for each unit (N, U) (peak over positions) and its penultimate vector.
+    `on_batch(images)` is told each batch's size (for progress bars)."""
     values, features = [], []
     stream = ActivationStream(model, sorted({u.layer for u in units} | {penultimate}), source, batch_size=batch_size)
     for batch in stream:
         if batch.activations:
             values.append(unit_peaks(units, batch.activations)[0].cpu())
             features.append(_pooled(model, batch.activations[penultimate]))
+        if on_batch is not None:
+            on_batch(len(batch.ids))
     if not values:
         raise ValueError(f"no readable images in {source.describe().get('root', source)}")
     return torch.cat(values), torch.cat(features)
@@ -131,10 +136,21 @@ def _pooled(model: Model, act: torch.Tensor) -> torch.Tensor:
     return model.inputs.tokens.rows(act, pool=True).float().cpu()
 
 
+def relatedness(features: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Cosine similarity between concepts' mean penultimate features (n_c, D), centred on all of them."""
+    centre = torch.cat(list(features.values())).mean(0)
+    names = list(features)
+    means = torch.nn.functional.normalize(torch.stack([features[c].mean(0) - centre for c in names]), dim=1)
+    table = (means @ means.T).tolist()
+    return {a: {b: table[i][j] for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+
 def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Tensor],
-               background: tuple[float, float, float, float] | None = None) -> tuple[str, float, list[list[str]],
-                                                                           list[ConceptEvidence], dict]:
-    """The measure above, on per-concept values (n_c,) and penultimate features (n_c, D)."""
+               background: tuple[float, float, float, float] | None = None,
+               cosine: dict[str, dict[str, float]] | None = None) -> tuple[str, float, list[list[str]],
+                                                                          list[ConceptEvidence], dict]:
+    """The measure above, on per-concept values (n_c,) and penultimate features (n_c, D);
+    `cosine`: their `relatedness`, when already computed (the same for every unit)."""
     pooled = torch.cat(list(responses.values()))
     if background is None:  # the median: robust to the few concepts that do drive the unit
         top = torch.quantile(pooled, 1 - TOP_RANGE).item()
@@ -154,12 +170,8 @@ def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Ten
             driving.append(c)
         mass[c] = (excess[c] / strongest if strongest else 0.0) + (lift[c] / most_lifted if most_lifted else 0.0)
         evidence.append(ConceptEvidence(c, len(v), v.mean().item(), v.std().item() if len(v) > 1 else 0.0, z,
-                                        top_share[c], by_mean or by_top, []))
-    centre = torch.cat(list(features.values())).mean(0)
-    means = {c: f.mean(0) - centre for c, f in features.items()}
-    names = list(responses)
-    cosine = {a: {b: torch.nn.functional.cosine_similarity(means[a], means[b], dim=0).item() for b in names}
-              for a in names}
+                                        top_share[c], by_mean or by_top, [], int((v > 0).sum())))
+    cosine = cosine if cosine is not None else relatedness(features)
     groups: list[list[str]] = []
     for c in sorted(driving, key=lambda c: -mass[c]):  # strongest first; join the first related group
         home = next((g for g in groups if any(cosine[c][m] >= RELATED_COSINE for m in g)), None)
@@ -192,12 +204,25 @@ def _merge_linked(groups: list[list[str]], cosine: dict) -> list[list[str]]:
 
 
 def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[str, Any], *, index=None,
-                examples: int = 4, batch_size: int = 128) -> list[ProbeReport]:
-    """Verdicts for many units from one pass over the concept images (e.g. `"layer3:*"`)."""
+                examples: int = 4, batch_size: int = 128, progress: bool = False,
+                on_progress: Callable[[int, int], None] | None = None) -> list[ProbeReport]:
+    """Verdicts for many units from one pass over the concept images (e.g. `"layer3:*"`), with a
+    tqdm bar (`progress`) and/or `on_progress(images done, images in all)`."""
     unit_list = parse_units(units, model)
     sources = _concept_sources(concepts)
     penultimate = penultimate_layer(model)
-    measured = {c: measure(model, unit_list, s, penultimate, batch_size) for c, s in sources.items()}
+    total, done = sum(len(s) for s in sources.values()), 0
+    bar = tqdm(total=total, unit="img", desc=f"probing {len(unit_list)} units", disable=not progress)
+
+    def advance(images: int) -> None:
+        nonlocal done
+        done += images
+        bar.update(images)
+        if on_progress is not None:
+            on_progress(done, total)
+
+    measured = {c: measure(model, unit_list, s, penultimate, batch_size, advance) for c, s in sources.items()}
+    bar.close()
     return _reports(unit_list, measured, sources, index, examples)
 
 
@@ -218,6 +243,7 @@ def _concept_sources(concepts: dict[str, Any]) -> dict[str, ImageSource]:
 def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSource], index,
              examples: int) -> list[ProbeReport]:
     features = {c: f for c, (_, f) in measured.items()}
+    cosine = relatedness(features)
     reports = []
     for column, unit in enumerate(unit_list):
         responses = {c: v[:, column] for c, (v, _) in measured.items()}
@@ -227,7 +253,7 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
             kept = index.examples(unit.name)
             background = (stats.mean, stats.std, kept[-1].value if kept else stats.max,
                           len(kept) / max(stats.count, 1))
-        verdict, score, groups, evidence, cosine = verdict_of(responses, features, background)
+        verdict, score, groups, evidence, _ = verdict_of(responses, features, background, cosine)
         for item in evidence:
             values = responses[item.name]
             best = values.argsort(descending=True)[:examples].tolist()

@@ -9,8 +9,8 @@
   every activation above one threshold, learnt as the running mean of the smallest kept activation,
   so L0 is k on average rather than exactly (Bussmann et al. 2024).
 - jumprelu: pre * [pre > theta_i] with a learnt threshold per latent, trained through a
-  straight-through estimator with an L0 penalty whose weight is steered to L0 = k (Rajamanoharan
-  et al. 2024).
+  straight-through estimator with an L0 penalty whose weight is steered so L0 is at most about k
+  (Rajamanoharan et al. 2024); where the reconstruction itself wants fewer latents, it gets them.
 - matryoshka: batchtopk whose nested dictionary prefixes (the first d_sae/16, /8, ... latents) must
   each reconstruct the input on their own, so general features stay in the early latents instead
   of being absorbed into specific ones (Bussmann et al. 2025).
@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,21 @@ class SAE(nn.Module):
         save_file(tensors, str(tmp), metadata={"vizneuron_sae": config, CHECKSUM: _checksum(config, tensors)})
         tmp.replace(path)
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
+
+
+def random_decoder(like: SAE, seed: int = 0) -> SAE:
+    """The baseline an SAE's features must beat: a TopK SAE of the same shape, k, input scale and
+    decoder bias whose decoder rows are random unit directions (the encoder their transpose), so
+    its features are random directions in the layer, chosen by the same top-k."""
+    config = replace(like.config, kind="topk", training={"baseline": "random decoder", "seed": seed}, metrics={})
+    sae = SAE(config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.randn(config.d_sae, config.d_in, generator=gen))
+        sae.normalise_decoder()
+        sae.W_enc.copy_(sae.W_dec.T)
+        sae.b_dec.copy_(like.b_dec.detach().cpu())
+    return sae.eval().requires_grad_(False)
 
 
 def _window(pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
