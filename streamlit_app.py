@@ -23,6 +23,8 @@ from vizneuron.optim.config import PRESETS, RenderConfig
 from vizneuron.optim.param import PARAMETERISATIONS
 from vizneuron.optim.cache import RenderCache
 from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_named_paths, probe
+from vizneuron.probe.atlas import MIN_FIRING, VERDICTS, atlas_key, cached_atlas, layer_atlas
+from vizneuron.probe.concepts import as_concepts
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.sources import fetch_cifar10
@@ -459,6 +461,63 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
                           width="stretch")
 
 
+def open_unit(unit: str, sae_name: str | None) -> None:
+    """From the atlas to the neuron view of one of its units (a channel or an SAE feature)."""
+    number = int(unit.rsplit(":", 1)[1])
+    if sae_name is None:
+        return open_channel(number)
+    st.session_state.update(unit_kind="SAE feature", sae_name=sae_name, feature=number, view="Neuron")
+
+
+def show_atlas(loaded: Loaded, ws: Workspace, layer: str, sae_files: dict[str, Path], saes: dict[str, SAE]) -> None:
+    model = loaded.model
+    st.subheader(f"Layer atlas: every unit of {layer}, probed with the same concepts")
+    what = st.radio("Units", ["channels", *[f"SAE {name}" for name in sae_files]], key="atlas_units", horizontal=True)
+    sae_name = what.removeprefix("SAE ") if what != "channels" else None
+    try:
+        concepts = concept_inputs(ws, loaded)
+    except EXPECTED as err:
+        return fail(st, "Cannot build the concepts", err)
+    if len(concepts) < 2:
+        st.caption(f"{len(concepts)} concept(s) defined; the atlas needs two or more.")
+        return
+    sae = saes[sae_name] if sae_name else None
+    folder = ws.folder("atlases")
+    try:
+        atlas = cached_atlas(atlas_key(model, layer, as_concepts(concepts), sae), folder)
+    except EXPECTED as err:
+        return fail(st, "Cannot read the concepts", err)
+    units = sae.config.d_sae if sae is not None else model.layers[layer].channels
+    if atlas is None:
+        st.caption(f"Not built yet for these units and concepts: {units} units x {len(concepts)} concepts, one pass "
+                   "over the concept images, then kept on disk.")
+        if not st.button(f"Build the atlas ({units} units)", key="build_atlas", type="primary"):
+            return
+        bar = st.progress(0.0, text="probing…")
+        try:
+            with model_turn(loaded):
+                atlas = layer_atlas(model, layer, concepts, sae=sae, sae_name=sae_name, folder=folder, progress=False,
+                                    on_progress=lambda done, total: bar.progress(
+                                        done / max(total, 1), text=f"{done:,} of {total:,} concept images"))
+        except EXPECTED as err:
+            return fail(st, "Atlas failed", err)
+        bar.empty()
+    counts = atlas.counts()
+    for column, (verdict, count) in zip(st.columns(len(counts)), counts.items()):
+        column.metric(verdict, count)
+    st.caption(f"{len(atlas.entries)} units, {atlas.images:,} concept images. \"rare\": fired on fewer than "
+               f"{MIN_FIRING} of them, too few to judge (counted apart, not dropped).")
+    c1, c2 = st.columns(2)
+    driven_by = c1.multiselect("Driven by (all of)", atlas.concepts, key="atlas_driven_by")
+    verdicts = c2.multiselect("Verdict", list(VERDICTS), key="atlas_verdicts")
+    chosen = atlas.select(driven_by, verdicts)
+    st.dataframe(atlas.rows(chosen), hide_index=True)
+    if chosen:
+        c1, c2 = st.columns([3, 1])
+        unit = c1.selectbox(f"Open one of these {len(chosen)} units", [e.unit for e in chosen], key="atlas_open")
+        c2.button("Open in the neuron view", key="atlas_open_button", on_click=open_unit, args=(unit, sae_name))
+
+
 def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     model = loaded.model
     st.subheader("Mine a folder for dataset examples")
@@ -517,7 +576,8 @@ def main() -> None:
     index = pick_index(ws, loaded)
     unit, layer, sae_files = pick_unit(loaded.model, ws, index)
     saes = session_saes(sae_files)
-    view = st.radio("View", ["Neuron", "Layer", "Data"], key="view", horizontal=True, label_visibility="collapsed")
+    view = st.radio("View", ["Neuron", "Layer", "Atlas", "Data"], key="view", horizontal=True,
+                    label_visibility="collapsed")
     if view == "Neuron":
         st.title(f"{unit}")
         st.caption(f"{loaded.model.name} · what does this unit respond to, and is it one concept or several?")
@@ -526,6 +586,8 @@ def main() -> None:
         show_probe(loaded, ws, unit, sae_files, saes, index)
     elif view == "Layer":
         show_layer(loaded, ws, layer, index)
+    elif view == "Atlas":
+        show_atlas(loaded, ws, layer, sae_files, saes)
     else:
         show_data(loaded, ws, layer)
 

@@ -119,12 +119,9 @@ def layer_atlas(model: Model, layer: str, concepts: dict[str, Any], *, sae: SAE 
     layer = model.resolve_layer(layer)
     sources = as_concepts(concepts)
     key = atlas_key(model, layer, sources, sae)
-    cached = Path(folder) / f"atlas_{key}.json" if folder is not None else None
-    if cached is not None and cached.is_file():
-        try:
-            return Atlas.load(cached)
-        except (ValueError, TypeError, KeyError, OSError):  # damaged: measure again and overwrite it
-            pass
+    found = cached_atlas(key, folder)
+    if found is not None:
+        return found
     name = sae_name or "sae"
     units = parse_units(f"{layer}/{name}:*" if sae is not None else f"{layer}:*", model,
                         {name: sae} if sae is not None else None)
@@ -139,6 +136,17 @@ def layer_atlas(model: Model, layer: str, concepts: dict[str, Any], *, sae: SAE 
     notes = sorted({w for r in reports for w in r.warnings})
     atlas = Atlas(model.name, layer, sae_name if sae is not None else None, list(sources), images, entries, key,
                   notes=notes)
-    if cached is not None:
-        atlas.save(cached)
+    if folder is not None:
+        atlas.save(Path(folder) / f"atlas_{key}.json")
     return atlas
+
+
+def cached_atlas(key: str, folder: str | Path | None) -> Atlas | None:
+    """The atlas saved under `key` (see `atlas_key`) in `folder`, if there is a readable one."""
+    path = Path(folder) / f"atlas_{key}.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return Atlas.load(path)
+    except (ValueError, TypeError, KeyError, OSError):  # damaged: the caller measures again and overwrites it
+        return None
