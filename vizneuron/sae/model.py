@@ -120,12 +120,23 @@ class SAE(nn.Module):
                 z = pre * (pre > self.threshold.clamp(min=0))
             inside = z > 0
         else:
-            values, indices = pre.topk(self.config.k, dim=-1)
-            z = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
+            values, indices = self.top(pre)
+            z = torch.zeros_like(pre).scatter(-1, indices, values)
             inside = z > 0
         if self.redirecting:  # early in a render: latents outside the top-k still get gradient
             return redirect_gradient(pre, z, inside, ~inside)
         return z
+
+    def top(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """TopK: each row's k largest pre-activations, ReLU'd, and their latents (N, k) each."""
+        values, indices = pre.topk(self.config.k, dim=-1)
+        return torch.relu(values), indices
+
+    def decode_top(self, values: torch.Tensor, indices: torch.Tensor, bias: bool = True) -> torch.Tensor:
+        """Normalised reconstruction from `top`'s output (N, k), reading only k decoder rows per row:
+        what `decode(z, normalised=True)` gives for the dense z, at a fraction of the cost."""
+        rows = nn.functional.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum")
+        return rows + self.b_dec if bias else rows
 
     def l0_estimate(self, pre: torch.Tensor) -> torch.Tensor:
         """JumpReLU: latents firing per row, with a straight-through gradient for the thresholds."""
