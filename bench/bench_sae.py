@@ -12,7 +12,8 @@ which FVU, L0 and the dead fraction are computed by one function (`score`). Meth
   call (`train_sae(x, d_sae=, k=)`, defaults: stops on its own plateau);
 - overcomplete's TopK, BatchTopK + AuxK loss and JumpReLU with the recipe of its README (Adam
   5e-4, batch 1024, MSE; BatchTopK's k is per batch, so k x 1024; JumpReLU on standardised data
-  as its docstring advises, L0 penalty through its Heaviside pseudo-gradient);
+  as its docstring advises, L0 penalty through its Heaviside pseudo-gradient, its weight picked
+  from 0.01 / 0.1 / 1 by a short run each as the one whose L0 is nearest k);
 - a minimal TopK SAE step written here (linear encoder, top-k, linear decoder, MSE, Adam): the
   speed limit for a TopK step on this machine, at vizneuron's batch size.
 
@@ -28,18 +29,19 @@ import math
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from common import SHARED, coral, table
 from vizneuron import load_model
-from vizneuron.sae import layer_activations, mean_max_cosine, toy_superposition, train_sae
+from vizneuron.sae import evaluate_sae, layer_activations, mean_max_cosine, toy_superposition, train_sae
 from vizneuron.sae.train import auto_batch_size
 from vizneuron.sources import as_source
 
+EVAL_IMAGES = 2000  # CIFAR-10 test images for the spliced accuracy (a seeded sample of all classes)
 OVERCOMPLETE_BATCH = 1024
 OVERCOMPLETE_LR = 5e-4
-JUMP_PENALTY = 1e-3  # the L0 weight for overcomplete's JumpReLU (its README gives none)
 
 
 def data_sets(names: list[str]) -> dict[str, dict]:
@@ -55,7 +57,8 @@ def data_sets(names: list[str]) -> dict[str, dict]:
         model = load_model("default")
         train = _rows(model, "layer3", as_source(cifar / "train"), 5000)
         held = _rows(model, "layer3", as_source(cifar / "test"), 1000)
-        found["bundled layer3 (CIFAR-10)"] = dict(train=train, held=held, d_sae=1024, k=16, budget=20)
+        found["bundled layer3 (CIFAR-10)"] = dict(train=train, held=held, d_sae=1024, k=16, budget=10, model=model,
+                                                  layer="layer3", eval=cifar / "test")
     if "mobilenet" in names:  # MobileNet-v2's last block, 49 positions per image
         model = load_model(coral("mobilenet_v2_1.0_224_quant"))
         rows = _rows(model, "expanded_conv_16_project", as_source(SHARED / "data" / "imagenet-sample"), None)
@@ -67,6 +70,25 @@ def data_sets(names: list[str]) -> dict[str, dict]:
 
 def _rows(model, layer: str, source, images: int | None) -> torch.Tensor:
     return torch.cat(list(layer_activations(model, layer, source, max_images=images, batch_size=128)))
+
+
+class Spliced:
+    """Any method's reconstruction in the shape `evaluate_sae` splices into the model."""
+
+    def __init__(self, reconstruct, codes, d_in: int, d_sae: int) -> None:
+        self.reconstruct, self.codes = reconstruct, codes
+        self.config = SimpleNamespace(d_in=d_in, d_sae=d_sae, pool=False)
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.reconstruct(x), self.codes(x)
+
+
+def spliced_accuracy(data: dict, reconstruct, codes) -> float:
+    """The model's accuracy on `eval_images` test images with the layer replaced by the reconstruction."""
+    with torch.no_grad():
+        metrics = evaluate_sae(Spliced(reconstruct, codes, data["train"].shape[1], data["d_sae"]), data["model"],
+                               data["layer"], data["eval"], max_images=EVAL_IMAGES, progress=False)
+    return metrics["accuracy_sae"], metrics["accuracy_clean"]
 
 
 @torch.no_grad()
@@ -91,6 +113,7 @@ def run_vizneuron(data: dict, kind: str, plain: bool) -> dict:
     seconds = time.perf_counter() - start
     result = score(sae.reconstruct, sae.encode, data["held"])
     result.update(seconds=seconds, samples=sae.config.training["samples_seen"], decoder=sae.W_dec,
+                  splice=(sae.reconstruct, sae.encode),
                   note="" if not caught else "warned: not converged")
     return result
 
@@ -106,7 +129,17 @@ def _overcomplete():
     return oc
 
 
-def run_overcomplete(data: dict, kind: str) -> dict:
+def calibrated_penalty(data: dict) -> float:
+    """overcomplete's JumpReLU has no setting for a target L0: try L0 weights on a fifth of the
+    budget and keep the one whose L0 lands nearest k (so the comparison is at about equal L0)."""
+    short = dict(data, budget=max(1, data["budget"] // 5))
+    tried = {penalty: run_overcomplete(short, "jumprelu", penalty)["l0"] for penalty in (1e-2, 1e-1, 1.0)}
+    best = min(tried, key=lambda penalty: abs(math.log(max(tried[penalty], 0.1) / data["k"])))
+    print(f"  overcomplete JumpSAE L0 by penalty: {tried}; using {best}", flush=True)
+    return best
+
+
+def run_overcomplete(data: dict, kind: str, penalty: float | None = None) -> dict:
     oc = _overcomplete()
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -124,11 +157,12 @@ def run_overcomplete(data: dict, kind: str) -> dict:
     else:
         from overcomplete.sae.jump_sae import heaviside
 
+        penalty = calibrated_penalty(data) if penalty is None else penalty
         sae = oc.JumpSAE(d, nb_concepts=data["d_sae"])
 
         def criterion(x, x_hat, pre_codes, codes, dictionary):
             l0 = heaviside(torch.relu(pre_codes), sae.thresholds.exp(), sae.kernel_fn, sae.bandwidth)
-            return _mse(x, x_hat, pre_codes, codes, dictionary) + JUMP_PENALTY * l0.sum(1).mean()
+            return _mse(x, x_hat, pre_codes, codes, dictionary) + penalty * l0.sum(1).mean()
     loader = DataLoader(TensorDataset((train - mean) / std), batch_size=OVERCOMPLETE_BATCH, shuffle=True)
     optimiser = torch.optim.Adam(sae.parameters(), lr=OVERCOMPLETE_LR)
     start = time.perf_counter()
@@ -144,7 +178,9 @@ def run_overcomplete(data: dict, kind: str) -> dict:
         return sae.decode(codes(x)) * std + mean
 
     result = score(reconstruct, codes, data["held"])
-    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=sae.get_dictionary().detach(), note="")
+    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=sae.get_dictionary().detach(),
+                  note=f"L0 weight {penalty}" if kind == "jumprelu" else "",
+                  splice=(reconstruct, codes))
     return result
 
 
@@ -192,7 +228,8 @@ def run_minimal_topk(data: dict) -> dict:
     seconds = time.perf_counter() - start
     with torch.no_grad():
         result = score(lambda x: codes(x) @ w_dec + b_dec, codes, data["held"])
-    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=w_dec.detach(), note="")
+    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=w_dec.detach(), note="",
+                  splice=(lambda x: codes(x) @ w_dec + b_dec, codes))
     return result
 
 
@@ -244,14 +281,21 @@ def main() -> None:
             if "truth" in data:
                 result["mmcs"] = mean_max_cosine(data["truth"], result["decoder"])
             del result["decoder"]
+            reconstruct, codes = result.pop("splice")
+            if "model" in data:
+                result["accuracy"], data["clean"] = spliced_accuracy(data, reconstruct, codes)
             result["samples_per_s"] = result["samples"] / result["seconds"]
             results[name][method] = result
             out.write_text(json.dumps(results, indent=1))  # kept as it goes: a long run keeps its part
             rows.append([method, f"{result['l0']:.1f}", f"{result['fvu']:.3f}", f"{result['dead']:.1%}",
-                         f"{result['mmcs']:.3f}" if "mmcs" in result else "-", f"{result['samples']:,}",
+                         f"{result['mmcs']:.3f}" if "mmcs" in result else "-",
+                         f"{result['accuracy']:.1%}" if "accuracy" in result else "-", f"{result['samples']:,}",
                          f"{result['seconds']:.0f}", f"{result['samples_per_s']:,.0f}", result["note"]])
             print(rows[-1], flush=True)
-        print(table(["method", "L0", "FVU", "dead", "MMCS", "samples", "s", "samples/s", "note"], rows), flush=True)
+        print(table(["method", "L0", "FVU", "dead", "MMCS", "spliced accuracy", "samples", "s", "samples/s", "note"],
+                    rows), flush=True)
+        if "clean" in data:
+            print(f"clean accuracy on the same {EVAL_IMAGES:,} test images: {data['clean']:.1%}")
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def train_sae(
               "dead_at_end": int((since_fired > cfg.dead_after).sum())}
     sae.config.training.update(record)
     if not converged:
-        warnings.warn(_not_converged(record, cfg, monitor), NotConverged, stacklevel=2)
+        warnings.warn(_not_converged(record, cfg, monitor, l0_mean), NotConverged, stacklevel=2)
     if checkpoint is not None:
         _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_weight, l0_mean)
     return sae.eval().requires_grad_(False)
@@ -317,9 +317,10 @@ class Plateau:
         return self.improvement is not None and self.improvement < self.tolerance
 
 
-def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau) -> str:
-    still = (f"its FVU still fell {monitor.improvement:.1%} over the last {WINDOW} steps"
-             if monitor.improvement is not None else f"fewer than {2 * WINDOW} steps: too few to tell")
+def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau, l0_mean: float) -> str:
+    still = (f"fewer than {2 * WINDOW} steps: too few to tell" if monitor.improvement is None
+             else f"its mean L0 was still {l0_mean:.1f}, above k={cfg.k}" if monitor.converged
+             else f"its FVU still fell {monitor.improvement:.1%} over the last {WINDOW} steps")
     how = ("leave epochs unset to train until the FVU levels off" if cfg.epochs is not None
            else "give it more data, or a higher max_epochs")
     return (f"SAE training stopped after {record['steps']} steps ({record['samples_seen']:,} samples) before "
