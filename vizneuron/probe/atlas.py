@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-
 from ..imageio import write_atomic
 from ..models.base import Model
 from ..sae.model import SAE
