@@ -121,3 +121,22 @@ def test_cli_atlas_writes_page_and_json_and_lists_filtered_units(tmp_path, capsy
     assert "closest: cat" in capsys.readouterr().err
     assert main(["atlas", "default", "--layer", "layer9", "--data", str(SAMPLE_DIR), "--out", str(out)]) == 2
     assert "layer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_trained_sae_features_are_more_monosemantic_than_a_random_decoder(model, concepts):
+    """The seed's claim needs a baseline: features of an SAE trained on CIFAR-10 train images, probed
+    on the bundled sample, against a same-shape SAE with random decoder directions (measured: 75 %
+    against 47 % monosemantic; the layer's channels 73 %; bench/bench_monosemantic.py has the rest)."""
+    from conftest import shared_path
+
+    rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"), max_images=1000)))
+    trained = train_sae(rows, d_sae=512, k=16, progress=False)
+    found = {name: layer_atlas(model, "layer3", concepts, sae=sae, progress=False)
+             for name, sae in (("trained", trained), ("random", random_decoder(trained)))}
+    shares = {name: atlas.fractions() for name, atlas in found.items()}
+    print(shares)
+    assert shares["trained"]["monosemantic"] > shares["random"]["monosemantic"] + 0.15
+    judged = {name: [e.score for e in atlas.entries if e.verdict != "rare"] for name, atlas in found.items()}
+    assert sum(judged["trained"]) / len(judged["trained"]) < sum(judged["random"]) / len(judged["random"])
+    assert len(found["trained"].entries) == 512  # rare features are counted, not dropped
