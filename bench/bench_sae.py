@@ -64,7 +64,7 @@ def data_sets(names: list[str]) -> dict[str, dict]:
         rows = _rows(model, "expanded_conv_16_project", as_source(SHARED / "data" / "imagenet-sample"), None)
         cut = 800 * 49  # 800 images to train on, 200 held out
         found["MobileNet-v2 expanded_conv_16_project"] = dict(train=rows[:cut], held=rows[cut:], d_sae=2560, k=32,
-                                                                budget=20)
+                                                                budget=10)
     return found
 
 
