@@ -68,20 +68,22 @@ def main() -> None:
     parser.add_argument("sets", nargs="*", default=["layer3", "mobilenet"])
     parser.add_argument("--out", default="bench/monosemantic.json")
     parser.add_argument("--picture", default="assets/monosemantic.png")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="SAE kinds to train (the first is the baseline's)")
     args = parser.parse_args()
     results: dict[str, dict] = {}
     for name, model, layer, concepts, rows, k in settings(args.sets):
         print(f"\n{name}: {len(concepts)} concepts, {len(rows):,} SAE training rows", flush=True)
         found = {"neurons": layer_atlas(model, layer, concepts, progress=False)}
         saes = {}
-        for kind in KINDS:
+        kinds = args.kinds.split(",")
+        for kind in kinds:
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 saes[kind] = train_sae(rows, d_sae=8 * rows.shape[1], k=k, kind=kind, progress=False)
             print(f"  trained {kind} in {time.perf_counter() - start:.0f} s", flush=True)
             found[f"SAE {kind}"] = layer_atlas(model, layer, concepts, sae=saes[kind], sae_name=kind, progress=False)
-        found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts, sae=random_decoder(saes["topk"]),
+        found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts, sae=random_decoder(saes[kinds[0]]),
                                                              sae_name="random", progress=False)
         lines = []
         for units, atlas in found.items():
@@ -94,7 +96,9 @@ def main() -> None:
                           f"{sum(judged) / max(1, len(judged)):.2f}"])
         print(table(["units", "count", "monosemantic", "polysemantic", "unclear",
                      f"rare (< {MIN_FIRING} images)", "mean score"], lines), flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    out = Path(args.out)
+    results = {**(json.loads(out.read_text()) if out.is_file() else {}), **results}  # other sets' rows stay
+    out.write_text(json.dumps(results, indent=1))
     draw_bars(results, Path(args.picture))
 
 
