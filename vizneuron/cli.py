@@ -26,6 +26,7 @@ from .probe.atlas import VERDICTS, layer_atlas
 from .probe.report import write_atlas, write_report
 from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_saes
 from .sae.model import KINDS
+from .sae.train import layer_checkpoint
 from .samples import SAMPLE_NAME
 from .units import parse_unit, parse_units
 
@@ -150,7 +151,7 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
             sae.config.metrics = evaluate_sae(sae, model, layer, args.eval_data, max_images=args.eval_max_images,
                                               progress=not args.quiet)
         sae.save(outs[layer])
-        Path(f"{checkpoint}.{layer}" if len(layers) > 1 else checkpoint).unlink(missing_ok=True)
+        layer_checkpoint(checkpoint, layer, len(layers)).unlink(missing_ok=True)
         run = sae.config.training
         print(f"saved {outs[layer]} ({layer}: {sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, "
               f"{run['steps']} steps of {run['batch_size']}, training FVU {run['final_fvu']}, "

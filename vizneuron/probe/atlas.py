@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..imageio import write_atomic
-from ..models.base import Model
+from ..models.base import Model, weights_digest
 from ..sae.model import SAE
 from ..units import parse_units
 from .concepts import as_concepts, concepts_key
@@ -98,14 +98,9 @@ class Atlas:
 
 def atlas_key(model: Model, layer: str, concepts: dict[str, Any], sae: SAE | None) -> str:
     """Everything an atlas depends on, hashed: a change to any of them makes a new atlas."""
-    parts = [ATLAS_VERSION, MIN_FIRING, model.name, model.fingerprint, layer, repr(concepts_key(concepts))]
-    digest = hashlib.sha256(json.dumps(parts).encode())
-    if sae is not None:
-        for name, tensor in sorted(sae.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-        digest.update(json.dumps([sae.config.kind, sae.config.k, sae.config.scale]).encode())
-    return digest.hexdigest()[:20]
+    parts = [ATLAS_VERSION, MIN_FIRING, model.name, model.fingerprint, layer, repr(concepts_key(concepts)),
+             None if sae is None else [weights_digest(sae), sae.config.kind, sae.config.k, sae.config.scale]]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 
 def layer_atlas(model: Model, layer: str, concepts: dict[str, Any], *, sae: SAE | None = None,

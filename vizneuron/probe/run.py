@@ -254,7 +254,7 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
             background = (stats.mean, stats.std, kept[-1].value if kept else stats.max,
                           len(kept) / max(stats.count, 1))
         verdict, score, groups, evidence, _ = verdict_of(responses, features, background, cosine)
-        for item in evidence:
+        for item in evidence if examples else ():  # the atlas asks for none: no sorting per unit
             values = responses[item.name]
             best = values.argsort(descending=True)[:examples].tolist()
             item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]

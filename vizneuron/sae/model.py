@@ -161,6 +161,15 @@ class SAE(nn.Module):
         return self.decode(z), z
 
     @torch.no_grad()
+    def initialise(self, gen: torch.Generator, b_dec: torch.Tensor) -> None:
+        """Training's starting point: decoder rows random unit vectors, the encoder their
+        transpose, `b_dec` given (the data's mean)."""
+        self.W_dec.copy_(torch.randn(self.config.d_sae, self.config.d_in, generator=gen))
+        self.normalise_decoder()
+        self.W_enc.copy_(self.W_dec.T)
+        self.b_dec.copy_(b_dec)
+
+    @torch.no_grad()
     def normalise_decoder(self) -> None:
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-8))
 
@@ -182,12 +191,7 @@ def random_decoder(like: SAE, seed: int = 0) -> SAE:
     its features are random directions in the layer, chosen by the same top-k."""
     config = replace(like.config, kind="topk", training={"baseline": "random decoder", "seed": seed}, metrics={})
     sae = SAE(config)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        sae.W_dec.copy_(torch.randn(config.d_sae, config.d_in, generator=gen))
-        sae.normalise_decoder()
-        sae.W_enc.copy_(sae.W_dec.T)
-        sae.b_dec.copy_(like.b_dec.detach().cpu())
+    sae.initialise(torch.Generator().manual_seed(seed), like.b_dec.detach().cpu())
     return sae.eval().requires_grad_(False)
 
 

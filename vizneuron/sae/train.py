@@ -148,12 +148,9 @@ def train_sae(
     scale = float((d_in / first.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
     sae = SAE(cfg.architecture(d_in, scale, **(provenance or {}))).to(device)
     d_sae = sae.config.d_sae
-    with torch.no_grad():  # decoder rows random unit vectors, encoder its transpose, b_dec the mean
-        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=gen))
-        sae.normalise_decoder()
-        sae.W_enc.copy_(sae.W_dec.T)
-        sae.b_dec.copy_(first.mean(0) * scale)
-        if cfg.kind == "jumprelu":
+    sae.initialise(gen, first.mean(0) * scale)
+    if cfg.kind == "jumprelu":
+        with torch.no_grad():
             sae.log_threshold.fill_(math.log(THRESHOLD_INIT))
     prefix_ends = matryoshka_prefixes(d_sae, cfg.prefixes) if cfg.kind == "matryoshka" else [d_sae]
     aux_k = cfg.aux_k or min(d_in // 2, d_sae // 2)
@@ -376,10 +373,18 @@ def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAE
         def fresh(layer: str = layer) -> Iterator[torch.Tensor]:
             return layer_activations(model, layer, source, **reading)
 
-        where = checkpoint if checkpoint is None or len(layers) == 1 else f"{checkpoint}.{layer}"
+        where = layer_checkpoint(checkpoint, layer, len(layers))
         saes[layer] = train_sae(cached.get(layer, fresh), config, checkpoint=where,
                                 provenance={"model": model.name, "layer": layer, "pool": pool}, **options)
     return saes
+
+
+def layer_checkpoint(checkpoint: str | Path | None, layer: str, layers: int) -> Path | None:
+    """Where `train_layer_saes` keeps one layer's progress: `checkpoint` itself for one layer,
+    `checkpoint.LAYER` when several are trained together."""
+    if checkpoint is None:
+        return None
+    return Path(checkpoint) if layers == 1 else Path(f"{checkpoint}.{layer}")
 
 
 def _positions(info, pool: bool) -> int:
