@@ -211,7 +211,9 @@ def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):
     """A real SIGINT to the real console script, mid-render."""
     proc = subprocess.Popen([sys.executable, "-m", "vizneuron.cli", "render", "default", "--units", "layer3:0-31",
                              "--steps", "100000", "--out", str(tmp_path / "g")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            # a test run earlier in this process may leave SIGINT ignored, and a child inherits that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "%|" not in seen and proc.poll() is None:  # wait for the progress bar: the render is under way
         seen += proc.stderr.read(1)
