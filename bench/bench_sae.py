@@ -3,6 +3,7 @@
     pip install overcomplete==0.3.0      # bench only; not a dependency of vizneuron
     python bench/bench_sae.py [toy layer3 mobilenet] [--out bench/sae_results.json]
     python bench/bench_sae.py speed     # vizneuron's TopK step against the minimal one, interleaved
+    python bench/bench_sae.py toy --methods jumprelu   # only those rows, the others kept
 
 One process, and for each data set the same rows for every method: the same dictionary size,
 the same k, the same number of training samples (`budget` epochs), and the same held-out rows on
@@ -238,6 +239,7 @@ METHODS = [
     ("vizneuron topk, plain call", lambda data: run_vizneuron(data, "topk", plain=True)),
     ("vizneuron batchtopk", lambda data: run_vizneuron(data, "batchtopk", plain=False)),
     ("vizneuron jumprelu", lambda data: run_vizneuron(data, "jumprelu", plain=False)),
+    ("vizneuron jumprelu, plain call", lambda data: run_vizneuron(data, "jumprelu", plain=True)),
     ("vizneuron matryoshka", lambda data: run_vizneuron(data, "matryoshka", plain=False)),
     ("overcomplete TopKSAE", lambda data: run_overcomplete(data, "topk")),
     ("overcomplete BatchTopKSAE + AuxK", lambda data: run_overcomplete(data, "batchtopk")),
@@ -266,17 +268,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=["toy", "layer3", "mobilenet"])
     parser.add_argument("--out", default="bench/sae_results.json")
+    parser.add_argument("--methods", default="", help="run only the methods whose names contain this text "
+                        "(the other rows of the JSON stay as they were)")
     args = parser.parse_args()
     if "speed" in args.sets:
         return speed()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}  # other sets' rows from earlier runs stay
     for name, data in data_sets(args.sets).items():
-        results[name] = {}
+        results.setdefault(name, {})
         rows = []
         print(f"\n{name}: {len(data['train']):,} train rows, {len(data['held']):,} held out, "
               f"d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
         for method, run in METHODS:
+            if args.methods not in method:
+                continue
             result = run(data)
             if "truth" in data:
                 result["mmcs"] = mean_max_cosine(data["truth"], result["decoder"])

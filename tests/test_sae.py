@@ -229,8 +229,8 @@ def test_batchtopk_recovers_features_keeps_l0_near_k_and_saves_its_threshold(tmp
 
 @pytest.mark.slow
 def test_jumprelu_learns_thresholds_reaches_the_target_l0_and_saves_them(tmp_path):
-    """JumpReLU: per-latent thresholds trained through the straight-through estimator, the L0
-    penalty's weight steered so the mean L0 is at most about k."""
+    """JumpReLU: per-latent thresholds trained through the straight-through estimator against an
+    L0 penalty, their common level steered so the mean L0 is k."""
     toy = toy_superposition(n=192, d=48, seed=3)
     x = toy.sample(60_000, torch.Generator().manual_seed(103))
     with warnings.catch_warnings():
@@ -241,9 +241,9 @@ def test_jumprelu_learns_thresholds_reaches_the_target_l0_and_saves_them(tmp_pat
     thresholds = sae.log_threshold.exp()
     mmcs = mean_max_cosine(toy.features, sae.W_dec)
     print(f"JumpReLU MMCS {mmcs:.3f}, L0 {l0.mean():.2f}, thresholds {thresholds.min():.2f}-{thresholds.max():.2f}")
-    assert mmcs >= 0.8  # measured 0.886 on the first toy set; TopK reaches 0.98, random rows < 0.6
-    assert 3 <= l0.mean() <= 11 and sae.config.training["converged"]  # k at most (the toy's true L0 is ~5)
-    assert thresholds.std() > 0.01 and not torch.allclose(thresholds, torch.full_like(thresholds, 0.5))  # learnt
+    assert mmcs >= 0.93  # measured 0.972; TopK reaches 0.98, random rows < 0.6
+    assert 9 <= l0.mean() <= 11 and sae.config.training["converged"]  # k, on rows it was not trained on
+    assert thresholds.std() / thresholds.mean() > 0.1  # learnt per latent: they started all equal
     sae.save(tmp_path / "j.safetensors")
     loaded = load_sae(tmp_path / "j.safetensors", d_in=48)
     assert loaded.config.kind == "jumprelu" and torch.equal(loaded.encode(held), sae.encode(held))

@@ -149,16 +149,16 @@ def train_sae(
     sae = SAE(cfg.architecture(d_in, scale, **(provenance or {}))).to(device)
     d_sae = sae.config.d_sae
     sae.initialise(gen, first.mean(0) * scale)
-    if cfg.kind == "jumprelu":
+    if cfg.kind == "jumprelu":  # start where k latents per row fire on the first batch, as BatchTopK would
         with torch.no_grad():
-            sae.log_threshold.fill_(math.log(THRESHOLD_INIT))
+            kth = sae.pre_activations(first.to(device)).flatten().topk(cfg.k * len(first)).values[-1]
+            sae.log_threshold.fill_(math.log(max(float(kth), MIN_THRESHOLD)))
     prefix_ends = matryoshka_prefixes(d_sae, cfg.prefixes) if cfg.kind == "matryoshka" else [d_sae]
     aux_k = cfg.aux_k or min(d_in // 2, d_sae // 2)
     optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     monitor = Plateau(cfg.plateau)
-    l0_weight = L0_WEIGHT  # jumprelu: the L0 penalty's weight, steered so the mean L0 is k
-    l0_mean = float(cfg.k)  # jumprelu: running mean of the training L0 (converged only once it is about k or less)
+    l0_mean = float(cfg.k)  # jumprelu: running mean of the training L0 (converged only once it is within L0_TOLERANCE of k)
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -169,7 +169,7 @@ def train_sae(
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
         monitor = Plateau.from_state(cfg.plateau, state["monitor"])
-        l0_weight, l0_mean = float(state["l0_weight"]), float(state["l0_mean"])
+        l0_mean = float(state["l0_mean"])
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
     stopped = "epochs" if cfg.epochs else "data"  # what ended the run, unless a plateau does first
     for batch in _chain(first, stream):
@@ -194,8 +194,7 @@ def train_sae(
             loss = loss + cfg.l1 * z.sum(1).mean()
         if cfg.kind == "jumprelu":
             l0 = sae.l0_estimate(pre)
-            loss = loss + l0_weight * l0
-            l0_weight *= math.exp(L0_GAIN * (l0.item() / cfg.k - 1))
+            loss = loss + L0_WEIGHT * l0
             l0_mean += (l0.item() - l0_mean) / WINDOW
         if cfg.kind in THRESHOLDED:  # inference threshold: running mean of the smallest kept activation
             with torch.no_grad():
@@ -216,13 +215,16 @@ def train_sae(
         loss.backward()
         optimiser.step()
         sae.normalise_decoder()
+        if cfg.kind == "jumprelu":  # the penalty shapes which latents fire; this shift keeps how many at k
+            with torch.no_grad():
+                sae.log_threshold.add_(L0_GAIN * (l0.item() / cfg.k - 1))
         with torch.no_grad():
             monitor.add(float(error.pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp(min=1e-12)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
         if checkpoint is not None and step % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_weight, l0_mean)
-        settled = cfg.kind != "jumprelu" or l0_mean <= cfg.k * (1 + L0_TOLERANCE)
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean)
+        settled = cfg.kind != "jumprelu" or abs(l0_mean / cfg.k - 1) <= L0_TOLERANCE
         if cfg.epochs is None and step >= cfg.min_steps and monitor.converged and settled:
             stopped = "plateau"
             break
@@ -236,15 +238,15 @@ def train_sae(
     if not converged:
         warnings.warn(_not_converged(record, cfg, monitor, l0_mean), NotConverged, stacklevel=2)
     if checkpoint is not None:
-        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_weight, l0_mean)
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean)
     return sae.eval().requires_grad_(False)
 
 
 WINDOW = 200  # optimiser steps per convergence window
-THRESHOLD_INIT = 0.5  # jumprelu: starting thresholds, in the normalised space (pre-activations ~ 1)
-L0_WEIGHT = 1e-3  # jumprelu: the L0 penalty's starting weight (per latent, against FVU-scale error)
-L0_GAIN = 0.01  # jumprelu: how fast that weight moves (log-scale, per step) towards L0 = k
-L0_TOLERANCE = 0.1  # jumprelu: converged only with the mean training L0 at most 10 % above k
+MIN_THRESHOLD = 1e-3  # jumprelu: the lowest starting threshold (normalised space, pre-activations ~ 1)
+L0_WEIGHT = 3e-2  # jumprelu: the L0 penalty's weight (per latent, against FVU-scale error)
+L0_GAIN = 0.05  # jumprelu: log-threshold shift per step, per unit of relative L0 error (holds L0 at k)
+L0_TOLERANCE = 0.1  # jumprelu: converged only with the mean training L0 within 10 % of k
 
 
 def matryoshka_prefixes(d_sae: int, prefixes: int) -> list[int]:
@@ -316,7 +318,7 @@ class Plateau:
 
 def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau, l0_mean: float) -> str:
     still = (f"fewer than {2 * WINDOW} steps: too few to tell" if monitor.improvement is None
-             else f"its mean L0 was still {l0_mean:.1f}, above k={cfg.k}" if monitor.converged
+             else f"its mean L0 was still {l0_mean:.1f}, not yet within {L0_TOLERANCE:.0%} of k={cfg.k}" if monitor.converged
              else f"its FVU still fell {monitor.improvement:.1%} over the last {WINDOW} steps")
     how = ("leave epochs unset to train until the FVU levels off" if cfg.epochs is not None
            else "give it more data, or a higher max_epochs")
@@ -330,13 +332,12 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 
 def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
-                     identity: dict[str, Any], monitor: Plateau, l0_weight: float,
-                     l0_mean: float) -> None:
+                     identity: dict[str, Any], monitor: Plateau, l0_mean: float) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
                 "step": step, "settings": identity, "monitor": monitor.state(),
-                "l0_weight": l0_weight, "l0_mean": l0_mean}, tmp)
+                "l0_mean": l0_mean}, tmp)
     tmp.replace(path)
 
 
