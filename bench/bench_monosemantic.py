@@ -68,7 +68,8 @@ def main() -> None:
     parser.add_argument("sets", nargs="*", default=["layer3", "mobilenet"])
     parser.add_argument("--out", default="bench/monosemantic.json")
     parser.add_argument("--picture", default="assets/monosemantic.png")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="SAE kinds to train (the first is the baseline's)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="SAE kinds to train (with topk among them, the "
+                        "random-decoder baseline is made from the topk SAE); rows of kinds not run stay as they were")
     args = parser.parse_args()
     results: dict[str, dict] = {}
     for name, model, layer, concepts, rows, k in settings(args.sets):
@@ -83,8 +84,9 @@ def main() -> None:
                 saes[kind] = train_sae(rows, d_sae=8 * rows.shape[1], k=k, kind=kind, progress=False)
             print(f"  trained {kind} in {time.perf_counter() - start:.0f} s", flush=True)
             found[f"SAE {kind}"] = layer_atlas(model, layer, concepts, sae=saes[kind], sae_name=kind, progress=False)
-        found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts, sae=random_decoder(saes[kinds[0]]),
-                                                             sae_name="random", progress=False)
+        if "topk" in saes:
+            found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts, sae=random_decoder(saes["topk"]),
+                                                                 sae_name="random", progress=False)
         lines = []
         for units, atlas in found.items():
             shares, counts = atlas.fractions(), atlas.counts()
@@ -97,7 +99,10 @@ def main() -> None:
         print(table(["units", "count", "monosemantic", "polysemantic", "unclear",
                      f"rare (< {MIN_FIRING} images)", "mean score"], lines), flush=True)
     out = Path(args.out)
-    results = {**(json.loads(out.read_text()) if out.is_file() else {}), **results}  # other sets' rows stay
+    merged = json.loads(out.read_text()) if out.is_file() else {}  # other sets' and kinds' rows stay
+    for name, rows in results.items():
+        merged[name] = {**merged.get(name, {}), **rows}
+    results = merged
     out.write_text(json.dumps(results, indent=1))
     draw_bars(results, Path(args.picture))
 

@@ -4,11 +4,13 @@
     model = vz.load_model("default")
     result = vz.render(model, "layer3:5", samples=4)          # diversity weight 1 by default
     index = vz.mine(model, "layer2,layer3", "path/to/images", k=32, index="examples.sqlite")
+    feeds = vz.circuit(model, "layer3:5", upstream="layer2", data="path/to/images")
 """
 
 from __future__ import annotations
 
 from .capture import capture
+from .circuit import Circuit, CircuitError, circuit, expanded_weights
 from .mine import ExampleIndex, IndexMismatch, merge, mine
 from .models import LayerError, Model, ModelSpec, WeightsUnavailable, load_model
 from .optim import objectives
@@ -26,5 +28,5 @@ __all__ = [
     "render", "RenderConfig", "PRESETS", "RenderCache", "RenderResult", "objectives", "probe", "probe_units",
     "ProbeReport", "SAE", "SAETrainConfig", "train_sae", "train_layer_sae", "train_layer_saes", "load_sae",
     "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable",
-    "RenderError", "__version__",
+    "RenderError", "circuit", "Circuit", "CircuitError", "expanded_weights", "__version__",
 ]

@@ -36,7 +36,8 @@ class Capture:
         # A module called several times per pass (e.g. a shared ReLU) cannot stop the pass at its
         # first call, and the final output has nothing after it to skip.
         self.stop_at = deepest.name if stop_early and deepest.calls == 1 and deepest.name != OUTPUT_LAYER else None
-        if self.edits:  # an edited pass is run for what comes after the edit
+        edited = [model.layer(name).order for name in self.edits]
+        if edited and deepest.order <= max(edited):  # an edit with nothing captured after it: run for the output
             self.stop_at = None
 
     def hook_for(self, name: str):

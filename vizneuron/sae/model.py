@@ -9,8 +9,8 @@
   every activation above one threshold, learnt as the running mean of the smallest kept activation,
   so L0 is k on average rather than exactly (Bussmann et al. 2024).
 - jumprelu: pre * [pre > theta_i] with a learnt threshold per latent, trained through a
-  straight-through estimator with an L0 penalty whose weight is steered so L0 is at most about k
-  (Rajamanoharan et al. 2024); where the reconstruction itself wants fewer latents, it gets them.
+  straight-through estimator with an L0 penalty (Rajamanoharan et al. 2024); training shifts the
+  thresholds' common level after each step so the mean L0 is k.
 - matryoshka: batchtopk whose nested dictionary prefixes (the first d_sae/16, /8, ... latents) must
   each reconstruct the input on their own, so general features stay in the early latents instead
   of being absorbed into specific ones (Bussmann et al. 2025).

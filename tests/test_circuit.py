@@ -1,0 +1,166 @@
+"""Circuits: planted circuits with known answers, completeness, the weights view on real layers, and
+faithfulness (ablating the top contributors against random ones) on the bundled model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import vizneuron as vz
+from conftest import shared_path
+from vizneuron.circuit import CircuitError, ablation_curve, circuit, expanded_weights
+from vizneuron.models.base import InputConfig, Model
+from vizneuron.probe import label_groups
+from vizneuron.sae import train_sae
+from vizneuron.units import Unit
+
+SAMPLES = Path(vz.__file__).parent / "samples" / "cifar10"
+PLANTED = {2: 3.0, 5: -2.0, 6: 1.0}  # target channel 0 = 3 up2 - 2 up5 + up6; every other weight 0
+HEAD = (2.0, -1.0)  # logit 0 += 2 x target channel 0, logit 1 -= 1 x it
+
+
+class Planted(nn.Module):
+    """Eight identical upstream channels (the image's grey level), so each one's contribution is
+    exactly its planted weight times the same activation change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU())
+        self.mix = nn.Conv2d(8, 4, 3, padding=1, bias=False)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.up[0].weight.fill_(1 / 3)
+            self.up[0].bias.zero_()
+            self.mix.weight.zero_()
+            for channel, weight in PLANTED.items():
+                self.mix.weight[0, channel, 1, 1] = weight
+            self.mix.weight[1:].normal_()
+            self.fc.weight.zero_()
+            self.fc.weight[:, 0] = torch.tensor(HEAD)
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.mix(self.up(x))).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def planted() -> Model:
+    return Model(Planted(), name="planted", inputs=InputConfig((16, 16)))
+
+
+def test_planted_circuit_returns_exactly_the_planted_channels_in_order_with_signs(planted):
+    found = circuit(planted, "mix:0", upstream="up", data=SAMPLES, k=8, examples=16)
+    nonzero = [e for e in found.edges if abs(e.contribution) > 1e-6 * abs(found.value)]
+    assert [e.unit for e in nonzero] == ["up:2", "up:5", "up:6"]  # in order of |weight|: 3, -2, 1
+    assert [e.contribution > 0 for e in nonzero] == [True, False, True]
+    ratios = [e.contribution / PLANTED[int(e.unit.split(":")[1])] for e in nonzero]
+    assert max(ratios) - min(ratios) < 1e-4 * abs(ratios[0])  # contribution = weight x the same change
+    assert found.completeness < 1e-4  # a linear path: integrated gradients add up exactly
+    top3 = circuit(planted, "mix:0", upstream="up", data=SAMPLES, k=3, examples=16)
+    assert [e.unit for e in top3.edges] == ["up:2", "up:5", "up:6"]
+
+
+def test_planted_downstream_names_the_classes_the_unit_pushes_up_and_down(planted):
+    found = circuit(planted, "mix:0", downstream="logits", data=SAMPLES, examples=16)
+    effects = {e.unit: e.contribution for e in found.edges}
+    assert effects["logit:0"] > 0 > effects["logit:1"]
+    assert effects["logit:0"] == pytest.approx(-2 * effects["logit:1"], rel=1e-4)  # the head's 2 : -1
+    mix1 = circuit(planted, "mix:1", downstream="logits", data=SAMPLES, examples=16)
+    assert all(abs(e.contribution) < 1e-5 for e in mix1.edges)  # the head reads channel 0 only
+
+
+def test_sae_upstream_has_an_error_node_and_still_adds_up(planted):
+    from vizneuron.capture import capture
+    from vizneuron.sources import ModelInputs, as_source
+
+    inputs = ModelInputs(as_source(SAMPLES), (16, 16), 1.0)
+    with capture(planted, ["mix"]) as cap, torch.no_grad():
+        act = cap.run(torch.stack([inputs[i][1] for i in range(200)]))["mix"]
+    sae = train_sae(act.permute(0, 2, 3, 1).reshape(-1, 4), d_sae=8, k=1, epochs=2, progress=False,
+                    provenance={"model": "planted", "layer": "mix"})
+    found = circuit(planted, "logit:0", upstream="mix/feat", data=SAMPLES, examples=16, steps=16,
+                    saes={"feat": sae})
+    assert found.names[0] == "mix/feat:0" and len(found.names) == 8
+    assert found.error is not None and abs(found.error) > 0  # k=1 of 4 dims: a real reconstruction error
+    assert found.completeness < 0.02  # features + error + baseline = the logit (a linear head)
+
+
+def test_bad_requests_say_why(planted):
+    with pytest.raises(CircuitError, match="does not come before"):
+        circuit(planted, "up:0", upstream="mix", data=SAMPLES)
+    with pytest.raises(CircuitError, match="exactly one of"):
+        circuit(planted, "mix:0", data=SAMPLES)
+    with pytest.raises(CircuitError, match="nothing comes after"):
+        circuit(planted, "logit:0", downstream="mix", data=SAMPLES)
+    with pytest.raises(vz.UnitError, match="closest"):
+        circuit(planted, "mix:0", upstream="upp", data=SAMPLES)
+
+
+def test_weights_view_on_a_linear_path_and_why_not_elsewhere(planted):
+    kernels, why = expanded_weights(planted, "mix:0", "up")
+    assert kernels is not None, why
+    assert expanded_weights(planted, "mix:0", "up.0")[0] is None  # the ReLU lies between
+    assert kernels["up:2"].shape == (1, 1) and kernels["up:2"][0, 0] == pytest.approx(3.0)  # only the centre tap
+    assert kernels["up:4"].abs().max() == 0
+    model = vz.load_model("default")  # bundled: layer2 -> conv -> batch norm is linear
+    kernels, why = expanded_weights(model, "layer3.conv.1:5", "layer2")
+    conv, norm = model.module.layer3.conv[0], model.module.layer3.conv[1]
+    scale = norm.weight[5] / (norm.running_var[5] + norm.eps).sqrt()
+    assert torch.allclose(kernels["layer2:7"], conv.weight[5, 7] * scale, atol=1e-5)
+    kernels, why = expanded_weights(model, "layer3:5", "layer2")
+    assert kernels is None and "not linear" in why
+
+
+def _planted_direction(model, concepts, members):
+    """The probe's planted unit: a layer3 direction that fires equally on exactly `members`."""
+    from vizneuron.capture import capture
+    from vizneuron.sources import ModelInputs
+
+    means = {}
+    with capture(model, ["layer3"]) as cap, torch.no_grad():
+        for name, source in concepts.items():
+            inputs = ModelInputs(source, model.input_size, 1.0)
+            means[name] = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))["layer3"].mean((0, 2, 3))
+    centre = torch.stack(list(means.values())).mean(0)
+    rows = torch.stack([means[c] - centre for c in members])
+    direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
+    return Unit("layer3", "direction", direction=direction / direction.norm(), source="+".join(members))
+
+
+@pytest.mark.slow
+def test_per_concept_paths_differ_for_a_planted_polysemantic_unit_and_agree_for_a_single_one():
+    model = vz.load_model("default")
+    test = shared_path("data", "cifar10", "test")
+    names = ["cat", "automobile", "dog", "truck", "horse", "ship"]
+    concepts = label_groups(test, {c: [c] for c in names}, per_concept=100)
+    agreement = {}
+    for members in [("cat", "automobile"), ("cat",), ("horse", "ship"), ("horse",)]:
+        unit = _planted_direction(model, concepts, members)
+        pair = {c: concepts[c] for c in (members[0], "automobile" if members[0] == "cat" else "ship")}
+        found = circuit(model, unit, upstream="layer2", data=SAMPLES, concepts=pair, per_concept=16)
+        agreement[members] = next(iter(found.path_agreement().values()))
+    print(agreement)
+    assert agreement[("cat",)] > agreement[("cat", "automobile")] + 0.2
+    assert agreement[("horse",)] > agreement[("horse", "ship")] + 0.2
+    assert agreement[("cat",)] > 0.7 and agreement[("horse",)] > 0.7
+
+
+@pytest.mark.slow
+def test_ablating_top_contributors_removes_far_more_than_random_ones_on_the_bundled_model():
+    model = vz.load_model("default")
+    data = shared_path("data", "cifar10", "test")
+    removed, random_removed, gaps = [], [], []
+    for channel in range(0, 128, 12):  # 11 units
+        found = circuit(model, f"layer3:{channel}", upstream="layer2", data=data)
+        gaps.append(found.completeness)
+        curves = ablation_curve(model, found, data, counts=(8,))
+        removed.append(1 - curves["contribution"][0])
+        random_removed.append(1 - curves["random"][0])
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    print(f"top-8 removes {mean(removed):.0%}, random 8 {mean(random_removed):.0%}; completeness gap {mean(gaps):.1%}")
+    assert mean(removed) > 3 * mean(random_removed) and mean(removed) > 0.2
+    assert mean(gaps) < 0.1

@@ -1,0 +1,5 @@
+"""Circuits: what feeds a unit, what it feeds, and the separate paths behind each of its concepts."""
+
+from .run import Circuit, CircuitError, Edge, ablation_curve, circuit, expanded_weights
+
+__all__ = ["Circuit", "CircuitError", "Edge", "ablation_curve", "circuit", "expanded_weights"]
