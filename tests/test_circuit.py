@@ -132,21 +132,23 @@ def _planted_direction(model, concepts, members):
 
 
 @pytest.mark.slow
-def test_per_concept_paths_differ_for_a_planted_polysemantic_unit_and_agree_for_a_single_one():
+def test_per_concept_paths_differ_for_a_planted_polysemantic_unit_and_agree_for_a_single_concept_one():
+    """Planted units of the probe's kind: two unrelated classes (polysemantic) against two classes of
+    one concept (cat + dog; the probe calls these monosemantic). Measured: cosine 0.02-0.52 and top-8
+    overlap 0-1 for unrelated pairs, 0.89-0.94 and 4-6 for related ones."""
     model = vz.load_model("default")
     test = shared_path("data", "cifar10", "test")
-    names = ["cat", "automobile", "dog", "truck", "horse", "ship"]
+    names = ["cat", "automobile", "dog", "horse", "ship", "deer"]
     concepts = label_groups(test, {c: [c] for c in names}, per_concept=100)
-    agreement = {}
-    for members in [("cat", "automobile"), ("cat",), ("horse", "ship"), ("horse",)]:
+    for members, same in [(("cat", "automobile"), False), (("horse", "ship"), False), (("cat", "dog"), True),
+                          (("deer", "horse"), True)]:
         unit = _planted_direction(model, concepts, members)
-        pair = {c: concepts[c] for c in (members[0], "automobile" if members[0] == "cat" else "ship")}
-        found = circuit(model, unit, upstream="layer2", data=SAMPLES, concepts=pair, per_concept=16)
-        agreement[members] = next(iter(found.path_agreement().values()))
-    print(agreement)
-    assert agreement[("cat",)] > agreement[("cat", "automobile")] + 0.2
-    assert agreement[("horse",)] > agreement[("horse", "ship")] + 0.2
-    assert agreement[("cat",)] > 0.7 and agreement[("horse",)] > 0.7
+        found = circuit(model, unit, upstream="layer2", data=SAMPLES, per_concept=16,
+                        concepts={c: concepts[c] for c in members})
+        cosine = next(iter(found.path_agreement().values()))
+        overlap = len({e.unit for e in found.paths[members[0]]} & {e.unit for e in found.paths[members[1]]})
+        print(members, f"cosine {cosine:.2f}, top-8 overlap {overlap}")
+        assert (cosine > 0.8 and overlap >= 3) if same else (cosine < 0.65 and overlap <= 2)
 
 
 @pytest.mark.slow
