@@ -166,3 +166,17 @@ def test_ablating_top_contributors_removes_far_more_than_random_ones_on_the_bund
     print(f"top-8 removes {mean(removed):.0%}, random 8 {mean(random_removed):.0%}; completeness gap {mean(gaps):.1%}")
     assert mean(removed) > 3 * mean(random_removed) and mean(removed) > 0.2
     assert mean(gaps) < 0.1
+
+
+def test_cli_writes_the_circuit_page_and_json(tmp_path, capsys):
+    from vizneuron.cli import main
+
+    out = tmp_path / "c"
+    assert main(["circuit", "default", "layer3.conv.1:5", "--upstream", "layer2", "--steps", "4", "--k", "3",
+                 "--examples", "8", "--quiet", "--out", str(out)]) == 0
+    data = __import__("json").loads((out / "circuit.json").read_text())
+    assert len(data["edges"]) == 3 and data["side"] == "upstream" and data["completeness"] < 0.1
+    assert set(data["files"][data["edges"][0]["unit"]]) == {"render", "kernel"}  # a linear path: a weights view
+    assert "layer3.conv.1:5 fed by layer2" in (out / "index.html").read_text()
+    assert main(["circuit", "default", "layer3:5", "--upstream", "layer4", "--out", str(out)]) == 2
+    assert "closest: layer3" in capsys.readouterr().err

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .circuit import circuit, expanded_weights
+from .circuit.report import write_circuit
 from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
 from .imageio import writable_folder
@@ -27,7 +29,7 @@ from .probe.report import write_atlas, write_report
 from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_saes
 from .sae.model import KINDS
 from .sae.train import layer_checkpoint
-from .samples import SAMPLE_NAME
+from .samples import SAMPLE_DIR, SAMPLE_NAME
 from .units import parse_unit, parse_units
 
 
@@ -215,6 +217,44 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
     print(f"atlas: {page}")
 
 
+def _cmd_circuit(args: argparse.Namespace) -> None:
+    model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
+    saes = {}
+    for name, path in parse_named_paths(args.sae).items():
+        saes[name] = load_sae(path)
+    index = ExampleIndex(args.index) if args.index else None
+    concepts = build_concepts(model, data=args.concept_data, groups=args.concepts,
+                              folders=parse_named_paths(args.concept), per_concept=args.per_concept) \
+        if args.concepts or args.concept else None
+    found = circuit(model, args.unit, upstream=args.upstream, downstream=args.downstream, data=args.data or SAMPLE_DIR,
+                    index=index, k=args.k, examples=args.examples, concepts=concepts, saes=saes)
+    names = [found.unit] + [e.unit for e in found.edges]
+    renders = {}
+    if args.steps:
+        result = render(model, names, saes=saes, steps=args.steps, samples=1, progress=not args.quiet)
+        renders = {name: image for name, image in zip(names, result.images)}
+    examples = {}
+    if index is not None:
+        for name in names:
+            if name in index.units():
+                examples[name] = [index.crop(e) for e in index.examples(name, k=4)]
+    kernels, why = (expanded_weights(model, args.unit, args.upstream, saes=saes) if args.upstream
+                    else (None, "downstream edges are effects of ablating the unit: no weights view"))
+    kernels = {e.unit: kernels[e.unit] for e in found.edges} if kernels else None
+    page = write_circuit(found, args.out, renders, examples, kernels, why)
+    side = "fed by" if found.side == "upstream" else "feeds"
+    print(f"{found.unit} {side} {found.layer}: mean value {found.value:.4g}"
+          + (f", baseline {found.baseline:.4g}, contributions add up within {found.completeness:.1%}"
+             if found.baseline is not None else ""))
+    for edge in found.edges:
+        print(f"  {edge.unit:<20} {edge.contribution:+.4g}  ({edge.share:.0%})")
+    for concept, edges in found.paths.items():
+        print(f"  on {concept}: " + ", ".join(f"{e.unit} {e.contribution:+.3g}" for e in edges[:4]))
+    print(f"  weights: {why}")
+    print(f"circuit: {page}")
+
+
 def _warn(text: str) -> None:
     print(f"vizneuron: warning: {text}", file=sys.stderr)
 
@@ -395,6 +435,29 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--quiet", action="store_true")
     at.add_argument("--out", default="atlas", help="folder for index.html and atlas.json (and the cache)")
     at.set_defaults(func=_cmd_atlas)
+    ci = sub.add_parser("circuit", help="which units of an earlier layer feed a unit, or which later units (or "
+                                        "classes) it feeds, with signed weights and per-concept paths")
+    ci.add_argument("model")
+    ci.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
+    side = ci.add_mutually_exclusive_group(required=True)
+    side.add_argument("--upstream", default=None, help="an earlier layer, or LAYER/SAE for an SAE's features")
+    side.add_argument("--downstream", default=None, help="a later layer, LAYER/SAE, or logits")
+    ci.add_argument("--data", default=None, help="images: the reference mean and, without --index, the unit's top "
+                                                 "examples (default: the bundled 300 CIFAR-10 images)")
+    ci.add_argument("--index", default=None, help="example index holding the unit: its top examples are the images")
+    ci.add_argument("--sae", action="append", default=[], help="NAME=PATH of an SAE that specs name as LAYER/NAME "
+                                                               "(repeatable)")
+    ci.add_argument("--concept-data", default=None, help="labelled dataset for --concepts (per-concept paths)")
+    ci.add_argument("--concepts", default=None, help="as for probe: per-concept paths over these concepts")
+    ci.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
+    ci.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
+    ci.add_argument("--k", type=int, default=8, help="edges to keep")
+    ci.add_argument("--examples", type=int, default=32, help="images to average the contributions over")
+    ci.add_argument("--steps", type=int, default=128, help="render steps per unit (0: no renders)")
+    ci.add_argument("--device", default=None)
+    ci.add_argument("--quiet", action="store_true")
+    ci.add_argument("--out", default="circuit", help="folder for index.html and circuit.json")
+    ci.set_defaults(func=_cmd_circuit)
     return parser
 
 
