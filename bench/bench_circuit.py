@@ -1,37 +1,79 @@
-"""Faithfulness of upstream circuits on the bundled model: for 11 units of `layer3` fed by `layer2`,
-the fraction of each unit's mean value on its top 32 CIFAR-10 test images that is kept when the
-top-m `layer2` channels are mean-ablated, ranked by contribution, by gradient size (the linearised
-weight) and at random (mean of 5 draws); the completeness gap; seconds per circuit.
+"""Faithfulness of upstream circuits: for 11 units of the bundled model's `layer3` fed by `layer2`
+(CIFAR-10 test images) and 10 units of MobileNet-v2's `Conv_1` fed by `expanded_conv_16_project`
+(the ImageNet sample), the share of each unit's mean value on its top 32 images that is kept when
+the top-m upstream channels are mean-ablated, ranked by contribution, by gradient size (the
+linearised weight) and at random (mean of 5 draws), and on the bundled model by a greedy search
+that ablates, one at a time, the channel that removes most (the oracle for "which m channels");
+the completeness gap; seconds per circuit.
 
-    python bench/bench_circuit.py        # needs ../shared
+    python bench/bench_circuit.py [bundled mobilenet]       # needs ../shared
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
-from common import SHARED, table
+from common import SHARED, coral, table
 from vizneuron import circuit, load_model
 from vizneuron.circuit import ablation_curve
+from vizneuron.circuit.run import _end_units, _images, ablate_upstream, reference
+from vizneuron.units import parse_unit
 
 COUNTS = (1, 2, 4, 8, 16, 32)
 
 
+def greedy(model, unit_name: str, upstream: str, data, counts, examples: int = 32) -> list[float]:
+    """Kept share after the m channels a greedy search picks (each step: the one removing most)."""
+    unit = parse_unit(unit_name, model)
+    others = _end_units(model, upstream, None)
+    ref = reference(model, unit, [others[0].layer], data)
+    images = _images(ref.source, ref.ids[ref.values.argsort(descending=True)[:examples]].tolist(), model)
+    mean = ref.means[others[0].layer]
+    clean = ablate_upstream(model, unit, [], mean, images)
+    chosen, kept = [], []
+    for _ in range(max(counts)):
+        left = [u for u in others if u not in chosen]
+        scores = [ablate_upstream(model, unit, chosen + [u], mean, images) for u in left]
+        chosen.append(left[min(range(len(left)), key=scores.__getitem__)])
+        if len(chosen) in counts:
+            kept.append(min(scores) / clean)
+    return kept
+
+
 def main() -> None:
-    model = load_model("default")
-    data = SHARED / "data" / "cifar10" / "test"
-    curves, gaps, seconds = [], [], []
-    for channel in range(0, 128, 12):
-        start = time.perf_counter()
-        found = circuit(model, f"layer3:{channel}", upstream="layer2", data=data)
-        seconds.append(time.perf_counter() - start)
-        gaps.append(found.completeness)
-        curves.append(ablation_curve(model, found, data, counts=COUNTS))
-    rows = [[ranking] + [f"{sum(c[ranking][i] for c in curves) / len(curves):.0%}" for i in range(len(COUNTS))]
-            for ranking in ("contribution", "gradient norm", "random")]
-    print(table(["ablated by"] + [f"top {m}" for m in COUNTS], rows))
-    print(f"completeness gap {sum(gaps) / len(gaps):.1%} (max {max(gaps):.1%}); "
-          f"{sum(seconds) / len(seconds):.1f} s per circuit (512 reference images, 32 top examples, 8 steps)")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sets", nargs="*", default=["bundled", "mobilenet"])
+    args = parser.parse_args()
+    settings = []
+    if "bundled" in args.sets:
+        settings.append(("bundled layer3 <- layer2", load_model("default"), "layer3", "layer2", range(0, 128, 12),
+                         SHARED / "data" / "cifar10" / "test", True))
+    if "mobilenet" in args.sets:
+        settings.append(("MobileNet-v2 Conv_1 <- expanded_conv_16_project",
+                         load_model(coral("mobilenet_v2_1.0_224_quant")), "Conv_1", "expanded_conv_16_project",
+                         range(0, 1280, 128), SHARED / "data" / "imagenet-sample", False))
+    for title, model, layer, upstream, channels, data, oracle in settings:
+        curves, gaps, seconds, greedy_curves = [], [], [], []
+        for channel in channels:
+            start = time.perf_counter()
+            found = circuit(model, f"{layer}:{channel}", upstream=upstream, data=data)
+            seconds.append(time.perf_counter() - start)
+            gaps.append(found.completeness)
+            curves.append(ablation_curve(model, found, counts=COUNTS))
+            if oracle:
+                greedy_curves.append({"greedy (oracle)": greedy(model, found.unit, upstream, data, COUNTS[:4])})
+            print(f"  {found.unit}: top-8 keeps {curves[-1]['contribution'][3]:.0%}", flush=True)
+        rows = [[ranking] + [f"{sum(c[ranking][i] for c in curves) / len(curves):.0%}" for i in range(len(COUNTS))]
+                for ranking in ("contribution", "gradient norm", "random")]
+        if greedy_curves:
+            rows.append(["greedy (oracle)"] + [f"{sum(c['greedy (oracle)'][i] for c in greedy_curves) / len(greedy_curves):.0%}"
+                                               for i in range(4)] + ["-", "-"])
+        print(f"\n{title}: {len(curves)} units")
+        print(table(["ablated by"] + [f"top {m}" for m in COUNTS], rows))
+        print(f"completeness gap {sum(gaps) / len(gaps):.1%} (max {max(gaps):.1%}); "
+              f"{sum(seconds) / len(seconds):.1f} s per circuit (512 reference images, 32 top examples, 8 steps)",
+              flush=True)
 
 
 if __name__ == "__main__":

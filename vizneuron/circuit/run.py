@@ -55,6 +55,9 @@ class Circuit:
     paths: dict[str, list[Edge]] = field(default_factory=dict)  # per concept: that concept's top edges
     path_contributions: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     path_images: dict[str, int] = field(default_factory=dict)
+    gradient_norm: torch.Tensor | None = field(default=None, repr=False)  # (U,) upstream: the linearised weights
+    reference_mean: torch.Tensor | None = field(default=None, repr=False)  # the reference layer's mean output
+    inputs: torch.Tensor | None = field(default=None, repr=False)  # the images, as the model saw them
 
     @property
     def completeness(self) -> float | None:
@@ -190,7 +193,8 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     result = measure(images)
     names = [u.name for u in others]
     found = Circuit(unit.name, "upstream" if upstream is not None else "downstream", end, _top(names, result.mean, k),
-                    names, result.mean, result.value, result.baseline, result.error, keys)
+                    names, result.mean, result.value, result.baseline, result.error, keys,
+                    gradient_norm=result.gradient_norm, reference_mean=ref.means[ref_layer], inputs=images)
     for concept, source in (concepts or {}).items():
         from ..probe.concepts import as_concepts  # the probe's concept sets; imported here to keep stages apart
 
@@ -404,35 +408,29 @@ def expanded_weights(model: Model, unit: str | Unit, upstream: str, *, saes: SAE
     return {u.name: kernel[u.index] for u in others}, f"linear path {layer} -> {unit.layer}"
 
 
-def ablation_curve(model: Model, found: Circuit, data: Any, *, counts: Sequence[int] = (1, 2, 4, 8, 16),
-                   random_draws: int = 5, saes: SAEs | None = None, index=None, examples: int | None = None,
-                   reference_images: int = 512, batch_size: int = 64, seed: int = 0) -> dict[str, list[float]]:
-    """Faithfulness of an upstream circuit: the fraction of the unit's mean value on its images kept
-    when the top-m upstream units are mean-ablated, for m in `counts`, ranked three ways: by
-    contribution, by the size of the unit's gradient per upstream unit (its linearised weight), and
-    at random (mean of `random_draws`)."""
+def ablation_curve(model: Model, found: Circuit, *, counts: Sequence[int] = (1, 2, 4, 8, 16),
+                   random_draws: int = 5, saes: SAEs | None = None, batch_size: int = 64,
+                   seed: int = 0) -> dict[str, list[float]]:
+    """Faithfulness of an upstream circuit: the share of the unit's mean value on the circuit's
+    images kept when the top-m upstream units are mean-ablated, for m in `counts`, ranked three
+    ways: by contribution, by the size of the unit's gradient per upstream unit (its linearised
+    weight), and at random (mean of `random_draws`)."""
     if found.side != "upstream":
         raise CircuitError("ablation curves are for upstream circuits")
     unit = parse_unit(found.unit, model, saes)
     others = _end_units(model, found.layer, saes)
-    ref = reference(model, unit, [others[0].layer], data, reference_images, batch_size)
-    if index is not None:
-        images, _ = _index_images(index, unit, examples or len(found.images))
-    else:
-        best = ref.values.argsort(descending=True)[:examples or len(found.images)]
-        images = _images(ref.source, ref.ids[best].tolist(), model)
-    measured = _upstream(model, unit, others, ref, 1, batch_size)(images)
-    mean = ref.means[others[0].layer]
-    clean = ablate_upstream(model, unit, [], mean, images, batch_size)
+    images, mean = found.inputs, found.reference_mean
+
+    def kept(chosen: list[int]) -> float:
+        return ablate_upstream(model, unit, [others[i] for i in chosen], mean, images, batch_size)
+
+    clean = kept([])
     rankings = {"contribution": found.contributions.argsort(descending=True).tolist(),
-                "gradient norm": measured.gradient_norm.argsort(descending=True).tolist()}
+                "gradient norm": found.gradient_norm.argsort(descending=True).tolist()}
     gen = torch.Generator().manual_seed(seed)
     draws = [torch.randperm(len(others), generator=gen).tolist() for _ in range(random_draws)]
-    curves: dict[str, list[float]] = {"count": list(counts)}
+    curves: dict[str, list[float]] = {"count": list(counts), "clean": [clean]}
     for name, ranking in rankings.items():
-        curves[name] = [ablate_upstream(model, unit, [others[i] for i in ranking[:m]], mean, images, batch_size)
-                        / clean for m in counts]
-    curves["random"] = [sum(ablate_upstream(model, unit, [others[i] for i in draw[:m]], mean, images, batch_size)
-                            for draw in draws) / (len(draws) * clean) for m in counts]
-    curves["clean"] = [clean]
+        curves[name] = [kept(ranking[:m]) / clean for m in counts]
+    curves["random"] = [sum(kept(draw[:m]) for draw in draws) / (len(draws) * clean) for m in counts]
     return curves
