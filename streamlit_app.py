@@ -461,6 +461,56 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
                           width="stretch")
 
 
+def open_layer_unit(unit: str) -> None:
+    """From a circuit to the neuron view of one of its channels (in its own layer)."""
+    layer, channel = unit.rsplit(":", 1)
+    st.session_state.update(layer=layer, channel=int(channel), unit_kind="channel", view="Neuron")
+
+
+def show_circuit(loaded: Loaded, ws: Workspace, unit: str, saes: dict[str, SAE], index: ExampleIndex | None) -> None:
+    st.subheader("Circuit: what feeds it, what it feeds")
+    model = loaded.model
+    here = model.layers[model.resolve_layer(unit.split(":")[0].split("/")[0])].order
+    before = [n for n, info in model.layers.items() if info.channels and info.order < here]
+    after = [n for n, info in model.layers.items() if info.channels and info.order > here and n != "logits"] + ["logits"]
+    c1, c2, c3 = st.columns([1, 2, 2])
+    side = c1.radio("Direction", ["upstream", "downstream"], key="circuit_side",
+                    disabled=not before and unit.startswith("logit"))
+    choices = before if side == "upstream" else after
+    if not choices:
+        st.caption(f"No layer {'before' if side == 'upstream' else 'after'} this unit's.")
+        return
+    tops = [n for n in choices if "." not in n] or choices  # blocks first: the layer just before is the default
+    default = tops[-1] if side == "upstream" else tops[0]
+    other = c2.selectbox("Other end", choices, index=choices.index(default), key=f"circuit_layer_{side}")
+    folder = c3.text_input("Images (reference mean and top examples)", str(SAMPLE_DIR), key="circuit_data")
+    key = (model.name, model.fingerprint, unit, side, other, folder, index.path if index else None)
+    found_all = st.session_state.setdefault("circuits", {})
+    if st.button("Trace", key="circuit", type="primary"):
+        with st.spinner("Attributing…"):
+            try:
+                with model_turn(loaded):
+                    found_all[key] = vz.circuit(model, vz.parse_unit(unit, model, saes), saes=saes,
+                                                data=ws.source(folder), **{side: other},
+                                                index=index if index is not None and unit in index.units() else None)
+            except EXPECTED as err:
+                return fail(st, "Circuit failed", err)
+    found = found_all.get(key)
+    if found is None:
+        st.caption("Not traced yet for these settings.")
+        return
+    if found.baseline is not None:
+        st.caption(f"Mean value {found.value:.4g} on {len(found.images)} images; with {other} at its mean "
+                   f"{found.baseline:.4g}; contributions add up within {found.completeness:.1%}.")
+    st.dataframe([{"unit": e.unit, "contribution": round(e.contribution, 5), "share": f"{e.share:.0%}"}
+                  for e in found.edges], hide_index=True)
+    channels = [e.unit for e in found.edges if e.unit.split(":")[0] in model.layers and "/" not in e.unit]
+    if channels:
+        c1, c2 = st.columns([3, 1])
+        chosen = c1.selectbox("Open one of these units", channels, key="circuit_open")
+        c2.button("Open in the neuron view", key="circuit_open_button", on_click=open_layer_unit, args=(chosen,))
+
+
 def open_unit(unit: str, sae_name: str | None) -> None:
     """From the atlas to the neuron view of one of its units (a channel or an SAE feature)."""
     number = int(unit.rsplit(":", 1)[1])
@@ -584,6 +634,7 @@ def main() -> None:
         show_renders(loaded, ws, unit, saes, index)
         show_examples(index, unit)
         show_probe(loaded, ws, unit, sae_files, saes, index)
+        show_circuit(loaded, ws, unit, saes, index)
     elif view == "Layer":
         show_layer(loaded, ws, layer, index)
     elif view == "Atlas":

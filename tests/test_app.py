@@ -407,3 +407,21 @@ def test_layer_atlas_builds_once_filters_and_opens_units(monkeypatch, tmp_path):
     fresh.radio(key="view").set_value("Atlas").run()
     assert "build_atlas" not in [b.key for b in fresh.button]
     assert sum(int(m.value) for m in fresh.metric) == 128
+
+
+def test_circuit_panel_traces_upstream_and_opens_an_upstream_unit(monkeypatch, tmp_path):
+    """Neuron view: the Circuit panel lists the units of the layer before that feed the unit, with
+    signed contributions that add up; one click opens one of them in its own layer."""
+    at = make_app(monkeypatch, tmp_path)
+    at.button(key="circuit").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    table = at.dataframe[0].value
+    assert len(table) == 8 and all(u.startswith("layer2:") for u in table["unit"])
+    assert any("add up within" in c.value for c in at.caption)
+    upstream = table["unit"].iloc[0]
+    at.selectbox(key="circuit_open").set_value(upstream)
+    at.button(key="circuit_open_button").click().run()
+    assert at.title[0].value == upstream and not errors(at)
+    at.radio(key="circuit_side").set_value("downstream").run()
+    at.button(key="circuit").click().run()
+    assert not errors(at) and len(at.dataframe[0].value) > 0
