@@ -111,16 +111,22 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"),
                                             max_images=3000, batch_size=500)))
     sae = train_sae(rows, expansion=8, k=16, epochs=4, batch_size=2048, progress=False)
-    report = probe(model, unit, concepts, renders=4, render_steps=64, sae=sae)
+    report = probe(model, unit, concepts, renders=4, render_steps=64, sae=sae, upstream="layer2")
     assert report.verdict == "polysemantic" and {"cat", "automobile"} <= set(report.concepts)
     assert 0.1 < report.score < 1 and "polysemantic (" in report.summary
     assert report.renders["summary"].count("renders read as") >= 1 and len(report.renders["classified_as"]) == 4
     assert len(report.sae_split) == 3 and sum(f["share"] for f in report.sae_split) <= 1
     assert all(f["verdict"] in ("monosemantic", "polysemantic", "unclear") for f in report.sae_split)
     assert all(len(f["top_examples"]) == 4 and f["render"].shape == (3, 32, 32) for f in report.sae_split)
+    paths = report.paths  # one input path per driving concept; the unrelated two hardly agree
+    assert set(paths["by_concept"]) == set(report.concepts) and len(paths["by_concept"]["cat"]) == 8
+    cosine = next(v for pair, v in paths["agreement"].items() if set(pair.split(" | ")) == {"cat", "automobile"})
+    print(f"cat | automobile paths: cosine {cosine:.2f}")
+    assert cosine < 0.65
     page = write_report(report, tmp_path / "report")
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["verdict"] == "polysemantic" and "cat" in page.read_text()
+    assert "Input paths by driving concept" in page.read_text() and data["paths"]["upstream"] == "layer2"
     # a real channel with an index as background: the verdict is one of the three, with evidence
     index = mine(model, "layer3:5", test, k=8, batch_size=500, progress=False)
     channel = probe(model, "layer3:5", concepts, index=index)

@@ -179,7 +179,7 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
                               per_concept=args.per_concept)
     report = probe(model, args.unit, concepts, index=ExampleIndex(args.index) if args.index else None,
-                   sae=args.sae, renders=args.renders, render_steps=args.steps)
+                   sae=args.sae, renders=args.renders, render_steps=args.steps, upstream=args.upstream)
     page = write_report(report, args.out)
     print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
     for warning in report.warnings:
@@ -191,6 +191,8 @@ def _cmd_probe(args: argparse.Namespace) -> None:
         print(f"  renders: {report.renders['summary']}")
     for row in report.split_table():
         print(f"  {row['feature']}: {row['share']}, {row['verdict']} ({row['concepts']})")
+    for concept, edges in report.paths.get("by_concept", {}).items():
+        print(f"  path on {concept}: " + ", ".join(f"{e['unit']} {e['contribution']:+.3g}" for e in edges[:4]))
     print(f"report: {page}")
 
 
@@ -418,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--index", default=None, help="example index of the unit: its distribution is the baseline")
     pr.add_argument("--sae", default=None, help="SAE of the unit's layer: split the unit into features")
     pr.add_argument("--renders", type=int, default=4, help="diverse renders to classify (0: none)")
+    pr.add_argument("--upstream", default=None, help="an earlier layer: each driving concept's input path from it")
     pr.add_argument("--steps", type=int, default=128)
     pr.add_argument("--device", default=None)
     pr.add_argument("--out", default="probe", help="folder for index.html and report.json")

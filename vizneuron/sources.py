@@ -8,6 +8,7 @@ fingerprints the source so an index refuses to mix results from another dataset.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +42,38 @@ class ImageSource:
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
+
+
+class JoinedSource(ImageSource):
+    """Several sources numbered as one, one after another (e.g. every concept's images together)."""
+
+    def __init__(self, sources: Sequence[ImageSource]) -> None:
+        self.sources = list(sources)
+        self.starts = [0]
+        for source in self.sources:
+            self.starts.append(self.starts[-1] + len(source))
+
+    def _find(self, i: int) -> tuple[ImageSource, int]:
+        part = bisect.bisect_right(self.starts, i) - 1
+        return self.sources[part], i - self.starts[part]
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def key(self, i: int) -> str:
+        source, j = self._find(i)
+        return source.key(j)
+
+    def label(self, i: int) -> str | None:
+        source, j = self._find(i)
+        return source.label(j)
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        source, j = self._find(i)
+        return source.read(j)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "joined", "images": len(self), "of": [source.describe() for source in self.sources]}
 
 
 class FileSource(ImageSource):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from ..gallery import safe_name
 from ..imageio import enlarged, png_bytes, write_atomic
@@ -47,8 +48,6 @@ def write_circuit(found: Circuit, out: str | Path, renders: dict[str, torch.Tens
 
 def _kernel_picture(kernel: torch.Tensor, cell: int = 16):
     """Red for positive weights, blue for negative, scaled to the kernel's largest."""
-    from PIL import Image
-
     scaled = (kernel / kernel.abs().max().clamp(min=1e-12)).clamp(-1, 1)
     rgb = torch.stack([1 - scaled.clamp(max=0).abs(), 1 - scaled.abs(), 1 - scaled.clamp(min=0)])
     picture = Image.fromarray((rgb.permute(1, 2, 0).numpy() * 255).astype("uint8"))

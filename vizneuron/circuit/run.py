@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from torchvision.transforms.functional import to_tensor
 
 from ..capture import capture
 from ..models.base import OUTPUT_LAYER, Model
-from ..sources import ImageSource, ModelInputs
+from ..sources import ImageSource, ModelInputs, as_source
 from ..stream import ActivationStream
 from ..units import SAEs, Unit, parse_unit, parse_units, unit_peaks
 
@@ -129,8 +130,6 @@ def _images(source: ImageSource, ids: Sequence[int], model: Model) -> torch.Tens
 
 def _index_images(index, unit: Unit, k: int) -> tuple[torch.Tensor, list[str]]:
     """The unit's top examples as the index stored them (the images as the model saw them)."""
-    from torchvision.transforms.functional import to_tensor  # torchvision is a dependency; kept local to this path
-
     try:
         examples = index.examples(unit.name, k=k)
     except KeyError as err:
@@ -196,9 +195,7 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
                     names, result.mean, result.value, result.baseline, result.error, keys,
                     gradient_norm=result.gradient_norm, reference_mean=ref.means[ref_layer], inputs=images)
     for concept, source in (concepts or {}).items():
-        from ..probe.concepts import as_concepts  # the probe's concept sets; imported here to keep stages apart
-
-        concept_source = as_concepts({concept: source})[concept]
+        concept_source = as_source(source)
         concept_ref = reference(model, unit, [], concept_source, None, batch_size)
         best = concept_ref.values.argsort(descending=True)[:per_concept]
         part = measure(_images(concept_source, concept_ref.ids[best].tolist(), model))

@@ -79,10 +79,27 @@ std {data['background']['std']:.3g}.</p>
 <h2>Renders</h2><p>{esc(renders.get('summary', 'not requested'))}</p>{render_cells}
 <h2>Top dataset examples, grouped by the model's own features</h2><ul>{clusters or '<li>no index given</li>'}</ul>
 <h2>SAE split</h2><ul>{split or '<li>no SAE given</li>'}</ul>
+<h2>Input paths by driving concept</h2>{_paths(data['paths'])}
 <h2>Relatedness (cosine of centred penultimate means)</h2>
 <table><tr><th></th>{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr>{related}</table>
 </body></html>
 """
+
+
+def _paths(paths: dict[str, Any]) -> str:
+    """Each driving concept's top upstream units, side by side: one path per concept."""
+    if not paths:
+        return "<p>not requested (probe with an upstream layer)</p>"
+    esc = html.escape
+    concepts = list(paths["by_concept"])
+    depth = max(len(edges) for edges in paths["by_concept"].values())
+    rows = "".join("<tr>" + "".join(
+        f"<td>{esc(paths['by_concept'][c][i]['unit'])} {paths['by_concept'][c][i]['contribution']:+.3g}</td>"
+        if i < len(paths["by_concept"][c]) else "<td></td>" for c in concepts) + "</tr>" for i in range(depth))
+    agreement = "; ".join(f"{esc(pair)}: cosine {value:.2f}" for pair, value in paths["agreement"].items())
+    return (f"<p>from {esc(paths['upstream'])}; agreement between the paths (1: the same inputs): "
+            f"{agreement or 'one concept only'}</p><table><tr>{''.join(f'<th>on {esc(c)}</th>' for c in concepts)}"
+            f"</tr>{rows}</table>")
 
 
 def write_atlas(atlas: Atlas, out: str | Path) -> Path:

@@ -29,11 +29,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture import capture
+from ..circuit.run import circuit
 from ..imageio import to_model_input
 from ..models.base import OUTPUT_LAYER, Model
 from ..optim.render import render
 from ..sae.model import SAE, load_sae
-from ..sources import ImageSource
+from ..sources import ImageSource, JoinedSource
 from ..stream import ActivationStream
 from ..units import Unit, parse_unit, parse_units, unit_peaks
 from .concepts import as_concepts
@@ -73,6 +74,7 @@ class ProbeReport:
     sae_split: list[dict[str, Any]] = field(default_factory=list)
     example_clusters: list[dict[str, Any]] = field(default_factory=list)  # top examples grouped, no labels needed
     warnings: list[str] = field(default_factory=list)  # what makes the verdict less sure (e.g. tiny concepts)
+    paths: dict[str, Any] = field(default_factory=dict)  # upstream layer, each driving concept's input path, agreement
 
     @property
     def summary(self) -> str:
@@ -271,7 +273,7 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
 
 def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae: "SAE | str | None" = None,
           renders: int = 0, render_steps: int = 128, split_features: int = 3, examples: int = 4,
-          batch_size: int = 128, seed: int = 0) -> ProbeReport:
+          batch_size: int = 128, seed: int = 0, upstream: str | None = None) -> ProbeReport:
     """Does `unit` fire on unrelated concepts? `concepts`: name -> folder, list file, dataset or
     image source (see `label_groups` / `imagenet_concepts`). `index`: an `ExampleIndex` of the
     unit, whose distribution becomes the baseline. `renders`: also render that many diverse images
@@ -287,6 +289,13 @@ def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=Non
         report.example_clusters = cluster_examples(model, index, unit, penultimate)
     if renders:
         report.renders = _render_evidence(model, unit, features, renders, render_steps, penultimate, seed)
+    if upstream is not None and report.concepts:
+        found = circuit(model, unit, upstream=upstream, data=JoinedSource(list(sources.values())), batch_size=batch_size,
+                        concepts={c: sources[c] for c in report.concepts})
+        edge = lambda e: {"unit": e.unit, "contribution": e.contribution, "share": e.share}  # noqa: E731
+        report.paths = {"upstream": found.layer, "by_concept": {c: [edge(e) for e in edges] for c, edges in
+                                                                 found.paths.items()},
+                        "agreement": {f"{a} | {b}": v for (a, b), v in found.path_agreement().items()}}
     if sae is not None:
         report.sae_split = _sae_split(model, unit, sae, sources, report.groups, features, penultimate,
                                       split_features, batch_size, render_steps if renders else 0)
