@@ -292,10 +292,8 @@ def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=Non
     if upstream is not None and report.concepts:
         found = circuit(model, unit, upstream=upstream, data=JoinedSource(list(sources.values())), batch_size=batch_size,
                         concepts={c: sources[c] for c in report.concepts})
-        edge = lambda e: {"unit": e.unit, "contribution": e.contribution, "share": e.share}  # noqa: E731
-        report.paths = {"upstream": found.layer, "by_concept": {c: [edge(e) for e in edges] for c, edges in
-                                                                 found.paths.items()},
-                        "agreement": {f"{a} | {b}": v for (a, b), v in found.path_agreement().items()}}
+        data = found.to_dict()
+        report.paths = {"upstream": found.layer, "by_concept": data["paths"], "agreement": data["path_agreement"]}
     if sae is not None:
         report.sae_split = _sae_split(model, unit, sae, sources, report.groups, features, penultimate,
                                       split_features, batch_size, render_steps if renders else 0)
