@@ -189,3 +189,16 @@ def test_cli_writes_the_circuit_page_and_json(tmp_path, capsys):
     assert "layer3.conv.1:5 fed by layer2" in (out / "index.html").read_text()
     assert main(["circuit", "default", "layer3:5", "--upstream", "layer4", "--out", str(out)]) == 2
     assert "closest: layer3" in capsys.readouterr().err
+
+
+def test_vit_token_layers_circuit_adds_up_and_has_no_weights_view():
+    """Token layers (N, T, D): contributions per channel summed over patch tokens; the CLS and
+    register tokens are not channels of the upstream layer, so they stay as they were."""
+    torch.manual_seed(0)  # timm draws the random init from the global generator
+    model = vz.load_model("timm:vit_tiny_patch16_224?weights=none")
+    found = circuit(model, "blocks.2:5", upstream="blocks.1", data=SAMPLES, examples=4, reference_images=16,
+                    steps=16, k=4)
+    assert len(found.names) == 192 and len(found.edges) == 4
+    assert found.completeness < 0.05, found.completeness
+    kernels, why = expanded_weights(model, "blocks.2:5", "blocks.1")
+    assert kernels is None and "spatial" in why
