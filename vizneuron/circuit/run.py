@@ -214,7 +214,6 @@ def _top(names: list[str], contributions: torch.Tensor, k: int) -> list[Edge]:
 @dataclass
 class _Measured:
     mean: torch.Tensor  # (U,) mean contribution per unit of the other end
-    per_image: torch.Tensor  # (n, U)
     value: float
     baseline: float | None
     error: float | None
@@ -267,8 +266,7 @@ def _upstream(model: Model, unit: Unit, others: list[Unit], ref: Reference, step
             grad_norms.append(per_step[0].view(n, -1, per_step[0].shape[-1]).norm(dim=1).float())
             if sae is not None:
                 errors.append(attribution[1].sum(1).float())
-        per_image = torch.cat(contributions).cpu()
-        return _Measured(per_image.mean(0), per_image, float(torch.cat(values).mean()),
+        return _Measured(torch.cat(contributions).cpu().mean(0), float(torch.cat(values).mean()),
                          float(torch.cat(baselines).mean()), float(torch.cat(errors).mean()) if errors else None,
                          torch.cat(grad_norms).mean(0).cpu())
 
@@ -294,8 +292,7 @@ def _downstream(model: Model, unit: Unit, others: list[Unit], ref: Reference,
                     ablated = unit_peaks(others, cap.run(part), reduce="mean")[0]
             effects.append((clean - ablated).float().cpu())
             values.append(unit.activation(acts).float().cpu())
-        per_image = torch.cat(effects)
-        return _Measured(per_image.mean(0), per_image, float(torch.cat(values).mean()), None, None)
+        return _Measured(torch.cat(effects).mean(0), float(torch.cat(values).mean()), None, None)
 
     return measure
 
