@@ -236,8 +236,10 @@ def _upstream(model: Model, unit: Unit, others: list[Unit], ref: Reference, step
         contributions, values, baselines, errors, grad_norms = [], [], [], [], []
         for part in images.split(chunk):
             part = part.to(model.device)
-            with capture(model, [layer]) as cap, torch.no_grad():
-                act = cap.run(part)[layer]
+            with capture(model, [layer, unit.layer]) as cap, torch.no_grad():
+                clean = cap.run(part)
+            act = clean[layer]
+            values.append(unit.activation(clean).float())
             n, a = len(part), alphas.to(act.device).view(-1, 1, 1)
             like = act.repeat(len(alphas), *([1] * (act.ndim - 1)))
             rows, start_rows = tokens.rows(act), tokens.rows(mean.expand_as(act))
@@ -257,8 +259,6 @@ def _upstream(model: Model, unit: Unit, others: list[Unit], ref: Reference, step
                          ) as cap, torch.enable_grad():
                 value = unit.activation(cap.run(part.repeat(len(alphas), 1, 1, 1))).view(len(alphas), n)
                 grads = torch.autograd.grad(value[1:].sum(), leaves)
-            with capture(model, [unit.layer]) as cap, torch.no_grad():
-                values.append(unit.activation(cap.run(part)).float())
             baselines.append(value[0].detach().float())
             per_step = [g.view(len(alphas), -1, g.shape[-1])[1:].mean(0) for g in grads]  # (n*S, width)
             attribution = [(d * g).view(n, -1, d.shape[-1]).sum(1) for d, g in zip(deltas, per_step)]

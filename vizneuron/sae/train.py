@@ -195,7 +195,8 @@ def train_sae(
         if cfg.kind == "jumprelu":
             l0 = sae.l0_estimate(pre)
             loss = loss + L0_WEIGHT * l0
-            l0_mean += (l0.item() - l0_mean) / WINDOW
+            l0_now = l0.item()  # one device sync a step: the running mean and the threshold shift both read it
+            l0_mean += (l0_now - l0_mean) / WINDOW
         if cfg.kind in THRESHOLDED:  # inference threshold: running mean of the smallest kept activation
             with torch.no_grad():
                 kept = z[z > 0]
@@ -217,7 +218,7 @@ def train_sae(
         sae.normalise_decoder()
         if cfg.kind == "jumprelu":  # the penalty shapes which latents fire; this shift keeps how many at k
             with torch.no_grad():
-                sae.log_threshold.add_(L0_GAIN * (l0.item() / cfg.k - 1))
+                sae.log_threshold.add_(L0_GAIN * (l0_now / cfg.k - 1))
         with torch.no_grad():
             monitor.add(float(error.pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp(min=1e-12)))
         bar.update(1)
