@@ -222,9 +222,7 @@ def _cmd_atlas(args: argparse.Namespace) -> None:
 def _cmd_circuit(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     writable_folder(args.out)
-    saes = {}
-    for name, path in parse_named_paths(args.sae).items():
-        saes[name] = load_sae(path)
+    saes = {name: load_sae(path) for name, path in parse_named_paths(args.sae).items()}
     index = ExampleIndex(args.index) if args.index else None
     concepts = build_concepts(model, data=args.concept_data, groups=args.concepts,
                               folders=parse_named_paths(args.concept), per_concept=args.per_concept) \
@@ -232,15 +230,10 @@ def _cmd_circuit(args: argparse.Namespace) -> None:
     found = circuit(model, args.unit, upstream=args.upstream, downstream=args.downstream, data=args.data or SAMPLE_DIR,
                     index=index, k=args.k, examples=args.examples, concepts=concepts, saes=saes)
     names = [found.unit] + [e.unit for e in found.edges]
-    renders = {}
-    if args.steps:
-        result = render(model, names, saes=saes, steps=args.steps, samples=1, progress=not args.quiet)
-        renders = {name: image for name, image in zip(names, result.images)}
-    examples = {}
-    if index is not None:
-        for name in names:
-            if name in index.units():
-                examples[name] = [index.crop(e) for e in index.examples(name, k=4)]
+    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
+                                     progress=not args.quiet).images)) if args.steps else {}
+    mined = set(index.units()) if index is not None else set()
+    examples = {name: [index.crop(e) for e in index.examples(name, k=4)] for name in names if name in mined}
     kernels, why = (expanded_weights(model, args.unit, args.upstream, saes=saes) if args.upstream
                     else (None, "downstream edges are effects of ablating the unit: no weights view"))
     kernels = {e.unit: kernels[e.unit] for e in found.edges} if kernels else None
