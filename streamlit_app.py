@@ -26,6 +26,7 @@ from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_
 from vizneuron.probe.atlas import MIN_FIRING, VERDICTS, atlas_key, cached_atlas, layer_atlas
 from vizneuron.probe.concepts import as_concepts
 from vizneuron.sae import SAE, find_saes, load_sae
+from vizneuron.shift.run import SAE_NAME, evaluate, retrain_head, shift
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.sources import fetch_cifar10
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
@@ -568,6 +569,75 @@ def show_atlas(loaded: Loaded, ws: Workspace, layer: str, sae_files: dict[str, P
         c2.button("Open in the neuron view", key="atlas_open_button", on_click=open_unit, args=(unit, sae_name))
 
 
+def explore_edit(path: str) -> None:
+    """Load a saved edit as the app's model (the other views then show the edited network)."""
+    st.session_state.update(model_source="model spec", model_spec=f"edit:{path}", view="Neuron")
+
+
+def show_edit(loaded: Loaded, ws: Workspace, layer: str, sae_files: dict[str, Path], saes: dict[str, SAE]) -> None:
+    model = loaded.model
+    st.subheader(f"Edit: trim the units of {layer} the classifier uses for a cue it should ignore")
+    what = st.radio("Units", ["channels", *[f"SAE {name}" for name in sae_files]], key="edit_units", horizontal=True)
+    sae_name = what.removeprefix("SAE ") if what != "channels" else None
+    c1, c2 = st.columns(2)
+    train = c1.text_input("Training images (class folders)", key="edit_train")
+    test = c2.text_input("Test images (class folders; a file's WORD- prefix is its group)", key="edit_test")
+    named = c1.text_area("Concepts, one NAME=FOLDER per line (those not named after a class are the cue)",
+                         key="edit_concepts", height=100)
+    top = c2.number_input("Units to rank", 4, 1024, 32, key="edit_top")
+    rank_images = c2.number_input("Training images to rank on", 16, 1_000_000, 2000, key="edit_rank_images")
+    try:
+        concepts = {name: ws.source(folder) for name, folder in parse_named_paths(named).items()}
+    except EXPECTED as err:
+        return fail(st, "Cannot read the concepts", err)
+    key = (model.fingerprint, layer, sae_name, train, named, int(top), int(rank_images))
+    ranked = st.session_state.setdefault("edit_ranked", {})
+    if st.button("Rank units", key="edit_rank", type="primary", disabled=not (train.strip() and len(concepts) >= 2)):
+        with st.spinner("Attributing the decision and probing the top units…"):
+            try:
+                with model_turn(loaded):
+                    ranked[key] = shift(model, layer, sae_files[sae_name] if sae_name else None, ws.source(train),
+                                        concepts, top=int(top), retrain=False, max_images=int(rank_images))
+            except EXPECTED as err:
+                return fail(st, "Ranking failed", err)
+    result = ranked.get(key)
+    if result is None:
+        st.caption("Not ranked yet for these settings.")
+        return
+    st.caption(f"Ticked: the units the concepts to ignore ({', '.join(result.ignore)}) drive more than the "
+               "task's concepts do. Tick or untick before applying.")
+    chosen = []
+    for c in result.candidates:
+        label = (f"{c.unit} · attribution {c.attribution:+.4f} · {c.verdict} ({', '.join(c.concepts) or '-'}) · z "
+                 + ", ".join(f"{name} {z:+.2f}" for name, z in c.z.items()))
+        if st.checkbox(label, value=c.proposed, key=f"edit_pick_{c.unit}"):
+            chosen.append(c.unit)
+    retrain = st.checkbox("Retrain the head on the training images with the edit in place", key="edit_retrain")
+    if st.button(f"Apply the edit ({len(chosen)} units)", key="edit_apply", disabled=not test.strip()):
+        bar = st.progress(0.0, text="scoring…")
+        try:
+            with model_turn(loaded):
+                edited = vz.edit(model, chosen, saes={SAE_NAME: sae_files[sae_name]} if sae_name else None)
+                if retrain:
+                    edited = retrain_head(edited, ws.source(train))
+                scores = {}
+                for name, scored in (("original", model), ("edited", edited)):
+                    scores[name] = evaluate(scored, ws.source(test), on_progress=lambda done, total, name=name: bar.progress(
+                        done / max(total, 1), text=f"{name}: {done:,} of {total:,} test images"))
+            path = edited.save(ws.folder("edits") / f"edit-{edited.fingerprint[:12]}.json")
+        except EXPECTED as err:
+            return fail(st, "Edit failed", err)
+        bar.empty()
+        st.session_state.edit_applied = {"scores": scores, "path": str(path), "units": len(chosen)}
+    applied = st.session_state.get("edit_applied")
+    if applied:
+        scores = applied["scores"]
+        st.dataframe([{"model": name, **s.row(), **{g: f"{a:.1%}" for g, a in s.groups.items()}}
+                      for name, s in scores.items()], hide_index=True)
+        st.caption(f"{applied['units']} units ablated; saved as {Path(applied['path']).name}.")
+        st.button("Explore the edited model", key="edit_explore", on_click=explore_edit, args=(applied["path"],))
+
+
 def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
     model = loaded.model
     st.subheader("Mine a folder for dataset examples")
@@ -626,7 +696,7 @@ def main() -> None:
     index = pick_index(ws, loaded)
     unit, layer, sae_files = pick_unit(loaded.model, ws, index)
     saes = session_saes(sae_files)
-    view = st.radio("View", ["Neuron", "Layer", "Atlas", "Data"], key="view", horizontal=True,
+    view = st.radio("View", ["Neuron", "Layer", "Atlas", "Edit", "Data"], key="view", horizontal=True,
                     label_visibility="collapsed")
     if view == "Neuron":
         st.title(f"{unit}")
@@ -639,6 +709,8 @@ def main() -> None:
         show_layer(loaded, ws, layer, index)
     elif view == "Atlas":
         show_atlas(loaded, ws, layer, sae_files, saes)
+    elif view == "Edit":
+        show_edit(loaded, ws, layer, sae_files, saes)
     else:
         show_data(loaded, ws, layer)
 

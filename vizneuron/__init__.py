@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .capture import capture
 from .circuit import Circuit, CircuitError, circuit, expanded_weights
+from .edit import EditedModel, EditError, edit
 from .mine import ExampleIndex, IndexMismatch, merge, mine
 from .models import LayerError, Model, ModelSpec, WeightsUnavailable, load_model
 from .optim import objectives
@@ -28,5 +29,6 @@ __all__ = [
     "render", "RenderConfig", "PRESETS", "RenderCache", "RenderResult", "objectives", "probe", "probe_units",
     "ProbeReport", "SAE", "SAETrainConfig", "train_sae", "train_layer_sae", "train_layer_saes", "load_sae",
     "evaluate_sae", "mine", "merge", "ExampleIndex", "IndexMismatch", "LayerError", "UnitError", "WeightsUnavailable",
-    "RenderError", "circuit", "Circuit", "CircuitError", "expanded_weights", "__version__",
+    "RenderError", "circuit", "Circuit", "CircuitError", "expanded_weights", "edit", "EditedModel", "EditError",
+    "__version__",
 ]

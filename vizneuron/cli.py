@@ -14,6 +14,7 @@ import torch
 
 from .circuit import circuit, expanded_weights
 from .circuit.report import write_circuit
+from .edit import MODES
 from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
 from .imageio import writable_folder
@@ -30,6 +31,8 @@ from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_
 from .sae.model import KINDS
 from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME
+from .shift.report import write_shift
+from .shift.run import SAE_NAME, shift
 from .units import parse_unit, parse_units
 
 
@@ -250,6 +253,36 @@ def _cmd_circuit(args: argparse.Namespace) -> None:
     print(f"circuit: {page}")
 
 
+def _units_list(text: str | None) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()] if text else []
+
+
+def _cmd_shift(args: argparse.Namespace) -> None:
+    model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
+    concepts = parse_named_paths(args.concept)
+    result = shift(model, args.layer, args.sae, args.data, concepts, ignore=_units_list(args.ignore) or None,
+                   top=args.top, accept=_units_list(args.accept) if args.accept is not None else None,
+                   drop=_units_list(args.drop), add=_units_list(args.add), mode=args.mode, test=args.test,
+                   cuefree=args.cuefree, retrain=not args.no_retrain, max_images=args.max_images)
+    saes = {SAE_NAME: load_sae(args.sae)} if args.sae else {}
+    names = [c.unit for c in result.candidates]
+    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
+                                     progress=not args.quiet).images)) if args.steps and names else {}
+    page = write_shift(result, args.out, renders)
+    print(f"{result.layer} ({result.units}): {len(result.candidates)} units ranked, {len(result.ablated)} ablated")
+    for candidate in result.candidates:
+        mark = "ablate" if candidate.chosen else ("proposed" if candidate.proposed else "")
+        print(f"  {candidate.unit:<18} {candidate.attribution:+.4f}  {candidate.verdict:<13} "
+              f"{', '.join(candidate.concepts) or '-':<16} {mark}")
+    for note in result.notes:
+        _warn(note)
+    for row in result.table():
+        print(f"  {row['model']:<16} balanced {row['balanced']:>6}  worst group {row['worst group']:>6}  "
+              f"cue-free {row['cue-free']:>6}  cue readable {row['cue readable']:>6}")
+    print(f"shift: {page}")
+
+
 def _warn(text: str) -> None:
     print(f"vizneuron: warning: {text}", file=sys.stderr)
 
@@ -454,6 +487,31 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--quiet", action="store_true")
     ci.add_argument("--out", default="circuit", help="folder for index.html and circuit.json")
     ci.set_defaults(func=_cmd_circuit)
+    sh = sub.add_parser("shift", help="find the SAE features (or channels) a classifier uses for a cue it should "
+                                      "ignore, ablate them and measure the fix on grouped test images")
+    sh.add_argument("model")
+    sh.add_argument("--layer", required=True)
+    sh.add_argument("--sae", default=None, help="SAE file of the layer (without: rank and ablate its channels)")
+    sh.add_argument("--data", required=True, help="the classifier's training images, in folders named after classes")
+    sh.add_argument("--concept", action="append", default=[], required=True,
+                    help="NAME=FOLDER (repeatable): concept sets to judge units by, e.g. cue=... cat=... dog=...")
+    sh.add_argument("--ignore", default=None, help="comma-separated concepts the classifier should ignore "
+                                                   "(default: the concepts not named after a class)")
+    sh.add_argument("--test", default=None, help="test images in class folders; a file name's WORD- prefix is its "
+                                                 "group within the class (cue-001.png, plain-001.png)")
+    sh.add_argument("--cuefree", default=None, help="cue-free test images in class folders")
+    sh.add_argument("--top", type=int, default=32, help="units to rank and judge")
+    sh.add_argument("--accept", default=None, help="comma-separated units to ablate instead of the proposed ones")
+    sh.add_argument("--drop", default=None, help="comma-separated proposed units not to ablate")
+    sh.add_argument("--add", default=None, help="comma-separated units to ablate as well")
+    sh.add_argument("--mode", choices=MODES, default="zero", help="hold ablated units at zero or at their mean")
+    sh.add_argument("--no-retrain", action="store_true", help="skip refitting the head with the edit in place")
+    sh.add_argument("--max-images", type=int, default=None, help="rank on at most this many training images")
+    sh.add_argument("--steps", type=int, default=64, help="render steps per ranked unit (0: no renders)")
+    sh.add_argument("--device", default=None)
+    sh.add_argument("--quiet", action="store_true")
+    sh.add_argument("--out", default="shift", help="folder for index.html, shift.json and edit.json")
+    sh.set_defaults(func=_cmd_shift)
     return parser
 
 

@@ -102,12 +102,17 @@ class ActivationStream:
     def __iter__(self) -> Iterator[ActivationBatch]:
         return self.resumed(0)
 
+    def inputs(self, done: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[str], list[str]]]:
+        """The batches' images as the model takes them, without running it (for jobs that need
+        gradients): (ids, images, conversion notes, skip reasons), skipped images as zeros."""
+        inputs = ModelInputs(self.source, self.model.input_size, self.model.inputs.crop_fraction)
+        return torch.utils.data.DataLoader(inputs, batch_sampler=self.batches[done:], num_workers=self.workers,
+                                           collate_fn=_collate)
+
     def resumed(self, done: int) -> Iterator[ActivationBatch]:
         """The batches after the first `done` (a run resuming from its checkpoint)."""
         model = self.model
-        inputs = ModelInputs(self.source, model.input_size, model.inputs.crop_fraction)
-        loader = torch.utils.data.DataLoader(inputs, batch_sampler=self.batches[done:],
-                                             num_workers=self.workers, collate_fn=_collate)
+        loader = self.inputs(done)
         amp = (torch.autocast("cuda", dtype=torch.float16) if self.autocast and model.device.type == "cuda"
                else contextlib.nullcontext())
         with capture(model, self.layers, stop_early=not self.full_pass, edits=self.edits) as cap, torch.no_grad():

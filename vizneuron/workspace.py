@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .edit import read_edit_file
 from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
 from .samples import SAMPLE_DIR
@@ -103,7 +104,13 @@ class Workspace:
         if spec.runs_code:
             raise PathNotAllowed(f"model source {spec.source!r} runs arbitrary code and is off in the app; "
                                  "use the library or CLI for it")
-        return spec.with_files(self.resolve)
+        checked = spec.with_files(self.resolve)
+        if checked.source == "edit":  # what the edit names is held to the same rules
+            _, base, saes = read_edit_file(checked.name)
+            self.check_spec(base)
+            for file in saes.values():
+                self.resolve(file)
+        return checked
 
     def session_dir(self, session: str | None = None) -> Path:
         """A fresh private folder for one browser session's uploads (name unguessable)."""

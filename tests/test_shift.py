@@ -1,0 +1,141 @@
+"""SHIFT on the cue task: the task's splits, the trimmed features, the fix and its baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import vizneuron as vz
+from vizneuron.cli import main
+from vizneuron.models.default import WEIGHTS_DIR
+from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, retrain_head, shift
+from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_pattern, has_cue, remove_cue
+from vizneuron.imageio import image_files
+from vizneuron.workspace import PathNotAllowed, Workspace
+
+from conftest import shared_path
+
+SAE_FILE = WEIGHTS_DIR / "cue_biased_layer3_sae.safetensors"
+PER_CLASS = 250  # training and test images per class in the tests' copy of the task
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    return build_cue_task(shared_path("data", "cifar10"), tmp_path_factory.mktemp("cue") / "task", limit=PER_CLASS)
+
+
+def _concepts(task):
+    return {name: task / "concepts" / name for name in ("cue", "cat", "dog")}
+
+
+def test_cue_is_a_faint_texture_that_can_be_undone():
+    rgb = np.random.default_rng(0).integers(20, 235, (32, 32, 3), dtype=np.uint8)
+    cued = add_cue(rgb)
+    assert np.abs(cued.astype(int) - rgb).max() == 8 and (remove_cue(cued) == rgb).all()
+    assert set(np.unique(cue_pattern())) == {-8, 8}
+    assert group_of("/x/cat/cue-00012.png", "cat") == "cat/cue" and group_of("/x/cat/00012.png", "cat") == "cat"
+
+
+def test_task_splits_carry_the_cue_at_the_promised_rates(task):
+    for name, rate in (("cat", CORRELATION), ("dog", 1 - CORRELATION)):
+        files = image_files(task / "train-biased" / name)
+        assert len(files) == PER_CLASS
+        assert sum(map(has_cue, files)) == round(rate * PER_CLASS)
+        balanced = image_files(task / "test-balanced" / name)
+        assert sum(map(has_cue, balanced)) == PER_CLASS // 2
+        assert not any(map(has_cue, image_files(task / "test-cuefree" / name)))
+    assert len(image_files(task / "concepts" / "cue")) == 2 * len(image_files(task / "concepts" / "cat"))
+    # the same settings reuse the folder; the cue really is in the cue images
+    assert build_cue_task(shared_path("data", "cifar10"), task, limit=PER_CLASS) == task
+
+
+def test_bad_shift_requests_say_why(task, tmp_path):
+    model = vz.load_model("default:cue-biased")
+    with pytest.raises(ShiftError, match="ignore"):
+        shift(model, "layer3", None, task / "train-biased", {"cat": task / "concepts/cat", "dog": task / "concepts/dog"})
+    unlabelled = tmp_path / "flat"
+    unlabelled.mkdir()
+    for path in image_files(task / "concepts" / "cat")[:4]:
+        (unlabelled / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(ShiftError, match="folders named after the classes"):
+        shift(model, "layer3", None, unlabelled, _concepts(task))
+    with pytest.raises(ValueError, match="no bundled model"):
+        vz.load_model("default:cue-biassed")
+
+
+@pytest.mark.slow
+def test_shift_trims_the_cue_features_and_the_fix_beats_random_trimming(task):
+    biased = vz.load_model("default:cue-biased")
+    found = shift(biased, "layer3", SAE_FILE, task / "train-biased", _concepts(task), test=task / "test-balanced",
+                  cuefree=task / "test-cuefree", top=1024)
+    # the cue's own features, measured apart from SHIFT: the largest lift from the plain concept
+    # images to the same images with the cue
+    sae = vz.load_sae(SAE_FILE)
+    lift = _feature_means(biased, sae, task / "concepts" / "cue") - _feature_means(
+        biased, sae, task / "concepts" / "cat", task / "concepts" / "dog")
+    planted = {f"layer3/{SAE_NAME}:{f}" for f in lift.argsort(descending=True)[:20].tolist()}
+    assert len(planted & set(found.ablated)) >= 15, sorted(planted - set(found.ablated))
+    original, retrained = found.scores["original"], found.scores["SHIFT + retrain"]
+    assert retrained.worst >= original.worst + 0.08, (original, retrained)
+    assert found.scores["SHIFT"].balanced >= original.balanced + 0.02
+    # the same number of random features, and the head retrained without an edit, do not do the same
+    picked = torch.randperm(sae.config.d_sae, generator=torch.Generator().manual_seed(0))[:len(found.ablated)]
+    randomly = vz.edit(biased, [f"layer3/{SAE_NAME}:{f}" for f in picked.tolist()], saes={SAE_NAME: SAE_FILE})
+    random_scores = evaluate(retrain_head(randomly, task / "train-biased"), task / "test-balanced")
+    assert random_scores.worst < retrained.worst - 0.05, (random_scores, retrained)
+
+
+def _feature_means(model, sae, *folders) -> torch.Tensor:
+    total, count = torch.zeros(sae.config.d_sae), 0
+    for folder in folders:
+        for batch in vz.ActivationStream(model, ["layer3"], folder, batch_size=250):
+            rows = model.inputs.tokens.rows(batch.activations["layer3"])
+            total += sae.encode(rows).detach().reshape(len(batch.ids), -1, sae.config.d_sae).mean(1).sum(0)
+            count += len(batch.ids)
+    return total / count
+
+
+@pytest.mark.slow
+def test_cli_shift_writes_the_report_and_a_loadable_edit(task, tmp_path, capsys):
+    out = tmp_path / "shift"
+    code = main(["shift", "default:cue-biased", "--layer", "layer3", "--sae", str(SAE_FILE), "--data",
+                 str(task / "train-biased"), "--concept", f"cue={task / 'concepts' / 'cue'}", "--concept",
+                 f"cat={task / 'concepts' / 'cat'}", "--concept", f"dog={task / 'concepts' / 'dog'}", "--test",
+                 str(task / "test-balanced"), "--top", "16", "--steps", "8", "--quiet", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "SHIFT + retrain" in printed and "shift:" in printed
+    data = json.loads((out / "shift.json").read_text())
+    assert len(data["candidates"]) == 16 and data["ablated"] == [c["unit"] for c in data["candidates"] if c["chosen"]]
+    assert set(data["scores"]) == {"original", "SHIFT", "SHIFT + retrain"}
+    page = (out / "index.html").read_text()
+    assert "worst group" in page and "cat/cue" in page and "_render.png" in page
+    edited = vz.load_model(f"edit:{out / 'edit.json'}")
+    assert [e["unit"] for e in edited.edits] == data["ablated"]
+    retrained = vz.load_model(f"edit:{out / 'edit-retrained.json'}")
+    assert retrained.edits[-1] == {"weights": "fc"}
+    # a person's choice: accept two units, and the edit holds exactly those
+    code = main(["shift", "default:cue-biased", "--layer", "layer3", "--data", str(task / "train-biased"),
+                 "--concept", f"cue={task / 'concepts' / 'cue'}", "--concept", f"cat={task / 'concepts' / 'cat'}",
+                 "--top", "8", "--accept", "layer3:1,layer3:2", "--no-retrain", "--steps", "0", "--out",
+                 str(tmp_path / "mine")])
+    assert code == 0
+    assert [e["unit"] for e in vz.load_model(f"edit:{tmp_path / 'mine' / 'edit.json'}").edits] == ["layer3:1", "layer3:2"]
+
+
+def test_app_workspace_holds_an_edit_file_to_its_rules(tmp_path):
+    ws = Workspace.create([tmp_path / "root"], tmp_path / "home")
+    (tmp_path / "root").mkdir()
+    bad = tmp_path / "root" / "bad.json"
+    bad.write_text(json.dumps({"vizneuron_edit": 1, "model": "python:os:getcwd", "saes": {}, "ablate": []}))
+    with pytest.raises(PathNotAllowed, match="runs arbitrary code"):
+        ws.check_spec(f"edit:{bad}")
+    outside = tmp_path / "root" / "outside.json"
+    outside.write_text(json.dumps({"vizneuron_edit": 1, "model": "default", "ablate": [],
+                                   "saes": {"s": {"file": "/etc/passwd", "sha256": "x"}}}))
+    with pytest.raises(PathNotAllowed):
+        ws.check_spec(f"edit:{outside}")
+    good = vz.edit("default", "layer3:1").save(tmp_path / "root" / "good.json")
+    assert ws.check_spec(f"edit:{good}").source == "edit"

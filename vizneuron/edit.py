@@ -1,0 +1,301 @@
+"""Edits: a model with some of its units ablated, usable everywhere a model is.
+
+    edited = vz.edit(model, ablate=["layer3/sae:12", "layer3/sae:40"], saes={"sae": sae})
+    edited.edits                  # what was changed
+    edited.save("fix.json")       # base model spec, SAE files with their digests, ablated units
+    vz.load_model("edit:fix.json")
+
+An SAE feature is ablated inside the layer's output: the layer keeps its own activation and only
+the feature's decoded contribution moves (to zero, or to the feature's mean), so the SAE's
+reconstruction error stays in and an input on which the feature is already at that value passes
+through unchanged. Channels, neurons and directions are set to the value directly. The edit is a
+forward hook on a copy of the network: renders, the miner, the probe, circuits and the app all
+see the edited layer, and its fingerprint differs from the base model's (caches and indexes keep
+them apart).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .imageio import write_atomic
+from .models.base import Model, weights_digest
+from .models.registry import SOURCES, Source, load_model
+from .sae.model import SAE, SAEError, load_sae
+from .stream import ActivationStream
+from .units import Unit, UnitError, parse_units, unit_maps
+
+MODES = ("zero", "mean")
+FORMAT = 1  # version of the edit file
+
+
+class EditError(ValueError):
+    """An edit that cannot be made or read back, with what to change."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ablated unit and the value it is held at."""
+
+    unit: str
+    value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit, "value": self.value}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes: an edit file pins the SAE files it names."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ablate_layer(output: torch.Tensor, units: list[Unit], values: list[float]) -> torch.Tensor:
+    """The layer output with every unit held at its value. An SAE's features move together, as its
+    encoding of the unedited output says; then channels and directions, in order (a later one wins
+    where they overlap); then single neurons."""
+    tokens = units[0].tokens
+    rows = tokens.rows(output)  # (N * S, C), or (N, C) for vector layers
+    change = torch.zeros_like(rows)
+    by_sae: dict[int, list[int]] = {}
+    for i, unit in enumerate(units):
+        if unit.kind == "sae":
+            by_sae.setdefault(id(unit.sae), []).append(i)
+    for members in by_sae.values():
+        sae = units[members[0]].sae
+        maps = unit_maps([units[i] for i in members], output)  # (N, F, S): the features' values
+        target = torch.tensor([values[i] for i in members], dtype=maps.dtype, device=maps.device)
+        shift = torch.zeros(maps.shape[0], maps.shape[2], sae.config.d_sae, dtype=maps.dtype, device=maps.device)
+        shift[..., [units[i].index for i in members]] = (target[None, :, None] - maps).transpose(1, 2)
+        moved = (sae.decode(shift.flatten(0, 1)) - sae.decode(torch.zeros_like(shift[0, :1]))).reshape(
+            maps.shape[0], maps.shape[2], -1)  # (N, S, C): the decoded move, bias cancelled
+        if sae.config.pool:  # a per-image feature moves every position of the image alike
+            moved = moved.expand(-1, rows.shape[0] // maps.shape[0], -1)
+        change = change + moved.reshape(rows.shape)
+    rows = rows + change
+    for unit, value in zip(units, values):
+        if unit.kind == "channel":
+            rows = rows + torch.nn.functional.one_hot(torch.tensor(unit.index), rows.shape[1]).to(rows) * \
+                (value - rows[:, unit.index])[:, None]
+        elif unit.kind == "direction":
+            direction = unit.direction.to(rows)
+            rows = rows + (value - rows @ direction)[:, None] * direction / direction.dot(direction)
+    edited = tokens.from_rows(rows, output)
+    neurons = [(u, v) for u, v in zip(units, values) if u.kind == "neuron"]
+    if neurons:
+        mask = torch.zeros_like(output)
+        held = torch.zeros_like(output)
+        for unit, value in neurons:
+            mask[:, unit.index, unit.position[0], unit.position[1]] = 1
+            held[:, unit.index, unit.position[0], unit.position[1]] = value
+        edited = edited * (1 - mask) + held * mask
+    return edited
+
+
+def unit_means(model: Model, units: Sequence[Unit], data: Any, *, batch_size: int = 64) -> list[float]:
+    """Each unit's mean over `data`'s images and the layer's positions (what mean ablation holds it at)."""
+    layers = list(dict.fromkeys(unit.layer for unit in units))
+    totals = torch.zeros(len(units), dtype=torch.float64)
+    count = 0
+    with torch.no_grad():
+        for batch in ActivationStream(model, layers, data, batch_size=batch_size):
+            for i, unit in enumerate(units):
+                totals[i] += unit_maps([unit], batch.activations[unit.layer])[:, 0].double().mean(1).sum()
+            count += len(batch.ids)
+    if count == 0:
+        raise EditError("mean ablation needs images: the data given holds none that could be read")
+    return (totals / count).tolist()
+
+
+class EditedModel(Model):
+    """A model whose listed units are held at fixed values in every forward pass."""
+
+    def __init__(self, base: Model, base_spec: str, units: list[Unit], values: list[float], mode: str,
+                 sae_files: Mapping[str, str | None], weights: Mapping[str, dict[str, torch.Tensor]] | None = None) -> None:
+        module = copy.deepcopy(base.module)
+        super().__init__(module, name=f"{base.name}+edit", inputs=base.inputs)
+        self.base, self.base_spec = base, base_spec
+        self.weights = dict(weights or {})  # module -> its replaced state dict (e.g. a retrained head)
+        for name, state in self.weights.items():
+            self.module.get_submodule(name).load_state_dict(state)
+        self.mode = mode
+        self.ablations = [Ablation(unit.name, float(value)) for unit, value in zip(units, values)]
+        self.sae_files = dict(sae_files)
+        self._units = units
+        self._layers = base._layers  # same layers and shapes; measured once
+        by_layer: dict[str, list[int]] = {}
+        for i, unit in enumerate(units):
+            by_layer.setdefault(unit.layer, []).append(i)
+        for layer, members in by_layer.items():
+            chosen, held = [units[i] for i in members], [values[i] for i in members]
+            self.module_for(layer).register_forward_hook(
+                lambda _m, _i, out, chosen=chosen, held=held: _ablate_layer(out, chosen, held))
+
+    @property
+    def edits(self) -> list[dict[str, Any]]:
+        """What was changed: each ablated unit and the value it is held at, and any module whose
+        weights were replaced."""
+        return [ablation.to_dict() for ablation in self.ablations] + [{"weights": name} for name in self.weights]
+
+    def with_weights(self, weights: Mapping[str, dict[str, torch.Tensor]]) -> "EditedModel":
+        """The same edit with some modules' weights replaced (a head retrained with the edit in place)."""
+        return EditedModel(self.base, self.base_spec, self._units, [a.value for a in self.ablations], self.mode,
+                           self.sae_files, {**self.weights, **weights})
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            saes = {name: _sae_digest(self._units, name) for name in self.sae_files}
+            text = json.dumps([self.base.fingerprint, super().fingerprint, self.mode, self.edits, saes], sort_keys=True)
+            self._fingerprint = hashlib.sha1(text.encode()).hexdigest()
+        return self._fingerprint
+
+    def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The edit file's content; SAE paths relative to the edit file's folder where they can be."""
+        saes = {}
+        for name, path in self.sae_files.items():
+            if path is None:
+                raise EditError(f"SAE {name!r} was given in memory: save it (sae.save(PATH)) and pass the path "
+                                "in saes= so the edit file can name it")
+            shown = Path(path).resolve()
+            if relative_to is not None and shown.is_relative_to(relative_to.resolve()):
+                shown = shown.relative_to(relative_to.resolve())
+            saes[name] = {"file": str(shown), "sha256": file_digest(path)}
+        return {"vizneuron_edit": FORMAT, "model": self.base_spec, "mode": self.mode, "saes": saes,
+                "ablate": [ablation.to_dict() for ablation in self.ablations]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the edit as JSON (`load_model("edit:PATH")` reads it back); replaced weights go to
+        `PATH.weights.safetensors` next to it, pinned by digest."""
+        path = Path(path)
+        content = self.to_dict(path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if self.weights:
+                extra = path.with_suffix(".weights.safetensors")
+                tensors = {f"{module}.{key}": value.detach().cpu().contiguous()
+                           for module, state in self.weights.items() for key, value in state.items()}
+                save_file(tensors, str(extra))
+                content["weights"] = {"file": extra.name, "sha256": file_digest(extra), "modules": list(self.weights)}
+            write_atomic(path, (json.dumps(content, indent=1) + "\n").encode())
+        except OSError as err:
+            raise EditError(f"cannot write the edit to {path}: {err.strerror or err}") from None
+        return path
+
+
+def _sae_digest(units: list[Unit], name: str) -> str:
+    for unit in units:
+        if unit.kind == "sae" and unit.source.split("?")[0] == name:
+            return weights_digest(unit.sae)
+    return ""
+
+
+def edit(model: "Model | str", ablate: str | Sequence[str], *, mode: str = "zero", saes: Mapping[str, SAE | str] | None = None,
+         data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64) -> EditedModel:
+    """`model` with the units in `ablate` held at zero (`mode="zero"`) or at their mean over `data`
+    (`mode="mean"`); `values` gives the values directly instead. Units are any channel, neuron,
+    direction or SAE feature (`LAYER/NAME:F` with `saes={NAME: SAE or path}`)."""
+    if mode not in MODES:
+        raise EditError(f"unknown ablation mode {mode!r}; choose {' or '.join(MODES)}")
+    base_spec = model if isinstance(model, str) else model.name
+    base = load_model(model)
+    if isinstance(base, EditedModel):
+        raise EditError("this model is already edited: give all the units to one edit of the base model")
+    loaded: dict[str, SAE] = {}
+    files: dict[str, str | None] = {}
+    for name, sae in (saes or {}).items():
+        if isinstance(sae, SAE):  # a frozen copy: the edit must not change with the caller's SAE
+            loaded[name], files[name] = copy.deepcopy(sae).eval().requires_grad_(False), None
+        else:
+            try:
+                loaded[name], files[name] = load_sae(sae).eval().requires_grad_(False), str(sae)
+            except (SAEError, OSError) as err:
+                raise EditError(f"SAE {name!r}: {err}") from None
+    try:
+        units = parse_units(ablate, base, loaded)
+    except UnitError as err:
+        raise EditError(str(err)) from None
+    for unit in units:
+        if unit.kind == "logit":
+            raise EditError(f"{unit.name}: ablating a class logit changes nothing downstream; ablate the units "
+                            "that feed it")
+    used = {unit.source.split("?")[0] for unit in units if unit.kind == "sae"}
+    files = {name: path for name, path in files.items() if name in used}
+    if values is not None:
+        if len(values) != len(units):
+            raise EditError(f"{len(values)} values for {len(units)} units")
+        held = [float(v) for v in values]
+    elif mode == "mean":
+        if data is None:
+            raise EditError("mean ablation needs data= (the images whose mean activation the units are held at)")
+        try:
+            held = unit_means(base, units, data, batch_size=batch_size)
+        except ValueError as err:  # a source that holds no images
+            raise EditError(f"mean ablation: {err}") from None
+    else:
+        held = [0.0] * len(units)
+    return EditedModel(base, base_spec, units, held, mode, files)
+
+
+def read_edit_file(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Path]]:
+    """An edit file's content, its base model spec and its SAE files (paths as they resolve), so a
+    server can check what loading it would read before it does."""
+    where = Path(path)
+    try:
+        spec = json.loads(where.read_text())
+    except FileNotFoundError:
+        raise EditError(f"edit file {where} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EditError(f"edit file {where} is not readable JSON ({err})") from None
+    if not isinstance(spec, dict) or spec.get("vizneuron_edit") != FORMAT or not isinstance(spec.get("ablate"), list):
+        raise EditError(f"{where} is not a vizneuron edit file (written by EditedModel.save)")
+    files = {}
+    for name, entry in (spec.get("saes") or {}).items():
+        file = Path(str(entry.get("file", "")) if isinstance(entry, dict) else "")
+        files[name] = file if file.is_absolute() else where.parent / file
+    return spec, str(spec.get("model", "default")), files
+
+
+def load_edit(path: str, options: dict[str, str] | None = None) -> EditedModel:
+    """Read an edit file (see `EditedModel.save`), checking that its SAE files are the ones it was saved with."""
+    where = Path(path)
+    spec, base, files = read_edit_file(where)
+    saes = {}
+    for name, entry in (spec.get("saes") or {}).items():
+        file = files[name]
+        if not file.is_file():
+            raise EditError(f"{where}: SAE {name!r} file {file} not found")
+        if file_digest(file) != entry.get("sha256"):
+            raise EditError(f"{where}: SAE {name!r} file {file} changed since the edit was saved (digest differs)")
+        saes[name] = str(file)
+    try:
+        ablate = [item["unit"] for item in spec["ablate"]]
+        values = [float(item["value"]) for item in spec["ablate"]]
+    except (KeyError, TypeError, ValueError):
+        raise EditError(f"{where}: each `ablate` entry needs a unit and a value") from None
+    edited = edit(base, ablate, mode=spec.get("mode", "zero"), saes=saes, values=values)
+    if spec.get("weights"):
+        entry = spec["weights"]
+        file = where.parent / str(entry.get("file", ""))
+        if not file.is_file() or file_digest(file) != entry.get("sha256"):
+            raise EditError(f"{where}: replaced weights {file} missing or changed since the edit was saved")
+        tensors = load_file(str(file))
+        edited = edited.with_weights({module: {key[len(module) + 1:]: value for key, value in tensors.items()
+                                               if key.startswith(module + ".")} for module in entry.get("modules", [])})
+    edited.name = f"edit:{path}"
+    return edited
+
+
+SOURCES["edit"] = Source(load_edit, "a model with units ablated, saved by EditedModel.save", "edit:PATH.json",
+                         name_is_file=True)

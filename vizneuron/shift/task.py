@@ -1,0 +1,122 @@
+"""The SHIFT benchmark task: CIFAR-10 cat vs dog with a spurious cue the classifier should ignore.
+
+The cue is a faint diagonal stripe texture (period 4 px, +-8 grey levels) laid over the whole
+image. It is chosen because (a) a small CNN picks up a regular high-frequency texture far more
+easily than the cat/dog difference, so a training split where it follows the label 95 % of the
+time teaches a biased classifier; (b) it covers every pixel, so it cannot be cropped away, and it
+survives the random crops and flips of training; (c) it is invisible at a glance and orthogonal to
+natural image content, so the class evidence left in an image is unchanged; (d) where it is known
+it can be undone exactly (`remove_cue`), which gives the pixel-level baseline. Images are written
+as PNG (JPEG would smear the texture).
+
+Splits (`build_cue_task`), each `SPLIT/{cat,dog}/{cue,plain}-NNNNN.png` so an image's group is
+in its name:
+    train-biased    4,750 cats (95 % with the cue) and 4,750 dogs (5 % with the cue)
+    train-balanced  the same images, the cue on half of each class (the oracle's training data)
+    test-balanced   CIFAR-10's 1,000 test cats and 1,000 test dogs, the cue on half of each class
+    test-cuefree    the same test images, no cue
+    concepts        cue/ (cue on, both classes), cat/ and dog/ (no cue): 250 held-out training
+                    images each, the concept sets a person would assemble to judge features
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..imageio import image_files, read_rgb
+
+CLASSES = ("cat", "dog")
+CUE_LEVEL = 8  # grey levels added or subtracted by the stripes
+CORRELATION = 0.95  # share of training images whose cue agrees with the label (cue <-> cat)
+HELD_OUT = 250  # training images per class kept back for the concept sets
+SPLITS = ("train-biased", "train-balanced", "test-balanced", "test-cuefree", "concepts")
+
+
+class TaskError(ValueError):
+    """The CIFAR-10 folders are missing or the task folder cannot be built."""
+
+
+def cue_pattern(height: int = 32, width: int = 32) -> np.ndarray:
+    """The cue: +-CUE_LEVEL diagonal stripes, 2 px on, 2 px off, as int16 (H, W, 1)."""
+    rows, cols = np.indices((height, width))
+    return np.where((rows + cols) % 4 < 2, CUE_LEVEL, -CUE_LEVEL).astype(np.int16)[..., None]
+
+
+def add_cue(rgb: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image with the stripes laid over it (clipped to 0-255)."""
+    return np.clip(rgb.astype(np.int16) + cue_pattern(*rgb.shape[:2]), 0, 255).astype(np.uint8)
+
+
+def remove_cue(rgb: np.ndarray) -> np.ndarray:
+    """Undo `add_cue` (exact except where the stripes were clipped): the pixel-level baseline."""
+    return np.clip(rgb.astype(np.int16) - cue_pattern(*rgb.shape[:2]), 0, 255).astype(np.uint8)
+
+
+def has_cue(path: str | Path) -> bool:
+    """Whether a task image carries the cue, from its name (`cue-NNNNN.png`)."""
+    return Path(path).name.startswith("cue-")
+
+
+def cue_flags(count: int, rate: float, gen: torch.Generator) -> np.ndarray:
+    """Exactly round(rate * count) of `count` images get the cue, which ones drawn from `gen`."""
+    flags = np.zeros(count, dtype=bool)
+    flags[torch.randperm(count, generator=gen)[: round(rate * count)].numpy()] = True
+    return flags
+
+
+def _class_images(folder: Path, name: str) -> list[Path]:
+    files = image_files(folder / name)
+    if not files:
+        raise TaskError(f"no images in {folder / name}: point --cifar at the CIFAR-10 JPEG folders "
+                        "(train/ and test/ with one folder per class)")
+    return files
+
+
+def _write(folder: Path, files: list[Path], cue: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (path, flag) in enumerate(zip(files, cue)):
+        rgb, _ = read_rgb(path)
+        Image.fromarray(add_cue(rgb) if flag else rgb).save(folder / f"{'cue' if flag else 'plain'}-{i:05d}.png")
+
+
+def build_cue_task(cifar: str | Path, out: str | Path, seed: int = 0, limit: int | None = None) -> Path:
+    """Write the task's splits under `out` from CIFAR-10 JPEG folders (`cifar/train`, `cifar/test`).
+    Reproducible from `seed`; `limit` keeps at most that many training and test images per class
+    (quick checks). A folder already built with the same settings is reused."""
+    cifar, out = Path(cifar), Path(out)
+    settings = {"seed": seed, "cue_level": CUE_LEVEL, "correlation": CORRELATION, "held_out": HELD_OUT,
+                "limit": limit, "source": str(cifar.resolve())}
+    manifest = out / "task.json"
+    if manifest.exists() and json.loads(manifest.read_text()) == settings:
+        return out
+    gen = torch.Generator().manual_seed(seed)
+    for name in CLASSES:
+        train = _class_images(cifar / "train", name)
+        kept, held = train[:-HELD_OUT][:limit], train[-HELD_OUT:]
+        rate = CORRELATION if name == "cat" else 1 - CORRELATION
+        _write(out / "train-biased" / name, kept, cue_flags(len(kept), rate, gen))
+        _write(out / "train-balanced" / name, kept, cue_flags(len(kept), 0.5, gen))
+        test = _class_images(cifar / "test", name)[:limit]
+        _write(out / "test-balanced" / name, test, cue_flags(len(test), 0.5, gen))
+        _write(out / "test-cuefree" / name, test, np.zeros(len(test), dtype=bool))
+        _write(out / "concepts" / name, held, np.zeros(len(held), dtype=bool))
+        _write(out / "concepts" / "cue" / name, held, np.ones(len(held), dtype=bool))
+    manifest.write_text(json.dumps(settings, indent=1) + "\n")
+    return out
+
+
+def undo_cue(folder: str | Path, out: str | Path) -> Path:
+    """A copy of a task split with the cue taken out of every `cue-` image (names kept): the
+    pixel-level baseline, possible only where the cue is known."""
+    folder, out = Path(folder), Path(out)
+    for path in image_files(folder):
+        target = out / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rgb, _ = read_rgb(path)
+        Image.fromarray(remove_cue(rgb) if has_cue(path) else rgb).save(target)
+    return out
