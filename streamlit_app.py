@@ -57,6 +57,17 @@ def model_turn(loaded: Loaded):
         loaded.lock.release()
 
 
+def held_job(loaded: Loaded, text: str, failure: str, job):
+    """`job()`'s result, run under a spinner while holding the model; None (the error shown) when it fails."""
+    with st.spinner(text):
+        try:
+            with model_turn(loaded):
+                return job()
+        except EXPECTED as err:
+            fail(st, failure, err)
+            return None
+
+
 @st.cache_resource
 def workspace(roots: tuple[str, ...], home: str) -> Workspace:
     ws = Workspace.create(list(roots), home)
@@ -216,12 +227,18 @@ def sample_index(loaded: Loaded, ws: Workspace) -> str | None:
     return kept[loaded.model.fingerprint]
 
 
+def index_state(model: Model) -> str:
+    """Where the chosen index is kept: one choice per model, so switching models never keeps an index
+    mined with another."""
+    return f"index_kept_{model.fingerprint[:12]}"
+
+
 def pick_index(ws: Workspace, loaded: Loaded) -> ExampleIndex | None:
     bar = st.sidebar
     bar.header("Dataset examples")
     sample = sample_index(loaded, ws)
     found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))  # where the Data view mines to
-    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], "index_kept", sample or "(none)",
+    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], index_state(loaded.model), sample or "(none)",
                          format_func=lambda p: p if p.startswith("(") else (
                              "bundled sample (300 CIFAR-10 images)" if p == sample else Path(p).name))
     if choice == "(none)":
@@ -488,14 +505,9 @@ def show_circuit(loaded: Loaded, ws: Workspace, unit: str, saes: dict[str, SAE],
     key = (model.name, model.fingerprint, unit, side, other, folder, index.path if index else None)
     found_all = st.session_state.setdefault("circuits", {})
     if st.button("Trace", key="circuit", type="primary"):
-        with st.spinner("Attributing…"):
-            try:
-                with model_turn(loaded):
-                    found_all[key] = vz.circuit(model, vz.parse_unit(unit, model, saes), saes=saes,
-                                                data=ws.source(folder), **{side: other},
-                                                index=index if index is not None and unit in index.units() else None)
-            except EXPECTED as err:
-                return fail(st, "Circuit failed", err)
+        found_all[key] = held_job(loaded, "Attributing…", "Circuit failed", lambda: vz.circuit(
+            model, vz.parse_unit(unit, model, saes), saes=saes, data=ws.source(folder), **{side: other},
+            index=index if index is not None and unit in index.units() else None))
     found = found_all.get(key)
     if found is None:
         st.caption("Not traced yet for these settings.")
@@ -584,7 +596,7 @@ def show_edit(loaded: Loaded, ws: Workspace, layer: str, sae_files: dict[str, Pa
     test = c2.text_input("Test images (class folders; a file's WORD- prefix is its group)", key="edit_test")
     named = c1.text_area("Concepts, one NAME=FOLDER per line (those not named after a class are the cue)",
                          key="edit_concepts", height=100)
-    top = c2.number_input("Units to rank", 4, 1024, 32, key="edit_top")
+    top = c2.number_input("Units to judge (best first)", 4, 4096, 256, key="edit_top")
     rank_images = c2.number_input("Training images to rank on", 16, 1_000_000, 2000, key="edit_rank_images")
     try:
         concepts = {name: ws.source(folder) for name, folder in parse_named_paths(named).items()}
@@ -593,13 +605,9 @@ def show_edit(loaded: Loaded, ws: Workspace, layer: str, sae_files: dict[str, Pa
     key = (model.fingerprint, layer, sae_name, train, named, int(top), int(rank_images))
     ranked = st.session_state.setdefault("edit_ranked", {})
     if st.button("Rank units", key="edit_rank", type="primary", disabled=not (train.strip() and len(concepts) >= 2)):
-        with st.spinner("Attributing the decision and probing the top units…"):
-            try:
-                with model_turn(loaded):
-                    ranked[key] = shift(model, layer, sae_files[sae_name] if sae_name else None, ws.source(train),
-                                        concepts, top=int(top), retrain=False, max_images=int(rank_images))
-            except EXPECTED as err:
-                return fail(st, "Ranking failed", err)
+        ranked[key] = held_job(loaded, "Attributing the decision and probing the top units…", "Ranking failed",
+                               lambda: shift(model, layer, sae_files[sae_name] if sae_name else None, ws.source(train),
+                                             concepts, top=int(top), retrain=False, max_images=int(rank_images)))
     result = ranked.get(key)
     if result is None:
         st.caption("Not ranked yet for these settings.")
@@ -672,7 +680,7 @@ def show_data(loaded: Loaded, ws: Workspace, layer: str) -> None:
             bar.empty()
         except EXPECTED as err:
             return fail(st, "Mining failed", err)
-        st.session_state.index_kept = str(path)  # picked on the rerun
+        st.session_state[index_state(model)] = str(path)  # picked on the rerun
         st.session_state.mined = {"path": str(path), "summary": index.summary(), "notes": index.notes()}
         st.rerun()
     mined = st.session_state.get("mined")

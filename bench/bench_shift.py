@@ -10,6 +10,7 @@ oracle (trained with the cue balanced). Gap recovered = share of the balanced-ac
 between the biased model and the oracle that a row closes.
 
     python bench/bench_shift.py [--layer layer3] [--sae PATH] [--seeds 5] [--rank-images 2000]
+    python bench/bench_shift.py --train-sae      # (re)make the bundled SAE the rows use, then run
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from common import SHARED, table
-from vizneuron import edit, load_model
+from vizneuron import edit, load_model, train_layer_sae
 from vizneuron.sae.model import read_sae_config
 from vizneuron.shift.run import SAE_NAME, Scores, evaluate, retrain_head, shift
 from vizneuron.shift.task import build_cue_task, undo_cue
@@ -35,14 +36,18 @@ def main() -> None:
     parser.add_argument("--layer", default="layer3")
     parser.add_argument("--sae", default=str(ROOT / "vizneuron" / "models" / "weights" / "cue_biased_layer3_sae.safetensors"))
     parser.add_argument("--task", default=str(ROOT / ".cache" / "cue-task"))
-    parser.add_argument("--top", type=int, default=64, help="units ranked and judged")
+    parser.add_argument("--top", type=int, default=None, help="units judged (default: all that help the classifier)")
     parser.add_argument("--seeds", type=int, default=5, help="random-feature draws")
     parser.add_argument("--rank-images", type=int, default=2000, help="training images the attribution reads")
+    parser.add_argument("--train-sae", action="store_true", help="train the SAE at --sae first (TopK, k 16, 1,024 "
+                                                                     "latents, every position of train-biased, seed 0)")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     task = build_cue_task(SHARED / "data" / "cifar10", args.task)
     biased, oracle = load_model("default:cue-biased"), load_model("default:cue-oracle")
     train, test, cuefree = task / "train-biased", task / "test-balanced", task / "test-cuefree"
+    if args.train_sae:
+        train_layer_sae(biased, args.layer, train, k=16, expansion=8, seed=0).save(args.sae)
     concepts = {name: task / "concepts" / name for name in ("cue", "cat", "dog")}
     rows: dict[str, Scores] = {}
     start = time.perf_counter()
@@ -55,14 +60,15 @@ def main() -> None:
     found = shift(biased, args.layer, args.sae, train, concepts, test=test, cuefree=cuefree, top=args.top,
                   max_images=args.rank_images)
     count = len(found.ablated)
-    print(f"SHIFT ablates {count} of {args.top} ranked features: {', '.join(found.ablated)}")
+    print(f"SHIFT ablates {count} of {len(found.candidates)} ranked features: {', '.join(found.ablated)}")
     rows.update({"biased model": found.scores["original"], "SHIFT": found.scores["SHIFT"],
                  "SHIFT + retrain": found.scores["SHIFT + retrain"]})
     d_sae = read_sae_config(args.sae).d_sae
     draws, retrained_draws = [], []
     for seed in range(args.seeds):
         picked = torch.randperm(d_sae, generator=torch.Generator().manual_seed(seed))[:count].tolist()
-        randomly = edit(biased, [f"{found.layer}/{SAE_NAME}:{f}" for f in picked], saes={SAE_NAME: args.sae})
+        randomly = edit(biased, [f"{found.layer}/{SAE_NAME}:{f}" for f in picked], saes={SAE_NAME: args.sae},
+                        mode=found.edited.mode, data=train, max_images=args.rank_images)
         draws.append(evaluate(randomly, test, cuefree))
         retrained_draws.append(evaluate(retrain_head(randomly, train), test, cuefree))
     rows[f"{count} random features ({args.seeds} draws)"] = mean_scores(draws)
@@ -72,7 +78,7 @@ def main() -> None:
     proposed = [c.unit for c in channels.candidates if c.proposed]
     picked = (proposed + [c.unit for c in channels.candidates if not c.proposed])[:count]
     print(f"channels: {len(proposed)} proposed; ablating {', '.join(picked)}")
-    neurons = edit(biased, picked)
+    neurons = edit(biased, picked, mode=found.edited.mode, data=train, max_images=args.rank_images)
     score(f"{count} channels (attribution + probe)", neurons)
     score(f"{count} channels + retrain", retrain_head(neurons, train))
     score("retrain only (no edit)", retrain_head(edit(biased, []), train))

@@ -139,3 +139,14 @@ def cifar_folder(tmp_path_factory) -> Path:
             shutil.copy(image, root / folder.name / image.name)
     (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
+
+
+CUE_PER_CLASS = 250  # training and test images per class in the tests' copy of the SHIFT cue task
+
+
+@pytest.fixture(scope="session")
+def cue_task(tmp_path_factory) -> Path:
+    """The SHIFT benchmark's cue task (vizneuron/shift/task.py), 250 images per class and split."""
+    from vizneuron.shift.task import build_cue_task
+
+    return build_cue_task(shared_path("data", "cifar10"), tmp_path_factory.mktemp("cue") / "task", limit=CUE_PER_CLASS)

@@ -425,3 +425,38 @@ def test_circuit_panel_traces_upstream_and_opens_an_upstream_unit(monkeypatch, t
     at.radio(key="circuit_side").set_value("downstream").run()
     at.button(key="circuit").click().run()
     assert not errors(at) and len(at.dataframe[0].value) > 0
+
+
+def test_edit_view_ranks_ticks_applies_and_opens_the_edited_model(monkeypatch, tmp_path, cue_task):
+    from vizneuron.models.default import WEIGHTS_DIR
+
+    (cue_task / "saes").mkdir(exist_ok=True)
+    (cue_task / "saes" / "cue.safetensors").write_bytes((WEIGHTS_DIR / "cue_biased_layer3_sae.safetensors").read_bytes())
+    at = make_app(monkeypatch, tmp_path, cue_task)
+    at.sidebar.radio(key="model_source").set_value("model spec").run()
+    at.sidebar.text_input(key="model_spec").input("default:cue-biased").run()
+    at.radio(key="view").set_value("Edit").run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    at.radio(key="edit_units").set_value("SAE cue").run()
+    at.text_input(key="edit_train").input(str(cue_task / "train-biased"))
+    at.text_area(key="edit_concepts").input("\n".join(f"{c}={cue_task / 'concepts' / c}" for c in ("cue", "cat", "dog")))
+    at.number_input(key="edit_top").set_value(64)
+    at.number_input(key="edit_rank_images").set_value(200).run()
+    at.button(key="edit_rank").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    picks = [box for box in at.checkbox if box.key.startswith("edit_pick_")]
+    assert len(picks) == 64 and any(box.value for box in picks)  # the proposed ones come ticked
+    first = next(box for box in picks if box.value)
+    first.uncheck().run()  # a person drops one
+    ticked = sum(box.value for box in at.checkbox if box.key.startswith("edit_pick_"))
+    at.text_input(key="edit_test").input(str(cue_task / "test-balanced"))
+    at.checkbox(key="edit_retrain").check().run()
+    at.button(key="edit_apply").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    table = at.dataframe[-1].value
+    assert list(table["model"]) == ["original", "edited"] and "cat/plain" in table.columns
+    assert f"{ticked} units ablated" in " ".join(c.value for c in at.caption)
+    at.button(key="edit_explore").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    assert at.radio(key="view").value == "Neuron" and at.sidebar.text_input(key="model_spec").value.startswith("edit:")
+    assert any("edit:" in c.value for c in at.caption)  # the neuron view now shows the edited network

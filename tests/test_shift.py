@@ -16,15 +16,15 @@ from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_patte
 from vizneuron.imageio import image_files
 from vizneuron.workspace import PathNotAllowed, Workspace
 
+from conftest import CUE_PER_CLASS as PER_CLASS
 from conftest import shared_path
 
 SAE_FILE = WEIGHTS_DIR / "cue_biased_layer3_sae.safetensors"
-PER_CLASS = 250  # training and test images per class in the tests' copy of the task
 
 
-@pytest.fixture(scope="module")
-def task(tmp_path_factory):
-    return build_cue_task(shared_path("data", "cifar10"), tmp_path_factory.mktemp("cue") / "task", limit=PER_CLASS)
+@pytest.fixture
+def task(cue_task):
+    return cue_task
 
 
 def _concepts(task):

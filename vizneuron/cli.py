@@ -500,11 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--test", default=None, help="test images in class folders; a file name's WORD- prefix is its "
                                                  "group within the class (cue-001.png, plain-001.png)")
     sh.add_argument("--cuefree", default=None, help="cue-free test images in class folders")
-    sh.add_argument("--top", type=int, default=32, help="units to rank and judge")
+    sh.add_argument("--top", type=int, default=None, help="units to judge, best first (default: every unit with a "
+                                                           "positive attribution)")
     sh.add_argument("--accept", default=None, help="comma-separated units to ablate instead of the proposed ones")
     sh.add_argument("--drop", default=None, help="comma-separated proposed units not to ablate")
     sh.add_argument("--add", default=None, help="comma-separated units to ablate as well")
-    sh.add_argument("--mode", choices=MODES, default="zero", help="hold ablated units at zero or at their mean")
+    sh.add_argument("--mode", choices=MODES, default="mean", help="hold ablated units at their mean over --data "
+                                                                  "(default) or at zero")
     sh.add_argument("--no-retrain", action="store_true", help="skip refitting the head with the edit in place")
     sh.add_argument("--max-images", type=int, default=None, help="rank on at most this many training images")
     sh.add_argument("--steps", type=int, default=64, help="render steps per ranked unit (0: no renders)")

@@ -103,13 +103,15 @@ def _ablate_layer(output: torch.Tensor, units: list[Unit], values: list[float]) 
     return edited
 
 
-def unit_means(model: Model, units: Sequence[Unit], data: Any, *, batch_size: int = 64) -> list[float]:
-    """Each unit's mean over `data`'s images and the layer's positions (what mean ablation holds it at)."""
+def unit_means(model: Model, units: Sequence[Unit], data: Any, *, batch_size: int = 64,
+               max_images: int | None = None) -> list[float]:
+    """Each unit's mean over `data`'s images (at most `max_images` of them, a seeded subset) and the
+    layer's positions: what mean ablation holds it at."""
     layers = list(dict.fromkeys(unit.layer for unit in units))
     totals = torch.zeros(len(units), dtype=torch.float64)
     count = 0
     with torch.no_grad():
-        for batch in ActivationStream(model, layers, data, batch_size=batch_size):
+        for batch in ActivationStream(model, layers, data, batch_size=batch_size, max_images=max_images):
             for i, unit in enumerate(units):
                 totals[i] += unit_maps([unit], batch.activations[unit.layer])[:, 0].double().mean(1).sum()
             count += len(batch.ids)
@@ -202,9 +204,10 @@ def _sae_digest(units: list[Unit], name: str) -> str:
 
 
 def edit(model: "Model | str", ablate: str | Sequence[str], *, mode: str = "zero", saes: Mapping[str, SAE | str] | None = None,
-         data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64) -> EditedModel:
+         data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64,
+         max_images: int | None = None) -> EditedModel:
     """`model` with the units in `ablate` held at zero (`mode="zero"`) or at their mean over `data`
-    (`mode="mean"`); `values` gives the values directly instead. Units are any channel, neuron,
+    (`mode="mean"`, over at most `max_images` of its images); `values` gives the values directly instead. Units are any channel, neuron,
     direction or SAE feature (`LAYER/NAME:F` with `saes={NAME: SAE or path}`)."""
     if mode not in MODES:
         raise EditError(f"unknown ablation mode {mode!r}; choose {' or '.join(MODES)}")
@@ -240,7 +243,7 @@ def edit(model: "Model | str", ablate: str | Sequence[str], *, mode: str = "zero
         if data is None:
             raise EditError("mean ablation needs data= (the images whose mean activation the units are held at)")
         try:
-            held = unit_means(base, units, data, batch_size=batch_size)
+            held = unit_means(base, units, data, batch_size=batch_size, max_images=max_images)
         except ValueError as err:  # a source that holds no images
             raise EditError(f"mean ablation: {err}") from None
     else:

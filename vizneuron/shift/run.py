@@ -32,8 +32,8 @@ from ..stream import ActivationStream
 from ..units import Unit, parse_units, unit_maps
 
 SAE_NAME = "sae"  # the name the edit gives the SAE (`LAYER/sae:F`)
-PROPOSE_Z = 0.5  # a unit is proposed when a concept to ignore lifts it by at least this many background stds,
-PROPOSE_MARGIN = 0.3  # and by this much more than any of the task's concepts does
+PROPOSE_Z = 0.5  # a unit is proposed when a concept to ignore moves it (up or down) by this many background stds
+PROPOSE_MARGIN = 0.3  # from the task concepts' mean, and by this much more than the task concepts spread
 
 
 class ShiftError(ValueError):
@@ -50,7 +50,7 @@ class Candidate:
     concepts: list[str]  # the concepts that drive it
     z: dict[str, float]  # each concept's z-score in the probe
     top_examples: list[tuple[str, float]]  # its strongest concept images
-    proposed: bool  # explained by a concept to ignore rather than by the task's concepts (see PROPOSE_Z)
+    proposed: bool  # explained by a concept to ignore rather than by the task's concepts (`_cue_driven`)
     chosen: bool = False  # ablated (proposed, or as a person accepted, dropped or added)
 
 
@@ -262,14 +262,28 @@ def retrain_head(edited: EditedModel, data: Any, *, batch_size: int = 128) -> Ed
     return edited.with_weights({name: {k: v.detach().clone() for k, v in head.state_dict().items()}})
 
 
+def _cue_driven(z: dict[str, float], ignore: Sequence[str]) -> bool:
+    """Whether a unit is explained by a concept to ignore rather than by the task's: that concept
+    moves it away from the task concepts' mean z (up: the cue switches it on; down: it fires only
+    where the cue is absent) by at least PROPOSE_Z, and by PROPOSE_MARGIN more than the task
+    concepts differ among themselves (a class feature's spread)."""
+    task = [v for c, v in z.items() if c not in ignore] or [0.0]
+    centre, spread = sum(task) / len(task), max(task) - min(task)
+    effect = max(abs(z[c] - centre) for c in ignore)
+    return effect >= PROPOSE_Z and effect >= spread + PROPOSE_MARGIN
+
+
 def shift(model: Model, layer: str, sae: SAE | str | None, data: Any, concepts: dict[str, Any], *,
-          ignore: Sequence[str] | None = None, top: int = 32, accept: Sequence[str] | None = None,
-          drop: Sequence[str] = (), add: Sequence[str] = (), mode: str = "zero", test: Any = None,
+          ignore: Sequence[str] | None = None, top: int | None = None, accept: Sequence[str] | None = None,
+          drop: Sequence[str] = (), add: Sequence[str] = (), mode: str = "mean", test: Any = None,
           cuefree: Any = None, retrain: bool = True, batch_size: int = 64, max_images: int | None = None) -> ShiftResult:
-    """Find the `top` units of `layer` (SAE features, or channels when `sae` is None) that `model`
-    leans on for the labels of `data`, propose those a concept in `ignore` (by default the concepts
-    that are not class names) lifts more than the task's concepts do (z-scores from the probe), ablate them (or `accept` instead, minus `drop`, plus `add`),
-    and score the original, the edit and (with `retrain`) the edit with a refitted head on `test`."""
+    """Rank the units of `layer` (SAE features, or channels when `sae` is None) by how much `model`
+    leans on them for the labels of `data`, keep the `top` ones (default: every unit that helps,
+    i.e. with a positive attribution), propose those a concept in `ignore` (by default the concepts
+    that are not class names) moves more than the task's concepts do (`_cue_driven`), hold
+    them at their mean over `data` (`mode="mean"`, measured best on the cue task; or at zero) -- or
+    `accept` instead, minus `drop`, plus `add` -- and score the original, the edit and (with
+    `retrain`) the edit with its head refitted on `data`, on `test` and `cuefree`."""
     ignore = list(ignore) if ignore is not None else [c for c in concepts if model.class_index(c) is None]
     if not ignore or any(c not in concepts for c in ignore):
         raise ShiftError("name the concept(s) the classifier should ignore (ignore=...), among the concepts given "
@@ -280,25 +294,23 @@ def shift(model: Model, layer: str, sae: SAE | str | None, data: Any, concepts: 
         spec = f"{layer}/{SAE_NAME}:*"
     units = parse_units(spec, model, saes)
     scores = attributions(model, units, data, batch_size=batch_size, max_images=max_images)
-    ranked = scores.argsort(descending=True)[:top].tolist()
+    ranked = [i for i in scores.argsort(descending=True)[:top].tolist() if top is not None or scores[i] > 0]
     reports = probe_units(model, [units[i] for i in ranked], concepts, batch_size=batch_size)
     candidates = []
     for i, report in zip(ranked, reports):
         best = max(report.evidence, key=lambda e: e.z)
         z = {e.name: e.z for e in report.evidence}
-        cue = max(z[c] for c in ignore)
-        task = max([z[c] for c in z if c not in ignore], default=float("-inf"))
         candidates.append(Candidate(units[i].name, float(scores[i]), report.verdict, report.concepts,
-                                    {c: round(v, 3) for c, v in z.items()}, best.top_examples,
-                                    cue >= PROPOSE_Z and cue - task >= PROPOSE_MARGIN))
+                                    {c: round(v, 3) for c, v in z.items()}, best.top_examples, _cue_driven(z, ignore)))
     chosen = [c.unit for c in candidates if c.proposed] if accept is None else list(accept)
     chosen = [u for u in dict.fromkeys(chosen + list(add)) if u not in set(drop)]
     for candidate in candidates:
         candidate.chosen = candidate.unit in chosen
     notes = [] if chosen else ["no unit was proposed or accepted: the edit changes nothing"]
     source = saes.get(SAE_NAME, None)
-    edited = edit(model, chosen, mode=mode, saes={SAE_NAME: sae} if isinstance(sae, str) else
-                  ({SAE_NAME: source} if source is not None else None), data=data if mode == "mean" else None)
+    edited = edit(model, chosen, mode=mode, saes={SAE_NAME: sae} if isinstance(sae, (str, Path)) else
+                  ({SAE_NAME: source} if source is not None else None), data=data if mode == "mean" else None,
+                  max_images=max_images)
     result = ShiftResult(units[0].layer, "SAE features" if sae is not None else "channels", ignore, candidates,
                          chosen, {}, edited, notes=notes)
     if retrain:
