@@ -80,6 +80,9 @@ def kit(tmp_path_factory) -> Path:
     (kit / "one").mkdir()
     (kit / "one" / "only.jpg").write_bytes((CATS / "0000.jpg").read_bytes())
     (kit / "afile").write_text("a file, not a folder")
+    (kit / "tampered_edit.json").write_text(json.dumps({  # names good_sae.safetensors with another digest
+        "vizneuron_edit": 1, "model": "default", "mode": "zero", "ablate": [{"unit": "layer3/s:0", "value": 0}],
+        "saes": {"s": {"file": "good_sae.safetensors", "sha256": "0" * 64}}}))
     return kit
 
 
@@ -183,6 +186,19 @@ CASES = [
                                  "{out}/s.safetensors"], ["layer33"]),
     ("sae train out not writable", ["sae", "train", "default", "--layer", "layer3", "--data", str(CATS),
                                     "--out", "/sys/vz/s.safetensors"], ["/sys/vz"]),
+    ("edit file not json", ["layers", "edit:{kit}/garbage.sqlite"], ["not readable json"]),
+    ("edit file missing", ["layers", "edit:{kit}/nope.json"], ["not found"]),
+    ("edit file names a tampered sae", ["layers", "edit:{kit}/tampered_edit.json"], ["changed since"]),
+    ("shift no concept to ignore", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept",
+                                    f"cat={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--out", "{out}"],
+     ["ignore"]),
+    ("shift unknown layer", ["shift", "default", "--layer", "layer33", "--data", str(SAMPLE_DIR), "--concept",
+                             f"cue={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--out", "{out}"], ["layer33"]),
+    ("shift unknown bundled model", ["shift", "default:cue-biassed", "--layer", "layer3", "--data", str(SAMPLE_DIR),
+                                     "--concept", f"cue={CATS}", "--out", "{out}"], ["cue-biased"]),
+    ("shift out not writable", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept",
+                                f"cue={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--out", "/sys/vz"],
+     ["/sys/vz"]),
 ]
 
 

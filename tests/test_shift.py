@@ -11,7 +11,7 @@ import torch
 import vizneuron as vz
 from vizneuron.cli import main
 from vizneuron.models.default import WEIGHTS_DIR
-from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, retrain_head, shift
+from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, shift
 from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_pattern, has_cue, remove_cue
 from vizneuron.imageio import image_files
 from vizneuron.workspace import PathNotAllowed, Workspace
@@ -67,25 +67,29 @@ def test_bad_shift_requests_say_why(task, tmp_path):
 
 
 @pytest.mark.slow
-def test_shift_trims_the_cue_features_and_the_fix_beats_random_trimming(task):
+def test_shift_trims_the_cue_features_and_lifts_the_worst_group_where_random_trimming_does_not(task):
     biased = vz.load_model("default:cue-biased")
     found = shift(biased, "layer3", SAE_FILE, task / "train-biased", _concepts(task), test=task / "test-balanced",
-                  cuefree=task / "test-cuefree", top=1024)
+                  cuefree=task / "test-cuefree")
     # the cue's own features, measured apart from SHIFT: the largest lift from the plain concept
     # images to the same images with the cue
     sae = vz.load_sae(SAE_FILE)
     lift = _feature_means(biased, sae, task / "concepts" / "cue") - _feature_means(
         biased, sae, task / "concepts" / "cat", task / "concepts" / "dog")
     planted = {f"layer3/{SAE_NAME}:{f}" for f in lift.argsort(descending=True)[:20].tolist()}
-    assert len(planted & set(found.ablated)) >= 15, sorted(planted - set(found.ablated))
-    original, retrained = found.scores["original"], found.scores["SHIFT + retrain"]
-    assert retrained.worst >= original.worst + 0.08, (original, retrained)
-    assert found.scores["SHIFT"].balanced >= original.balanced + 0.02
-    # the same number of random features, and the head retrained without an edit, do not do the same
+    used = planted & {c.unit for c in found.candidates}  # those the classifier leans on (positive attribution)
+    chosen = used & set(found.ablated)
+    assert len(used) >= 10 and len(chosen) >= 0.8 * len(used), sorted(used - chosen)  # measured: 12 of 13
+    original, trimmed = found.scores["original"], found.scores["SHIFT"]
+    assert trimmed.worst >= original.worst + 0.12, (original, trimmed)
+    assert trimmed.balanced >= original.balanced + 0.06 and trimmed.cuefree >= original.cuefree - 0.02
+    # as many random features, held at their means the same way, do not do the same
     picked = torch.randperm(sae.config.d_sae, generator=torch.Generator().manual_seed(0))[:len(found.ablated)]
-    randomly = vz.edit(biased, [f"layer3/{SAE_NAME}:{f}" for f in picked.tolist()], saes={SAE_NAME: SAE_FILE})
-    random_scores = evaluate(retrain_head(randomly, task / "train-biased"), task / "test-balanced")
-    assert random_scores.worst < retrained.worst - 0.05, (random_scores, retrained)
+    randomly = vz.edit(biased, [f"layer3/{SAE_NAME}:{f}" for f in picked.tolist()], saes={SAE_NAME: SAE_FILE},
+                       mode="mean", data=task / "train-biased")
+    random_scores = evaluate(randomly, task / "test-balanced")
+    assert random_scores.worst < original.worst + 0.05 and random_scores.balanced < original.balanced + 0.03, \
+        (original, random_scores)
 
 
 def _feature_means(model, sae, *folders) -> torch.Tensor:
