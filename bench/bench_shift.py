@@ -60,7 +60,7 @@ def main() -> None:
     found = shift(biased, args.layer, args.sae, train, concepts, test=test, cuefree=cuefree, top=args.top,
                   max_images=args.rank_images)
     count = len(found.ablated)
-    print(f"SHIFT ablates {count} of {len(found.candidates)} ranked features: {', '.join(found.ablated)}")
+    print(f"SHIFT ablates {count} of the {len(found.candidates)} features with a positive attribution")
     rows.update({"biased model": found.scores["original"], "SHIFT": found.scores["SHIFT"],
                  "SHIFT + retrain": found.scores["SHIFT + retrain"]})
     d_sae = read_sae_config(args.sae).d_sae
@@ -75,12 +75,13 @@ def main() -> None:
     rows[f"{count} random features + retrain"] = mean_scores(retrained_draws)
     channels = shift(biased, args.layer, None, train, concepts, top=args.top, max_images=args.rank_images,
                      retrain=False)
-    proposed = [c.unit for c in channels.candidates if c.proposed]
-    picked = (proposed + [c.unit for c in channels.candidates if not c.proposed])[:count]
-    print(f"channels: {len(proposed)} proposed; ablating {', '.join(picked)}")
+    picked = [c.unit for c in channels.candidates if c.proposed][:count]  # as many as SHIFT, if there are
+    print(f"channels: {len(picked)} proposed and ablated: {', '.join(picked)}")
     neurons = edit(biased, picked, mode=found.edited.mode, data=train, max_images=args.rank_images)
-    score(f"{count} channels (attribution + probe)", neurons)
-    score(f"{count} channels + retrain", retrain_head(neurons, train))
+    score(f"{len(picked)} channels (attribution + probe)", neurons)
+    score(f"{len(picked)} channels + retrain", retrain_head(neurons, train))
+    zeroed = edit(biased, found.ablated, mode="zero", saes={SAE_NAME: args.sae})
+    score("SHIFT, zero-ablated", zeroed)
     score("retrain only (no edit)", retrain_head(edit(biased, []), train))
     rows["pixel baseline (cue removed from the input)"] = evaluate(biased, undo_cue(test, task / "test-uncued"), cuefree)
     score("oracle (trained with the cue balanced)", oracle)

@@ -159,7 +159,7 @@ class EditedModel(Model):
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             saes = {name: _sae_digest(self._units, name) for name in self.sae_files}
-            text = json.dumps([self.base.fingerprint, super().fingerprint, self.mode, self.edits, saes], sort_keys=True)
+            text = json.dumps([super().fingerprint, self.mode, self.edits, saes], sort_keys=True)  # weights as edited
             self._fingerprint = hashlib.sha1(text.encode()).hexdigest()
         return self._fingerprint
 
@@ -207,8 +207,9 @@ def edit(model: "Model | str", ablate: str | Sequence[str], *, mode: str = "zero
          data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64,
          max_images: int | None = None) -> EditedModel:
     """`model` with the units in `ablate` held at zero (`mode="zero"`) or at their mean over `data`
-    (`mode="mean"`, over at most `max_images` of its images); `values` gives the values directly instead. Units are any channel, neuron,
-    direction or SAE feature (`LAYER/NAME:F` with `saes={NAME: SAE or path}`)."""
+    (`mode="mean"`, over at most `max_images` of its images); `values` gives the values directly
+    instead. Units are any channel, neuron, direction or SAE feature (`LAYER/NAME:F` with
+    `saes={NAME: SAE or path}`; give paths to save the edit)."""
     if mode not in MODES:
         raise EditError(f"unknown ablation mode {mode!r}; choose {' or '.join(MODES)}")
     base_spec = model if isinstance(model, str) else model.name

@@ -72,6 +72,9 @@ class Scores:
 
 @dataclass
 class ShiftResult:
+    """What `shift` found and did: the ranked units with their evidence, what was ablated, the
+    edited (and retrained) models and their scores."""
+
     layer: str
     units: str  # "SAE features" or "channels"
     ignore: list[str]
@@ -307,10 +310,8 @@ def shift(model: Model, layer: str, sae: SAE | str | None, data: Any, concepts: 
     for candidate in candidates:
         candidate.chosen = candidate.unit in chosen
     notes = [] if chosen else ["no unit was proposed or accepted: the edit changes nothing"]
-    source = saes.get(SAE_NAME, None)
-    edited = edit(model, chosen, mode=mode, saes={SAE_NAME: sae} if isinstance(sae, (str, Path)) else
-                  ({SAE_NAME: source} if source is not None else None), data=data if mode == "mean" else None,
-                  max_images=max_images)
+    edited = edit(model, chosen, mode=mode, saes={SAE_NAME: sae} if sae is not None else None,
+                  data=data if mode == "mean" else None, max_images=max_images)
     result = ShiftResult(units[0].layer, "SAE features" if sae is not None else "channels", ignore, candidates,
                          chosen, {}, edited, notes=notes)
     if retrain:
