@@ -17,6 +17,8 @@ import torch
 from conftest import batched_forward, make_tiny, shared_path, write_problem_images
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
+from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import as_source, write_shards
 
 
 def _brute_force(values: np.ndarray, k: int, bottom: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -259,3 +261,43 @@ def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):
     assert one.meta["dataset"]["kind"] == "dataset" and one.summary()["mined"] == 24
     again = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
     assert [(e.image, e.value) for e in again.examples("conv2:0")] == [(e.image, e.value) for e in one.examples("conv2:0")]
+
+
+def test_webdataset_shards_mine_exactly_as_the_folder_they_were_written_from(tmp_path):
+    folder = tmp_path / "data"
+    write_problem_images(folder)  # corrupt, empty, greyscale, CMYK, ... files: all kept in the shards
+    images = len(as_source(folder))
+    shards = write_shards(folder, tmp_path / "shards", per_shard=4)
+    assert len(shards) == -(-images // 4) >= 3
+    pattern = str(tmp_path / "shards" / f"shard-{{000000..{len(shards) - 1:06d}}}.tar")
+    source = as_source(pattern)
+    assert len(source) == images and source.key(0).startswith("shard-000000.tar:")
+    common = dict(k=3, batch_size=3, progress=False)
+    from_folder = mine(make_tiny(), "conv2", folder, index=tmp_path / "folder.sqlite", **common)
+    from_shards = mine(make_tiny(), "conv2", pattern, index=tmp_path / "shards.sqlite", **common)
+    for unit in ("conv2:0", "conv2:5"):
+        for bottom in (False, True):
+            a, b = from_folder.examples(unit, bottom), from_shards.examples(unit, bottom)
+            assert [(e.image, e.value, e.position) for e in a] == [(e.image, e.value, e.position) for e in b]
+        fields = lambda stats: (stats.count, stats.mean, stats.std, stats.min, stats.max)  # noqa: E731
+        assert fields(from_folder.stats(unit)) == fields(from_shards.stats(unit))
+    assert [(a, r) for _, a, r in from_folder.notes()] == [(a, r) for _, a, r in from_shards.notes()]
+    assert from_folder.summary()["skipped"] == from_shards.summary()["skipped"] == 4
+
+
+def test_shards_with_labels_feed_the_probe_and_bad_shards_say_why(tmp_path):
+    shards = write_shards(SAMPLE_DIR, tmp_path / "s", per_shard=100)
+    source = as_source(str(tmp_path / "s" / "shard-{000000..000002}.tar"))
+    assert [source.label(i) for i in (0, 299)] == ["airplane", "truck"]
+    assert [source.label(i) for i in range(300)] == [as_source(SAMPLE_DIR).label(i) for i in range(300)]
+    with pytest.raises(FileNotFoundError, match="7 of 10 shards not found: .*shard-000003.tar .. shard-000009.tar"):
+        as_source(str(tmp_path / "s" / "shard-{000000..000009}.tar"))
+    (tmp_path / "bad.tar").write_bytes(b"not a tar at all" * 100)
+    with pytest.raises(ValueError, match="not a readable tar"):
+        as_source(str(tmp_path / "bad.tar"))
+    with pytest.raises(ValueError, match="empty"):
+        as_source(str(tmp_path / "s" / "shard-{000009..000001}.tar"))
+    truncated = tmp_path / "cut.tar"
+    truncated.write_bytes(shards[0].read_bytes()[: shards[0].stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable tar"):
+        as_source(str(truncated))

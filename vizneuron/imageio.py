@@ -37,14 +37,16 @@ class ImageSkipped(ValueError):
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # decompression-bomb guard, as PIL's own default
 
 
-def read_rgb(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, str | None]:
-    """Decode any image file to 8-bit RGB (H, W, 3), and say what was converted on the way.
+def read_rgb(path: str | Path | io.BytesIO, max_pixels: int | None = MAX_PIXELS) -> tuple[np.ndarray, str | None]:
+    """Decode any image file (or the bytes of one, e.g. a tar member) to 8-bit RGB (H, W, 3), and
+    say what was converted on the way.
 
     Greyscale, palette, CMYK and 16-bit files are converted (RGBA is composited on white); empty,
     truncated, non-image and oversized files raise `ImageSkipped` with the reason.
     """
-    path = Path(path)
-    if path.stat().st_size == 0:
+    if not isinstance(path, io.BytesIO):
+        path = Path(path)
+    if (path.getbuffer().nbytes if isinstance(path, io.BytesIO) else path.stat().st_size) == 0:
         raise ImageSkipped("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():

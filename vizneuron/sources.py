@@ -1,5 +1,5 @@
-"""Where images come from: an image folder, a text file of paths, or a torchvision dataset (for
-mining, the probe's concepts and SAE training alike).
+"""Where images come from: an image folder, a text file of paths, WebDataset tar shards, or a
+torchvision dataset (for mining, the probe's concepts and SAE training alike).
 
 Every source numbers its images 0..N-1 in a fixed order (sorted paths, list order, dataset order);
 that number is the image id the index stores and the tie-breaker of the rankings. `describe()`
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import io
+import re
+import tarfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +21,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from .imageio import MAX_PIXELS, ImageSkipped, pil_to_rgb, image_files, read_rgb, to_model_input
+from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, ImageSkipped, image_files, pil_to_rgb, read_rgb, to_model_input
 
 
 class ImageSource:
@@ -160,6 +163,128 @@ class TorchvisionSource(ImageSource):
                 type(self.dataset).__name__, "images": len(self), "fingerprint": None}
 
 
+SHARD_LABELS = (".cls", ".txt")  # WebDataset members that hold an image's label
+
+
+def expand_shards(pattern: str) -> list[Path]:
+    """`shards/train-{0000..0099}.tar` -> the 100 paths, zero padding kept (WebDataset's notation);
+    a pattern without braces is one shard."""
+    match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    if match is None:
+        return [Path(pattern).expanduser()]
+    first, last = match.group(1), match.group(2)
+    if int(first) > int(last):
+        raise ValueError(f"shard range {match.group(0)} in {pattern!r} is empty")
+    width = len(first)
+    return [path for n in range(int(first), int(last) + 1)
+            for path in expand_shards(pattern[: match.start()] + f"{n:0{width}d}" + pattern[match.end():])]
+
+
+def shard_key(member: str) -> tuple[str, str]:
+    """(key, extension) of a tar member, as WebDataset splits them: `cat/0001.cls` -> (`cat/0001`, `.cls`)."""
+    folder, _, name = member.rpartition("/")
+    stem, dot, extension = name.partition(".")
+    return (f"{folder}/{stem}" if folder else stem), dot + extension.lower()
+
+
+class ShardSource(ImageSource):
+    """WebDataset tar shards: each key (a member path without its extensions) is one image, numbered
+    in shard and member order; a `.cls` (class index) or `.txt` (class name) member is its label.
+    Members are located once; each image is then read straight from its byte range."""
+
+    kind = "webdataset"
+
+    def __init__(self, shards: list[Path], max_pixels: int | None = MAX_PIXELS,
+                 within: Sequence[Path] | None = None) -> None:
+        self.shards, self.max_pixels = [Path(s).resolve() for s in shards], max_pixels
+        missing = [shard for shard in self.shards if not shard.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} of {len(self.shards)} shards not found: {missing[0]}"
+                                    + (f" .. {missing[-1].name}" if len(missing) > 1 else ""))
+        self.entries: list[tuple[int, str, int, int]] = []  # (shard, key, offset, size) of each image
+        self._labels: list[str | None] = []
+        for number, shard in enumerate(self.shards):
+            if within is not None and not any(shard.is_relative_to(Path(f).resolve()) for f in within):
+                raise ValueError(f"shard {shard} is outside the folders this app may read")
+            images: dict[str, tuple[int, int]] = {}
+            labels: dict[str, str] = {}
+            try:
+                with tarfile.open(shard, "r:") as tar:
+                    for member in tar:
+                        if not member.isfile():
+                            continue
+                        key, extension = shard_key(member.name)
+                        if Path("x" + extension).suffix in IMAGE_SUFFIXES and key not in images:
+                            images[key] = (member.offset_data, member.size)
+                        elif extension in SHARD_LABELS and member.size < 1024:
+                            labels[key] = tar.extractfile(member).read().decode("utf-8", "replace").strip()
+            except (tarfile.TarError, EOFError) as err:
+                raise ValueError(f"shard {shard} is not a readable tar file ({err})") from None
+            for key, (offset, size) in images.items():
+                self.entries.append((number, key, offset, size))
+                self._labels.append(labels.get(key))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def key(self, i: int) -> str:
+        number, key, _, _ = self.entries[i]
+        return f"{self.shards[number].name}:{key}"
+
+    def label(self, i: int) -> str | None:
+        return self._labels[i]
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        number, _, offset, size = self.entries[i]
+        try:
+            with open(self.shards[number], "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size)
+        except OSError as err:
+            raise ImageSkipped(f"shard unreadable ({err})") from None
+        if len(data) < size:
+            raise ImageSkipped("truncated in its shard")
+        return read_rgb(io.BytesIO(data), self.max_pixels)
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha1()
+        for shard in self.shards:
+            digest.update(f"{shard.name}\t{shard.stat().st_size}\n".encode())
+        digest.update(str(len(self)).encode())
+        return {"kind": self.kind, "root": str(self.shards[0].parent), "images": len(self),
+                "fingerprint": digest.hexdigest()}
+
+
+def write_shards(data: Any, out: str | Path, per_shard: int = 1000, prefix: str = "shard") -> list[Path]:
+    """Write the images of any source into WebDataset tar shards (`PREFIX-000000.tar`, ...), each
+    image's file bytes as `KEY.EXT` beside its label as `KEY.txt`; keys follow the source's order."""
+    source, out = as_source(data), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for start in range(0, len(source), per_shard):
+        path = out / f"{prefix}-{start // per_shard:06d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for i in range(start, min(start + per_shard, len(source))):
+                if isinstance(source, FileSource):
+                    data_bytes, extension = source.paths[i].read_bytes(), source.paths[i].suffix.lower()
+                else:
+                    buffer = io.BytesIO()
+                    Image.fromarray(source.read(i)[0]).save(buffer, format="PNG")
+                    data_bytes, extension = buffer.getvalue(), ".png"
+                members = [(extension, data_bytes)]
+                if source.label(i) is not None:
+                    members.append((".txt", source.label(i).encode()))
+                key = f"{i:08d}"
+                if isinstance(source, FileSource):  # the file's path, without dots a key may not hold
+                    key = str(Path(_relative(source.paths[i], source.root)).with_suffix("")).replace(".", "_")
+                for suffix, payload in members:
+                    info = tarfile.TarInfo(key + suffix)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        written.append(path)
+    return written
+
+
 def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
     """CIFAR-10's 10,000 test images through torchvision's own download (needs a network, about
     170 MB, once; later calls find the files)."""
@@ -171,11 +296,13 @@ def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
 
 
 def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[Path] | None = None) -> ImageSource:
-    """A folder, a text file listing image paths (one per line, relative to the file), a torchvision
-    dataset, or an `ImageSource`. `within`: the only folders whose files may be read (a server's
+    """A folder, a text file listing image paths (one per line, relative to the file), WebDataset tar
+    shards (`shards/train-{0000..0099}.tar`), a torchvision dataset, or an `ImageSource`. `within`: the only folders whose files may be read (a server's
     sandbox); files found or listed elsewhere, symlinks leading out included, are skipped with a note."""
     if isinstance(data, ImageSource):
         return data
+    if isinstance(data, (str, Path)) and str(data).endswith(".tar"):  # WebDataset shards
+        return ShardSource(expand_shards(str(data)), max_pixels, within)
     if isinstance(data, (str, Path)):
         path = Path(data).expanduser().resolve()
         if path.is_dir():
