@@ -13,9 +13,12 @@ from conftest import make_tiny, shared_path, write_problem_images
 from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
 from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, layer_activations, load_sae, mean_max_cosine,
-                           toy_superposition, train_sae)
+                           toy_superposition, train_layer_saes, train_sae)
+from vizneuron.sae import data as sae_data
+from vizneuron.sae.data import ActivationFolder, extract_activations
 from vizneuron.sae.toy import absorption, toy_hierarchy
 from vizneuron.sae.train import NotConverged, shuffled_batches
+from vizneuron.samples import SAMPLE_DIR
 from vizneuron.units import UnitError
 
 
@@ -185,7 +188,6 @@ def test_architecture_and_training_settings_are_separate_configs(tmp_path):
 
 def test_several_layers_train_from_one_pass_over_the_images(monkeypatch):
     """`train_layer_saes` reads each image once for all layers and gives what one layer at a time gives."""
-    from vizneuron.sae import train_layer_saes
     from vizneuron.samples import SAMPLE_DIR
     from vizneuron.sources import FileSource
 
@@ -262,3 +264,44 @@ def test_matryoshka_absorbs_parents_less_than_topk():
     assert found["matryoshka"]["absorption"] < 0.3 * found["topk"]["absorption"]  # measured 0.000
     assert found["matryoshka"]["child_parent_cosine"] < found["topk"]["child_parent_cosine"] - 0.2
     assert found["matryoshka"]["parent_recall_alone"] > 0.95  # not bought by a parent latent that never fires
+
+
+def test_extracted_activations_resume_and_feed_training(tmp_path, monkeypatch):
+    model = load_model("default")
+    expected = torch.cat(list(layer_activations(model, "layer2", SAMPLE_DIR, batch_size=32)))
+    calls = {"n": 0}
+    real = sae_data.save_file
+
+    def dies_on_the_third_file(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sae_data, "save_file", dies_on_the_third_file)
+    with pytest.raises(KeyboardInterrupt):
+        extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "acts", batch_size=32, batches_per_file=3,
+                            progress=False)
+    monkeypatch.setattr(sae_data, "save_file", real)
+    assert not ActivationFolder(tmp_path / "acts").complete
+    with pytest.raises(ValueError, match="unfinished"):
+        train_layer_saes(model, ["layer2"], tmp_path / "acts")
+    folder = extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "acts", batch_size=32, batches_per_file=3,
+                                 progress=False)  # resumes after the two files written
+    assert folder.complete and len(folder.manifest["files"]) == 4  # 10 batches of 32 images, 3 per file
+    assert torch.equal(torch.cat(list(folder)), expected)  # every position of all 300 images, in order
+    with pytest.raises(ValueError, match="another run"):
+        extract_activations(model, "layer3", SAMPLE_DIR, tmp_path / "acts", progress=False)
+    sae = train_layer_saes(model, ["layer2"], tmp_path / "acts", expansion=2, k=8, epochs=2, progress=False)["layer2"]
+    assert sae.config.layer == "layer2" and sae.config.model == "default" and sae.config.training["steps"] > 0
+    with pytest.raises(ValueError, match="layer2"):
+        train_layer_saes(model, ["layer3"], tmp_path / "acts")
+
+
+def test_cli_extracts_then_trains_from_the_folder(tmp_path, capsys):
+    assert main(["sae", "extract", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--pool", "--batch",
+                 "50", "--batches-per-file", "2", "--quiet", "--out", str(tmp_path / "acts")]) == 0
+    assert "300 rows of width 128 in 3 files" in capsys.readouterr().out
+    assert main(["sae", "train", "default", "--layer", "layer3", "--data", str(tmp_path / "acts"), "--expansion", "2",
+                 "--k", "4", "--epochs", "3", "--quiet", "--out", str(tmp_path / "l3.safetensors")]) == 0
+    assert load_sae(tmp_path / "l3.safetensors").config.pool is True

@@ -27,7 +27,8 @@ from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.atlas import VERDICTS, layer_atlas
 from .probe.report import write_atlas, write_report
-from .sae import NotConverged, SAETrainConfig, evaluate_sae, load_sae, read_sae_config, train_layer_saes
+from .sae import (NotConverged, SAETrainConfig, evaluate_sae, extract_activations, load_sae, read_sae_config,
+                  train_layer_saes)
 from .sae.model import KINDS
 from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME
@@ -162,6 +163,16 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
               f"{run['steps']} steps of {run['batch_size']}, training FVU {run['final_fvu']}, "
               f"{'converged' if run['converged'] else 'NOT converged'})")
         _print_metrics(sae.config.metrics)
+
+
+def _cmd_sae_extract(args: argparse.Namespace) -> None:
+    model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
+    folder = extract_activations(model, args.layer, args.data, args.out, pool=args.pool, batch_size=args.batch,
+                                 batches_per_file=args.batches_per_file, max_images=args.max_images,
+                                 workers=args.workers, progress=not args.quiet)
+    print(f"{folder.manifest['layer']}: {folder.rows:,} rows of width {folder.manifest['width']} in "
+          f"{len(folder.manifest['files'])} files under {args.out} (train with `sae train ... --data {args.out}`)")
 
 
 def _cmd_sae_eval(args: argparse.Namespace) -> None:
@@ -402,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model")
     train.add_argument("--layer", required=True, help="a layer, or several separated by commas (the images are "
                                                        "read once, one SAE per layer)")
-    train.add_argument("--data", required=True, help="image folder or text file of paths")
+    train.add_argument("--data", required=True, help="image folder, text file of paths, tar shards, or a folder "
+                                                     "written by `sae extract` (its rows are streamed)")
     train.add_argument("--out", required=True, help="SAE file (.safetensors, config beside it as .json; with several "
                                                      "layers OUT's name gets .LAYER before .safetensors); an "
                                                      "interrupted run resumes from OUT.ckpt")
@@ -430,6 +442,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=_cmd_sae_train)
+    extract = sae_sub.add_parser("extract", help="write a layer's activation rows to files that `sae train` streams")
+    extract.add_argument("model")
+    extract.add_argument("--layer", required=True)
+    extract.add_argument("--data", required=True, help="image folder, text file of paths, or tar shards")
+    extract.add_argument("--pool", action="store_true", help="one row per image (the mean over positions)")
+    extract.add_argument("--batch", type=int, default=64, help="images per batch")
+    extract.add_argument("--batches-per-file", type=int, default=16)
+    extract.add_argument("--max-images", type=int, default=None)
+    extract.add_argument("--workers", type=int, default=0)
+    extract.add_argument("--device", default=None)
+    extract.add_argument("--quiet", action="store_true")
+    extract.add_argument("--out", required=True, help="folder for rows-*.safetensors and activations.json")
+    extract.set_defaults(func=_cmd_sae_extract)
     evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
     evaluate.add_argument("model")
     evaluate.add_argument("sae", help="SAE file")

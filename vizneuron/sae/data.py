@@ -1,4 +1,5 @@
-"""A layer's activations as SAE training rows, read through the activation stream.
+"""A layer's activations as SAE training rows, read through the activation stream, or written to
+disk once (`extract_activations`) and streamed back file by file (`ActivationFolder`).
 
 Each spatial position (or patch token) of each image is one row of width C; `pool=True` gives one
 row per image (the mean over positions) instead. Images come from any image source, with the
@@ -7,10 +8,15 @@ model's own preprocessing; corrupt files are skipped.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
+from ..imageio import write_atomic
 from ..models.base import Model
 from ..stream import ActivationStream
 
@@ -32,3 +38,75 @@ def layers_activations(model: Model, layers: Sequence[str], data: Any, *, pool: 
     for batch in stream:
         if batch.activations:
             yield {layer: model.inputs.tokens.rows(batch.activations[layer], pool).cpu() for layer in layers}
+
+
+MANIFEST = "activations.json"
+
+
+class ActivationFolder:
+    """A layer's rows on disk (`sae extract`): `rows-NNNNNN.safetensors` files of whole image
+    batches plus `activations.json` (model, weights, layer, pool, source, the files written).
+    Iterating reads one file at a time, so training streams rows that need not fit in RAM."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.manifest = json.loads((self.path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.path} holds no {MANIFEST}: not a folder written by `sae extract`") from None
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{self.path / MANIFEST} is not readable ({err})") from None
+
+    @staticmethod
+    def holds(path: Any) -> bool:
+        return isinstance(path, (str, Path)) and (Path(path) / MANIFEST).is_file()
+
+    @property
+    def rows(self) -> int:
+        return sum(entry["rows"] for entry in self.manifest["files"])
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest["batches_done"] >= self.manifest["batches"]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for entry in self.manifest["files"]:
+            yield load_file(str(self.path / entry["file"]))["rows"]
+
+
+def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,
+                        batch_size: int = 64, batches_per_file: int = 16, max_images: int | None = None,
+                        workers: int = 0, progress: bool = True) -> ActivationFolder:
+    """Write `layer`'s rows over `data` into `out` as an `ActivationFolder`, `batches_per_file` image
+    batches per file. Rerunning the same call resumes after the last file written (a file and the
+    manifest entry naming it appear together or not at all); other settings in the same folder are refused."""
+    layer = model.resolve_layer(layer)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stream = ActivationStream(model, [layer], data, batch_size=batch_size, workers=workers, max_images=max_images)
+    settings = {"model": model.name, "fingerprint": model.fingerprint, "layer": layer, "pool": pool,
+                "width": model.layer(layer).channels, "source": stream.source.describe(), "batch_size": batch_size,
+                "batches_per_file": batches_per_file, "max_images": max_images, "batches": len(stream)}
+    manifest = {**settings, "batches_done": 0, "files": []}
+    if (out / MANIFEST).is_file():
+        kept = ActivationFolder(out).manifest
+        if {k: kept.get(k) for k in settings} != settings:
+            raise ValueError(f"{out} holds activations of another run (model, layer, data or settings differ); "
+                             "write to another folder")
+        manifest = kept
+    done = manifest["batches_done"]
+    chunk: list[torch.Tensor] = []
+    bar = tqdm(total=len(stream), initial=done, unit="batch", desc=f"extract {layer}", disable=not progress)
+    for batch in stream.resumed(done):
+        if batch.activations:
+            chunk.append(model.inputs.tokens.rows(batch.activations[layer], pool).float().cpu())
+        bar.update(1)
+        if batch.number % batches_per_file == 0 or batch.number == len(stream):
+            name = f"rows-{(batch.number - 1) // batches_per_file:06d}.safetensors"
+            rows = torch.cat(chunk) if chunk else torch.zeros(0, settings["width"])
+            save_file({"rows": rows.contiguous()}, str(out / name))
+            manifest["files"] = [f for f in manifest["files"] if f["file"] != name] + [{"file": name, "rows": len(rows)}]
+            manifest["batches_done"], chunk = batch.number, []
+            write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    bar.close()
+    return ActivationFolder(out)

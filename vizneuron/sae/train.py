@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..models.base import Model
 from ..sources import as_source
-from .data import layer_activations, layers_activations
+from .data import ActivationFolder, layer_activations, layers_activations
 from .model import KINDS, SAE, THRESHOLDED, SAEConfig, SAEError
 
 
@@ -355,8 +355,19 @@ def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAE
     position of every image is a sample (`pool=True`: one per image). When all layers' samples fit
     in `cache_bytes` they are read in one pass over the images and reused every epoch; otherwise
     each layer's training streams them again. `config` and `options` go to `train_sae` (its
-    fields, device, ...); `checkpoint` gets the layer's name appended when there are several."""
+    fields, device, ...); `checkpoint` gets the layer's name appended when there are several.
+    `data` may also be a folder written by `extract_activations` for the one layer asked for."""
     layers = list(dict.fromkeys(model.resolve_layer(layer) for layer in layers))
+    if ActivationFolder.holds(data):  # rows written by `extract_activations`: stream them file by file
+        folder = ActivationFolder(data)
+        kept = folder.manifest
+        if layers != [kept["layer"]] or kept["fingerprint"] != model.fingerprint or not folder.complete:
+            raise ValueError(f"{data} holds {'unfinished ' if not folder.complete else ''}activations of "
+                             f"{kept['model']} {kept['layer']}; train {model.name} {', '.join(layers)} from images or "
+                             "from a finished extraction of that layer (rerun `sae extract` to finish it)")
+        return {layers[0]: train_sae(lambda: iter(folder), config, checkpoint=checkpoint,
+                                     provenance={"model": model.name, "layer": layers[0], "pool": kept["pool"]},
+                                     **options)}
     source = as_source(data)
     images = len(source) if max_images is None else min(max_images, len(source))
     reading = {"pool": pool, "batch_size": image_batch, "workers": workers, "max_images": max_images}
