@@ -86,9 +86,7 @@ def main() -> None:
     rows["pixel baseline (cue removed from the input)"] = evaluate(biased, undo_cue(test, task / "test-uncued"), cuefree)
     score("oracle (trained with the cue balanced)", oracle)
     low, high = rows["biased model"].balanced, rows["oracle (trained with the cue balanced)"].balanced
-    shown = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
-    lines = [[name, shown(s.balanced), shown(s.worst), shown(s.cuefree), shown(s.cue_readable),
-              f"{(s.balanced - low) / (high - low):.0%}"] for name, s in rows.items()]
+    lines = [[name, *s.row().values(), f"{(s.balanced - low) / (high - low):.0%}"] for name, s in rows.items()]
     print()
     print(table(["model", "balanced", "worst group", "cue-free", "cue readable", "gap recovered"], lines))
     print(f"\n{time.perf_counter() - start:.0f} s in all")

@@ -76,10 +76,8 @@ def _ablate_layer(output: torch.Tensor, units: list[Unit], values: list[float]) 
         sae = units[members[0]].sae
         maps = unit_maps([units[i] for i in members], output)  # (N, F, S): the features' values
         target = torch.tensor([values[i] for i in members], dtype=maps.dtype, device=maps.device)
-        shift = torch.zeros(maps.shape[0], maps.shape[2], sae.config.d_sae, dtype=maps.dtype, device=maps.device)
-        shift[..., [units[i].index for i in members]] = (target[None, :, None] - maps).transpose(1, 2)
-        moved = (sae.decode(shift.flatten(0, 1)) - sae.decode(torch.zeros_like(shift[0, :1]))).reshape(
-            maps.shape[0], maps.shape[2], -1)  # (N, S, C): the decoded move, bias cancelled
+        moved = (target[None, :, None] - maps).transpose(1, 2) @ sae.directions(
+            [units[i].index for i in members]).to(maps)  # (N, S, C): the decoded move
         if sae.config.pool:  # a per-image feature moves every position of the image alike
             moved = moved.expand(-1, rows.shape[0] // maps.shape[0], -1)
         change = change + moved.reshape(rows.shape)

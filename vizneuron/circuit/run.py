@@ -322,7 +322,7 @@ def ablation(unit: Unit, mean: torch.Tensor) -> Callable[[torch.Tensor], torch.T
         if unit.kind == "sae":
             sae = unit.sae
             change = sae.encode(rows)[:, unit.index] - sae.encode(start)[:, unit.index]
-            return tokens.from_rows(rows - change[:, None] * sae.W_dec[unit.index] / sae.config.scale, act)
+            return tokens.from_rows(rows - change[:, None] * sae.directions([unit.index])[0], act)
         raise CircuitError(f"{unit.name}: a {unit.kind} unit cannot be ablated")
 
     return edit
@@ -346,7 +346,7 @@ def ablate_upstream(model: Model, unit: Unit, others: Sequence[Unit], mean: torc
             rows[:, chosen] = start[:, chosen]
             return tokens.from_rows(rows, act)
         codes, start_codes = sae.encode(rows), sae.encode(start)
-        change = (codes[:, chosen] - start_codes[:, chosen]) @ sae.W_dec[chosen] / sae.config.scale
+        change = (codes[:, chosen] - start_codes[:, chosen]) @ sae.directions(chosen)
         return tokens.from_rows(rows - change, act)
 
     values = []

@@ -152,6 +152,11 @@ class SAE(nn.Module):
         scaled = z @ self.W_dec + self.b_dec
         return scaled if normalised else scaled / self.config.scale
 
+    def directions(self, features: torch.Tensor | list[int]) -> torch.Tensor:
+        """Each feature's decoded direction in the layer's own units, (F, d_in): how far the
+        reconstruction moves per unit of the feature (what ablating or attributing it uses)."""
+        return self.W_dec[features] / self.config.scale
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """decode(encode(x)): the SAE's stand-in for activations x (N, d_in)."""
         return self.decode(self.encode(x))

@@ -119,9 +119,8 @@ def attributions(model: Model, units: Sequence[Unit], data: Any, *, batch_size: 
     stream = ActivationStream(model, [layer], data, batch_size=batch_size, max_images=max_images)
     labels = _labels(model, stream)
     sae = units[0].sae
-    if sae is not None:  # d(layer)/d(feature): each feature's decoded direction
-        eye = torch.eye(sae.config.d_sae, device=model.device)[[u.index for u in units]]
-        directions = (sae.decode(eye) - sae.decode(torch.zeros_like(eye[:1]))).detach()  # (U, C)
+    if sae is not None:  # d(layer)/d(feature): each feature's decoded direction, (U, C)
+        directions = sae.directions([u.index for u in units]).detach()
     total, count = torch.zeros(len(units), dtype=torch.float64), 0
     for ids, images, _, skips in stream.inputs():
         keep = [j for j, i in enumerate(ids.tolist()) if not skips[j] and labels[i] is not None]
