@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -150,3 +152,43 @@ def cue_task(tmp_path_factory) -> Path:
     from vizneuron.shift.task import build_cue_task
 
     return build_cue_task(shared_path("data", "cifar10"), tmp_path_factory.mktemp("cue") / "task", limit=CUE_PER_CLASS)
+
+
+def cifar_list(tmp_path: Path, n: int) -> Path:
+    """A text file naming `n` CIFAR-10 test images spread over all classes."""
+    files = sorted(shared_path("data", "cifar10", "test").rglob("*.jpg"))[:: 10_000 // n][:n]
+    listing = tmp_path / "images.txt"
+    listing.write_text("\n".join(str(f) for f in files) + "\n")
+    return listing
+
+
+def index_rows(path: Path) -> dict[str, list]:
+    """Everything a finished index holds about results (not its run-specific metadata)."""
+    db = sqlite3.connect(path)
+    tables = {"examples": "SELECT unit, side, rank, image, value, y, x, box, heatmap FROM examples ORDER BY 1, 2, 3",
+              "units": "SELECT name, count, min, max, active, histogram FROM units ORDER BY id",
+              "means": "SELECT mean, std FROM units ORDER BY id",
+              "images": "SELECT id, path, label, thumbnail FROM images ORDER BY id",
+              "notes": "SELECT image, path, action, reason FROM notes ORDER BY image"}
+    rows = {name: db.execute(sql).fetchall() for name, sql in tables.items()}
+    db.close()
+    return rows
+
+
+def assert_same_index(a: dict[str, list], b: dict[str, list]) -> None:
+    """Two indexes' results are the same: bit for bit, statistics to float64 rounding."""
+    for table in a:
+        if table == "means":  # float64 sums added in another order: equal to rounding
+            np.testing.assert_allclose(np.array(a[table]), np.array(b[table]), rtol=1e-12, atol=1e-12)
+        else:
+            assert a[table] == b[table], table
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One small Ray on this machine for the whole test session (its start costs seconds)."""
+    ray = pytest.importorskip("ray", reason="the Ray engine's tests need the optional extra: pip install 'vizneuron[ray]'")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

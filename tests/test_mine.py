@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import batched_forward, make_tiny, shared_path, write_problem_images
+from conftest import (assert_same_index, batched_forward, cifar_list, index_rows, make_tiny, shared_path,
+                      write_problem_images)
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
 from vizneuron.samples import SAMPLE_DIR
@@ -72,34 +74,6 @@ def test_top_and_bottom_k_equal_brute_force_on_cifar10(name, cifar_test, tmp_pat
         assert 0 < crop.width <= 32 and crop.width == crop.height
 
 
-def _cifar_list(tmp_path: Path, n: int) -> Path:
-    files = sorted(shared_path("data", "cifar10", "test").rglob("*.jpg"))[:: 10_000 // n][:n]
-    listing = tmp_path / "images.txt"
-    listing.write_text("\n".join(str(f) for f in files) + "\n")
-    return listing
-
-
-def _rows(path: Path) -> dict[str, list]:
-    """Everything a finished index holds about results (not its run-specific metadata)."""
-    db = sqlite3.connect(path)
-    tables = {"examples": "SELECT unit, side, rank, image, value, y, x, box, heatmap FROM examples ORDER BY 1, 2, 3",
-              "units": "SELECT name, count, min, max, active, histogram FROM units ORDER BY id",
-              "means": "SELECT mean, std FROM units ORDER BY id",
-              "images": "SELECT id, path, label, thumbnail FROM images ORDER BY id",
-              "notes": "SELECT image, path, action, reason FROM notes ORDER BY image"}
-    rows = {name: db.execute(sql).fetchall() for name, sql in tables.items()}
-    db.close()
-    return rows
-
-
-def _same(a: dict[str, list], b: dict[str, list]) -> None:
-    for table in a:
-        if table == "means":  # float64 sums added in another order: equal to rounding
-            np.testing.assert_allclose(np.array(a[table]), np.array(b[table]), rtol=1e-12, atol=1e-12)
-        else:
-            assert a[table] == b[table], table
-
-
 MINE_SCRIPT = """
 import sys
 from vizneuron import load_model, mine
@@ -110,7 +84,7 @@ mine(load_model("default"), "layer2:0-15;layer3:*", sys.argv[1], k=8, batch_size
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    listing = _cifar_list(tmp_path, 800)
+    listing = cifar_list(tmp_path, 800)
     script = tmp_path / "mine.py"
     script.write_text(MINE_SCRIPT)
     whole, killed = tmp_path / "whole.sqlite", tmp_path / "killed.sqlite"
@@ -125,7 +99,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         proc.wait()
     assert 0 < _batches_done(killed) < 50  # it really was cut short (800 images = 50 batches)
     subprocess.run([sys.executable, str(script), str(listing), str(killed)], check=True, env=env)
-    _same(_rows(whole), _rows(killed))
+    assert_same_index(index_rows(whole), index_rows(killed))
 
 
 def _batches_done(path: Path) -> int:
@@ -133,9 +107,9 @@ def _batches_done(path: Path) -> int:
         return 0
     try:
         db = sqlite3.connect(path, timeout=0.1)
-        row = db.execute("SELECT value FROM state WHERE key = 'batches_done'").fetchone()
+        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
         db.close()
-        return int(row[0].decode()) if row else 0
+        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
     except sqlite3.OperationalError:
         return 0
 
@@ -171,13 +145,13 @@ def test_an_error_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_path
     monkeypatch.setattr(run, "save_checkpoint", original)
     mine(make_tiny(), "conv2;logits", folder, k=5, batch_size=4, checkpoint_every=2, index=tmp_path / "cut.sqlite",
          progress=False)
-    _same(_rows(tmp_path / "whole.sqlite"), _rows(tmp_path / "cut.sqlite"))
+    assert_same_index(index_rows(tmp_path / "whole.sqlite"), index_rows(tmp_path / "cut.sqlite"))
     assert whole.examples("logit:2")[0].position is None
 
 
 @pytest.mark.slow
 def test_sharded_and_merged_equals_unsharded(tmp_path):
-    listing = _cifar_list(tmp_path, 1000)
+    listing = cifar_list(tmp_path, 1000)
     model = load_model("default")
     common = dict(k=8, batch_size=50, progress=False)
     mine(model, "layer2,layer3", listing, index=tmp_path / "whole.sqlite", **common)
@@ -187,7 +161,7 @@ def test_sharded_and_merged_equals_unsharded(tmp_path):
     with pytest.raises(ValueError, match="every shard"):
         merge(tmp_path / "partial.sqlite", shards[:2])
     merged = merge(tmp_path / "merged.sqlite", shards)
-    _same(_rows(tmp_path / "whole.sqlite"), _rows(tmp_path / "merged.sqlite"))
+    assert_same_index(index_rows(tmp_path / "whole.sqlite"), index_rows(tmp_path / "merged.sqlite"))
     assert merged.summary()["mined"] == 1000
 
 
@@ -255,7 +229,7 @@ def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):
     one = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
     mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, workers=2, index=tmp_path / "b.sqlite",
          progress=False)
-    _same(_rows(tmp_path / "a.sqlite"), _rows(tmp_path / "b.sqlite"))
+    assert_same_index(index_rows(tmp_path / "a.sqlite"), index_rows(tmp_path / "b.sqlite"))
     top = one.examples("conv2:0")[0]
     assert top.path == f"FakeData[{top.image}]" and top.label == str(int(dataset[top.image][1]))
     assert one.meta["dataset"]["kind"] == "dataset" and one.summary()["mined"] == 24

@@ -14,6 +14,7 @@ import torch
 
 from .circuit import circuit, expanded_weights
 from .circuit.report import write_circuit
+from .distributed import ENGINES, RayEngine
 from .edit import MODES
 from .errors import EXPECTED, debug_requested, user_message
 from .gallery import write_examples_page, write_gallery
@@ -101,12 +102,30 @@ def _cmd_mine(args: argparse.Namespace) -> None:
     args.index = args.index or str(index_path("indexes", model, args.data, what, args.k, args.batch))
     index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
                  shard=args.shard, reduce=args.reduce, autocast=args.autocast,
-                 checkpoint_every=args.checkpoint_every, progress=not args.quiet)
+                 checkpoint_every=args.checkpoint_every, engine=_engine(args), progress=not args.quiet)
     summary = index.summary()
     print(f"mined {summary['mined']} of {summary['images']} images for {summary['units']} units into {args.index} "
           f"({summary['skipped']} skipped, {summary['converted']} converted)")
     for path, action, reason in index.notes():
         print(f"  {action}: {path}: {reason}")
+
+
+def _engine(args: argparse.Namespace) -> str | RayEngine:
+    """--engine/--address/--actors/--gpus-per-actor as the engine a job runs on."""
+    if args.engine == "local":
+        if args.address or args.actors or args.gpus_per_actor:
+            raise ValueError("--address, --actors and --gpus-per-actor need --engine ray")
+        return "local"
+    return RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine", "where the job runs (the index or files are identical either way)")
+    group.add_argument("--engine", choices=list(ENGINES), default="local",
+                       help="local: this process; ray: actors on a Ray cluster (pip install 'vizneuron[ray]')")
+    group.add_argument("--address", default=None, help="Ray cluster HOST:PORT or 'auto' (default: a private local Ray)")
+    group.add_argument("--actors", type=int, default=None, help="model replicas (default: as many as fit)")
+    group.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves")
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:
@@ -376,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     mine_cmd.add_argument("model", help="model spec, e.g. default")
     mine_cmd.add_argument("--layers", default="", help="layers whose every channel is mined, e.g. layer2,layer3")
     mine_cmd.add_argument("--units", default="", help="further unit specs, e.g. 'logit:*; layer3:5@2,2'")
-    mine_cmd.add_argument("--data", required=True, help="image folder (class subfolders = labels) or a text file of paths")
+    mine_cmd.add_argument("--data", required=True, help="image folder (class subfolders = labels), a text file of "
+                                                        "paths, or WebDataset tar shards ('train-{0000..0099}.tar')")
     mine_cmd.add_argument("--k", type=int, default=32, help="top and bottom images kept per unit")
     mine_cmd.add_argument("--index", default=None, help="SQLite index to write (default: one named after the model, "
                                                     "data and settings under ./indexes); rerun to resume")
@@ -390,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine_cmd.add_argument("--device", default=None)
     mine_cmd.add_argument("--threads", type=int, default=None)
     mine_cmd.add_argument("--quiet", action="store_true")
+    _add_engine_arguments(mine_cmd)
     mine_cmd.set_defaults(func=_cmd_mine)
 
     merge_cmd = sub.add_parser("merge", help="combine shard indexes into the result of one unsharded run")

@@ -100,23 +100,27 @@ class ActivationStream:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[ActivationBatch]:
-        return self.resumed(0)
+        return self.select(range(len(self.batches)))
 
-    def inputs(self, done: int = 0) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[str], list[str]]]:
+    def inputs(self, todo: Sequence[int] | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[str], list[str]]]:
         """The batches' images as the model takes them, without running it (for jobs that need
-        gradients): (ids, images, conversion notes, skip reasons), skipped images as zeros."""
+        gradients): (ids, images, conversion notes, skip reasons), skipped images as zeros. `todo`:
+        which batches (0-based numbers), default all."""
         inputs = ModelInputs(self.source, self.model.input_size, self.model.inputs.crop_fraction)
-        return torch.utils.data.DataLoader(inputs, batch_sampler=self.batches[done:], num_workers=self.workers,
+        chosen = self.batches if todo is None else [self.batches[i] for i in todo]
+        return torch.utils.data.DataLoader(inputs, batch_sampler=chosen, num_workers=self.workers,
                                            collate_fn=_collate)
 
-    def resumed(self, done: int) -> Iterator[ActivationBatch]:
-        """The batches after the first `done` (a run resuming from its checkpoint)."""
+    def select(self, todo: Sequence[int]) -> Iterator[ActivationBatch]:
+        """The batches numbered `todo` (0-based), in that order: what a resumed run has left, or the
+        block of the stream one distributed worker reads. A batch holds the same images whoever reads it."""
         model = self.model
-        loader = self.inputs(done)
+        todo = list(todo)
+        loader = self.inputs(todo)
         amp = (torch.autocast("cuda", dtype=torch.float16) if self.autocast and model.device.type == "cuda"
                else contextlib.nullcontext())
         with capture(model, self.layers, stop_early=not self.full_pass, edits=self.edits) as cap, torch.no_grad():
-            for number, (ids, images, notes, skips) in enumerate(loader, start=done + 1):
+            for number, (ids, images, notes, skips) in zip((i + 1 for i in todo), loader):
                 ok = torch.tensor([not reason for reason in skips], dtype=torch.bool)
                 acts, output = {}, None
                 if ok.any():

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -182,20 +182,34 @@ def _short(value: Any) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
-def save_checkpoint(db: sqlite3.Connection, batches_done: int, tracker: Tracker,
+def save_checkpoint(db: sqlite3.Connection, done: Iterable[int], tracker: Tracker,
                     notes: list[tuple[int, str, str, str]]) -> None:
-    """Atomically: the tracker after `batches_done` batches and the notes of those batches."""
+    """Atomically: the tracker over the batches numbered `done` (0-based, in any order: distributed
+    workers finish blocks out of order) and the notes of those batches."""
     with transaction(db):
         db.executemany("INSERT OR REPLACE INTO notes VALUES (?, ?, ?, ?)", notes)
         db.execute("INSERT OR REPLACE INTO state VALUES ('tracker', ?)", (save_tensors(tracker.state()),))
-        db.execute("INSERT OR REPLACE INTO state VALUES ('batches_done', ?)", (str(batches_done).encode(),))
+        db.execute("INSERT OR REPLACE INTO state VALUES ('done', ?)", (json.dumps(_ranges(done)).encode(),))
 
 
-def load_checkpoint(db: sqlite3.Connection) -> tuple[int, Tracker] | None:
+def load_checkpoint(db: sqlite3.Connection) -> tuple[set[int], Tracker] | None:
+    """The batches done so far and the tracker over them; None before the first checkpoint."""
     rows = dict(db.execute("SELECT key, value FROM state"))
     if "tracker" not in rows:
         return None
-    return int(rows["batches_done"].decode()), Tracker.from_state(load_tensors(rows["tracker"]))
+    done = {i for start, stop in json.loads(rows["done"].decode()) for i in range(start, stop)}
+    return done, Tracker.from_state(load_tensors(rows["tracker"]))
+
+
+def _ranges(numbers: Iterable[int]) -> list[list[int]]:
+    """Sorted numbers as [start, stop) runs: a million batches done in order is one pair."""
+    runs: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if runs and runs[-1][1] == n:
+            runs[-1][1] = n + 1
+        else:
+            runs.append([n, n + 1])
+    return runs
 
 
 def encode_image(image: Image.Image) -> bytes:
@@ -285,7 +299,7 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
     claim(out, meta, str(output))
     with transaction(out):
         out.executemany("INSERT OR REPLACE INTO notes VALUES (?, ?, ?, ?)", notes)
-    save_checkpoint(out, 0, tracker, [])
+    save_checkpoint(out, [], tracker, [])
     write_results(out, static, tracker, details, images)
     return ExampleIndex(out, str(output))
 

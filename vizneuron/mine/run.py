@@ -14,11 +14,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed import RayEngine, as_engine
 from ..imageio import MAX_PIXELS, to_pil
 from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..models.base import Model
@@ -118,28 +119,33 @@ def mine(
     checkpoint_every: int = 8,
     max_pixels: int | None = MAX_PIXELS,
     saes: SAEs | None = None,
+    engine: str | RayEngine | None = "local",
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExampleIndex:
     """Stream `data` through `model`; keep the top and bottom `k` images of every unit.
 
     `units`: layers (`"layer2,layer3"`: all their channels) and/or unit specs. `data`: a folder
-    (class subfolders become labels), a text file of image paths, or a torchvision dataset.
+    (class subfolders become labels), a text file of image paths, tar shards, or a torchvision dataset.
     `index`: SQLite file to write (and resume); None keeps it in memory. `reduce`: an image's value
     for a spatial unit is its maximum over positions ("max", as dataset examples usually are) or
     the mean ("mean", what `render` maximises). `shard="I/N"` mines the I-th of N slices. `saes`:
-    the SAEs `LAYER/NAME:F` unit specs name.
-    `on_progress(done, total)`: called after each batch with the images streamed so far.
+    the SAEs `LAYER/NAME:F` unit specs name. `engine`: "local" (this process) or "ray" / a
+    `RayEngine` (blocks of `checkpoint_every` batches spread over actors); both give the same index,
+    and either resumes what the other left. `on_progress(done, total)`: images streamed so far.
     """
     if reduce not in ("max", "mean"):
         raise ValueError(f"reduce must be 'max' or 'mean', not {reduce!r}")
     if k < 1 or batch_size < 1 or checkpoint_every < 1:
         raise ValueError("k, batch_size and checkpoint_every must be positive")
+    ray = as_engine(engine)
+    if ray:
+        ray.start()
     if device is not None:
         model.to(device)
     units_in_order, groups = _groups(model, mining_units(model, units, saes))
-    stream = ActivationStream(model, sorted({u.layer for u in units_in_order}), data, batch_size=batch_size,
-                              workers=workers, shard=shard, autocast=autocast, max_pixels=max_pixels)
+    job = _MineBlock(model, units_in_order, data, batch_size, workers, shard, reduce, k, autocast, max_pixels)
+    stream = job.stream()
     source = stream.source
     part, parts = stream.shard
     meta = {
@@ -155,74 +161,165 @@ def mine(
             return ExampleIndex(finished, str(index))
         finished.close()
     db = connect(index if index is not None else ":memory:", write=True)
-    try:  # a failure (disk full, Ctrl-C) closes the file; the next run resumes from the last checkpoint
+    try:  # a failure (disk full, Ctrl-C, a killed driver) loses only the blocks not yet committed
         claim(db, meta, str(index))
-
         checkpoint = load_checkpoint(db)
-        done, tracker = checkpoint if checkpoint else (0, Tracker.empty(len(units_in_order)))
-        notes: list[tuple[int, str, str, str]] = []
+        done, tracker = checkpoint if checkpoint else (set(), Tracker.empty(len(units_in_order)))
+        every = (ray.block_batches if ray and ray.block_batches else checkpoint_every)
+        blocks = [todo for start in range(0, len(stream), every)
+                  if (todo := [i for i in range(start, min(start + every, len(stream))) if i not in done])]
+        seen = sum(len(stream.batches[i]) for i in done)
         started = time.perf_counter()
-        already = min(done * batch_size, len(stream.ids))  # images a resumed run has seen
-        bar = tqdm(total=len(stream.ids), initial=already, unit="img", disable=not progress,
-                   desc=f"mining {len(units_in_order)} units")
-        for batch in stream.resumed(done):
-            if batch.activations:
-                values, where = unit_peaks(units_in_order, batch.activations, reduce)
-                tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), k)
-            notes += [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
-            if batch.number % checkpoint_every == 0 or batch.number == len(stream):
-                save_checkpoint(db, batch.number, tracker, notes)
-                notes = []
-            bar.update(batch.size)
+        bar = tqdm(total=len(stream.ids), initial=seen, unit="img", disable=not progress,
+                   desc=f"mining {len(units_in_order)} units" + (" on Ray" if ray else ""))
+        results = (result for _, result in ray.run(job, blocks)) if ray else job.blocks(blocks)
+        for block, block_tracker, notes in results:
+            tracker = tracker.merge(block_tracker, k)
+            done.update(block)
+            save_checkpoint(db, done, tracker, notes)
+            images = sum(len(stream.batches[i]) for i in block)
+            seen += images
+            bar.update(images)
             if on_progress is not None:
-                on_progress(min(batch.number * batch_size, len(stream.ids)), len(stream.ids))
+                on_progress(seen, len(stream.ids))
         bar.close()
-        if not len(stream):
-            save_checkpoint(db, 0, tracker, [])
+        if not checkpoint and not blocks:
+            save_checkpoint(db, [], tracker, [])
         streamed = time.perf_counter() - started
-        _finalise(db, model, source, units_in_order, groups, tracker, progress,
-                  {"stream_seconds": round(streamed, 3), "stream_images": len(stream.ids) - already})
+        _finalise(db, model, job, groups, tracker, ray, progress,
+                  {"stream_seconds": round(streamed, 3), "stream_images": sum(len(stream.batches[i]) for b in blocks
+                                                                             for i in b)})
         return ExampleIndex(db, None if index is None else str(index))
     except BaseException:
         db.close()
         raise
 
 
-def _finalise(db, model: Model, source: ImageSource, units: list[Unit], groups: list[Group], tracker: Tracker,
+@dataclass
+class _MineBlock:
+    """What one worker needs to mine any block of batches; the same object serves the local engine
+    and is shipped to every Ray actor (its stream is opened where it runs)."""
+
+    model: Model
+    units: list[Unit]
+    data: Any
+    batch_size: int
+    workers: int
+    shard: str | tuple[int, int]
+    reduce: str
+    k: int
+    autocast: bool
+    max_pixels: int | None
+    _stream: ActivationStream | None = None
+
+    def stream(self) -> ActivationStream:
+        if self._stream is None:
+            self._stream = ActivationStream(self.model, sorted({u.layer for u in self.units}), self.data,
+                                            batch_size=self.batch_size, workers=self.workers, shard=self.shard,
+                                            autocast=self.autocast, max_pixels=self.max_pixels)
+        return self._stream
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}
+
+    def __call__(self, block: list[int]) -> tuple[list[int], Tracker, list[tuple[int, str, str, str]]]:
+        return next(self.blocks([block]))
+
+    def blocks(self, blocks: list[list[int]]) -> Iterator[tuple[list[int], Tracker, list[tuple[int, str, str, str]]]]:
+        """Each block's batches (one pass over them all) -> (block, its tracker, its file notes)."""
+        stream = self.stream()
+        ends = {block[-1]: block for block in blocks}
+        tracker, notes = Tracker.empty(len(self.units)), []
+        for batch in stream.select([i for block in blocks for i in block]):
+            if batch.activations:
+                values, where = unit_peaks(self.units, batch.activations, self.reduce)
+                tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), self.k)
+            notes += [(i, stream.source.key(i), action, reason) for i, action, reason in batch.notes]
+            if batch.number - 1 in ends:
+                yield ends[batch.number - 1], tracker, notes
+                tracker, notes = Tracker.empty(len(self.units)), []
+
+
+DETAIL_BATCH = 64  # images per batch of the crops-and-heatmaps pass, whichever engine runs it
+
+
+def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: Tracker, ray: RayEngine | None,
               progress: bool, timing: dict[str, float]) -> None:
-    """Crops, heatmaps and thumbnails for every kept example (one more pass over those images only)."""
+    """Crops, heatmaps and thumbnails for every kept example (one more pass over those images only,
+    spread over the actors on Ray)."""
     started = time.perf_counter()
     for group in groups:
         if group.grid is not None:
             with torch.enable_grad():
                 group.field = effective_field(model, group.units[0], group.grid)
-    wanted: dict[int, list[tuple[int, str, int]]] = {}  # image -> [(unit column, side, rank)]
+    wanted: dict[int, list[tuple[int, str, int]]] = {}  # image -> [(unit column, side, flat position)]
     for side in ("top", "bottom"):
-        for column, row in enumerate(getattr(tracker, f"{side}_id").tolist()):
-            for rank, image in enumerate(row):
-                wanted.setdefault(image, []).append((column, side, rank))
-    group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
+        ids, where = getattr(tracker, f"{side}_id").tolist(), getattr(tracker, f"{side}_where").tolist()
+        for column, (row, places) in enumerate(zip(ids, where)):
+            for image, flat in zip(row, places):
+                wanted.setdefault(image, []).append((column, side, flat))
+    details_job = _ExampleDetails(model, job.units, groups, job.stream().source, wanted)
+    batches = len(details_job.stream())
+    bar = tqdm(total=batches, unit="batch", disable=not progress, desc="crops and heatmaps")
     details: dict[tuple[int, str, int], tuple] = {}
     images: dict[int, tuple[str, str | None, bytes]] = {}
-    kept = ActivationStream(model, sorted({u.layer for u in units}), source, batch_size=64, ids=sorted(wanted))
-    for batch in tqdm(kept, disable=not progress, desc="crops and heatmaps"):
-        maps = {id(g): unit_maps(g.units, batch.activations[g.units[0].layer]).float().cpu()
-                for g in groups if g.grid}
-        for b, (image, picture) in enumerate(zip(batch.ids.tolist(), batch.images)):
-            images[image] = (source.key(image), source.label(image), encode_image(to_pil(picture)))
-            for column, side, rank in wanted[image]:
-                group = group_of[column]
-                unit = units[column]
-                if group.grid is None:
-                    details[(column, side, image)] = (*(unit.position or (None, None)), None, None, None)
-                    continue
-                flat = int(getattr(tracker, f"{side}_where")[column, rank])
-                position = divmod(flat, group.grid[1])
-                box = crop_box(position, group.grid, group.field, model.input_size)
-                heat = heatmap(maps[id(group)][b, column - group.columns.start], group.grid)
-                details[(column, side, image)] = (*position, json.dumps(box),
-                                                  heat.half().numpy().tobytes(), json.dumps(list(heat.shape)))
+    if ray:
+        every = ray.block_batches or 1
+        blocks = [list(range(i, min(i + every, batches))) for i in range(0, batches, every)]
+        results = (result for _, result in ray.run(details_job, blocks))
+    else:
+        results = (details_job([i]) for i in range(batches))
+    for block_details, block_images, count in results:
+        details.update(block_details)
+        images.update(block_images)
+        bar.update(count)
+    bar.close()
+    group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
     static = [(u.name, u.layer, u.kind, *(group_of[c].grid or (None, None)), group_of[c].field)
-              for c, u in enumerate(units)]
+              for c, u in enumerate(job.units)]
     timing["finalise_seconds"] = round(time.perf_counter() - started, 3)
     write_results(db, static, tracker, details, images, {"timing": timing})
+
+
+@dataclass
+class _ExampleDetails:
+    """The crops-and-heatmaps pass over batches of the kept images: for each, its thumbnail and,
+    per (unit, side) that kept it, the position of the maximum, the receptive-field box and the heatmap."""
+
+    model: Model
+    units: list[Unit]
+    groups: list[Group]
+    source: ImageSource
+    wanted: dict[int, list[tuple[int, str, int]]]
+    _stream: ActivationStream | None = None
+
+    def stream(self) -> ActivationStream:
+        if self._stream is None:
+            self._stream = ActivationStream(self.model, sorted({u.layer for u in self.units}), self.source,
+                                            batch_size=DETAIL_BATCH, ids=sorted(self.wanted))
+        return self._stream
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}
+
+    def __call__(self, block: list[int]) -> tuple[dict, dict, int]:
+        model, source, groups = self.model, self.source, self.groups
+        group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
+        details: dict[tuple[int, str, int], tuple] = {}
+        images: dict[int, tuple[str, str | None, bytes]] = {}
+        for batch in self.stream().select(block):
+            maps = {id(g): unit_maps(g.units, batch.activations[g.units[0].layer]).float().cpu()
+                    for g in groups if g.grid}
+            for b, (image, picture) in enumerate(zip(batch.ids.tolist(), batch.images)):
+                images[image] = (source.key(image), source.label(image), encode_image(to_pil(picture)))
+                for column, side, flat in self.wanted[image]:
+                    group, unit = group_of[column], self.units[column]
+                    if group.grid is None:
+                        details[(column, side, image)] = (*(unit.position or (None, None)), None, None, None)
+                        continue
+                    position = divmod(flat, group.grid[1])
+                    box = crop_box(position, group.grid, group.field, model.input_size)
+                    heat = heatmap(maps[id(group)][b, column - group.columns.start], group.grid)
+                    details[(column, side, image)] = (*position, json.dumps(box),
+                                                      heat.half().numpy().tobytes(), json.dumps(list(heat.shape)))
+        return details, images, len(block)

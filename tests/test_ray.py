@@ -1,0 +1,179 @@
+"""The Ray engine: a job spread over actors on a local Ray (started once per test session) ends with
+exactly what the local engine gives, also after a worker or the driver is killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_same_index, cifar_list, index_rows, shared_path, write_problem_images
+from vizneuron import load_model, mine
+from vizneuron.distributed import EngineError, RayEngine, as_engine, connect
+from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import write_shards
+
+pytestmark = pytest.mark.usefixtures("local_ray")
+
+
+def _mine(data, index: Path, engine="local", **settings):
+    common = dict(k=8, batch_size=16, progress=False)
+    return mine(load_model("default"), "layer2:0-15;layer3:*", data, index=index, engine=engine, **{**common, **settings})
+
+
+@pytest.mark.slow
+def test_ray_index_equals_local_on_the_cifar10_test_split(tmp_path):
+    """All 10,000 test images, every channel of layer2 and layer3: two actors, blocks of 5 batches."""
+    data = shared_path("data", "cifar10", "test")
+    common = dict(k=8, batch_size=64, progress=False)
+    local = mine(load_model("default"), "layer2,layer3", data, index=tmp_path / "local.sqlite", **common)
+    ray = mine(load_model("default"), "layer2,layer3", data, index=tmp_path / "ray.sqlite",
+               engine=RayEngine(actors=2, block_batches=5), **common)
+    assert local.summary() == ray.summary() and local.summary()["mined"] == 10_000
+    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("actors, block", [(1, 7), (2, 1)])
+def test_any_actor_count_and_block_size_gives_the_local_index(tmp_path, actors, block):
+    listing = cifar_list(tmp_path, 400)
+    _mine(listing, tmp_path / "local.sqlite")
+    _mine(listing, tmp_path / "ray.sqlite", RayEngine(actors=actors, block_batches=block))
+    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+
+
+def test_skipped_files_and_webdataset_shards_on_ray(tmp_path):
+    """Corrupt, empty and odd files: the same notes as a local run, from a folder or from tar shards."""
+    folder = tmp_path / "data"
+    write_problem_images(folder)
+    shards = write_shards(folder, tmp_path / "shards", per_shard=4)
+    pattern = str(tmp_path / "shards" / f"shard-{{000000..{len(shards) - 1:06d}}}.tar")
+    _mine(folder, tmp_path / "local.sqlite", batch_size=3)
+    _mine(pattern, tmp_path / "shards.sqlite", RayEngine(actors=2, block_batches=1), batch_size=3)
+    local, on_ray = index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "shards.sqlite")
+    assert len(local["notes"]) >= 6 and [n[2:] for n in local["notes"]] == [n[2:] for n in on_ray["notes"]]
+    for table in ("examples", "units"):
+        assert local[table] == on_ray[table]
+    assert [row[2:] for row in local["images"]] == [row[2:] for row in on_ray["images"]]  # paths differ: folder vs tar
+
+
+def _actor_processes() -> list[int]:
+    """PIDs of this machine's Ray Data actor processes (Ray names them in their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"MapWorker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
+def test_a_worker_killed_mid_run_is_replaced_and_the_index_is_identical(tmp_path):
+    listing = cifar_list(tmp_path, 800)
+    _mine(listing, tmp_path / "local.sqlite")
+    killed: list[int] = []
+
+    def kill_one_actor(done: int, total: int) -> None:
+        if not killed and done < total:
+            pids = _actor_processes()
+            assert pids, "no Ray actor process found to kill"
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    _mine(listing, tmp_path / "ray.sqlite", RayEngine(actors=2, block_batches=2), on_progress=kill_one_actor)
+    assert killed and not Path(f"/proc/{killed[0]}/cmdline").exists() or b"MapWorker" not in Path(
+        f"/proc/{killed[0]}/cmdline").read_bytes()
+    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+
+
+DRIVER = """
+import sys
+from vizneuron import load_model, mine
+from vizneuron.distributed import RayEngine
+mine(load_model("default"), "layer2:0-15;layer3:*", sys.argv[1], k=8, batch_size=16, index=sys.argv[2],
+     progress=False, engine=RayEngine(address=sys.argv[3], actors=2, block_batches=2))
+"""
+
+
+def _batches_done(path: Path) -> int:
+    try:
+        db = sqlite3.connect(path, timeout=0.1)
+        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
+        db.close()
+        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_from_its_committed_blocks(tmp_path, local_ray):
+    listing = cifar_list(tmp_path, 800)  # 50 batches of 16
+    _mine(listing, tmp_path / "local.sqlite")
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    index = tmp_path / "ray.sqlite"
+    address = local_ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, str(script), str(listing), str(index), address])
+    deadline = time.time() + 120
+    while time.time() < deadline and _batches_done(index) < 10 and driver.poll() is None:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert 10 <= _batches_done(index) < 50  # cut short after some blocks were committed
+    _mine(listing, index, RayEngine(actors=2, block_batches=3))  # rerun (other blocks): resumes
+    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(index))
+
+
+def test_the_local_engine_resumes_what_ray_left_and_engines_are_checked(tmp_path, monkeypatch):
+    listing = cifar_list(tmp_path, 96)
+    _mine(listing, tmp_path / "local.sqlite")
+    from vizneuron.mine import run
+
+    original = run.save_checkpoint
+    calls = []
+
+    def stop_after_two(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "save_checkpoint", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        _mine(listing, tmp_path / "mixed.sqlite", RayEngine(actors=2, block_batches=1))
+    monkeypatch.setattr(run, "save_checkpoint", original)
+    assert _batches_done(tmp_path / "mixed.sqlite") == 2
+    _mine(listing, tmp_path / "mixed.sqlite", "local")
+    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "mixed.sqlite"))
+    with pytest.raises(EngineError, match="unknown engine 'spark'"):
+        as_engine("spark")
+    with pytest.raises(EngineError, match="actors must be at least 1"):
+        RayEngine(actors=0)
+
+
+def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(EngineError, match=r"pip install 'vizneuron\[ray\]'"):
+        connect(None)
+    code = ("from vizneuron.distributed import connect\n"
+            "try:\n    connect('127.0.0.1:9')\nexcept Exception as err:\n    print(type(err).__name__, err)\n")
+    started = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.startswith("EngineError cannot reach a Ray cluster at 127.0.0.1:9") and "ray start --head" in out
+    assert time.time() - started < 60
+    for address, says in (("not-an-address", "must look like HOST:PORT"), ("127.0.0.1:9", "cannot reach")):
+        bad = subprocess.run(["vizneuron", "mine", "default", "--layers", "layer3", "--data", str(SAMPLE_DIR),
+                              "--engine", "ray", "--address", address, "--index", "unused.sqlite"],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
+    assert not list(tmp_path.iterdir())  # nothing half-made
