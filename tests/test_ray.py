@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import assert_same_index, cifar_list, index_rows, shared_path, write_problem_images
-from vizneuron import load_model, mine
+from vizneuron import load_model, mine, render, train_layer_saes
 from vizneuron.distributed import EngineError, RayEngine, as_engine, connect
+from vizneuron.sae.data import ActivationFolder, extract_activations
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.sources import write_shards
 
@@ -98,7 +100,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_index_is_identical(tmp_path
 
 DRIVER = """
 import sys
-from vizneuron import load_model, mine
+from vizneuron import load_model, mine, render, train_layer_saes
 from vizneuron.distributed import RayEngine
 mine(load_model("default"), "layer2:0-15;layer3:*", sys.argv[1], k=8, batch_size=16, index=sys.argv[2],
      progress=False, engine=RayEngine(address=sys.argv[3], actors=2, block_batches=2))
@@ -177,3 +179,42 @@ def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
     assert not list(tmp_path.iterdir())  # nothing half-made
+
+
+def test_a_render_on_ray_writes_the_gallery_of_the_local_render_byte_for_byte(tmp_path, local_ray):
+    """Six units in three batches of two, spread over two actors; then the CLI joins the same cluster."""
+    model = load_model("default")
+    settings = dict(samples=2, steps=48, batch=2, diversity_layer="layer2")
+    local = render(model, "layer3:0-5", **settings, progress=False)
+    on_ray = render(model, "layer3:0-5", **settings, engine=RayEngine(actors=2), progress=False)
+    assert torch.equal(local.images, on_ray.images) and torch.equal(local.history, on_ray.history)
+    assert [u.name for u in on_ray.units] == [f"layer3:{c}" for c in range(6)]
+    address = local_ray.get_runtime_context().gcs_address
+    for name, engine in (("local", []), ("ray", ["--engine", "ray", "--address", address, "--actors", "2"])):
+        subprocess.run(["vizneuron", "render", "default", "--units", "layer3:0-3", "--samples", "2", "--steps", "32",
+                        "--batch", "2", "--diversity-layer", "layer2", "--out", str(tmp_path / name), "--quiet",
+                        *engine], check=True, capture_output=True, timeout=300)
+    files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
+    assert len(files) >= 5
+    for path in files:
+        assert (tmp_path / "local" / path).read_bytes() == (tmp_path / "ray" / path).read_bytes(), path
+
+
+@pytest.mark.filterwarnings("ignore:SAE training stopped")
+def test_activation_files_extracted_on_ray_equal_the_local_ones_and_train_an_sae(tmp_path):
+    model = load_model("default")
+    common = dict(batch_size=32, batches_per_file=3, progress=False)
+    local = extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "local", **common)
+    on_ray = extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "ray", engine=RayEngine(actors=2), **common)
+    assert on_ray.complete and on_ray.manifest == local.manifest and len(local.manifest["files"]) == 4
+    for entry in local.manifest["files"]:
+        assert (tmp_path / "local" / entry["file"]).read_bytes() == (tmp_path / "ray" / entry["file"]).read_bytes()
+    (tmp_path / "ray" / "rows-000002.safetensors").unlink()  # as if the driver died before writing file 2
+    manifest = json.loads((tmp_path / "ray" / "activations.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["file"] != "rows-000002.safetensors"]
+    (tmp_path / "ray" / "activations.json").write_text(json.dumps(manifest))
+    assert not ActivationFolder(tmp_path / "ray").complete
+    again = extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "ray", engine="ray", **common)
+    assert again.manifest == local.manifest and torch.equal(torch.cat(list(again)), torch.cat(list(local)))
+    sae = train_layer_saes(model, ["layer2"], tmp_path / "ray", expansion=2, k=8, epochs=1, progress=False)["layer2"]
+    assert sae.config.training["steps"] > 0

@@ -67,6 +67,7 @@ def _render_config(args: argparse.Namespace) -> RenderConfig:
 def _cmd_render(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    engine = _engine(args)
     model = load_model(args.model, device=args.device)
     units = parse_units(args.units, model)
     config = _render_config(args)
@@ -83,7 +84,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
     writable_folder(args.out)  # before rendering, not after
     run = RenderCache(args.cache).render if args.cache else render
-    result = run(model, units, config, progress=not args.quiet)
+    result = run(model, units, config, engine=engine, progress=not args.quiet)
     settings = {"model": args.model, "units": args.units, "preset": args.preset,
                 **config.normalised(model, len(units)).key(), "index": index.path if index is not None else None}
     manifest = write_gallery(result, args.out, settings, title=f"{model.name} — {args.units}", index=index)
@@ -189,7 +190,7 @@ def _cmd_sae_extract(args: argparse.Namespace) -> None:
     writable_folder(args.out)
     folder = extract_activations(model, args.layer, args.data, args.out, pool=args.pool, batch_size=args.batch,
                                  batches_per_file=args.batches_per_file, max_images=args.max_images,
-                                 workers=args.workers, progress=not args.quiet)
+                                 workers=args.workers, engine=_engine(args), progress=not args.quiet)
     print(f"{folder.manifest['layer']}: {folder.rows:,} rows of width {folder.manifest['width']} in "
           f"{len(folder.manifest['files'])} files under {args.out} (train with `sae train ... --data {args.out}`)")
 
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "./indexes on first use")
     rend.add_argument("--cache", default=None, help="folder of cached renders: reuse a render made before with "
                                                     "the same model, units and settings (the app's cache too)")
+    _add_engine_arguments(rend)
     rend.set_defaults(func=_cmd_render)
 
     mine_cmd = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")
@@ -475,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", default=None)
     extract.add_argument("--quiet", action="store_true")
     extract.add_argument("--out", required=True, help="folder for rows-*.safetensors and activations.json")
+    _add_engine_arguments(extract)
     extract.set_defaults(func=_cmd_sae_extract)
     evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
     evaluate.add_argument("model")

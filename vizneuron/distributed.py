@@ -66,10 +66,12 @@ class RayEngine:
         actors = self.actors or self._fit(ray, len(blocks))
         dataset = ray_data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
         mapped = dataset.map_batches(
-            _BlockWorker, fn_constructor_args=(job, list(blocks), max(1, int(self.cpus_per_actor))), batch_size=1,
-            concurrency=min(actors, len(blocks)), num_cpus=self.cpus_per_actor, num_gpus=self.gpus_per_actor or None,
+            _BlockWorker, fn_constructor_args=(job, list(blocks), max(1, int(self.cpus_per_actor)), self.gpus_per_actor > 0),
+            batch_size=1,
+            compute=ray_data.ActorPoolStrategy(size=min(actors, len(blocks))), num_cpus=self.cpus_per_actor,
+            num_gpus=self.gpus_per_actor or None,
             batch_format="numpy")
-        return ((int(row["block"]), row["result"]) for row in mapped.iter_rows())
+        return ((int(row["block"]), row["result"].value) for row in mapped.iter_rows())
 
     def start(self):
         """Join (or start) the cluster now: a job calls this before it writes anything, so a
@@ -89,6 +91,14 @@ class RayEngine:
 
 
 ENGINES = {"local": None, "ray": RayEngine()}
+
+
+class Job:
+    """Base of a job's block callable: it travels to every actor once, without what it caches in
+    `_underscored` attributes (an open stream, a file listing), which each actor rebuilds."""
+
+    def __getstate__(self) -> dict:
+        return {key: None if key.startswith("_") else value for key, value in self.__dict__.items()}
 
 
 def as_engine(engine: str | RayEngine | None) -> RayEngine | None:
@@ -133,16 +143,27 @@ def _reachable(address: str) -> None:
                           "`ray start --head` runs there and the address (host:port) is right") from None
 
 
-class _BlockWorker:
-    """One actor of the pool: holds the job (and so its model) and runs the blocks it is handed."""
+@dataclass(frozen=True)
+class _Opaque:
+    """A block's result as one Python object, so Ray Data carries it as is (it would turn a bare
+    tensor into an array)."""
 
-    def __init__(self, job: Callable[[Any], Any], blocks: list[Any], threads: int) -> None:
+    value: Any
+
+
+class _BlockWorker:
+    """One actor of the pool: holds the job (and so its model, `job.model`, moved to the actor's GPU
+    when it has one) and runs the blocks it is handed."""
+
+    def __init__(self, job: Callable[[Any], Any], blocks: list[Any], threads: int, gpu: bool) -> None:
         torch.set_num_threads(threads)
+        if gpu and torch.cuda.is_available():
+            job.model.to("cuda")
         self.job, self.blocks = job, blocks
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         numbers = batch["block"].tolist()
         results = np.empty(len(numbers), dtype=object)
         for i, number in enumerate(numbers):
-            results[i] = self.job(self.blocks[number])
+            results[i] = _Opaque(self.job(self.blocks[number]))
         return {"block": np.asarray(numbers), "result": results}

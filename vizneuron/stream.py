@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 
@@ -20,6 +20,9 @@ from .capture import capture
 from .imageio import MAX_PIXELS
 from .models.base import Model
 from .sources import ImageSource, ModelInputs, as_source
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -110,6 +113,20 @@ class ActivationStream:
         chosen = self.batches if todo is None else [self.batches[i] for i in todo]
         return torch.utils.data.DataLoader(inputs, batch_sampler=chosen, num_workers=self.workers,
                                            collate_fn=_collate)
+
+    def blocks(self, blocks: Sequence[Sequence[int]],
+               fold: Callable[[T | None, ActivationBatch], T]) -> Iterator[tuple[list[int], T | None]]:
+        """One pass over the batches of `blocks` (lists of batch numbers): per block, in order, its
+        batches folded into one value (`fold(None, first)`, then `fold(value, next)`), so memory
+        holds one block's summary, never its activations. A block is what a job commits at once (a
+        checkpoint, a file) and what one distributed worker is handed."""
+        ends = {block[-1]: list(block) for block in blocks if block}
+        value: T | None = None
+        for batch in self.select([i for block in blocks for i in block]):
+            value = fold(value, batch)
+            if batch.number - 1 in ends:
+                yield ends[batch.number - 1], value
+                value = None
 
     def select(self, todo: Sequence[int]) -> Iterator[ActivationBatch]:
         """The batches numbered `todo` (0-based), in that order: what a resumed run has left, or the

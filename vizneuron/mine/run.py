@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed import RayEngine, as_engine
+from ..distributed import Job, RayEngine, as_engine
 from ..imageio import MAX_PIXELS, to_pil
 from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..models.base import Model
@@ -196,7 +196,7 @@ def mine(
 
 
 @dataclass
-class _MineBlock:
+class _MineBlock(Job):
     """What one worker needs to mine any block of batches; the same object serves the local engine
     and is shipped to every Ray actor (its stream is opened where it runs)."""
 
@@ -219,25 +219,21 @@ class _MineBlock:
                                             autocast=self.autocast, max_pixels=self.max_pixels)
         return self._stream
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_stream": None}
-
     def __call__(self, block: list[int]) -> tuple[list[int], Tracker, list[tuple[int, str, str, str]]]:
         return next(self.blocks([block]))
 
     def blocks(self, blocks: list[list[int]]) -> Iterator[tuple[list[int], Tracker, list[tuple[int, str, str, str]]]]:
         """Each block's batches (one pass over them all) -> (block, its tracker, its file notes)."""
-        stream = self.stream()
-        ends = {block[-1]: block for block in blocks}
-        tracker, notes = Tracker.empty(len(self.units)), []
-        for batch in stream.select([i for block in blocks for i in block]):
-            if batch.activations:
-                values, where = unit_peaks(self.units, batch.activations, self.reduce)
-                tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), self.k)
-            notes += [(i, stream.source.key(i), action, reason) for i, action, reason in batch.notes]
-            if batch.number - 1 in ends:
-                yield ends[batch.number - 1], tracker, notes
-                tracker, notes = Tracker.empty(len(self.units)), []
+        for block, (tracker, notes) in self.stream().blocks(blocks, self._fold):
+            yield block, tracker, notes
+
+    def _fold(self, so_far: tuple[Tracker, list] | None, batch) -> tuple[Tracker, list[tuple[int, str, str, str]]]:
+        tracker, notes = so_far or (Tracker.empty(len(self.units)), [])
+        if batch.activations:
+            values, where = unit_peaks(self.units, batch.activations, self.reduce)
+            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), self.k)
+        source = self.stream().source
+        return tracker, notes + [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
 
 
 DETAIL_BATCH = 64  # images per batch of the crops-and-heatmaps pass, whichever engine runs it
@@ -282,7 +278,7 @@ def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: T
 
 
 @dataclass
-class _ExampleDetails:
+class _ExampleDetails(Job):
     """The crops-and-heatmaps pass over batches of the kept images: for each, its thumbnail and,
     per (unit, side) that kept it, the position of the maximum, the receptive-field box and the heatmap."""
 
@@ -298,9 +294,6 @@ class _ExampleDetails:
             self._stream = ActivationStream(self.model, sorted({u.layer for u in self.units}), self.source,
                                             batch_size=DETAIL_BATCH, ids=sorted(self.wanted))
         return self._stream
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_stream": None}
 
     def __call__(self, block: list[int]) -> tuple[dict, dict, int]:
         model, source, groups = self.model, self.source, self.groups

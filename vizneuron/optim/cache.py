@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ..distributed import RayEngine
 from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
 from ..units import SAEs, Unit, parse_units
@@ -54,14 +55,14 @@ class RenderCache:
         return _load(path, unit_list)
 
     def render(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None = None, *,
-               saes: SAEs | None = None, progress: bool = False,
+               saes: SAEs | None = None, engine: str | RayEngine | None = "local", progress: bool = False,
                on_progress: Callable[[int, int], None] | None = None, **settings: Any) -> RenderResult:
         """`render(model, units, config, **settings)`, read from the cache when it was made before."""
         unit_list, cfg, path = self._entry(model, units, config, saes, settings)
         cached = _load(path, unit_list)
         if cached is not None:
             return cached
-        result = render(model, unit_list, cfg, progress=progress, on_progress=on_progress)
+        result = render(model, unit_list, cfg, engine=engine, progress=progress, on_progress=on_progress)
         tensors = {"images": result.images.contiguous(), "activations": result.activations.contiguous(),
                    "history": result.history.contiguous()}
         metadata = {"units": json.dumps([u.name for u in unit_list]), "samples": json.dumps(result.samples),

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..capture import capture
+from ..distributed import Job, RayEngine, as_engine
 from ..models.base import Model
 from ..redirect import redirected_relus
 from ..units import SAEs, Unit, parse_units
@@ -71,6 +72,7 @@ def render(
     device: str | torch.device | None = None,
     autocast: bool = False,
     thresholds: Sequence[int] = (),
+    engine: str | RayEngine | None = "local",
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     **settings: Any,
@@ -83,23 +85,56 @@ def render(
     seed `seed + i * batch`. `objective`: an extra objective added to the per-slot unit objective
     (or used alone when `units` is empty). `device`: where to run; the model is moved there.
     `autocast`: bfloat16 on CUDA. `thresholds`: steps at which to keep snapshots.
-    `on_progress(step, steps)`: called after each step, counted over all batches (the app's bar).
+    `engine`: "local", or "ray" / a `RayEngine`: the unit batches are spread over Ray actors (one GPU
+    each with `gpus_per_actor=1`) and the result is bit-identical to the local one.
+    `on_progress(step, steps)`: called after each step (on Ray: each finished batch), counted over all batches.
     """
+    ray = as_engine(engine)
+    if ray:
+        ray.start()
     if device is not None:
         model.to(device)
     unit_list = parse_units(units, model, saes)
     if not unit_list and objective is None:
         raise ValueError("render needs units or an objective")
     cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
-    chunks = [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]]
-    total_steps = cfg.steps * len(chunks)
-    results = []
-    for number, chunk in enumerate(chunks):
+    job = _RenderBatches(model, [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]],
+                         cfg, objective, autocast, tuple(thresholds))
+    total_steps = cfg.steps * len(job.batches)
+    results: list[RenderResult | None] = [None] * len(job.batches)
+    if ray:
+        bar = tqdm(total=len(job.batches), unit="batch", desc=f"render on Ray ({len(unit_list)} units)",
+                   disable=not progress)
+        for finished, (number, result) in enumerate(ray.run(job, list(range(len(job.batches)))), start=1):
+            results[number] = result
+            bar.update(1)
+            if on_progress is not None:
+                on_progress(finished * cfg.steps, total_steps)
+        bar.close()
+        return RenderResult.concat(results)
+    for number in range(len(job.batches)):
         done = number * cfg.steps
         report = None if on_progress is None else (lambda step, _steps, done=done: on_progress(done + step, total_steps))
-        results.append(_render_batch(model, chunk, cfg, cfg.seed + number * cfg.batch, objective, autocast,
-                                     thresholds, progress, report))
+        results[number] = job(number, progress, report)
     return RenderResult.concat(results)
+
+
+@dataclass
+class _RenderBatches(Job):
+    """Batch `number` of a render's units, optimised with seed `seed + number * batch`: the same
+    computation in this process or on a Ray actor (which receives this object once)."""
+
+    model: Model
+    batches: list[list[Unit]]
+    cfg: RenderConfig
+    objective: obj.Objective | None
+    autocast: bool
+    thresholds: tuple[int, ...]
+
+    def __call__(self, number: int, progress: bool = False,
+                 on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
+        return _render_batch(self.model, self.batches[number], self.cfg, self.cfg.seed + number * self.cfg.batch,
+                             self.objective, self.autocast, self.thresholds, progress, on_progress)
 
 
 def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: int, objective: obj.Objective | None,

@@ -9,6 +9,7 @@ model's own preprocessing; corrupt files are skipped.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from ..distributed import Job, RayEngine, as_engine
 from ..imageio import write_atomic
 from ..models.base import Model
 from ..stream import ActivationStream
@@ -67,7 +69,7 @@ class ActivationFolder:
 
     @property
     def complete(self) -> bool:
-        return self.manifest["batches_done"] >= self.manifest["batches"]
+        return len(self.manifest["files"]) >= -(-self.manifest["batches"] // self.manifest["batches_per_file"])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for entry in self.manifest["files"]:
@@ -76,37 +78,81 @@ class ActivationFolder:
 
 def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,
                         batch_size: int = 64, batches_per_file: int = 16, max_images: int | None = None,
-                        workers: int = 0, progress: bool = True) -> ActivationFolder:
+                        workers: int = 0, engine: str | RayEngine | None = "local",
+                        progress: bool = True) -> ActivationFolder:
     """Write `layer`'s rows over `data` into `out` as an `ActivationFolder`, `batches_per_file` image
-    batches per file. Rerunning the same call resumes after the last file written (a file and the
-    manifest entry naming it appear together or not at all); other settings in the same folder are refused."""
+    batches per file. Rerunning the same call resumes with the files not yet written (a file and the
+    manifest entry naming it appear together or not at all); other settings in the same folder are
+    refused. `engine="ray"` (or a `RayEngine`) computes the files on Ray actors; the driver writes
+    them, byte-identical to a local run's."""
+    ray = as_engine(engine)
+    if ray:
+        ray.start()
     layer = model.resolve_layer(layer)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stream = ActivationStream(model, [layer], data, batch_size=batch_size, workers=workers, max_images=max_images)
+    job = _LayerRows(model, layer, data, pool, batch_size, workers, max_images)
+    stream = job.stream()
     settings = {"model": model.name, "fingerprint": model.fingerprint, "layer": layer, "pool": pool,
                 "width": model.layer(layer).channels, "source": stream.source.describe(), "batch_size": batch_size,
                 "batches_per_file": batches_per_file, "max_images": max_images, "batches": len(stream)}
-    manifest = {**settings, "batches_done": 0, "files": []}
+    manifest = {**settings, "files": []}
     if (out / MANIFEST).is_file():
         kept = ActivationFolder(out).manifest
         if {k: kept.get(k) for k in settings} != settings:
             raise ValueError(f"{out} holds activations of another run (model, layer, data or settings differ); "
                              "write to another folder")
         manifest = kept
-    done = manifest["batches_done"]
-    chunk: list[torch.Tensor] = []
-    bar = tqdm(total=len(stream), initial=done, unit="batch", desc=f"extract {layer}", disable=not progress)
-    for batch in stream.resumed(done):
-        if batch.activations:
-            chunk.append(model.inputs.tokens.rows(batch.activations[layer], pool).float().cpu())
-        bar.update(1)
-        if batch.number % batches_per_file == 0 or batch.number == len(stream):
-            name = f"rows-{(batch.number - 1) // batches_per_file:06d}.safetensors"
-            rows = torch.cat(chunk) if chunk else torch.zeros(0, settings["width"])
-            save_file({"rows": rows.contiguous()}, str(out / name))
-            manifest["files"] = [f for f in manifest["files"] if f["file"] != name] + [{"file": name, "rows": len(rows)}]
-            manifest["batches_done"], chunk = batch.number, []
-            write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    written = {entry["file"] for entry in manifest["files"]}
+    todo = [n for n in range(-(-len(stream) // batches_per_file)) if _file_name(n) not in written]
+    blocks = [list(range(n * batches_per_file, min((n + 1) * batches_per_file, len(stream)))) for n in todo]
+    bar = tqdm(total=len(stream), initial=len(stream) - sum(map(len, blocks)), unit="batch",
+               desc=f"extract {layer}" + (" on Ray" if ray else ""), disable=not progress)
+    results = ((blocks[i], rows) for i, rows in ray.run(job, blocks)) if ray else job.blocks(blocks)
+    for block, rows in results:
+        name = _file_name(block[0] // batches_per_file)
+        save_file({"rows": rows.contiguous()}, str(out / name))
+        manifest["files"] = sorted([f for f in manifest["files"] if f["file"] != name] + [{"file": name, "rows": len(rows)}],
+                                   key=lambda entry: entry["file"])
+        write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        bar.update(len(block))
     bar.close()
     return ActivationFolder(out)
+
+
+def _file_name(number: int) -> str:
+    return f"rows-{number:06d}.safetensors"
+
+
+@dataclass
+class _LayerRows(Job):
+    """A layer's rows over blocks of image batches: run here, or shipped once to each Ray actor."""
+
+    model: Model
+    layer: str
+    data: Any
+    pool: bool
+    batch_size: int
+    workers: int
+    max_images: int | None
+    _stream: ActivationStream | None = None
+
+    def stream(self) -> ActivationStream:
+        if self._stream is None:
+            self._stream = ActivationStream(self.model, [self.layer], self.data, batch_size=self.batch_size,
+                                            workers=self.workers, max_images=self.max_images)
+        return self._stream
+
+    def __call__(self, block: list[int]) -> torch.Tensor:
+        return next(self.blocks([block]))[1]
+
+    def blocks(self, blocks: list[list[int]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        width = self.model.layer(self.layer).channels
+        for block, rows in self.stream().blocks(blocks, self._fold):
+            yield block, torch.cat(rows) if rows else torch.zeros(0, width)
+
+    def _fold(self, so_far: list[torch.Tensor] | None, batch) -> list[torch.Tensor]:
+        rows = so_far or []
+        if batch.activations:
+            rows.append(self.model.inputs.tokens.rows(batch.activations[self.layer], self.pool).float().cpu())
+        return rows
