@@ -1,9 +1,10 @@
 """The engines a job runs on: this process ("local", the default) or a Ray cluster ("ray").
 
 A job (mining, activation extraction, rendering) cuts its work into blocks that do not depend on one
-another and a picklable `job(block) -> result` callable. On Ray, the blocks become a Ray Dataset
-streamed through a pool of actors, each holding one copy of the job (one model replica, one GPU when
-asked); the driver gets each block's result as soon as it is done, in any order, and commits it.
+another and a picklable `job(block) -> result` callable. On Ray, a pool of actors (one model replica
+each, one GPU each when asked) receives the job once and the blocks one by one; the driver gets each
+block's result as soon as it is done, in any order, and commits it. The pool lives as long as the
+job, so a job's second pass (mining's crops and heatmaps) reuses the warm actors.
 Ray restarts a killed actor and retries its block; a killed driver loses only uncommitted blocks,
 because every job records the blocks it finished and skips them when rerun. Ray is an optional extra
 (`pip install 'vizneuron[ray]'`); nothing here imports it until a job asks for the Ray engine.
@@ -16,7 +17,6 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 
 INSTALL_RAY = "pip install 'vizneuron[ray]'"
@@ -51,27 +51,10 @@ class RayEngine:
         if self.block_batches is not None and self.block_batches < 1:
             raise EngineError(f"block_batches must be at least 1, not {self.block_batches}")
 
-    def run(self, job: Callable[[Any], Any], blocks: Sequence[Any], *, ordered: bool = False) -> Iterator[tuple[int, Any]]:
-        """(block number, job(blocks[number])) for every block, as actors finish them (in block
-        order when `ordered`). The job is shipped to each actor once; blocks travel as numbers."""
-        if not blocks:
-            return iter(())
-        ray = self.start()
-        from ray import data as ray_data  # optional extra: only a job run with engine="ray" needs it
-
-        context = ray_data.DataContext.get_current()
-        context.enable_progress_bars = False  # the job draws its own bar
-        context.execution_options.preserve_order = ordered
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        actors = self.actors or self._fit(ray, len(blocks))
-        dataset = ray_data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
-        mapped = dataset.map_batches(
-            _BlockWorker, fn_constructor_args=(job, list(blocks), max(1, int(self.cpus_per_actor)), self.gpus_per_actor > 0),
-            batch_size=1,
-            compute=ray_data.ActorPoolStrategy(size=min(actors, len(blocks))), num_cpus=self.cpus_per_actor,
-            num_gpus=self.gpus_per_actor or None,
-            batch_format="numpy")
-        return ((int(row["block"]), row["result"].value) for row in mapped.iter_rows())
+    def pool(self) -> "ActorPool":
+        """A pool of actors for the passes of one job (`with engine.pool() as pool: pool.run(...)`):
+        made on first use, reused by every pass, gone when the block ends."""
+        return ActorPool(self)
 
     def start(self):
         """Join (or start) the cluster now: a job calls this before it writes anything, so a
@@ -143,27 +126,83 @@ def _reachable(address: str) -> None:
                           "`ray start --head` runs there and the address (host:port) is right") from None
 
 
-@dataclass(frozen=True)
-class _Opaque:
-    """A block's result as one Python object, so Ray Data carries it as is (it would turn a bare
-    tensor into an array)."""
+class ActorPool:
+    """Actors that each hold a job once and run the blocks they are handed, two at a time in flight
+    so none waits between blocks. Ray restarts a killed actor and retries what it held."""
 
-    value: Any
+    def __init__(self, engine: RayEngine) -> None:
+        self.engine, self.actors = engine, []
+
+    def __enter__(self) -> "ActorPool":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.actors:
+            ray = connect(self.engine.address)
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+
+    def run(self, job: Callable[[Any], Any], blocks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """(block number, job(blocks[number])) for every block, as actors finish them."""
+        if not blocks:
+            return
+        engine = self.engine
+        ray = engine.start()
+        if not self.actors:
+            worker = ray.remote(_RayWorker).options(num_cpus=engine.cpus_per_actor, num_gpus=engine.gpus_per_actor,
+                                                    max_restarts=-1, max_task_retries=-1)
+            count = engine.actors or engine._fit(ray, len(blocks))
+            self.actors = [worker.remote(max(1, int(engine.cpus_per_actor)), engine.gpus_per_actor > 0)
+                           for _ in range(count)]
+        shipped = [ray.put(job)]  # in a list, so actors receive the reference and fetch the job once
+        todo = list(range(len(blocks)))[::-1]
+        running: dict[Any, tuple[int, Any]] = {}
+        load = {i: 0 for i in range(len(self.actors))}
+        try:
+            while todo or running:
+                for slot, actor in enumerate(self.actors):
+                    while todo and load[slot] < 2:
+                        number = todo.pop()
+                        running[actor.run.remote(shipped, blocks[number])] = (number, slot)
+                        load[slot] += 1
+                (done,), _ = ray.wait(list(running), num_returns=1)
+                number, slot = running.pop(done)
+                load[slot] -= 1
+                yield number, _result(ray, done)
+        finally:
+            for ref in running:
+                ray.cancel(ref)
 
 
-class _BlockWorker:
-    """One actor of the pool: holds the job (and so its model, `job.model`, moved to the actor's GPU
-    when it has one) and runs the blocks it is handed."""
+def _result(ray, ref) -> Any:
+    """A finished block's result; an error raised in the job comes back as itself (one line for
+    the user), not wrapped in Ray's remote traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if err.cause is not None:
+            raise err.cause from None
+        raise
 
-    def __init__(self, job: Callable[[Any], Any], blocks: list[Any], threads: int, gpu: bool) -> None:
+
+class _RayWorker:
+    """One actor: its torch threads follow its CPUs; each job arrives once (by reference) and keeps
+    its model here, moved to the actor's GPU when it has one (jobs hold it as `job.model`)."""
+
+    def __init__(self, threads: int, gpu: bool) -> None:
         torch.set_num_threads(threads)
-        if gpu and torch.cuda.is_available():
-            job.model.to("cuda")
-        self.job, self.blocks = job, blocks
+        self.gpu, self.jobs = gpu, {}
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        numbers = batch["block"].tolist()
-        results = np.empty(len(numbers), dtype=object)
-        for i, number in enumerate(numbers):
-            results[i] = _Opaque(self.job(self.blocks[number]))
-        return {"block": np.asarray(numbers), "result": results}
+    def run(self, shipped: list, block: Any) -> Any:
+        key = shipped[0].hex()
+        if key not in self.jobs:
+            import ray  # optional extra: present wherever this actor runs
+
+            self.jobs = {key: ray.get(shipped[0])}  # one job at a time: the last pass's is dropped
+            if self.gpu and torch.cuda.is_available():
+                self.jobs[key].model.to("cuda")
+        return self.jobs[key](block)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..distributed import Job, RayEngine, as_engine
+from ..distributed import ActorPool, Job, RayEngine, as_engine
 from ..imageio import MAX_PIXELS, to_pil
 from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..models.base import Model
@@ -161,6 +161,7 @@ def mine(
             return ExampleIndex(finished, str(index))
         finished.close()
     db = connect(index if index is not None else ":memory:", write=True)
+    pool = ray.pool() if ray else None  # one set of actors for both passes
     try:  # a failure (disk full, Ctrl-C, a killed driver) loses only the blocks not yet committed
         claim(db, meta, str(index))
         checkpoint = load_checkpoint(db)
@@ -172,7 +173,7 @@ def mine(
         started = time.perf_counter()
         bar = tqdm(total=len(stream.ids), initial=seen, unit="img", disable=not progress,
                    desc=f"mining {len(units_in_order)} units" + (" on Ray" if ray else ""))
-        results = (result for _, result in ray.run(job, blocks)) if ray else job.blocks(blocks)
+        results = (result for _, result in pool.run(job, blocks)) if pool else job.blocks(blocks)
         for block, block_tracker, notes in results:
             tracker = tracker.merge(block_tracker, k)
             done.update(block)
@@ -186,13 +187,16 @@ def mine(
         if not checkpoint and not blocks:
             save_checkpoint(db, [], tracker, [])
         streamed = time.perf_counter() - started
-        _finalise(db, model, job, groups, tracker, ray, progress,
+        _finalise(db, model, job, groups, tracker, pool, progress,
                   {"stream_seconds": round(streamed, 3), "stream_images": sum(len(stream.batches[i]) for b in blocks
                                                                              for i in b)})
         return ExampleIndex(db, None if index is None else str(index))
     except BaseException:
         db.close()
         raise
+    finally:
+        if pool:
+            pool.close()
 
 
 @dataclass
@@ -239,7 +243,7 @@ class _MineBlock(Job):
 DETAIL_BATCH = 64  # images per batch of the crops-and-heatmaps pass, whichever engine runs it
 
 
-def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: Tracker, ray: RayEngine | None,
+def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: Tracker, pool: ActorPool | None,
               progress: bool, timing: dict[str, float]) -> None:
     """Crops, heatmaps and thumbnails for every kept example (one more pass over those images only,
     spread over the actors on Ray)."""
@@ -259,10 +263,10 @@ def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: T
     bar = tqdm(total=batches, unit="batch", disable=not progress, desc="crops and heatmaps")
     details: dict[tuple[int, str, int], tuple] = {}
     images: dict[int, tuple[str, str | None, bytes]] = {}
-    if ray:
-        every = ray.block_batches or 1
+    if pool:
+        every = pool.engine.block_batches or 1
         blocks = [list(range(i, min(i + every, batches))) for i in range(0, batches, every)]
-        results = (result for _, result in ray.run(details_job, blocks))
+        results = (result for _, result in pool.run(details_job, blocks))
     else:
         results = (details_job([i]) for i in range(batches))
     for block_details, block_images, count in results:

@@ -105,11 +105,12 @@ def render(
     if ray:
         bar = tqdm(total=len(job.batches), unit="batch", desc=f"render on Ray ({len(unit_list)} units)",
                    disable=not progress)
-        for finished, (number, result) in enumerate(ray.run(job, list(range(len(job.batches)))), start=1):
-            results[number] = result
-            bar.update(1)
-            if on_progress is not None:
-                on_progress(finished * cfg.steps, total_steps)
+        with ray.pool() as pool:
+            for finished, (number, result) in enumerate(pool.run(job, list(range(len(job.batches)))), start=1):
+                results[number] = result
+                bar.update(1)
+                if on_progress is not None:
+                    on_progress(finished * cfg.steps, total_steps)
         bar.close()
         return RenderResult.concat(results)
     for number in range(len(job.batches)):

@@ -8,6 +8,7 @@ model's own preprocessing; corrupt files are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,14 +109,15 @@ def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *,
     blocks = [list(range(n * batches_per_file, min((n + 1) * batches_per_file, len(stream)))) for n in todo]
     bar = tqdm(total=len(stream), initial=len(stream) - sum(map(len, blocks)), unit="batch",
                desc=f"extract {layer}" + (" on Ray" if ray else ""), disable=not progress)
-    results = ((blocks[i], rows) for i, rows in ray.run(job, blocks)) if ray else job.blocks(blocks)
-    for block, rows in results:
-        name = _file_name(block[0] // batches_per_file)
-        save_file({"rows": rows.contiguous()}, str(out / name))
-        manifest["files"] = sorted([f for f in manifest["files"] if f["file"] != name] + [{"file": name, "rows": len(rows)}],
-                                   key=lambda entry: entry["file"])
-        write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-        bar.update(len(block))
+    with ray.pool() if ray else contextlib.nullcontext() as pool:
+        results = ((blocks[i], rows) for i, rows in pool.run(job, blocks)) if pool else job.blocks(blocks)
+        for block, rows in results:
+            name = _file_name(block[0] // batches_per_file)
+            save_file({"rows": rows.contiguous()}, str(out / name))
+            manifest["files"] = sorted([f for f in manifest["files"] if f["file"] != name]
+                                       + [{"file": name, "rows": len(rows)}], key=lambda entry: entry["file"])
+            write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+            bar.update(len(block))
     bar.close()
     return ActivationFolder(out)
 
