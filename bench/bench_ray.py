@@ -2,11 +2,13 @@
 images (every channel of layer2 and layer3 of the bundled model, k 16, batches of 64), and the
 driver's peak memory as the dataset grows.
 
-Rows, interleaved over rounds in one process (one local Ray, started once, as a user's running
-cluster would be): local (torch on all cores); Ray with 1 actor holding all cores; Ray with one
-actor per core. Every Ray run includes starting its actors and loading the model in each. Each
-Ray index is checked equal to the local one. The driver's memory is sampled (RSS) during Ray runs
-on the first quarter of the images and on all of them: flat means it does not grow with the data.
+Pairs at equal CPU, interleaved over rounds in one process (one local Ray, started once, as a
+user's running cluster would be): local with 1 torch thread vs Ray with 1 actor of 1 CPU; local
+with 2 threads vs Ray with 2 actors of 1 CPU each; and, for reference, Ray with 1 actor holding
+both cores. Every Ray run includes starting its actors and loading the model in each. Each Ray
+index is checked equal to the local one. The driver's peak memory (max RSS) is read from fresh
+driver processes mining a quarter of the images and all of them on the same cluster: flat means
+it does not grow with the data.
 
     python bench/bench_ray.py [--rounds 2] [--gpus-per-actor 1]   # the latter on a GPU machine
 """
@@ -15,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,41 +34,33 @@ ROOT = Path(__file__).resolve().parents[1]
 UNITS, K, BATCH = "layer2,layer3", 16, 64
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakMemory:
-    """The highest RSS of this process while the block runs, sampled every 20 ms."""
-
-    def __enter__(self) -> "PeakMemory":
-        self.before, self.peak, self._stop = rss_mib(), rss_mib(), threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss_mib())
-
-    def __exit__(self, *_) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def run(data: str, index: Path, engine) -> tuple[float, float, float]:
-    """(seconds for the whole run, seconds streaming, driver peak RSS growth in MiB)."""
+def run(data: str, index: Path, engine, threads: int) -> tuple[float, float]:
+    """(seconds for the whole run, seconds streaming)."""
+    torch.set_num_threads(threads)
     model = load_model("default")
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        result = mine(model, UNITS, data, k=K, batch_size=BATCH, index=index, engine=engine, progress=False)
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    result = mine(model, UNITS, data, k=K, batch_size=BATCH, index=index, engine=engine, progress=False)
+    seconds = time.perf_counter() - started
     stream = result.meta["timing"]["stream_seconds"]
     result.db.close()
-    return seconds, stream, memory.peak - memory.before
+    return seconds, stream
+
+
+DRIVER = """
+import resource, sys
+from vizneuron import load_model, mine
+from vizneuron.distributed import RayEngine
+mine(load_model("default"), "layer2,layer3", sys.argv[1], k=16, batch_size=64, index=sys.argv[2], progress=False,
+     engine=RayEngine(address=sys.argv[3], actors=2))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def driver_peak_mib(data: str, index: Path, address: str) -> float:
+    """Max RSS of a fresh driver process mining `data` on the running cluster."""
+    out = subprocess.run([sys.executable, "-c", DRIVER, data, str(index), address], check=True, capture_output=True,
+                         text=True).stdout
+    return float(out.split()[-1])
 
 
 def same_results(a: Path, b: Path) -> bool:
@@ -87,40 +81,41 @@ def main() -> None:
     args = parser.parse_args()
     data = SHARED / "data" / "cifar10" / "test"
     images = sum(1 for _ in data.rglob("*.jpg"))
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(cores)
-    connect(None)  # one local Ray with every core, started before the clock runs
+    ray = connect(None)  # one local Ray with every core, started before the clock runs
     gpu = args.gpus_per_actor
-    engines = {"local": "local",
-               "Ray, 1 actor": RayEngine(actors=1, cpus_per_actor=cores, gpus_per_actor=gpu),
-               f"Ray, {cores} actors": RayEngine(actors=cores, cpus_per_actor=1, gpus_per_actor=gpu)}
-    timings: dict[str, list[tuple[float, float, float]]] = {name: [] for name in engines}
+    # name -> (engine, torch threads of this process, the local row it is compared with)
+    engines = {"local, 1 thread": ("local", 1, None),
+               "Ray, 1 actor x 1 CPU": (RayEngine(actors=1, cpus_per_actor=1, gpus_per_actor=gpu), 1, "local, 1 thread"),
+               "local, 2 threads": ("local", 2, None),
+               "Ray, 2 actors x 1 CPU": (RayEngine(actors=2, cpus_per_actor=1, gpus_per_actor=gpu), 2, "local, 2 threads"),
+               "Ray, 1 actor x 2 CPUs": (RayEngine(actors=1, cpus_per_actor=2, gpus_per_actor=gpu), 2, "local, 2 threads")}
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
     identical = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
-            for name, engine in engines.items():
+            for name, (engine, threads, against) in engines.items():
                 index = Path(tmp) / f"{round_}-{name}.sqlite"
-                timings[name].append(run(str(data), index, engine))
-                if name != "local":
-                    identical[name] = same_results(Path(tmp) / f"{round_}-local.sqlite", index)
+                timings[name].append(run(str(data), index, engine, threads))
+                if against:
+                    identical[name] = same_results(Path(tmp) / f"{round_}-{against}.sqlite", index)
                 print(name, round_, [round(v, 2) for v in timings[name][-1]], flush=True)
         quarter = Path(tmp) / "quarter.txt"
         quarter.write_text("\n".join(str(p) for p in sorted(data.rglob("*.jpg"))[: images // 4]) + "\n")
-        ray_engine = engines[f"Ray, {cores} actors"]
-        memory = {"2500 images": run(str(quarter), Path(tmp) / "q.sqlite", ray_engine)[2],
-                  f"{images} images": run(str(data), Path(tmp) / "all.sqlite", ray_engine)[2]}
+        address = ray.get_runtime_context().gcs_address
+        memory = {f"{images // 4} images": driver_peak_mib(str(quarter), Path(tmp) / "q.sqlite", address),
+                  f"{images} images": driver_peak_mib(str(data), Path(tmp) / "all.sqlite", address)}
     best = {name: min(t[0] for t in runs) for name, runs in timings.items()}
     stream = {name: min(t[1] for t in runs) for name, runs in timings.items()}
     rows = [[name, f"{images / best[name]:.0f}", f"{best[name]:.1f}", f"{images / stream[name]:.0f}",
-             f"{best[name] / best['local']:.2f}x", "-" if name == "local" else ("yes" if identical[name] else "NO")]
-            for name in engines]
-    print(table(["engine", "images/s (whole run)", "seconds", "images/s (streaming)", "time vs local",
-                 "index == local"], rows))
-    print(table(["driver peak RSS growth, Ray", *memory], [["MiB", *(f"{v:.0f}" for v in memory.values())]]))
-    Path(args.out).write_text(json.dumps({"images": images, "cores": cores, "gpus_per_actor": gpu,
-                                          "best_seconds": best, "stream_seconds": stream,
-                                          "identical": identical, "driver_peak_rss_growth_mib": memory,
-                                          "runs": timings}, indent=1) + "\n")
+             f"{best[name] / best[against]:.2f}x" if against else "-",
+             ("yes" if identical[name] else "NO") if against else "-"]
+            for name, (_, _, against) in engines.items()]
+    print(table(["engine", "images/s (whole run)", "seconds", "images/s (streaming pass)",
+                 "time vs local at equal CPU", "index == local"], rows))
+    print(table(["driver max RSS, Ray, 2 actors", *memory], [["MiB", *(f"{v:.0f}" for v in memory.values())]]))
+    Path(args.out).write_text(json.dumps({"images": images, "gpus_per_actor": gpu, "best_seconds": best,
+                                          "stream_seconds": stream, "identical": identical,
+                                          "driver_max_rss_mib": memory, "runs": timings}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

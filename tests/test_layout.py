@@ -14,7 +14,7 @@ import vizneuron
 
 PACKAGE = Path(vizneuron.__file__).resolve().parent
 #: third-party modules a function may import late, each with a comment on the line saying why
-LATE_IMPORTS = ("timm", "lucent", "ray")
+LATE_IMPORTS = ("timm", "lucent", "ray", "torchvision")
 
 
 def modules() -> dict[str, Path]:

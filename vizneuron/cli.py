@@ -98,12 +98,13 @@ def _cmd_mine(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if not args.layers and not args.units:
         raise ValueError("give --layers (all their channels) and/or --units")
+    engine = _engine(args)
     model = load_model(args.model, device=args.device)
     what = ";".join(part for part in (args.layers, args.units) if part)
     args.index = args.index or str(index_path("indexes", model, args.data, what, args.k, args.batch))
     index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
                  shard=args.shard, reduce=args.reduce, autocast=args.autocast,
-                 checkpoint_every=args.checkpoint_every, engine=_engine(args), progress=not args.quiet)
+                 checkpoint_every=args.checkpoint_every, engine=engine, progress=not args.quiet)
     summary = index.summary()
     print(f"mined {summary['mined']} of {summary['images']} images for {summary['units']} units into {args.index} "
           f"({summary['skipped']} skipped, {summary['converted']} converted)")
@@ -117,7 +118,9 @@ def _engine(args: argparse.Namespace) -> str | RayEngine:
         if args.address or args.actors or args.gpus_per_actor:
             raise ValueError("--address, --actors and --gpus-per-actor need --engine ray")
         return "local"
-    return RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
+    engine = RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
+    engine.start()  # a cluster that cannot be reached is reported before anything is written
+    return engine
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,11 +189,12 @@ def _cmd_sae_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_sae_extract(args: argparse.Namespace) -> None:
+    engine = _engine(args)
     model = load_model(args.model, device=args.device)
     writable_folder(args.out)
     folder = extract_activations(model, args.layer, args.data, args.out, pool=args.pool, batch_size=args.batch,
                                  batches_per_file=args.batches_per_file, max_images=args.max_images,
-                                 workers=args.workers, engine=_engine(args), progress=not args.quiet)
+                                 workers=args.workers, engine=engine, progress=not args.quiet)
     print(f"{folder.manifest['layer']}: {folder.rows:,} rows of width {folder.manifest['width']} in "
           f"{len(folder.manifest['files'])} files under {args.out} (train with `sae train ... --data {args.out}`)")
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import html
 import json
+from importlib import metadata
 import platform
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from PIL import Image
 
 from .imageio import enlarged, png_bytes, to_pil, write_atomic
@@ -87,7 +87,7 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
 
 
 def _versions() -> dict[str, str]:
-    return {"vizneuron": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"vizneuron": __version__, "torch": torch.__version__, "torchvision": metadata.version("torchvision"),
             "python": platform.python_version()}
 
 

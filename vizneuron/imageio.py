@@ -121,6 +121,11 @@ def image_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image -> (3, H, W) float32 in [0, 1] (as torchvision's to_tensor)."""
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float().div(255)
+
+
 def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
     """(3, H, W) in [0, 1] -> PIL image, optionally enlarged with nearest-neighbour pixels."""
     array = (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)

@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets import CIFAR10
 
 from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, ImageSkipped, image_files, pil_to_rgb, read_rgb, to_model_input
 
@@ -288,6 +287,8 @@ def write_shards(data: Any, out: str | Path, per_shard: int = 1000, prefix: str 
 def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
     """CIFAR-10's 10,000 test images through torchvision's own download (needs a network, about
     170 MB, once; later calls find the files)."""
+    from torchvision.datasets import CIFAR10  # heavy (about 2 s to import); only this download needs it
+
     try:
         return TorchvisionSource(CIFAR10(str(folder), train=False, download=True))
     except (OSError, RuntimeError) as err:  # URLError is an OSError

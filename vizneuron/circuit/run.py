@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-from torchvision.transforms.functional import to_tensor
 
 from ..capture import capture
+from ..imageio import pil_to_tensor
 from ..models.base import OUTPUT_LAYER, Model
 from ..sources import ImageSource, ModelInputs, as_source
 from ..stream import ActivationStream
@@ -136,7 +136,7 @@ def _index_images(index, unit: Unit, k: int) -> tuple[torch.Tensor, list[str]]:
         raise CircuitError(str(err).strip("'\"")) from None
     if not examples:
         raise CircuitError(f"index {index.path} holds no examples of {unit.name}")
-    return torch.stack([to_tensor(index.thumbnail(e.image)) for e in examples]), [e.path for e in examples]
+    return torch.stack([pil_to_tensor(index.thumbnail(e.image)) for e in examples]), [e.path for e in examples]
 
 
 def _end_units(model: Model, end: str, saes: SAEs | None) -> list[Unit]:

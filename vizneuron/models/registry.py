@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torchvision
 
 from .base import Model
 from .cifar_resnet import load_cifar_resnet
@@ -132,6 +131,8 @@ def is_named_weights(spec: ModelSpec, value: str) -> bool:
         return True
     if spec.source != "torchvision":
         return False
+    import torchvision  # heavy (about 2 s to import); only torchvision: specs need it
+
     try:
         return value in torchvision.models.get_model_weights(spec.name).__members__
     except ValueError:  # unknown model: the loader says so

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 
-import torchvision
-
 from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
 
 def load_torchvision(name: str, options: dict[str, str]) -> Model:
+    import torchvision  # heavy (about 2 s to import, most of it torch._dynamo): paid only by torchvision: specs
+
     try:
         weights_enum = torchvision.models.get_model_weights(name)
     except ValueError:
