@@ -192,3 +192,18 @@ def local_ray():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+CIFAR_INDEX_SETTINGS = dict(k=16, batch_size=500)
+
+
+@pytest.fixture(scope="session")
+def cifar_test_index(tmp_path_factory) -> Path:
+    """Every channel of the bundled model's layer2 and layer3 mined over all 10,000 CIFAR-10 test
+    images (the local engine), once per session: checked against brute force and against Ray."""
+    from vizneuron import load_model, mine
+
+    path = tmp_path_factory.mktemp("cifar-index") / "local.sqlite"
+    mine(load_model("default"), "layer2,layer3", shared_path("data", "cifar10", "test"), index=path,
+         progress=False, **CIFAR_INDEX_SETTINGS).db.close()
+    return path

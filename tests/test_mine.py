@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (assert_same_index, batched_forward, cifar_list, index_rows, make_tiny, shared_path,
+from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batched_forward, cifar_list, index_rows, make_tiny, shared_path,
                       write_problem_images)
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
@@ -38,13 +38,16 @@ def _model(name: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "resnet20"])
-def test_top_and_bottom_k_equal_brute_force_on_cifar10(name, cifar_test, tmp_path):
+def test_top_and_bottom_k_equal_brute_force_on_cifar10(name, cifar_test, tmp_path, request):
     model = _model(name)
     images, labels = cifar_test
     layers = ["layer2", "layer3"]
-    k = 16
-    index = mine(model, ",".join(layers), shared_path("data", "cifar10", "test"), k=k, batch_size=500,
-                 index=tmp_path / "examples.sqlite", progress=False)
+    k = CIFAR_INDEX_SETTINGS["k"]
+    if name == "default":  # the session's index, which the Ray engine is checked against too
+        index = ExampleIndex(request.getfixturevalue("cifar_test_index"))
+    else:
+        index = mine(model, ",".join(layers), shared_path("data", "cifar10", "test"), index=tmp_path / "examples.sqlite",
+                     progress=False, **CIFAR_INDEX_SETTINGS)
     acts = batched_forward(model, images.contiguous(), layers, batch=500)  # same layout, same batches
     assert index.summary()["mined"] == len(images) == 10_000
     for layer in layers:

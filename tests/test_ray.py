@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_same_index, cifar_list, index_rows, shared_path, write_problem_images
-from vizneuron import load_model, mine, render, train_layer_saes
+from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, cifar_list, index_rows, shared_path,
+                      write_problem_images)
+from vizneuron import ExampleIndex, load_model, mine, render, train_layer_saes
+from vizneuron.cli import main
 from vizneuron.distributed import EngineError, RayEngine, as_engine, connect
 from vizneuron.sae.data import ActivationFolder, extract_activations
 from vizneuron.samples import SAMPLE_DIR
@@ -30,25 +32,31 @@ def _mine(data, index: Path, engine="local", **settings):
     return mine(load_model("default"), "layer2:0-15;layer3:*", data, index=index, engine=engine, **{**common, **settings})
 
 
+@pytest.fixture(scope="module")
+def listing(tmp_path_factory) -> tuple[Path, Path]:
+    """800 CIFAR-10 test images (50 batches of 16) and their index from the local engine."""
+    folder = tmp_path_factory.mktemp("ray-listing")
+    images = cifar_list(folder, 800)
+    _mine(images, folder / "local.sqlite")
+    return images, folder / "local.sqlite"
+
+
 @pytest.mark.slow
-def test_ray_index_equals_local_on_the_cifar10_test_split(tmp_path):
-    """All 10,000 test images, every channel of layer2 and layer3: two actors, blocks of 5 batches."""
-    data = shared_path("data", "cifar10", "test")
-    common = dict(k=8, batch_size=64, progress=False)
-    local = mine(load_model("default"), "layer2,layer3", data, index=tmp_path / "local.sqlite", **common)
-    ray = mine(load_model("default"), "layer2,layer3", data, index=tmp_path / "ray.sqlite",
-               engine=RayEngine(actors=2, block_batches=5), **common)
-    assert local.summary() == ray.summary() and local.summary()["mined"] == 10_000
-    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+def test_ray_index_equals_local_on_the_cifar10_test_split(tmp_path, cifar_test_index):
+    """All 10,000 test images, every channel of layer2 and layer3: two actors, blocks of 3 batches."""
+    on_ray = mine(load_model("default"), "layer2,layer3", shared_path("data", "cifar10", "test"),
+                  index=tmp_path / "ray.sqlite", engine=RayEngine(actors=2, block_batches=3), progress=False,
+                  **CIFAR_INDEX_SETTINGS)
+    assert on_ray.summary() == ExampleIndex(cifar_test_index).summary() and on_ray.summary()["mined"] == 10_000
+    assert_same_index(index_rows(cifar_test_index), index_rows(tmp_path / "ray.sqlite"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("actors, block", [(1, 7), (2, 1)])
-def test_any_actor_count_and_block_size_gives_the_local_index(tmp_path, actors, block):
-    listing = cifar_list(tmp_path, 400)
-    _mine(listing, tmp_path / "local.sqlite")
-    _mine(listing, tmp_path / "ray.sqlite", RayEngine(actors=actors, block_batches=block))
-    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+def test_any_actor_count_and_block_size_gives_the_local_index(tmp_path, listing, actors, block):
+    images, local = listing
+    _mine(images, tmp_path / "ray.sqlite", RayEngine(actors=actors, block_batches=block))
+    assert_same_index(index_rows(local), index_rows(tmp_path / "ray.sqlite"))
 
 
 def test_skipped_files_and_webdataset_shards_on_ray(tmp_path):
@@ -80,9 +88,8 @@ def _actor_processes() -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc (Linux)")
-def test_a_worker_killed_mid_run_is_replaced_and_the_index_is_identical(tmp_path):
-    listing = cifar_list(tmp_path, 800)
-    _mine(listing, tmp_path / "local.sqlite")
+def test_a_worker_killed_mid_run_is_replaced_and_the_index_is_identical(tmp_path, listing):
+    images, local = listing
     killed: list[int] = []
 
     def kill_one_actor(done: int, total: int) -> None:
@@ -96,9 +103,9 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_index_is_identical(tmp_path
                 time.sleep(0.05)
             assert pids[0] not in _actor_processes(), "the actor survived kill -9"
 
-    _mine(listing, tmp_path / "ray.sqlite", RayEngine(actors=2, block_batches=2), on_progress=kill_one_actor)
+    _mine(images, tmp_path / "ray.sqlite", RayEngine(actors=2, block_batches=2), on_progress=kill_one_actor)
     assert killed
-    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "ray.sqlite"))
+    assert_same_index(index_rows(local), index_rows(tmp_path / "ray.sqlite"))
 
 
 DRIVER = """
@@ -121,27 +128,26 @@ def _batches_done(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_a_killed_driver_resumes_from_its_committed_blocks(tmp_path, local_ray):
-    listing = cifar_list(tmp_path, 800)  # 50 batches of 16
-    _mine(listing, tmp_path / "local.sqlite")
+def test_a_killed_driver_resumes_from_its_committed_blocks(tmp_path, local_ray, listing):
+    images, local = listing  # 50 batches of 16
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     index = tmp_path / "ray.sqlite"
     address = local_ray.get_runtime_context().gcs_address
-    driver = subprocess.Popen([sys.executable, str(script), str(listing), str(index), address])
+    driver = subprocess.Popen([sys.executable, str(script), str(images), str(index), address])
     deadline = time.time() + 120
     while time.time() < deadline and _batches_done(index) < 10 and driver.poll() is None:
         time.sleep(0.05)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert 10 <= _batches_done(index) < 50  # cut short after some blocks were committed
-    _mine(listing, index, RayEngine(actors=2, block_batches=3))  # rerun (other blocks): resumes
-    assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(index))
+    _mine(images, index, RayEngine(actors=2, block_batches=3))  # rerun (other blocks): resumes
+    assert_same_index(index_rows(local), index_rows(index))
 
 
 def test_the_local_engine_resumes_what_ray_left_and_engines_are_checked(tmp_path, monkeypatch):
-    listing = cifar_list(tmp_path, 96)
-    _mine(listing, tmp_path / "local.sqlite")
+    images = cifar_list(tmp_path, 96)
+    _mine(images, tmp_path / "local.sqlite")
     from vizneuron.mine import run
 
     original = run.save_checkpoint
@@ -155,10 +161,10 @@ def test_the_local_engine_resumes_what_ray_left_and_engines_are_checked(tmp_path
 
     monkeypatch.setattr(run, "save_checkpoint", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
-        _mine(listing, tmp_path / "mixed.sqlite", RayEngine(actors=2, block_batches=1))
+        _mine(images, tmp_path / "mixed.sqlite", RayEngine(actors=2, block_batches=1))
     monkeypatch.setattr(run, "save_checkpoint", original)
     assert _batches_done(tmp_path / "mixed.sqlite") == 2
-    _mine(listing, tmp_path / "mixed.sqlite", "local")
+    _mine(images, tmp_path / "mixed.sqlite", "local")
     assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "mixed.sqlite"))
     with pytest.raises(EngineError, match="unknown engine 'spark'"):
         as_engine("spark")
@@ -166,7 +172,16 @@ def test_the_local_engine_resumes_what_ray_left_and_engines_are_checked(tmp_path
         RayEngine(actors=0)
 
 
-def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_path):
+def test_actors_are_fitted_to_the_cluster(local_ray):
+    """The session's Ray has 2 CPUs and no GPU: more actors than fit would wait forever."""
+    with pytest.warns(UserWarning, match="fits 2 of the 5 actors"):
+        assert RayEngine(actors=5)._actors(local_ray, blocks=10) == 2
+    assert RayEngine()._actors(local_ray, blocks=10) == 2 and RayEngine()._actors(local_ray, blocks=1) == 1
+    with pytest.raises(EngineError, match="no room for one actor of 1 CPUs and 1 GPUs"):
+        RayEngine(gpus_per_actor=1)._actors(local_ray, blocks=10)
+
+
+def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(EngineError, match=r"pip install 'vizneuron\[ray\]'"):
         connect(None)
@@ -182,6 +197,8 @@ def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
     assert not list(tmp_path.iterdir())  # nothing half-made
+    assert main(["mine", "default", "--layers", "layer3", "--data", str(SAMPLE_DIR), "--actors", "2"]) == 2
+    assert "need --engine ray" in capsys.readouterr().err
 
 
 def test_a_render_on_ray_writes_the_gallery_of_the_local_render_byte_for_byte(tmp_path, local_ray):

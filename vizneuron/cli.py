@@ -115,10 +115,11 @@ def _cmd_mine(args: argparse.Namespace) -> None:
 def _engine(args: argparse.Namespace) -> str | RayEngine:
     """--engine/--address/--actors/--gpus-per-actor as the engine a job runs on."""
     if args.engine == "local":
-        if args.address or args.actors or args.gpus_per_actor:
-            raise ValueError("--address, --actors and --gpus-per-actor need --engine ray")
+        if args.address or args.actors or args.gpus_per_actor or args.cpus_per_actor:
+            raise ValueError("--address, --actors, --gpus-per-actor and --cpus-per-actor need --engine ray")
         return "local"
-    engine = RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
+    engine = RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                       cpus_per_actor=args.cpus_per_actor or 1.0)
     engine.start()  # a cluster that cannot be reached is reported before anything is written
     return engine
 
@@ -130,6 +131,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--address", default=None, help="Ray cluster HOST:PORT or 'auto' (default: a private local Ray)")
     group.add_argument("--actors", type=int, default=None, help="model replicas (default: as many as fit)")
     group.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves")
+    group.add_argument("--cpus-per-actor", type=float, default=None,
+                       help="CPUs each actor reserves (default 1; its torch threads; add --workers for decoding)")
 
 
 def _cmd_merge(args: argparse.Namespace) -> None:

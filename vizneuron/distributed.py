@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -61,16 +62,20 @@ class RayEngine:
         cluster that cannot be reached leaves no half-made output behind."""
         return connect(self.address)
 
-    def _fit(self, ray, blocks: int) -> int:
+    def _actors(self, ray, blocks: int) -> int:
+        """How many actors to start: `actors`, or as many as the cluster fits now, never more than
+        it fits (an actor waiting for resources that never come would hold its blocks forever)."""
         resources = ray.cluster_resources()
+        fit = int(resources.get("CPU", 0) // self.cpus_per_actor)
         if self.gpus_per_actor:
-            fit = int(resources.get("GPU", 0) // self.gpus_per_actor)
-            if not fit:
-                raise EngineError(f"the Ray cluster has no GPU for an actor asking {self.gpus_per_actor}; "
-                                  "use gpus_per_actor=0 or a cluster with GPUs")
-        else:
-            fit = int(resources.get("CPU", 1) // self.cpus_per_actor)
-        return max(1, min(fit, blocks))
+            fit = min(fit, int(resources.get("GPU", 0) // self.gpus_per_actor))
+        if fit < 1:
+            raise EngineError(f"the Ray cluster ({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs) "
+                              f"has no room for one actor of {self.cpus_per_actor:g} CPUs and "
+                              f"{self.gpus_per_actor:g} GPUs")
+        if self.actors and self.actors > fit:
+            warnings.warn(f"the Ray cluster fits {fit} of the {self.actors} actors asked for; using {fit}", stacklevel=3)
+        return max(1, min(self.actors or fit, fit, blocks))
 
 
 ENGINES = {"local": None, "ray": RayEngine()}
@@ -155,7 +160,7 @@ class ActorPool:
         if not self.actors:
             worker = ray.remote(_RayWorker).options(num_cpus=engine.cpus_per_actor, num_gpus=engine.gpus_per_actor,
                                                     max_restarts=-1, max_task_retries=-1)
-            count = engine.actors or engine._fit(ray, len(blocks))
+            count = engine._actors(ray, len(blocks))
             self.actors = [worker.remote(max(1, int(engine.cpus_per_actor)), engine.gpus_per_actor > 0)
                            for _ in range(count)]
         shipped = [ray.put(job)]  # in a list, so actors receive the reference and fetch the job once
