@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -173,6 +174,19 @@ def index_rows(path: Path) -> dict[str, list]:
     rows = {name: db.execute(sql).fetchall() for name, sql in tables.items()}
     db.close()
     return rows
+
+
+def batches_done(path: Path) -> int:
+    """Batches a (possibly running) mining job has committed to its index so far."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(path, timeout=0.1)
+        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
+        db.close()
+        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
+    except sqlite3.OperationalError:
+        return 0
 
 
 def assert_same_index(a: dict[str, list], b: dict[str, list]) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batched_forward, cifar_list, index_rows, make_tiny, shared_path,
+from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batched_forward, batches_done, cifar_list, index_rows, make_tiny, shared_path,
                       write_problem_images)
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
@@ -96,25 +94,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     for attempt in range(3):  # kill -9 mid-run (a few times), then let it finish
         proc = subprocess.Popen([sys.executable, str(script), str(listing), str(killed)], env=env)
         deadline = time.time() + 60
-        while time.time() < deadline and _batches_done(killed) < 4 * (attempt + 1):
+        while time.time() < deadline and batches_done(killed) < 4 * (attempt + 1):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert 0 < _batches_done(killed) < 50  # it really was cut short (800 images = 50 batches)
+    assert 0 < batches_done(killed) < 50  # it really was cut short (800 images = 50 batches)
     subprocess.run([sys.executable, str(script), str(listing), str(killed)], check=True, env=env)
     assert_same_index(index_rows(whole), index_rows(killed))
-
-
-def _batches_done(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        db = sqlite3.connect(path, timeout=0.1)
-        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
-        db.close()
-        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_an_error_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, cifar_list, index_rows, shared_path,
+from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batches_done, cifar_list, index_rows, shared_path,
                       write_problem_images)
 from vizneuron import ExampleIndex, load_model, mine, render, train_layer_saes
 from vizneuron.cli import main
@@ -117,16 +116,6 @@ mine(load_model("default"), "layer2:0-15;layer3:*", sys.argv[1], k=8, batch_size
 """
 
 
-def _batches_done(path: Path) -> int:
-    try:
-        db = sqlite3.connect(path, timeout=0.1)
-        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
-        db.close()
-        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
-    except sqlite3.OperationalError:
-        return 0
-
-
 @pytest.mark.slow
 def test_a_killed_driver_resumes_from_its_committed_blocks(tmp_path, local_ray, listing):
     images, local = listing  # 50 batches of 16
@@ -136,11 +125,11 @@ def test_a_killed_driver_resumes_from_its_committed_blocks(tmp_path, local_ray, 
     address = local_ray.get_runtime_context().gcs_address
     driver = subprocess.Popen([sys.executable, str(script), str(images), str(index), address])
     deadline = time.time() + 120
-    while time.time() < deadline and _batches_done(index) < 10 and driver.poll() is None:
+    while time.time() < deadline and batches_done(index) < 10 and driver.poll() is None:
         time.sleep(0.05)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert 10 <= _batches_done(index) < 50  # cut short after some blocks were committed
+    assert 10 <= batches_done(index) < 50  # cut short after some blocks were committed
     _mine(images, index, RayEngine(actors=2, block_batches=3))  # rerun (other blocks): resumes
     assert_same_index(index_rows(local), index_rows(index))
 
@@ -163,7 +152,7 @@ def test_the_local_engine_resumes_what_ray_left_and_engines_are_checked(tmp_path
     with pytest.raises(KeyboardInterrupt):
         _mine(images, tmp_path / "mixed.sqlite", RayEngine(actors=2, block_batches=1))
     monkeypatch.setattr(run, "save_checkpoint", original)
-    assert _batches_done(tmp_path / "mixed.sqlite") == 2
+    assert batches_done(tmp_path / "mixed.sqlite") == 2
     _mine(images, tmp_path / "mixed.sqlite", "local")
     assert_same_index(index_rows(tmp_path / "local.sqlite"), index_rows(tmp_path / "mixed.sqlite"))
     with pytest.raises(EngineError, match="unknown engine 'spark'"):
