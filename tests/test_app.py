@@ -345,7 +345,7 @@ def test_fetching_cifar10_offline_says_so(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr("vizneuron.sources.CIFAR10", offline)
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", offline)
     at = make_app(monkeypatch, tmp_path)
     at.radio(key="view").set_value("Data").run()
     at.radio(key="mine_what").set_value(at.radio(key="mine_what").options[1]).run()

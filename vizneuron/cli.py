@@ -85,7 +85,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     writable_folder(args.out)  # before rendering, not after
     run = RenderCache(args.cache).render if args.cache else render
     result = run(model, units, config, engine=engine, progress=not args.quiet)
-    settings = {"model": args.model, "units": args.units, "preset": args.preset,
+    settings = {"model": args.model, "units": args.units, "preset": args.preset, "from": args.seed_image,
                 **config.normalised(model, len(units)).key(), "index": index.path if index is not None else None}
     manifest = write_gallery(result, args.out, settings, title=f"{model.name} — {args.units}", index=index)
     for entry in manifest["units"]:
@@ -387,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--seed", type=int, default=None, help=f"(default {base.seed})")
     rend.add_argument("--batch", type=int, default=None,
                       help=f"units optimised together in one batch (default {base.batch})")
+    rend.add_argument("--from", dest="seed_image", default=None, metavar="IMAGE",
+                      help="feature accentuation: start from this image (e.g. a top example) instead of noise "
+                           "and push it towards each unit, staying close to it")
+    rend.add_argument("--stay-close", type=float, default=None,
+                      help=f"with --from: price of drifting from the image, in units of the unit's value on it "
+                           f"(default {base.stay_close:g}; 0: free)")
     rend.add_argument("--device", default=None, help="cpu, cuda, mps (default: cpu)")
     rend.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     rend.add_argument("--out", default="gallery", help="output folder")

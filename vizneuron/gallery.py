@@ -72,6 +72,8 @@ def write_gallery(result: RenderResult, out: str | Path, settings: dict[str, Any
         write_atomic(out / sheet, png_bytes(contact_sheet(result.images[list(slots)], scale)))
         acts = [round(float(result.activations[slot]), 6) for slot in slots]
         entry = {"unit": unit.name, "images": files, "sheet": sheet, "final_activation": acts}
+        if result.seed_distance is not None:  # accentuated: how far each image moved from its seed
+            entry["seed_distance"] = [round(float(result.seed_distance[slot]), 6) for slot in slots]
         if index is not None:
             entry["examples"] = write_examples(index, unit.name, out, k=8)
         entries.append(entry)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
+from ..imageio import ImageSkipped, pil_to_rgb, read_rgb, to_model_input
 from ..models.base import Model
 from .param import PARAMETERISATIONS
 from .transforms import Transform
@@ -44,6 +48,8 @@ class RenderConfig:
     seed: int = 0
     redirect_steps: int = 16  # first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)
     batch: int | None = 16  # units optimised together (None: all); batch i uses seed + i * batch
+    seed_image: Any = None  # feature accentuation: start here (a path, PIL image or (3, H, W) tensor) ...
+    stay_close: float = 4.0  # ... pulled back as hard as the unit pushes when 1/stay_close of the seed away
 
     def __post_init__(self) -> None:
         if self.transforms is None:  # "no transforms", as lucent says it
@@ -51,6 +57,7 @@ class RenderConfig:
         checks = [("samples", self.samples >= 1, "at least 1"), ("steps", self.steps >= 1, "at least 1"),
                   ("diversity", self.diversity >= 0, "0 or more"), ("lr", self.lr > 0, "positive"),
                   ("redirect_steps", self.redirect_steps >= 0, "0 or more"),
+                  ("stay_close", self.stay_close >= 0, "0 or more"),
                   ("seed", 0 <= self.seed < 2**63, "between 0 and 2**63 - 1"),
                   ("batch", self.batch is None or self.batch >= 1, "at least 1 (or None: all units at once)")]
         for size_name in ("size", "model_input_size"):
@@ -94,6 +101,8 @@ class RenderConfig:
             param_options=dict(self.param_options or {}),
             batch=max(1, units) if self.batch is None else min(self.batch, max(1, units)),
             lr=float(self.lr),
+            seed_image=seed_tensor(self.seed_image, _pair(self.size) if self.size is not None else model.input_size),
+            stay_close=float(self.stay_close),
         )
 
     def key(self) -> dict[str, Any]:
@@ -101,9 +110,30 @@ class RenderConfig:
         parameterisation's options are named by their digest. Custom transforms cannot be keyed."""
         if not isinstance(self.transforms, str):
             raise ValueError("cannot cache renders with custom transforms (give 'standard' or 'none')")
-        values = asdict(replace(self, param_options=None, transforms=self.transforms))
+        values = asdict(replace(self, param_options=None, transforms=self.transforms, seed_image=None))
         values["param_options"] = {k: _plain(v) for k, v in sorted((self.param_options or {}).items())}
+        values["seed_image"] = _plain(self.seed_image)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def seed_tensor(image: Any, size: tuple[int, int]) -> torch.Tensor | None:
+    """A seed image (file path, PIL image, or (3, h, w) tensor in [0, 1]) as (3, H, W) at `size`."""
+    if image is None:
+        return None
+    if isinstance(image, (str, Path)):
+        try:
+            rgb, _ = read_rgb(image)
+        except ImageSkipped as err:
+            raise ValueError(f"seed image {image}: {err}") from None
+        return to_model_input(rgb, size)
+    if isinstance(image, Image.Image):
+        return to_model_input(pil_to_rgb(image)[0], size)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError("seed_image must be an image file, a PIL image or a (3, H, W) tensor in [0, 1]")
+    image = image.detach().float().cpu()
+    if tuple(image.shape[1:]) != tuple(size):
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return image.clamp(0, 1).contiguous()
 
 
 def _plain(value: Any) -> Any:

@@ -43,6 +43,7 @@ class RenderResult:
     activations: torch.Tensor
     history: torch.Tensor  # (steps, N)
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    seed_distance: torch.Tensor | None = None  # (N,) pixel RMS distance from the seed image, when accentuating
 
     def unit_of(self, slot: int) -> Unit:
         return self.units[slot // self.samples]
@@ -59,6 +60,7 @@ class RenderResult:
             activations=torch.cat([r.activations for r in results]),
             history=torch.cat([r.history for r in results], 1),
             snapshots={step: torch.cat([r.snapshots[step] for r in results]) for step in results[0].snapshots},
+            seed_distance=None if results[0].seed_distance is None else torch.cat([r.seed_distance for r in results]),
         )
 
 
@@ -158,7 +160,10 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         total = objective if total is None else total + objective
     layers = list(total.layers)
 
-    image_param = make_param(cfg.param, n, cfg.size, gen, **cfg.param_options)
+    seed_image = None if cfg.seed_image is None else cfg.seed_image.to(device)
+    image_param = make_param(cfg.param, n, cfg.size, gen, init=seed_image, **cfg.param_options)
+    stay_close = cfg.stay_close if seed_image is not None else 0.0
+    pull: torch.Tensor | None = None  # per slot, the weight of drifting (set from step 1's push)
     transform = _as_transform(cfg.transforms, cfg.size)
     feed_size = cfg.model_input_size
     optimiser = torch.optim.Adam(image_param.params, lr=cfg.lr)
@@ -182,7 +187,10 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
                 acts = cap.run(x)
             acts[obj.INPUT] = images
             values = total(acts)
-            (-values.sum()).backward()
+            goal = values if pull is None else values - pull * image_param.drift()
+            (-goal.sum()).backward()
+            if stay_close and pull is None:  # step 1, at the seed: the unit's push alone
+                pull = _balanced_pull(image_param, stay_close)
             optimiser.step()
             history.append(values.detach())
             if step % CHECK_EVERY == 0 or step == steps:
@@ -209,7 +217,18 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         activations=measured.float().cpu(),
         history=torch.stack(history).float().cpu(),
         snapshots=snapshots,
+        seed_distance=None if seed_image is None else (final - seed_image).float().pow(2).mean((1, 2, 3)).sqrt().cpu(),
     )
+
+
+def _balanced_pull(image_param, stay_close: float) -> torch.Tensor:
+    """Per slot, the weight on `drift()` that makes drifting by 1/stay_close of the seed's size (in
+    the parameterisation) pull back as hard as the unit pushed at the seed: the unit's gradient
+    norm there x the seed's norm / 2 x stay_close. Unit-free, whatever the unit's scale."""
+    with torch.no_grad():
+        push = sum(p.grad.flatten(1).pow(2).sum(1) for p in image_param.params).sqrt()
+        size = sum(o.flatten(1).pow(2).sum(1) for o in image_param.origin).sqrt()
+        return stay_close * push * size / 2
 
 
 def _as_transform(transforms, hw: tuple[int, int]) -> Transform:
