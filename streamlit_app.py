@@ -341,6 +341,54 @@ def show_examples(index: ExampleIndex | None, unit: str) -> None:
         st.image(pictures, caption=captions)
 
 
+def accentuation_seeds(index: ExampleIndex, unit: str, k: int = 16, most: int = 4) -> list:
+    """The unit's best example of each label among its top `k` (at most `most`): for a
+    polysemantic unit, its top cat and its top car side by side."""
+    seeds, labels = [], set()
+    for example in index.examples(unit, k=k):
+        if example.label is None:  # unlabelled images: the top two
+            if len(seeds) < 2:
+                seeds.append(example)
+        elif example.label not in labels:
+            seeds.append(example)
+            labels.add(example.label)
+    return seeds[:most]
+
+
+def show_accentuation(loaded: Loaded, ws: Workspace, unit: str, saes: dict, index: ExampleIndex | None) -> None:
+    """Feature accentuation of the unit's top examples: what in each image makes it fire."""
+    if index is None or unit not in index.units():
+        return
+    st.subheader("What in these images makes it fire? (accentuation)")
+    seeds = accentuation_seeds(index, unit)
+    left, right = st.columns(2)
+    stay_close = left.slider("Stay close to the image", 0.0, 20.0, RenderConfig().stay_close, 0.5, key="stay_close",
+                             help="how hard the image is pulled back towards the example (0: free to drift)")
+    steps = right.number_input("Steps", 16, 2048, 128, 16, key="accent_steps")
+    cache = RenderCache(ws.folder("renders"))
+    configs = [RenderConfig(seed_image=index.thumbnail(e.image), stay_close=float(stay_close), steps=int(steps))
+               for e in seeds]
+    try:
+        results = [cache.get(loaded.model, unit, config, saes=saes) for config in configs]
+    except EXPECTED as err:
+        return fail(st, "Cannot accentuate this unit", err)
+    done = all(r is not None for r in results)
+    if st.button("Accentuate", key="accentuate", disabled=done,
+                 help="already made with these settings" if done else "start from each top example, push it "
+                                                                      "towards the unit, stay close to it"):
+        results = [r or render_with_progress(loaded, cache, unit, config, saes, f"accentuating example {i + 1}…")
+                   for i, (r, config) in enumerate(zip(results, configs))]
+    if not all(r is not None for r in results):
+        st.caption(f"The best top example of each label ({len(seeds)}), not accentuated with these settings yet.")
+        return
+    pictures, captions = [], []
+    for example, result in zip(seeds, results):
+        pictures += [index.thumbnail(example.image).resize((128, 128)), enlarged(result.images[0], 128)]
+        captions += [f"{example.label or Path(example.path).name}: {result.seed_activation[0]:.3f}",
+                     f"accentuated: {result.activations[0]:.3f} (moved {result.seed_distance[0]:.3f} RMS)"]
+    st.image(pictures, caption=captions)
+
+
 def concept_inputs(ws: Workspace, loaded: Loaded) -> dict:
     """Concepts from a labelled folder's label groups, from folders, and from uploaded images."""
     model = loaded.model
@@ -711,6 +759,7 @@ def main() -> None:
         st.caption(f"{loaded.model.name} · what does this unit respond to, and is it one concept or several?")
         show_renders(loaded, ws, unit, saes, index)
         show_examples(index, unit)
+        show_accentuation(loaded, ws, unit, saes, index)
         show_probe(loaded, ws, unit, sae_files, saes, index)
         show_circuit(loaded, ws, unit, saes, index)
     elif view == "Layer":

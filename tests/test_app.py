@@ -462,3 +462,17 @@ def test_edit_view_ranks_ticks_applies_and_opens_the_edited_model(monkeypatch, t
     assert not at.exception and not errors(at), (at.exception, errors(at))
     assert at.radio(key="view").value == "Neuron" and at.sidebar.text_input(key="model_spec").value.startswith("edit:")
     assert any("edit:" in c.value for c in at.caption)  # the neuron view now shows the edited network
+
+
+def test_accentuates_the_best_top_example_of_each_label(monkeypatch, tmp_path):
+    at = make_app(monkeypatch, tmp_path)  # opens on the bundled sample's index
+    at.number_input(key="accent_steps").set_value(16)
+    at.button(key="accentuate").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    shown = [c for c in captions(at) if c.startswith("accentuated")]
+    assert 2 <= len(shown) <= 4 and all("moved" in c for c in shown)
+    labels = [c.split(":")[0] for c in captions(at) if c.split(":")[0] in
+              ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
+    assert len(labels) == len(set(labels)) == len(shown)  # one seed per label
+    at.run()  # read back from the cache, seed figures included
+    assert at.button(key="accentuate").disabled and [c for c in captions(at) if c.startswith("accentuated")] == shown

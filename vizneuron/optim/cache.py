@@ -63,8 +63,7 @@ class RenderCache:
         if cached is not None:
             return cached
         result = render(model, unit_list, cfg, engine=engine, progress=progress, on_progress=on_progress)
-        tensors = {"images": result.images.contiguous(), "activations": result.activations.contiguous(),
-                   "history": result.history.contiguous()}
+        tensors = {name: getattr(result, name).contiguous() for name in _KEPT if getattr(result, name) is not None}
         metadata = {"units": json.dumps([u.name for u in unit_list]), "samples": json.dumps(result.samples),
                     "config": json.dumps(cfg.key(), sort_keys=True),
                     "model": model.name}
@@ -72,13 +71,17 @@ class RenderCache:
         return result
 
 
+#: the tensors of a RenderResult a cache entry keeps (the seed ones only for accentuations)
+_KEPT = ("images", "activations", "history", "seed_distance", "seed_activation")
+
+
 def _load(path: Path, units: list[Unit]) -> RenderResult | None:
     if not path.exists():
         return None
     blob = path.read_bytes()
     tensors = load_tensors(blob)
-    return RenderResult(images=tensors["images"], units=units, samples=json.loads(_metadata(blob)["samples"]),
-                        activations=tensors["activations"], history=tensors["history"])
+    return RenderResult(units=units, samples=json.loads(_metadata(blob)["samples"]),
+                        **{name: tensors.get(name) for name in _KEPT})
 
 
 def _metadata(blob: bytes) -> dict[str, str]:

@@ -44,6 +44,7 @@ class RenderResult:
     history: torch.Tensor  # (steps, N)
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     seed_distance: torch.Tensor | None = None  # (N,) pixel RMS distance from the seed image, when accentuating
+    seed_activation: torch.Tensor | None = None  # (N,) each slot's unit on the seed image itself
 
     def unit_of(self, slot: int) -> Unit:
         return self.units[slot // self.samples]
@@ -61,6 +62,8 @@ class RenderResult:
             history=torch.cat([r.history for r in results], 1),
             snapshots={step: torch.cat([r.snapshots[step] for r in results]) for step in results[0].snapshots},
             seed_distance=None if results[0].seed_distance is None else torch.cat([r.seed_distance for r in results]),
+            seed_activation=None if results[0].seed_activation is None else torch.cat(
+                [r.seed_activation for r in results]),
         )
 
 
@@ -205,10 +208,9 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
 
         with torch.no_grad():
             final = image_param.image().detach()
-            x = F.interpolate(final, size=feed_size, mode="bilinear", align_corners=False) if feed_size else final
-            acts = cap.run(x)
-            acts[obj.INPUT] = final
-            measured = obj.slots(unit_list, samples)(acts) if unit_list else total(acts)
+            per_slot = obj.slots(unit_list, samples) if unit_list else total
+            measured = _measure(cap, per_slot, final, feed_size)
+            on_seed = None if seed_image is None else _measure(cap, per_slot, seed_image.expand_as(final), feed_size)
 
     return RenderResult(
         images=final.float().cpu(),
@@ -218,7 +220,16 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         history=torch.stack(history).float().cpu(),
         snapshots=snapshots,
         seed_distance=None if seed_image is None else (final - seed_image).float().pow(2).mean((1, 2, 3)).sqrt().cpu(),
+        seed_activation=None if on_seed is None else on_seed.float().cpu(),
     )
+
+
+def _measure(cap, objective: obj.Objective, images: torch.Tensor, feed_size) -> torch.Tensor:
+    """The objective on `images` as they are (no transforms), per slot."""
+    x = F.interpolate(images, size=feed_size, mode="bilinear", align_corners=False) if feed_size else images
+    acts = cap.run(x)
+    acts[obj.INPUT] = images
+    return objective(acts)
 
 
 def _balanced_pull(image_param, stay_close: float) -> torch.Tensor:
