@@ -383,7 +383,9 @@ def show_accentuation(loaded: Loaded, ws: Workspace, unit: str, saes: dict, inde
         return
     pictures, captions = [], []
     for example, result in zip(seeds, results):
-        pictures += [index.thumbnail(example.image).resize((128, 128)), enlarged(result.images[0], 128)]
+        seed_picture = index.thumbnail(example.image)  # enlarged by whole pixels, as the render beside it
+        pictures += [seed_picture.resize((128, 128 * seed_picture.height // seed_picture.width), 0),
+                     enlarged(result.images[0], 128)]
         captions += [f"{example.label or Path(example.path).name}: {result.seed_activation[0]:.3f}",
                      f"accentuated: {result.activations[0]:.3f} (moved {result.seed_distance[0]:.3f} RMS)"]
     st.image(pictures, caption=captions)
