@@ -20,27 +20,32 @@ _CLIPPING = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
 class _Redirect(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, y: torch.Tensor, inside: torch.Tensor, below: torch.Tensor,
-                above: torch.Tensor) -> torch.Tensor:
+                above: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(inside, below, above)
         return y.view_as(y)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         inside, below, above = ctx.saved_tensors
-        ordinary = grad * inside
-        # gradient descent moves x by -grad: below range it helps when grad < 0, above when grad > 0
-        helpful = (below & (grad < 0)) | (above & (grad > 0))
-        redirected = grad * (inside | helpful)
-        dead = ordinary.flatten(1).abs().sum(1) == 0
-        mask = dead.view(-1, *([1] * (grad.ndim - 1)))
-        return torch.where(mask, redirected, ordinary), None, None, None, None
+        passed = grad * inside
+        # only images whose ordinary gradient is all zero are redirected (usually few of them)
+        dead = ~passed.flatten(1).ne(0).any(1)
+        if bool(dead.any()):
+            rows = dead.nonzero().squeeze(1)
+            g = grad[rows]
+            # gradient descent moves x by -grad: below range it helps when grad < 0, above when grad > 0
+            helpful = below[rows] & (g < 0)
+            if above is not None:
+                helpful |= above[rows] & (g > 0)
+            passed[rows] = g * (inside[rows] | helpful)
+        return passed, None, None, None, None
 
 
 def redirect_gradient(x: torch.Tensor, y: torch.Tensor, inside: torch.Tensor, below: torch.Tensor,
                       above: torch.Tensor | None = None) -> torch.Tensor:
     """`y` (a clipped function of `x`) whose gradient reaches `x` as described above: `inside` is
-    where y follows x, `below` / `above` where it is clipped from below / above."""
-    return _Redirect.apply(x, y, inside, below, torch.zeros_like(below) if above is None else above)
+    where y follows x, `below` / `above` where it is clipped from below / above (None: never)."""
+    return _Redirect.apply(x, y, inside, below, above)
 
 
 def _bounds(module: nn.Module) -> tuple[float, float]:
@@ -53,6 +58,8 @@ def _bounds(module: nn.Module) -> tuple[float, float]:
 
 def _redirected(module: nn.Module, inputs: tuple, out: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     x = inputs[0]
+    if upper == float("inf"):  # ReLU: clipped from below only
+        return redirect_gradient(x, out, x > lower, x <= lower)
     return redirect_gradient(x, out, (x > lower) & (x < upper), x <= lower, x >= upper)
 
 
