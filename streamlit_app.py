@@ -15,15 +15,15 @@ from pathlib import Path
 import streamlit as st
 
 import vizneuron as vz
+from vizneuron.choices import PARAMETERISATIONS, VERDICTS
 from vizneuron.errors import EXPECTED, user_message
 from vizneuron.imageio import enlarged
 from vizneuron.mine import ExampleIndex, index_path, mine, mine_sample
 from vizneuron.models import Model, ModelSpec
 from vizneuron.optim.config import PRESETS, RenderConfig
-from vizneuron.optim.param import PARAMETERISATIONS
 from vizneuron.optim.cache import RenderCache
 from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_named_paths, probe
-from vizneuron.probe.atlas import MIN_FIRING, VERDICTS, atlas_key, cached_atlas, layer_atlas
+from vizneuron.probe.atlas import MIN_FIRING, atlas_key, cached_atlas, layer_atlas
 from vizneuron.probe.concepts import as_concepts
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.shift.run import SAE_NAME, evaluate, retrain_head, shift

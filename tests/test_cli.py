@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from vizneuron.cli import main
 
@@ -169,3 +171,18 @@ def test_models_command_lists_the_sources(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(source in out for source in ("default", "torchvision", "timm", "tflite", "cifar-resnet", "python"))
+
+
+def test_help_and_argument_errors_do_not_load_torch():
+    """`vizneuron --help` and a wrong command line answer at once (bench/cli_start.py times them):
+    neither the package, the parser, nor an argument error may import torch, numpy or the models."""
+    code = ("import sys\nfrom vizneuron.cli import main\n"
+            "for argv in (['--help'], ['render', 'default'], ['render', 'default', '--units', 'x', '--param', 'fff'], "
+            "['sae', 'train', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as exit:\n        assert exit.code in (0, 2), exit.code\n"
+            "print('LOADED', sorted(m for m in ('torch', 'numpy', 'torchvision', 'vizneuron.models') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("LOADED []"), run.stdout[-300:]
+    assert "invalid choice: 'fff'" in run.stderr and "--units" in run.stderr
+

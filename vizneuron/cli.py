@@ -1,127 +1,16 @@
-"""The `vizneuron` command: it parses arguments and calls the library, nothing more."""
+"""The `vizneuron` command's parser: it reads defaults and choices from torch-free modules, and
+loads `commands` (the library, torch) only once a command runs, so `--help` is instant."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
-import json
 import sys
-import warnings
-from pathlib import Path
 
-import torch
-
-from .circuit import circuit, expanded_weights
-from .circuit.report import write_circuit
-from .distributed import ENGINES, RayEngine
-from .edit import MODES
-from .errors import EXPECTED, debug_requested, user_message
-from .gallery import write_examples_page, write_gallery
-from .imageio import writable_folder
-from .mine import ExampleIndex, index_path, merge, mine, mine_sample
-from .models import list_sources, load_model
-from .optim.cache import RenderCache
-from .optim.config import PRESETS, RenderConfig, preset
-from .optim.param import PARAMETERISATIONS
-from .optim.render import render
-from .probe import build_concepts, parse_named_paths, probe
-from .probe.atlas import VERDICTS, layer_atlas
-from .probe.report import write_atlas, write_report
-from .sae import (NotConverged, SAETrainConfig, evaluate_sae, extract_activations, load_sae, read_sae_config,
-                  train_layer_saes)
-from .sae.model import KINDS
-from .sae.train import layer_checkpoint
-from .samples import SAMPLE_DIR, SAMPLE_NAME
-from .shift.report import write_shift
-from .shift.run import SAE_NAME, shift
-from .units import parse_unit, parse_units
-
-
-def _cmd_models(args: argparse.Namespace) -> None:
-    width = max(len(name) for name, _, _ in list_sources())
-    for name, summary, example in list_sources():
-        print(f"{name.ljust(width)}  {summary}  (e.g. {example})")
-
-
-def _cmd_layers(args: argparse.Namespace) -> None:
-    model = load_model(args.model)
-    print(f"{model.name}: input {model.input_size[0]}x{model.input_size[1]}")
-    width = max(len(name) for name in model.layers)
-    print(f"{'layer'.ljust(width)}  {'output shape':<18} {'layout':<8} channels")
-    for info in model.layers.values():
-        shape = "x".join(map(str, info.shape)) if info.shape is not None else "(not a tensor)"
-        note = f"  (runs {info.calls}x per pass)" if info.calls > 1 else ""
-        channels = info.channels if info.channels is not None else "-"
-        print(f"{info.name.ljust(width)}  {shape:<18} {info.layout:<8} {channels}{note}")
-    print(f"default layer for views: {model.default_layer}")
-
-
-def _render_config(args: argparse.Namespace) -> RenderConfig:
-    """The preset, with every render flag the user gave on top of it."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RenderConfig)
-             if getattr(args, f.name, None) is not None}
-    return preset(args.preset).with_settings(**given)
-
-
-def _cmd_render(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    engine = _engine(args)
-    model = load_model(args.model, device=args.device)
-    units = parse_units(args.units, model)
-    config = _render_config(args)
-    if config.samples == 1 and args.diversity is not None:
-        _warn("--diversity is the weight of the diversity term between samples and does nothing with one sample; "
-              "for N samples per unit say --samples N (--diversity N used to mean N samples)")
-    index = None
-    if args.index == SAMPLE_NAME:  # the bundled 300 images, mined for these units once (seconds)
-        index = mine_sample(model, units, progress=not args.quiet)
-    elif args.index:  # checked before rendering, so a wrong index fails fast
-        index = ExampleIndex(args.index)
-        missing = [u.name for u in units if u.name not in index.units()]
-        if missing:
-            raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
-    writable_folder(args.out)  # before rendering, not after
-    run = RenderCache(args.cache).render if args.cache else render
-    result = run(model, units, config, engine=engine, progress=not args.quiet)
-    settings = {"model": args.model, "units": args.units, "preset": args.preset, "from": args.seed_image,
-                **config.normalised(model, len(units)).key(), "index": index.path if index is not None else None}
-    manifest = write_gallery(result, args.out, settings, title=f"{model.name} — {args.units}", index=index)
-    for entry in manifest["units"]:
-        print(f"{entry['unit']}: final activation {', '.join(f'{a:.3f}' for a in entry['final_activation'])}")
-    print(f"wrote {len(manifest['units'])} units to {args.out}/index.html")
-
-
-def _cmd_mine(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.layers and not args.units:
-        raise ValueError("give --layers (all their channels) and/or --units")
-    engine = _engine(args)
-    model = load_model(args.model, device=args.device)
-    what = ";".join(part for part in (args.layers, args.units) if part)
-    args.index = args.index or str(index_path("indexes", model, args.data, what, args.k, args.batch))
-    index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
-                 shard=args.shard, reduce=args.reduce, autocast=args.autocast,
-                 checkpoint_every=args.checkpoint_every, engine=engine, progress=not args.quiet)
-    summary = index.summary()
-    print(f"mined {summary['mined']} of {summary['images']} images for {summary['units']} units into {args.index} "
-          f"({summary['skipped']} skipped, {summary['converted']} converted)")
-    for path, action, reason in index.notes():
-        print(f"  {action}: {path}: {reason}")
-
-
-def _engine(args: argparse.Namespace) -> str | RayEngine:
-    """--engine/--address/--actors/--gpus-per-actor as the engine a job runs on."""
-    if args.engine == "local":
-        if args.address or args.actors or args.gpus_per_actor or args.cpus_per_actor:
-            raise ValueError("--address, --actors, --gpus-per-actor and --cpus-per-actor need --engine ray")
-        return "local"
-    engine = RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                       cpus_per_actor=args.cpus_per_actor or 1.0)
-    engine.start()  # a cluster that cannot be reached is reported before anything is written
-    return engine
+from .choices import ENGINES, MODES, PARAMETERISATIONS, VERDICTS
+from .errors import EXPECTED, debug_requested, user_message, warn_user
+from .optim.config import PRESETS, RenderConfig
+from .sae.config import KINDS, SAETrainConfig
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,201 +22,6 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves")
     group.add_argument("--cpus-per-actor", type=float, default=None,
                        help="CPUs each actor reserves (default 1; its torch threads; add --workers for decoding)")
-
-
-def _cmd_merge(args: argparse.Namespace) -> None:
-    summary = merge(args.output, args.shards).summary()
-    print(f"merged {len(args.shards)} shards into {args.output}: {summary['mined']} images, {summary['units']} units")
-
-
-def _cmd_top(args: argparse.Namespace) -> None:
-    index = ExampleIndex(args.index)
-    model = load_model(args.model)
-    index.check_model(model)
-    unit = parse_unit(args.unit, model).name
-    examples = index.examples(unit, bottom=args.bottom, k=args.k)
-    page = write_examples_page(index, unit, args.out, k=args.k, bottom=args.bottom)
-    if args.json:
-        print(json.dumps([{"path": e.path, "activation": e.value,
-                           "position": list(e.position) if e.position else None} for e in examples], indent=1))
-        print(f"gallery: {page}", file=sys.stderr)
-        return
-    for e in examples:
-        where = f"@{e.position[0]},{e.position[1]}" if e.position else ""
-        print(f"{e.rank + 1:>3}  {e.value:>10.4f}  {where:<8} {e.label or '':<12} {e.path}")
-    commonest = index.top_label(unit)
-    if commonest and not args.bottom:
-        print(f"commonest label among the top examples: {commonest[0]} ({commonest[1]} of {commonest[2]})")
-    print(f"gallery: {page}")
-
-
-def _cmd_sae_train(args: argparse.Namespace) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=args.device)
-    layers = list(dict.fromkeys(model.resolve_layer(layer.strip()) for layer in args.layer.split(",") if layer.strip()))
-    out = Path(args.out)
-    writable_folder(out.parent)  # before training, not after
-    outs = {layer: out if len(layers) == 1 else out.with_name(f"{out.stem}.{layer}{out.suffix}") for layer in layers}
-    checkpoint = out.with_name(out.name + ".ckpt")
-    config = SAETrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SAETrainConfig)
-                               if getattr(args, f.name, None) is not None})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", NotConverged)
-        saes = train_layer_saes(model, layers, args.data, config, pool=args.pool, max_images=args.max_images,
-                                device=args.device, checkpoint=checkpoint, progress=not args.quiet)
-    for warning in caught:
-        _warn(str(warning.message))
-    for layer, sae in saes.items():
-        if args.eval_data:
-            sae.config.metrics = evaluate_sae(sae, model, layer, args.eval_data, max_images=args.eval_max_images,
-                                              progress=not args.quiet)
-        sae.save(outs[layer])
-        layer_checkpoint(checkpoint, layer, len(layers)).unlink(missing_ok=True)
-        run = sae.config.training
-        print(f"saved {outs[layer]} ({layer}: {sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind}, "
-              f"{run['steps']} steps of {run['batch_size']}, training FVU {run['final_fvu']}, "
-              f"{'converged' if run['converged'] else 'NOT converged'})")
-        _print_metrics(sae.config.metrics)
-
-
-def _cmd_sae_extract(args: argparse.Namespace) -> None:
-    engine = _engine(args)
-    model = load_model(args.model, device=args.device)
-    writable_folder(args.out)
-    folder = extract_activations(model, args.layer, args.data, args.out, pool=args.pool, batch_size=args.batch,
-                                 batches_per_file=args.batches_per_file, max_images=args.max_images,
-                                 workers=args.workers, engine=engine, progress=not args.quiet)
-    print(f"{folder.manifest['layer']}: {folder.rows:,} rows of width {folder.manifest['width']} in "
-          f"{len(folder.manifest['files'])} files under {args.out} (train with `sae train ... --data {args.out}`)")
-
-
-def _cmd_sae_eval(args: argparse.Namespace) -> None:
-    model = load_model(args.model, device=args.device)
-    layer = read_sae_config(args.sae).layer or args.layer
-    if layer is None:
-        raise ValueError(f"{args.sae} does not record its layer; pass --layer")
-    sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)
-    sae.config.metrics = evaluate_sae(sae, model, layer, args.data, max_images=args.max_images,
-                                      progress=not args.quiet)
-    sae.save(args.sae)
-    _print_metrics(sae.config.metrics)
-
-
-def _cmd_probe(args: argparse.Namespace) -> None:
-    model = load_model(args.model, device=args.device)
-    writable_folder(args.out)
-    concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
-                              per_concept=args.per_concept)
-    report = probe(model, args.unit, concepts, index=ExampleIndex(args.index) if args.index else None,
-                   sae=args.sae, renders=args.renders, render_steps=args.steps, upstream=args.upstream)
-    page = write_report(report, args.out)
-    print(f"{report.unit}: {report.summary}, score {report.score:.2f}")
-    for warning in report.warnings:
-        _warn(warning)
-    for row in report.evidence_table():
-        print(f"  {row['concept']:<20} mean {row['mean']:>8.3f}  z {row['z']:+.2f}  top range {row['top range']:>4}"
-              f"{'  drives' if row['drives'] else ''}")
-    if report.renders:
-        print(f"  renders: {report.renders['summary']}")
-    for row in report.split_table():
-        print(f"  {row['feature']}: {row['share']}, {row['verdict']} ({row['concepts']})")
-    for concept, edges in report.paths.get("by_concept", {}).items():
-        print(f"  path on {concept}: " + ", ".join(f"{e['unit']} {e['contribution']:+.3g}" for e in edges[:4]))
-    print(f"report: {page}")
-
-
-def _cmd_atlas(args: argparse.Namespace) -> None:
-    model = load_model(args.model, device=args.device)
-    writable_folder(args.out)
-    layer = model.resolve_layer(args.layer)
-    sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device) if args.sae else None
-    concepts = build_concepts(model, data=args.data, groups=args.concepts, folders=parse_named_paths(args.concept),
-                              per_concept=args.per_concept)
-    atlas = layer_atlas(model, layer, concepts, sae=sae, sae_name=Path(args.sae).stem if args.sae else None,
-                        folder=Path(args.out) / "cache", progress=not args.quiet)
-    page = write_atlas(atlas, args.out)
-    driven_by = [c.strip() for c in args.driven_by.split(",") if c.strip()] if args.driven_by else []
-    chosen = atlas.select(driven_by, [args.verdict] if args.verdict else [])
-    print(f"{atlas.layer}{f' / SAE {atlas.sae}' if atlas.sae else ''}: {len(atlas.entries)} units, "
-          + ", ".join(f"{n} {v}" for v, n in atlas.counts().items()))
-    for note in atlas.notes:
-        _warn(note)
-    print(f"{len(chosen)} units" + (f" driven by {' and '.join(driven_by)}" if driven_by else "")
-          + (f", {args.verdict}" if args.verdict else "") + f"; the first {min(args.show, len(chosen))}:")
-    for row in atlas.rows(chosen[: args.show]):
-        print(f"  {row['unit']:<16} {row['verdict']:<13} {row['score']:.2f}  {row['concepts']}")
-    print(f"atlas: {page}")
-
-
-def _cmd_circuit(args: argparse.Namespace) -> None:
-    model = load_model(args.model, device=args.device)
-    writable_folder(args.out)
-    saes = {name: load_sae(path) for name, path in parse_named_paths(args.sae).items()}
-    index = ExampleIndex(args.index) if args.index else None
-    concepts = build_concepts(model, data=args.concept_data, groups=args.concepts,
-                              folders=parse_named_paths(args.concept), per_concept=args.per_concept) \
-        if args.concepts or args.concept else None
-    found = circuit(model, args.unit, upstream=args.upstream, downstream=args.downstream, data=args.data or SAMPLE_DIR,
-                    index=index, k=args.k, examples=args.examples, concepts=concepts, saes=saes)
-    names = [found.unit] + [e.unit for e in found.edges]
-    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
-                                     progress=not args.quiet).images)) if args.steps else {}
-    mined = set(index.units()) if index is not None else set()
-    examples = {name: [index.crop(e) for e in index.examples(name, k=4)] for name in names if name in mined}
-    kernels, why = (expanded_weights(model, args.unit, args.upstream, saes=saes) if args.upstream
-                    else (None, "downstream edges are effects of ablating the unit: no weights view"))
-    kernels = {e.unit: kernels[e.unit] for e in found.edges} if kernels else None
-    page = write_circuit(found, args.out, renders, examples, kernels, why)
-    side = "fed by" if found.side == "upstream" else "feeds"
-    print(f"{found.unit} {side} {found.layer}: mean value {found.value:.4g}"
-          + (f", baseline {found.baseline:.4g}, contributions add up within {found.completeness:.1%}"
-             if found.baseline is not None else ""))
-    for edge in found.edges:
-        print(f"  {edge.unit:<20} {edge.contribution:+.4g}  ({edge.share:.0%})")
-    for concept, edges in found.paths.items():
-        print(f"  on {concept}: " + ", ".join(f"{e.unit} {e.contribution:+.3g}" for e in edges[:4]))
-    print(f"  weights: {why}")
-    print(f"circuit: {page}")
-
-
-def _units_list(text: str | None) -> list[str]:
-    return [u.strip() for u in text.split(",") if u.strip()] if text else []
-
-
-def _cmd_shift(args: argparse.Namespace) -> None:
-    model = load_model(args.model, device=args.device)
-    writable_folder(args.out)
-    concepts = parse_named_paths(args.concept)
-    result = shift(model, args.layer, args.sae, args.data, concepts, ignore=_units_list(args.ignore) or None,
-                   top=args.top, accept=_units_list(args.accept) if args.accept is not None else None,
-                   drop=_units_list(args.drop), add=_units_list(args.add), mode=args.mode, test=args.test,
-                   cuefree=args.cuefree, retrain=not args.no_retrain, max_images=args.max_images)
-    saes = {SAE_NAME: load_sae(args.sae)} if args.sae else {}
-    names = [c.unit for c in result.candidates]
-    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
-                                     progress=not args.quiet).images)) if args.steps and names else {}
-    page = write_shift(result, args.out, renders)
-    print(f"{result.layer} ({result.units}): {len(result.candidates)} units ranked, {len(result.ablated)} ablated")
-    for candidate in result.candidates:
-        mark = "ablate" if candidate.chosen else ("proposed" if candidate.proposed else "")
-        print(f"  {candidate.unit:<18} {candidate.attribution:+.4f}  {candidate.verdict:<13} "
-              f"{', '.join(candidate.concepts) or '-':<16} {mark}")
-    for note in result.notes:
-        _warn(note)
-    for row in result.table():
-        print(f"  {row['model']:<16} balanced {row['balanced']:>6}  worst group {row['worst group']:>6}  "
-              f"cue-free {row['cue-free']:>6}  cue readable {row['cue readable']:>6}")
-    print(f"shift: {page}")
-
-
-def _warn(text: str) -> None:
-    print(f"vizneuron: warning: {text}", file=sys.stderr)
-
-
-def _print_metrics(metrics: dict) -> None:
-    for key, value in metrics.items():
-        print(f"  {key:<24} {value:.4f}" if isinstance(value, float) else f"  {key:<24} {value}")
 
 
 def _concept_arguments(parser: argparse.ArgumentParser) -> None:
@@ -352,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # --debug after the command too
 
     models_cmd = sub.add_parser("models", help="list the model sources a spec can name")
-    models_cmd.set_defaults(func=_cmd_models)
+    models_cmd.set_defaults(func="models")
 
     layers = sub.add_parser("layers", help="list every hookable layer with its output shape")
     layers.add_argument("model", help="model spec, e.g. default, torchvision:resnet18?weights=none")
-    layers.set_defaults(func=_cmd_layers)
+    layers.set_defaults(func="layers")
 
     rend = sub.add_parser("render", help="render feature visualisations into a gallery",
                           description="Settings left out come from --preset (default: the library's defaults).")
@@ -404,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--cache", default=None, help="folder of cached renders: reuse a render made before with "
                                                     "the same model, units and settings (the app's cache too)")
     _add_engine_arguments(rend)
-    rend.set_defaults(func=_cmd_render)
+    rend.set_defaults(func="render")
 
     mine_cmd = sub.add_parser("mine", help="find the top and bottom dataset examples of whole layers")
     mine_cmd.add_argument("model", help="model spec, e.g. default")
@@ -426,12 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     mine_cmd.add_argument("--threads", type=int, default=None)
     mine_cmd.add_argument("--quiet", action="store_true")
     _add_engine_arguments(mine_cmd)
-    mine_cmd.set_defaults(func=_cmd_mine)
+    mine_cmd.set_defaults(func="mine")
 
     merge_cmd = sub.add_parser("merge", help="combine shard indexes into the result of one unsharded run")
     merge_cmd.add_argument("output", help="index to write")
     merge_cmd.add_argument("shards", nargs="+", help="the finished shard indexes 0/N .. N-1/N")
-    merge_cmd.set_defaults(func=_cmd_merge)
+    merge_cmd.set_defaults(func="merge")
 
     top = sub.add_parser("top", help="print a unit's top (or bottom) dataset examples and write a small gallery")
     top.add_argument("model", help="the model spec the index was mined with")
@@ -441,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--bottom", action="store_true", help="the lowest-scoring images instead")
     top.add_argument("--json", action="store_true", help="print JSON: path, activation, position; best first")
     top.add_argument("--out", default="gallery/examples", help="folder for the HTML gallery")
-    top.set_defaults(func=_cmd_top)
+    top.set_defaults(func="top")
     sae = sub.add_parser("sae", help="train and evaluate sparse autoencoders on a layer")
     sae_sub = sae.add_subparsers(dest="sae_command", required=True)
     sae_sub.add_parser = functools.partial(sae_sub.add_parser, parents=[common])
@@ -477,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None)
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--quiet", action="store_true")
-    train.set_defaults(func=_cmd_sae_train)
+    train.set_defaults(func="sae_train")
     extract = sae_sub.add_parser("extract", help="write a layer's activation rows to files that `sae train` streams")
     extract.add_argument("model")
     extract.add_argument("--layer", required=True)
@@ -491,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--quiet", action="store_true")
     extract.add_argument("--out", required=True, help="folder for rows-*.safetensors and activations.json")
     _add_engine_arguments(extract)
-    extract.set_defaults(func=_cmd_sae_extract)
+    extract.set_defaults(func="sae_extract")
     evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
     evaluate.add_argument("model")
     evaluate.add_argument("sae", help="SAE file")
@@ -500,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-images", type=int, default=None)
     evaluate.add_argument("--device", default=None)
     evaluate.add_argument("--quiet", action="store_true")
-    evaluate.set_defaults(func=_cmd_sae_eval)
+    evaluate.set_defaults(func="sae_eval")
     pr = sub.add_parser("probe", help="does a unit fire on unrelated concepts? verdict, score and evidence")
     pr.add_argument("model")
     pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
@@ -512,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, default=128)
     pr.add_argument("--device", default=None)
     pr.add_argument("--out", default="probe", help="folder for index.html and report.json")
-    pr.set_defaults(func=_cmd_probe)
+    pr.set_defaults(func="probe")
     at = sub.add_parser("atlas", help="probe every unit of a layer (or every feature of its SAE) with the same "
                                       "concepts: verdicts, scores, driving concepts")
     at.add_argument("model")
@@ -525,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--device", default=None)
     at.add_argument("--quiet", action="store_true")
     at.add_argument("--out", default="atlas", help="folder for index.html and atlas.json (and the cache)")
-    at.set_defaults(func=_cmd_atlas)
+    at.set_defaults(func="atlas")
     ci = sub.add_parser("circuit", help="which units of an earlier layer feed a unit, or which later units (or "
                                         "classes) it feeds, with signed weights and per-concept paths")
     ci.add_argument("model")
@@ -548,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--device", default=None)
     ci.add_argument("--quiet", action="store_true")
     ci.add_argument("--out", default="circuit", help="folder for index.html and circuit.json")
-    ci.set_defaults(func=_cmd_circuit)
+    ci.set_defaults(func="circuit")
     sh = sub.add_parser("shift", help="find the SAE features (or channels) a classifier uses for a cue it should "
                                       "ignore, ablate them and measure the fix on grouped test images")
     sh.add_argument("model")
@@ -575,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--device", default=None)
     sh.add_argument("--quiet", action="store_true")
     sh.add_argument("--out", default="shift", help="folder for index.html, shift.json and edit.json")
-    sh.set_defaults(func=_cmd_shift)
+    sh.set_defaults(func="shift")
     return parser
 
 
@@ -585,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = debug_requested(getattr(args, "debug", False))
     if getattr(args, "diversity_weight", None) is not None:
-        _warn("--diversity-weight is deprecated: say --diversity for the weight (and --samples for the number "
+        warn_user("--diversity-weight is deprecated: say --diversity for the weight (and --samples for the number "
               "of images per unit)")
         args.diversity = args.diversity if args.diversity is not None else args.diversity_weight
     try:
-        args.func(args)
+        from . import commands  # late: the library (and torch) loads only once a command runs
+        getattr(commands, f"cmd_{args.func}")(args)
     except KeyboardInterrupt:
         if debug:
             raise

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from .choices import ENGINES
+
 INSTALL_RAY = "pip install 'vizneuron[ray]'"
 
 
@@ -78,7 +80,7 @@ class RayEngine:
         return max(1, min(self.actors or fit, fit, blocks))
 
 
-ENGINES = {"local": None, "ray": RayEngine()}
+_ENGINES = dict(zip(ENGINES, (None, RayEngine())))
 
 
 class Job:
@@ -95,7 +97,7 @@ def as_engine(engine: str | RayEngine | None) -> RayEngine | None:
         return engine
     if engine not in ENGINES:
         raise EngineError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    return ENGINES[engine]
+    return _ENGINES[engine]
 
 
 def connect(address: str | None):

@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from .choices import MODES
 from .imageio import write_atomic
 from .models.base import Model, weights_digest
 from .models.registry import SOURCES, Source, load_model
@@ -33,7 +34,6 @@ from .sae.model import SAE, SAEError, load_sae
 from .stream import ActivationStream
 from .units import Unit, UnitError, parse_units, unit_maps
 
-MODES = ("zero", "mean")
 FORMAT = 1  # version of the edit file
 
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import sys
 
 #: errors that come from what was typed, uploaded or found on disk: one line, never a traceback
 EXPECTED: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError, ImportError, RuntimeError,
                                               sqlite3.Error, MemoryError)
 
 _FREE_SPACE = "free some space or write somewhere else, then rerun the same command (it resumes)"
+
+
+def warn_user(text: str) -> None:
+    """A warning line on stderr, in the CLI's voice."""
+    print(f"vizneuron: warning: {text}", file=sys.stderr)
 
 
 def debug_requested(flag: bool = False) -> bool:

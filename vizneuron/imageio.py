@@ -13,7 +13,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -186,3 +186,23 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def seed_tensor(image: Any, size: tuple[int, int]) -> torch.Tensor | None:
+    """A seed image (file path, PIL image, or (3, h, w) tensor in [0, 1]) as (3, H, W) at `size`."""
+    if image is None:
+        return None
+    if isinstance(image, (str, Path)):
+        try:
+            rgb, _ = read_rgb(image)
+        except ImageSkipped as err:
+            raise ValueError(f"seed image {image}: {err}") from None
+        return to_model_input(rgb, size)
+    if isinstance(image, Image.Image):
+        return to_model_input(pil_to_rgb(image)[0], size)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError("seed_image must be an image file, a PIL image or a (3, H, W) tensor in [0, 1]")
+    image = image.detach().float().cpu()
+    if tuple(image.shape[1:]) != tuple(size):
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return image.clamp(0, 1).contiguous()

@@ -12,17 +12,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
-import torch.nn.functional as F
-from PIL import Image
+from ..choices import PARAMETERISATIONS
 
-from ..imageio import ImageSkipped, pil_to_rgb, read_rgb, to_model_input
-from ..models.base import Model
-from .param import PARAMETERISATIONS
-from .transforms import Transform
+if TYPE_CHECKING:
+    from ..models.base import Model
+    from .transforms import Transform
 
 Size = int | tuple[int, int]
 TRANSFORM_NAMES = ("standard", "none")
@@ -101,7 +97,7 @@ class RenderConfig:
             param_options=dict(self.param_options or {}),
             batch=max(1, units) if self.batch is None else min(self.batch, max(1, units)),
             lr=float(self.lr),
-            seed_image=seed_tensor(self.seed_image, _pair(self.size) if self.size is not None else model.input_size),
+            seed_image=self._seed(_pair(self.size) if self.size is not None else tuple(model.input_size)),
             stay_close=float(self.stay_close),
         )
 
@@ -116,28 +112,15 @@ class RenderConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
-def seed_tensor(image: Any, size: tuple[int, int]) -> torch.Tensor | None:
-    """A seed image (file path, PIL image, or (3, h, w) tensor in [0, 1]) as (3, H, W) at `size`."""
-    if image is None:
-        return None
-    if isinstance(image, (str, Path)):
-        try:
-            rgb, _ = read_rgb(image)
-        except ImageSkipped as err:
-            raise ValueError(f"seed image {image}: {err}") from None
-        return to_model_input(rgb, size)
-    if isinstance(image, Image.Image):
-        return to_model_input(pil_to_rgb(image)[0], size)
-    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError("seed_image must be an image file, a PIL image or a (3, H, W) tensor in [0, 1]")
-    image = image.detach().float().cpu()
-    if tuple(image.shape[1:]) != tuple(size):
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    return image.clamp(0, 1).contiguous()
+    def _seed(self, size: tuple[int, int]) -> Any:
+        if self.seed_image is None:
+            return None
+        from ..imageio import seed_tensor  # late: the config stays torch-free for the CLI's parser
+        return seed_tensor(self.seed_image, size)
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
+    if hasattr(value, "detach"):  # a tensor (duck-typed: this module does not load torch)
         tensor = value.detach().cpu().contiguous()
         return f"tensor:{hashlib.sha1(tensor.numpy().tobytes()).hexdigest()}:{list(tensor.shape)}"
     return value

@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from ..choices import PARAMETERISATIONS
+
 # Square root of ImageNet's colour correlation (the constant lucid and lucent use).
 COLOR_CORRELATION_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float32
@@ -146,18 +148,15 @@ def maco_image(
     return ImageParam([phase], image, origin)
 
 
-PARAMETERISATIONS: dict[str, Callable[..., ImageParam]] = {
-    "fft": fft_image,
-    "pixel": pixel_image,
-    "maco": maco_image,
-}
+#: one factory per name in `choices.PARAMETERISATIONS`
+FACTORIES: dict[str, Callable[..., ImageParam]] = dict(zip(PARAMETERISATIONS, (fft_image, pixel_image, maco_image)))
 
 
 def make_param(kind: str, n: int, size: tuple[int, int], gen: torch.Generator, init: torch.Tensor | None = None,
                **options) -> ImageParam:
     """`n` images of `size` in parameterisation `kind`, from noise drawn with `gen`, or from `init`."""
     try:
-        factory = PARAMETERISATIONS[kind]
+        factory = FACTORIES[kind]
     except KeyError:
         raise ValueError(f"unknown parameterisation {kind!r}; choose from {', '.join(PARAMETERISATIONS)}") from None
     return factory(n, size, gen, init=init, **options)

@@ -21,6 +21,7 @@ from ..models.base import Model
 from ..redirect import redirected_relus
 from ..units import SAEs, Unit, parse_units
 from . import objectives as obj
+from .adam import Adam
 from .config import RenderConfig
 from .param import make_param
 from .transforms import Transform, compose, standard_transforms
@@ -169,7 +170,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
     pull: torch.Tensor | None = None  # per slot, the weight of drifting (set from step 1's push)
     transform = _as_transform(cfg.transforms, cfg.size)
     feed_size = cfg.model_input_size
-    optimiser = torch.optim.Adam(image_param.params, lr=cfg.lr)
+    optimiser = Adam(image_param.params, lr=cfg.lr)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and device.type == "cuda" else nullcontext()
     history: list[torch.Tensor] = []
     snapshots: dict[int, torch.Tensor] = {}
@@ -181,7 +182,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         cap = hooks.enter_context(capture(model, layers))
         bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
         for step in bar:
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             images = image_param.image()
             x = transform(images, gen)
             if feed_size is not None:

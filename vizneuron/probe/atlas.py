@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..choices import VERDICTS
 from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
 from ..sae.model import SAE
@@ -26,7 +27,6 @@ from .run import probe_units
 
 ATLAS_VERSION = 1  # bump when the probe's measure changes, so old atlases are not reused
 MIN_FIRING = 10  # concept images a unit must fire on for the probe to judge it
-VERDICTS = ("monosemantic", "polysemantic", "unclear", "rare")
 
 
 @dataclass

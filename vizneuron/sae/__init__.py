@@ -1,11 +1,19 @@
-"""Sparse autoencoders on a layer's activations; their features are units like any other."""
+"""Sparse autoencoders on a layer's activations; their features are units like any other.
 
-from .data import ActivationFolder, extract_activations, layer_activations
-from .metrics import evaluate_sae
-from .model import SAE, SAEConfig, SAEError, find_saes, load_sae, random_decoder, read_sae_config
-from .toy import absorption, mean_max_cosine, toy_hierarchy, toy_superposition
-from .train import NotConverged, SAETrainConfig, train_layer_sae, train_layer_saes, train_sae
+Members load on first use (`vizneuron.lazy`), so `sae.config` is readable without torch."""
 
-__all__ = ["ActivationFolder", "extract_activations", "NotConverged", "absorption", "toy_hierarchy", "SAE", "SAEConfig", "SAETrainConfig", "SAEError", "evaluate_sae", "find_saes",
-           "layer_activations", "load_sae", "mean_max_cosine", "random_decoder", "read_sae_config", "toy_superposition",
-           "train_layer_sae", "train_layer_saes", "train_sae"]
+from __future__ import annotations
+
+from ..lazy import make_lazy
+
+_MEMBERS = {
+    ".config": ("KINDS", "SAEConfig", "SAEError", "SAETrainConfig"),
+    ".data": ("ActivationFolder", "extract_activations", "layer_activations"),
+    ".metrics": ("evaluate_sae",),
+    ".model": ("SAE", "find_saes", "load_sae", "random_decoder", "read_sae_config"),
+    ".toy": ("absorption", "mean_max_cosine", "toy_hierarchy", "toy_superposition"),
+    ".train": ("NotConverged", "train_layer_sae", "train_layer_saes", "train_sae"),
+}
+make_lazy(__name__, _MEMBERS)
+
+__all__ = [name for names in _MEMBERS.values() for name in names]

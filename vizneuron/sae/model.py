@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -35,51 +33,10 @@ from torch import nn
 
 from ..imageio import write_atomic
 from ..redirect import redirect_gradient
+from .config import KINDS, THRESHOLDED, SAEConfig, SAEError
 
-KINDS = ("topk", "relu", "batchtopk", "jumprelu", "matryoshka")
-THRESHOLDED = ("batchtopk", "matryoshka")  # kinds that infer with one learnt threshold
 BANDWIDTH = 0.1  # JumpReLU: width of the window around a threshold that passes it gradient
 CHECKSUM = "vizneuron_sha256"
-
-
-@dataclass
-class SAEConfig:
-    """What an SAE is: its shape and kind, its input scale, and where it was trained (provenance).
-    How it was trained is `training` (the `SAETrainConfig` used, plus steps taken), how good it is
-    `metrics` (from `evaluate_sae`)."""
-
-    d_in: int
-    d_sae: int
-    kind: str = "topk"  # one of KINDS
-    k: int = 16  # active latents per sample (the target mean for batchtopk, matryoshka, jumprelu)
-    scale: float = 1.0  # input normalisation s
-    model: str | None = None  # the model spec and layer the SAE was trained on
-    layer: str | None = None
-    pool: bool = False  # trained on per-image means instead of every position
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SAEConfig":
-        """From a saved config; files written before training settings moved out keep them (e.g.
-        the L1 weight) in `training`."""
-        known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict):
-            raise SAEError("an SAE config must be a JSON object")
-        try:
-            config = cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as err:  # a required field missing
-            raise SAEError(f"SAE config is incomplete ({err})") from None
-        wrong = [name for name, kind in (("d_in", int), ("d_sae", int), ("k", int), ("scale", (int, float)))
-                 if not isinstance(getattr(config, name), kind) or isinstance(getattr(config, name), bool)]
-        if wrong or config.d_in < 1 or config.d_sae < 1 or not math.isfinite(config.scale) or config.scale <= 0:
-            raise SAEError(f"SAE config has invalid values ({', '.join(wrong) or 'sizes or scale'})")
-        config.training = {**{k: v for k, v in data.items() if k not in known}, **config.training}
-        return config
-
-
-class SAEError(ValueError):
-    """An SAE file that is missing, malformed or made for another layer."""
 
 
 class SAE(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from ..models.base import Model
 from ..sources import as_source
+from .config import THRESHOLDED, SAETrainConfig
 from .data import ActivationFolder, layer_activations, layers_activations
-from .model import KINDS, SAE, THRESHOLDED, SAEConfig, SAEError
+from .model import SAE
 
 
 def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: int,
@@ -55,58 +56,6 @@ def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Te
             yield from activations
             if epochs > 1 and iter(activations) is activations:
                 raise ValueError("several epochs need a tensor, a list, or a callable returning a fresh iterator")
-
-
-@dataclass(frozen=True)
-class SAETrainConfig:
-    """Everything that decides how an SAE is trained, with its defaults (the CLI's flags read them
-    from here). `d_sae` defaults to `expansion` x the layer's width. Left unset, `batch_size` and
-    `epochs` are chosen from the data: batches of about 1/64 of it (256-4096 rows), and passes until
-    the FVU over a window of `WINDOW` steps falls by less than `plateau`, after at least
-    `min_steps` steps."""
-
-    expansion: int = 8
-    d_sae: int | None = None
-    kind: str = "topk"  # one of KINDS: "topk" | "relu" | "batchtopk" | "jumprelu" | "matryoshka"
-    k: int = 16  # active latents per sample (topk; the target mean for the other sparse kinds)
-    l1: float = 5e-3  # sparsity weight (relu)
-    prefixes: int = 5  # matryoshka: nested prefixes d_sae/2**(prefixes-1), ..., d_sae/2, d_sae
-    lr: float = 3e-3
-    batch_size: int | None = None  # rows per optimiser step (default: scaled to the data, 256-4096)
-    epochs: int | None = None  # passes over the data (default: until the FVU stops falling)
-    min_steps: int = 600  # the fewest optimiser steps an automatic run takes (more passes on small data)
-    max_epochs: int = 200  # the most passes an automatic run makes
-    plateau: float = 0.01  # converged: the mean FVU fell by less than this fraction over the last window
-    buffer: int | None = None  # shuffling buffer in rows (default ~256 MB of rows)
-    aux_k: int | None = None  # AuxK latents (default min(d_in, d_sae) / 2)
-    aux_weight: float = 1 / 32
-    dead_after: int = 200_000  # samples without firing before a latent counts as dead
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise SAEError(f"SAE kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        at_least_one = ("expansion", "k", "batch_size", "epochs", "dead_after", "d_sae", "buffer", "aux_k",
-                        "min_steps", "max_epochs", "prefixes")
-        for name in at_least_one:
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"SAE training: lr must be positive, not {self.lr}")
-        if not (self.l1 >= 0 and self.aux_weight >= 0 and 0 < self.plateau < 1):
-            raise ValueError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
-        if self.d_sae is not None and self.kind != "relu" and self.k > self.d_sae:
-            raise ValueError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
-        if self.d_sae is not None and self.kind == "matryoshka" and self.d_sae >> (self.prefixes - 1) < 1:
-            raise ValueError(f"SAE training: {self.prefixes} nested prefixes need d_sae of at least "
-                             f"{2 ** (self.prefixes - 1)}")
-
-    def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:
-        """The SAE these settings build on a `d_in`-wide layer (provenance: model, layer, pool)."""
-        return SAEConfig(d_in=d_in, d_sae=self.d_sae or self.expansion * d_in, kind=self.kind, k=self.k,
-                         scale=scale, training=asdict(self), **provenance)
 
 
 def train_sae(

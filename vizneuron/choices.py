@@ -1,0 +1,13 @@
+"""The names the jobs accept, in one torch-free module: the library checks values against these,
+and the CLI builds its parser from them without loading torch, so `vizneuron --help` is instant."""
+
+from __future__ import annotations
+
+#: image parameterisations (`optim.param` builds each one)
+PARAMETERISATIONS = ("fft", "pixel", "maco")
+#: a unit's probe verdicts, in the order reports list them
+VERDICTS = ("monosemantic", "polysemantic", "unclear", "rare")
+#: what an ablated unit is held at: zero, or its mean over the data
+MODES = ("zero", "mean")
+#: where a job runs: this process, or a Ray cluster
+ENGINES = ("local", "ray")
