@@ -186,3 +186,11 @@ def test_help_and_argument_errors_do_not_load_torch():
     assert run.stdout.strip().endswith("LOADED []"), run.stdout[-300:]
     assert "invalid choice: 'fff'" in run.stderr and "--units" in run.stderr
 
+
+
+def test_render_flags_reach_the_config_and_the_manifest(tmp_path):
+    out = tmp_path / "g"
+    assert main(["render", TINY, "--units", "conv2:0", "--steps", "4", "--schedule", "cosine", "--lr", "0.2",
+                 "--quiet", "--out", str(out)]) == 0
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert settings["schedule"] == "cosine" and settings["lr"] == 0.2 and settings["steps"] == 4

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,17 @@ def test_imports_inside_functions_are_optional_dependencies_with_a_reason():
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_every_module_imports(name):
     importlib.import_module(name)
+
+
+def test_the_package_loads_its_members_on_first_use():
+    """`vizneuron` and `vizneuron.sae` import their members lazily (so the CLI's parser needs no
+    torch), yet read like eager packages: a function named like its submodule stays the function,
+    even after the submodule is imported directly, and `dir` lists every member."""
+    code = ("import sys\nimport vizneuron as vz\nassert 'torch' not in sys.modules\n"
+            "import vizneuron.mine.run, vizneuron.capture\n"
+            "assert callable(vz.mine) and callable(vz.capture) and callable(vz.circuit) and callable(vz.shift)\n"
+            "assert vz.objectives.__name__ == 'vizneuron.optim.objectives' and vz.sae.SAE.__name__ == 'SAE'\n"
+            "assert set(vz.__all__) <= set(dir(vz)) and 'train_sae' in dir(vz.sae)\n"
+            "try:\n    vz.nothing_here\nexcept AttributeError as err:\n    print('OK', err)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "OK module 'vizneuron' has no attribute 'nothing_here'" in run.stdout, run.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vizneuron import RenderError, capture, objectives as obj, render
+from vizneuron import RenderConfig, RenderError, capture, load_model, objectives as obj, render
+from vizneuron.optim.adam import Adam, step_size
 from vizneuron.optim import transforms as tf
 from vizneuron.optim.param import make_param
 from vizneuron.units import parse_units
@@ -173,7 +174,7 @@ def test_redirected_relu_revives_a_dead_unit_and_cleans_up(tiny):
 
 
 def test_render_config_normalises_equal_renders_to_one_config(tiny):
-    from vizneuron import PRESETS, RenderConfig
+    from vizneuron import PRESETS
 
     assert RenderConfig(size=None).normalised(tiny) == RenderConfig(size=16).normalised(tiny) \
         == RenderConfig(size=(16, 16)).normalised(tiny)
@@ -213,3 +214,46 @@ def test_diversity_on_token_layers_leaves_the_prefix_tokens_out():
     assert not torch.allclose(obj.diversity("x")({"x": tokens}), obj.diversity("x")({"x": changed}))
     cls_units = obj.diversity("x", tokens=TokenLayout(prefix=1, cls=True))  # positions are patches even then
     assert torch.allclose(cls_units({"x": changed}), vit({"x": changed}))
+
+
+def test_adam_matches_torch_adam_bit_for_bit():
+    """Renders step with `optim.adam.Adam` (torch.optim would import torch._dynamo, 1.6 s of a CLI
+    start); it must compute exactly what torch.optim.Adam computes."""
+    gen = torch.Generator().manual_seed(0)
+    ours_params = [torch.randn(4, 3, 8, 5, generator=gen), torch.randn(2, 7, generator=gen)]
+    theirs_params = [p.clone() for p in ours_params]
+    for p in ours_params + theirs_params:
+        p.requires_grad_(True)
+    ours, theirs = Adam(ours_params, lr=0.05), torch.optim.Adam(theirs_params, lr=0.05)
+    for step in range(40):
+        grads = [torch.randn(p.shape, generator=gen) * (step + 1) for p in ours_params]
+        ours.zero_grad()
+        theirs.zero_grad(set_to_none=True)
+        for params in (ours_params, theirs_params):
+            sum((p * g).sum() for p, g in zip(params, grads)).backward()
+        ours.lr = theirs.param_groups[0]["lr"] = 0.05 * (1 + step % 3)  # a step size that changes, as schedules do
+        ours.step()
+        theirs.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_params, theirs_params))
+
+
+def test_step_size_schedules():
+    assert [step_size(0.1, "constant", s, 64) for s in (1, 32, 64)] == [0.1, 0.1, 0.1]
+    cosine = [step_size(0.4, "cosine", s, 128) for s in range(1, 129)]
+    assert cosine[0] == pytest.approx(0.4 / 16) and cosine[15] == pytest.approx(0.4)  # warm-up over steps/8
+    assert all(a >= b for a, b in zip(cosine[15:], cosine[16:])) and cosine[-1] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="constant, cosine"):
+        RenderConfig(schedule="cosin")
+
+
+@pytest.mark.slow
+def test_cosine_schedule_reaches_256_constant_steps_in_128():
+    """The lever bench/whole_layer.py measures: on the bundled model, a cosine schedule at lr 0.4
+    reaches in 128 steps what the default constant 0.05 reaches in 256 (measured 0.99x on 16
+    channels); a weaker bar here than measured, but one that 128 constant steps miss."""
+    model = load_model("default")
+    units = [f"layer3:{c}" for c in range(0, 128, 16)]
+    reference = render(model, units, steps=256, batch=None, progress=False).activations.mean()
+    fast = render(model, units, steps=128, batch=None, lr=0.4, schedule="cosine", progress=False).activations.mean()
+    short = render(model, units, steps=128, batch=None, progress=False).activations.mean()
+    assert fast >= 0.95 * reference > short, (fast, reference, short)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 #: image parameterisations (`optim.param` builds each one)
 PARAMETERISATIONS = ("fft", "pixel", "maco")
+#: how a render's step size moves: held at `lr`, or warmed up over the first 1/8 of the steps and
+#: then decayed to 0 along a cosine (which tolerates a larger `lr`)
+SCHEDULES = ("constant", "cosine")
 #: a unit's probe verdicts, in the order reports list them
 VERDICTS = ("monosemantic", "polysemantic", "unclear", "rare")
 #: what an ablated unit is held at: zero, or its mean over the data

@@ -7,7 +7,7 @@ import argparse
 import functools
 import sys
 
-from .choices import ENGINES, MODES, PARAMETERISATIONS, VERDICTS
+from .choices import ENGINES, MODES, PARAMETERISATIONS, SCHEDULES, VERDICTS
 from .errors import EXPECTED, debug_requested, user_message, warn_user
 from .optim.config import PRESETS, RenderConfig
 from .sae.config import KINDS, SAETrainConfig
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--param", choices=list(PARAMETERISATIONS), default=None,
                       help=f"image parameterisation (default {base.param})")
     rend.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {base.lr:g})")
+    rend.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                      help=f"step size over the run (default {base.schedule}; cosine: warm-up, then decay to 0, "
+                           "which takes a larger --lr and converges in fewer steps on small models)")
     rend.add_argument("--redirect-steps", type=int, default=None,
                       help=f"first steps in which ReLU/ReLU6 pass gradient to clipped units (default "
                            f"{base.redirect_steps}; 0: off)")

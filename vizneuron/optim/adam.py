@@ -7,9 +7,21 @@ about 1.6 s of a 2-core machine, which would be most of the wait before a CLI re
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
+
+
+def step_size(lr: float, schedule: str, step: int, steps: int) -> float:
+    """The step size of step `step` (1-based) of `steps`: `lr` throughout ("constant"), or a linear
+    warm-up over the first steps/8 and then a cosine from `lr` down to 0 ("cosine")."""
+    if schedule == "constant":
+        return lr
+    warm = max(1, steps // 8)
+    if step <= warm:
+        return lr * step / warm
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
 
 class Adam:

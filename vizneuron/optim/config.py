@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..choices import PARAMETERISATIONS
+from ..choices import PARAMETERISATIONS, SCHEDULES
 
 if TYPE_CHECKING:
     from ..models.base import Model
@@ -41,6 +41,7 @@ class RenderConfig:
     transforms: str | Sequence[Transform] = "standard"  # "standard", "none", or transform functions
     steps: int = 256
     lr: float = 0.05
+    schedule: str = "constant"  # "constant" | "cosine": warm-up over steps/8, then a cosine down to 0
     seed: int = 0
     redirect_steps: int = 16  # first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)
     batch: int | None = 16  # units optimised together (None: all); batch i uses seed + i * batch
@@ -66,6 +67,8 @@ class RenderConfig:
                 raise ValueError(f"render setting {name}={getattr(self, name)!r}: must be {wanted}")
         if self.param not in PARAMETERISATIONS:
             raise ValueError(f"unknown parameterisation {self.param!r}; choose from {', '.join(PARAMETERISATIONS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown step-size schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if isinstance(self.transforms, str) and self.transforms not in TRANSFORM_NAMES:
             raise ValueError(f"transforms={self.transforms!r}: give {' or '.join(TRANSFORM_NAMES)}, or a list "
                              "of transform functions")

@@ -21,7 +21,7 @@ from ..models.base import Model
 from ..redirect import redirected_relus
 from ..units import SAEs, Unit, parse_units
 from . import objectives as obj
-from .adam import Adam
+from .adam import Adam, step_size
 from .config import RenderConfig
 from .param import make_param
 from .transforms import Transform, compose, standard_transforms
@@ -119,7 +119,9 @@ def render(
                     on_progress(finished * cfg.steps, total_steps)
         bar.close()
         return RenderResult.concat(results)
-    for number in range(len(job.batches)):
+    batches = tqdm(range(len(job.batches)), unit="batch", desc=f"render {len(unit_list)} units in batches of {cfg.batch}",
+                   disable=not progress or len(job.batches) == 1)  # a whole layer: progress per batch too
+    for number in batches:
         done = number * cfg.steps
         report = None if on_progress is None else (lambda step, _steps, done=done: on_progress(done + step, total_steps))
         results[number] = job(number, progress, report)
@@ -195,6 +197,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
             (-goal.sum()).backward()
             if stay_close and pull is None:  # step 1, at the seed: the unit's push alone
                 pull = _balanced_pull(image_param, stay_close)
+            optimiser.lr = step_size(cfg.lr, cfg.schedule, step, steps)
             optimiser.step()
             history.append(values.detach())
             if step % CHECK_EVERY == 0 or step == steps:

@@ -1,0 +1,85 @@
+"""A whole layer: every channel of the bundled model's `layer3` (128), one sample each, as `vizneuron
+render default --units 'layer3:*'` and the app's layer grid make it. Wall time and the mean
+activation of the renders, for the defaults (256 steps) and for each lever, side by side in one
+process, the settings taking turns (`--rounds`, medians).
+
+    python bench/whole_layer.py [--threads 2] [--rounds 1]
+    python bench/whole_layer.py --mixed4e [--device cuda]   # lucent's InceptionV1 mixed4e (random init)
+
+Quality is the mean over the 128 channels of each render's unit value (the render's own measure: the
+model's input size, no augmentation), relative to the defaults'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from common import table
+from vizneuron import load_model, render
+
+#: name -> render settings; the first is the baseline
+SETTINGS = {
+    "defaults: 256 steps, batch 16, lr 0.05 constant": {},
+    "batch 64": {"batch": 64},
+    "all 128 in one batch": {"batch": None},
+    "128 steps": {"steps": 128},
+    "128 steps, cosine schedule, lr 0.4": {"steps": 128, "schedule": "cosine", "lr": 0.4},
+    "128 steps, cosine schedule, lr 0.4, batch 64": {"steps": 128, "schedule": "cosine", "lr": 0.4, "batch": 64},
+    "96 steps, cosine schedule, lr 0.4, batch 64": {"steps": 96, "schedule": "cosine", "lr": 0.4, "batch": 64},
+}
+
+
+def mixed4e(device: str, batch: int, steps: int) -> None:
+    """Every channel of lucent's InceptionV1 `mixed4e` (528, random init: no download) at 128 px fed at
+    224, 512 steps each: timed on one batch of `batch` channels for `steps` steps, then scaled to the
+    whole layer (the batches are independent and equal in cost). bfloat16 autocast on CUDA."""
+    model = load_model("lucent:inceptionv1?weights=none", device=device)
+    channels = model.layers["mixed4e"].channels
+    units = [f"mixed4e:{c}" for c in range(batch)]
+    settings = dict(size=128, model_input_size=224, batch=batch, progress=False, autocast=device == "cuda")
+    render(model, units, steps=2, **settings)  # warm-up
+    start = time.perf_counter()
+    render(model, units, steps=steps, **settings)
+    per_step = (time.perf_counter() - start) / steps
+    whole = per_step * 512 * -(-channels // batch)
+    print(f"mixed4e on {device}: {per_step:.3f} s per step for {batch} channels; all {channels} channels x 512 "
+          f"steps: {whole:.0f} s ({whole / 60:.1f} min)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--settings", default=";".join(SETTINGS), help="';'-separated names from SETTINGS")
+    ap.add_argument("--mixed4e", action="store_true", help="time lucent's InceptionV1 mixed4e instead")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=16, help="with --mixed4e: channels per batch")
+    ap.add_argument("--steps", type=int, default=8, help="with --mixed4e: steps timed")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.mixed4e:
+        return mixed4e(args.device, args.batch, args.steps)
+    model = load_model("default")
+    names = args.settings.split(";")
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    value: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name in names:
+            start = time.perf_counter()
+            result = render(model, "layer3:*", progress=False, **SETTINGS[name])
+            seconds[name].append(time.perf_counter() - start)
+            value[name] = result.activations.mean().item()
+            print(name, f"{seconds[name][-1]:.1f} s", f"mean activation {value[name]:.3f}", flush=True)
+    base = names[0]
+    rows = [[name, f"{statistics.median(seconds[name]):.1f}",
+             f"{statistics.median(seconds[base]) / statistics.median(seconds[name]):.2f}x",
+             f"{value[name]:.3f}", f"{value[name] / value[base]:.2f}"] for name in names]
+    print(table(["setting", "seconds", "speed-up", "mean activation", "vs defaults"], rows))
+
+
+if __name__ == "__main__":
+    main()
