@@ -21,13 +21,11 @@ import torch
 from common import table
 from vizneuron import load_model, render
 
-#: name -> render settings; the first is the baseline
+#: name -> render settings (and `channels_last`); the first is the baseline
 SETTINGS = {
-    "defaults: 256 steps, batch 16, lr 0.05 constant": {},
+    "before: 256 steps, batch 16, lr 0.05, contiguous weights": {"channels_last": False},
+    "defaults now: the same, channels-last weights": {},
     "batch 64": {"batch": 64},
-    "all 128 in one batch": {"batch": None},
-    "128 steps": {"steps": 128},
-    "128 steps, cosine schedule, lr 0.4": {"steps": 128, "schedule": "cosine", "lr": 0.4},
     "128 steps, cosine schedule, lr 0.4, batch 64": {"steps": 128, "schedule": "cosine", "lr": 0.4, "batch": 64},
     "96 steps, cosine schedule, lr 0.4, batch 64": {"steps": 96, "schedule": "cosine", "lr": 0.4, "batch": 64},
 }

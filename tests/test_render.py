@@ -249,10 +249,10 @@ def test_step_size_schedules():
 @pytest.mark.slow
 def test_cosine_schedule_reaches_256_constant_steps_in_128():
     """The lever bench/whole_layer.py measures: on the bundled model, a cosine schedule at lr 0.4
-    reaches in 128 steps what the default constant 0.05 reaches in 256 (measured 0.99x on 16
-    channels); a weaker bar here than measured, but one that 128 constant steps miss."""
+    reaches in 128 steps what the default constant 0.05 reaches in 256 (measured 0.99x on these 16
+    channels, 0.96x on all 128); a weaker bar here than measured, but one that 128 constant steps miss."""
     model = load_model("default")
-    units = [f"layer3:{c}" for c in range(0, 128, 16)]
+    units = [f"layer3:{c}" for c in range(0, 128, 8)]
     reference = render(model, units, steps=256, batch=None, progress=False).activations.mean()
     fast = render(model, units, steps=128, batch=None, lr=0.4, schedule="cosine", progress=False).activations.mean()
     short = render(model, units, steps=128, batch=None, progress=False).activations.mean()

