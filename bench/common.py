@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -20,3 +23,11 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def top5_rate(judge, images: torch.Tensor, targets: torch.Tensor) -> float:
+    """How often `judge` (a second network) puts each image's target class in its top 5: the
+    transferability check of renders (MACO's), images resized to the judge's input size."""
+    x = F.interpolate(images, size=tuple(judge.input_size), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        return (judge(x).topk(5, dim=1).indices == targets[:, None]).any(1).float().mean().item()

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import SHARED, coral, table
+from common import SHARED, coral, table, top5_rate
 from vizneuron import capture, load_model, objectives, parse_units, render
 from vizneuron.imageio import image_files, load_images
 from vizneuron.models.base import OUTPUT_LAYER, Model
@@ -54,6 +54,8 @@ CANDIDATES = {
     "defaults": {},
     "lr 0.1": {"lr": 0.1},
 }
+#: ... and on the 224 px models, lucent's image size fed at the model's
+SMALLER_IMAGE = {"lr 0.1, 128 px fed at 224": {"lr": 0.1, "size": 128}}
 
 
 @dataclass
@@ -72,14 +74,14 @@ def workloads() -> dict[str, Workload]:
     return {
         "resnet18": Workload("torchvision resnet18 (random init), layer4:5, 4 images", "torchvision:resnet18?weights=none",
                              ["layer4:5"] * 4, 128, imagenet,
-                             candidates={**CANDIDATES, "lr 0.1, 128 px fed at 224": {"lr": 0.1, "size": 128}}),
+                             candidates={**CANDIDATES, **SMALLER_IMAGE}),
         "default-layer3": Workload("bundled CIFAR-10 ResNet, 16 channels of layer3 (0, 8, ..., 120)", "default",
                                    [f"layer3:{c}" for c in range(0, 128, 8)], 32, image_files(SAMPLE_DIR),
                                    candidates={**CANDIDATES, "cosine schedule, lr 0.4": {"lr": 0.4, "schedule": "cosine"}}),
         "mobilenet-v2-logits": Workload(f"MobileNet-v2 (Coral, 224 px), {len(CLASSES)} class logits",
                                         coral("mobilenet_v2_1.0_224_quant"), [f"logit:{c}" for c in CLASSES], 128,
                                         imagenet, judge=coral("mobilenet_v1_0.5_160_quant"),
-                                        candidates={**CANDIDATES, "lr 0.1, 128 px fed at 224": {"lr": 0.1, "size": 128}}),
+                                        candidates={**CANDIDATES, **SMALLER_IMAGE}),
     }
 
 
@@ -139,17 +141,10 @@ def best_real(model: Model, units, paths: list[Path], batch: int = 50) -> torch.
     return best
 
 
-def top5_rate(judge: Model, units, images: torch.Tensor) -> float:
-    x = F.interpolate(images, size=tuple(judge.input_size), mode="bilinear", align_corners=False, antialias=True)
-    targets = torch.tensor([u.index for u in units])
-    with torch.no_grad():
-        return (judge(x).topk(5, dim=1).indices == targets[:, None]).any(1).float().mean().item()
-
-
 def quality(model: Model, units, images: torch.Tensor, judge: Model | None, real: torch.Tensor) -> dict:
     values = unit_values(model, units, images)
     return {"activation": values.mean().item(), "real ratio": (values / real).mean().item(),
-            "top-5": top5_rate(judge, units, images) if judge is not None else None}
+            "top-5": top5_rate(judge, images, torch.tensor([u.index for u in units])) if judge is not None else None}
 
 
 def reaches(q: dict, target: dict) -> bool:

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import coral, table
+from common import coral, table, top5_rate
 from vizneuron import load_model, parse_unit, render
 
 CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle", "tree frog", "king penguin",
@@ -49,12 +49,10 @@ def main() -> None:
     for name in args.settings.split(";"):
         start = time.perf_counter()
         result = render(source, units, seed=0, batch=None, progress=False, **SETTINGS[name])  # one batch, as measured
-        images = F.interpolate(result.images, size=judge.input_size, mode="bilinear", antialias=True)
         own = F.interpolate(result.images, size=source.input_size, mode="bilinear", antialias=True)
         with torch.no_grad():
             own_top1 = (source(own).argmax(1) == targets).float().mean().item()
-            top5 = judge(images).topk(5, dim=1).indices
-        hits = (top5 == targets[:, None]).any(1).float().mean().item()
+        hits = top5_rate(judge, result.images, targets)
         rows.append([name, f"{own_top1:.0%}", f"{hits:.0%}", f"{time.perf_counter() - start:.0f}"])
         print(rows[-1], flush=True)
     print(f"\n{len(CLASSES)} ImageNet classes rendered on mobilenet_v2_1.0_224_quant (224 px unless "

@@ -114,7 +114,6 @@ class RenderConfig:
         values["seed_image"] = _plain(self.seed_image)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
-
     def _seed(self, size: tuple[int, int]) -> Any:
         if self.seed_image is None:
             return None

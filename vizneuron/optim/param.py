@@ -12,7 +12,7 @@ reproduce the image exactly, maco keeps its phase only) and remembers that point
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -34,6 +34,11 @@ class ImageParam:
     params: list[torch.Tensor]
     image: Callable[[], torch.Tensor]
     origin: list[torch.Tensor] | None = None  # the params at the seed image, when started from one
+    origin_norm2: torch.Tensor | None = field(init=False, default=None)  # (N,) the seed's squared norm
+
+    def __post_init__(self) -> None:
+        if self.origin is not None:  # fixed for the whole run: computed once, not at every step
+            self.origin_norm2 = sum(o.pow(2).flatten(1).sum(1) for o in self.origin)
 
     def drift(self) -> torch.Tensor:
         """(N,) squared distance of each image's params from where its seed put them, relative to
@@ -42,8 +47,7 @@ class ImageParam:
         if self.origin is None:
             return torch.zeros(len(self.params[0]), device=self.params[0].device)
         moved = sum((p - o).pow(2).flatten(1).sum(1) for p, o in zip(self.params, self.origin))
-        size = sum(o.pow(2).flatten(1).sum(1) for o in self.origin)
-        return moved / size.clamp(min=1e-12)
+        return moved / self.origin_norm2.clamp(min=1e-12)
 
 
 def decorrelate(x: torch.Tensor) -> torch.Tensor:

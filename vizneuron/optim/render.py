@@ -265,8 +265,7 @@ def _balanced_pull(image_param, stay_close: float) -> torch.Tensor:
     norm there x the seed's norm / 2 x stay_close. Unit-free, whatever the unit's scale."""
     with torch.no_grad():
         push = sum(p.grad.flatten(1).pow(2).sum(1) for p in image_param.params).sqrt()
-        size = sum(o.flatten(1).pow(2).sum(1) for o in image_param.origin).sqrt()
-        return stay_close * push * size / 2
+        return stay_close * push * image_param.origin_norm2.sqrt() / 2
 
 
 def _as_transform(transforms, hw: tuple[int, int]) -> Transform:
