@@ -505,7 +505,7 @@ def show_layer(loaded: Loaded, ws: Workspace, layer: str, index: ExampleIndex | 
         if result is None and st.button(f"Render all {channels} channels", key="render_layer", type="primary"):
             result = render_with_progress(loaded, cache, units, config, {}, "rendering the layer…")
         if result is None:
-            st.caption("Not rendered yet with these settings (one batch for the whole layer, cached).")
+            st.caption("Not rendered yet with these settings (in batches as large as memory allows, cached).")
             return
         pictures = {c: enlarged(result.images[c], 96) for c in range(channels)}
     else:

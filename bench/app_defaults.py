@@ -50,7 +50,7 @@ def main() -> None:
     rows.append(["the same render again (read from the cache)", f"{seconds * 1000:.1f} ms"])
     units = [f"layer3:{c}" for c in range(128)]
     _, seconds = timed(lambda: cache.render(model, units, grid))
-    rows.append([f"layer grid render (all 128 channels of layer3 in one batch, {grid.steps} steps)", f"{seconds:.1f} s"])
+    rows.append([f"layer grid render (all 128 channels of layer3, {grid.steps} steps)", f"{seconds:.1f} s"])
     folder = Path(tempfile.mkdtemp()) / "list.txt"
     files = [p for c in sorted(data.iterdir()) for p in sorted(c.iterdir())[: args.per_class]]
     folder.write_text("".join(f"{p}\t{p.parent.name}\n" for p in files))

@@ -52,7 +52,10 @@ CLASSES = ["tabby", "sports car", "goldfish", "bald eagle", "zebra", "pineapple"
 #: vizneuron settings tried on every workload (on top of its defaults)
 CANDIDATES = {
     "defaults": {},
+    "defaults in float32": {"precision": "float32"},
     "lr 0.1": {"lr": 0.1},
+    "cosine schedule, lr 0.2": {"lr": 0.2, "schedule": "cosine"},
+    "cosine schedule, lr 0.4": {"lr": 0.4, "schedule": "cosine"},
 }
 #: ... and on the 224 px models, lucent's image size fed at the model's
 SMALLER_IMAGE = {"lr 0.1, 128 px fed at 224": {"lr": 0.1, "size": 128}}
@@ -76,8 +79,7 @@ def workloads() -> dict[str, Workload]:
                              ["layer4:5"] * 4, 128, imagenet,
                              candidates={**CANDIDATES, **SMALLER_IMAGE}),
         "default-layer3": Workload("bundled CIFAR-10 ResNet, 16 channels of layer3 (0, 8, ..., 120)", "default",
-                                   [f"layer3:{c}" for c in range(0, 128, 8)], 32, image_files(SAMPLE_DIR),
-                                   candidates={**CANDIDATES, "cosine schedule, lr 0.4": {"lr": 0.4, "schedule": "cosine"}}),
+                                   [f"layer3:{c}" for c in range(0, 128, 8)], 32, image_files(SAMPLE_DIR)),
         "mobilenet-v2-logits": Workload(f"MobileNet-v2 (Coral, 224 px), {len(CLASSES)} class logits",
                                         coral("mobilenet_v2_1.0_224_quant"), [f"logit:{c}" for c in CLASSES], 128,
                                         imagenet, judge=coral("mobilenet_v1_0.5_160_quant"),

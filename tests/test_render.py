@@ -182,7 +182,7 @@ def test_render_config_normalises_equal_renders_to_one_config(tiny):
     assert RenderConfig(samples=2, diversity=0.0, diversity_layer="conv1").normalised(tiny).diversity_layer is None
     assert RenderConfig(batch=16).normalised(tiny, units=3) == RenderConfig(batch=None).normalised(tiny, units=3)
     assert RenderConfig(samples=2, diversity_layer="conv1").normalised(tiny) != RenderConfig(samples=2).normalised(tiny)
-    assert PRESETS["neuron-view"].samples == 4 and PRESETS["layer-grid"].batch is None
+    assert PRESETS["neuron-view"].samples == 4 and PRESETS["layer-grid"].steps == 64
     for bad, message in [({"steps": 0}, "steps=0"), ({"steps": -5}, "steps=-5"), ({"size": 1}, "size=1"),
                          ({"size": -3}, "size=-3"), ({"diversity": -2.0}, "diversity=-2.0"), ({"samples": 0}, "samples"),
                          ({"param": "fourier"}, "parameterisation"), ({"stepz": 3}, "did you mean steps")]:

@@ -7,9 +7,9 @@ import argparse
 import functools
 import sys
 
-from .choices import ENGINES, MODES, PARAMETERISATIONS, SCHEDULES, VERDICTS
+from .choices import ENGINES, MODES, PARAMETERISATIONS, PRECISIONS, SCHEDULES, VERDICTS
 from .errors import EXPECTED, debug_requested, user_message, warn_user
-from .optim.config import PRESETS, RenderConfig
+from .optim.config import AUTO_BATCH_MAX, AUTO_BATCH_MEMORY_SHARE, PRESETS, RenderConfig
 from .sae.config import KINDS, SAETrainConfig
 
 
@@ -34,6 +34,16 @@ def _concept_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "ImageNet groups")
     parser.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
     parser.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
+
+
+def _render_batch(text: str) -> int | str:
+    """`--batch`: a number (checked by `RenderConfig`, like every setting), 'auto', or 'all'."""
+    if text in ("auto", "all"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of units, 'auto' or 'all'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"first steps in which ReLU/ReLU6 pass gradient to clipped units (default "
                            f"{base.redirect_steps}; 0: off)")
     rend.add_argument("--seed", type=int, default=None, help=f"(default {base.seed})")
-    rend.add_argument("--batch", type=int, default=None,
-                      help=f"units optimised together in one batch (default {base.batch})")
+    rend.add_argument("--batch", type=_render_batch, default=None,
+                      help=f"units optimised together in one batch: a number, 'all', or 'auto' (as many as fit "
+                           f"1/{AUTO_BATCH_MEMORY_SHARE} of the device's memory, at most {AUTO_BATCH_MAX}; "
+                           f"default {base.batch})")
+    rend.add_argument("--precision", choices=list(PRECISIONS), default=None,
+                      help=f"number format of the passes (default {base.precision}: bfloat16 autocast where the "
+                           "device multiplies bfloat16 in hardware, about 2x faster at equal quality; else float32)")
     rend.add_argument("--from", dest="seed_image", default=None, metavar="IMAGE",
                       help="feature accentuation: start from this image (e.g. a top example) instead of noise "
                            "and push it towards each unit, staying close to it")

@@ -62,6 +62,8 @@ def _render_config(args: argparse.Namespace) -> RenderConfig:
     """The preset, with every render flag the user gave on top of it."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RenderConfig)
              if getattr(args, f.name, None) is not None}
+    if given.get("batch") == "all":  # the library's spelling of "every unit in one batch"
+        given["batch"] = None
     return preset(args.preset).with_settings(**given)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -190,6 +192,35 @@ class Model:
         for t in self.module.buffers():
             return t.device
         return self._mean.device
+
+    @property
+    def native_bfloat16(self) -> bool:
+        """Whether the model's device multiplies bfloat16 in hardware (a CUDA card that supports it; a
+        CPU with AVX512-BF16 or AMX), where bfloat16 autocast roughly halves a render's time."""
+        device = self.device
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        if device.type == "cpu":
+            return any(getattr(torch.cpu, check, lambda: False)()
+                       for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return False
+
+    @property
+    def memory_bytes(self) -> int:
+        """Memory of the model's device: the card's, or the machine's RAM."""
+        device = self.device
+        if device.type == "cuda":
+            return torch.cuda.get_device_properties(device).total_memory
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+    def activation_bytes(self, size: tuple[int, int] | None = None) -> int:
+        """Bytes of float32 output that one image leaves in a whole forward pass at `size` (default the
+        input size), summed over the leaf modules: what a backward pass keeps per image."""
+        modules = dict(self.module.named_modules())
+        leaf_elements = sum(math.prod(info.shape) for name, info in self.layers.items()
+                            if info.shape is not None and not any(modules.get(name, self.module).children()))
+        height, width = size or self.input_size
+        return int(4 * leaf_elements * height * width / (self.input_size[0] * self.input_size[1]))
 
     def to(self, device: str | torch.device) -> "Model":
         self.module.to(device)

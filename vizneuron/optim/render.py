@@ -7,9 +7,9 @@ except at progress/threshold points, so a GPU stays busy.
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,8 @@ from . import objectives as obj
 from .adam import Adam, step_size
 from .config import RenderConfig
 from .param import make_param
+from .speedups import channels_last as channels_last_weights
+from .speedups import folded_batchnorm
 from .transforms import Transform, compose, standard_transforms
 
 CHECK_EVERY = 32  # steps between finiteness checks / progress updates (each one is a host sync)
@@ -76,7 +78,6 @@ def render(
     objective: obj.Objective | None = None,
     saes: SAEs | None = None,
     device: str | torch.device | None = None,
-    autocast: bool = False,
     channels_last: bool = True,
     thresholds: Sequence[int] = (),
     engine: str | RayEngine | None = "local",
@@ -91,8 +92,9 @@ def render(
     samples=4`) say how; see `RenderConfig`. Units are optimised `batch` at a time, batch i with
     seed `seed + i * batch`. `objective`: an extra objective added to the per-slot unit objective
     (or used alone when `units` is empty). `device`: where to run; the model is moved there.
-    `autocast`: bfloat16 on CUDA. `channels_last`: convolutions run on channels-last weights during
-    the render (1.2x faster on CPU for the bundled model; the model is put back as it was).
+    `channels_last`: convolutions run on channels-last weights during
+    the render (1.2x faster on CPU for the bundled model). Eval-mode BatchNorms are folded into the
+    convolutions that feed them while the steps run (see `speedups`); the model is put back as it was.
     `thresholds`: steps at which to keep snapshots.
     `engine`: "local", or "ray" / a `RayEngine`: the unit batches are spread over Ray actors (one GPU
     each with `gpus_per_actor=1`) and the result is bit-identical to the local one.
@@ -108,7 +110,7 @@ def render(
         raise ValueError("render needs units or an objective")
     cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
     job = _RenderBatches(model, [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]],
-                         cfg, objective, autocast, tuple(thresholds), channels_last)
+                         cfg, objective, tuple(thresholds), channels_last)
     total_steps = cfg.steps * len(job.batches)
     results: list[RenderResult | None] = [None] * len(job.batches)
     if ray:
@@ -140,19 +142,18 @@ class _RenderBatches(Job):
     batches: list[list[Unit]]
     cfg: RenderConfig
     objective: obj.Objective | None
-    autocast: bool
     thresholds: tuple[int, ...]
     channels_last: bool = True
 
     def __call__(self, number: int, progress: bool = False,
                  on_progress: Callable[[int, int], None] | None = None) -> RenderResult:
         return _render_batch(self.model, self.batches[number], self.cfg, self.cfg.seed + number * self.cfg.batch,
-                             self.objective, self.autocast, self.thresholds, progress, on_progress,
+                             self.objective, self.thresholds, progress, on_progress,
                              self.channels_last)
 
 
 def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: int, objective: obj.Objective | None,
-                  autocast: bool, thresholds: Sequence[int], progress: bool,
+                  thresholds: Sequence[int], progress: bool,
                   on_progress: Callable[[int, int], None] | None, channels_last: bool = True) -> RenderResult:
     """One batch of units, optimised together (`cfg` normalised)."""
     device = model.device
@@ -178,7 +179,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
     transform = _as_transform(cfg.transforms, cfg.size)
     feed_size = cfg.model_input_size
     optimiser = Adam(image_param.params, lr=cfg.lr)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if autocast and device.type == "cuda" else nullcontext()
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bfloat16" else nullcontext()
     history: list[torch.Tensor] = []
     snapshots: dict[int, torch.Tensor] = {}
     names = [u.name for u in unit_list] or [total.name]
@@ -186,9 +187,11 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
     with ExitStack() as redirect, ExitStack() as hooks:
         if redirect_steps > 0:  # before capture, so a ReLU target itself is redirected too
             redirect.enter_context(redirected_relus(model.module, {id(u.sae): u.sae for u in unit_list if u.sae}.values()))
-        if channels_last:
-            hooks.enter_context(_channels_last(model.module))
         cap = hooks.enter_context(capture(model, layers))
+        faster = hooks.enter_context(ExitStack())  # exact rewrites of the model, undone before the final measure
+        faster.enter_context(folded_batchnorm(model.module, keep=layers))
+        if channels_last:
+            faster.enter_context(channels_last_weights(model.module))
         bar = tqdm(range(1, steps + 1), desc=f"render {_describe(names)}", disable=not progress, leave=False)
         for step in bar:
             optimiser.zero_grad()
@@ -217,6 +220,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
             if step == redirect_steps:
                 redirect.close()
 
+        faster.close()
         with torch.no_grad():
             final = image_param.image().detach()
             per_slot = obj.slots(unit_list, samples) if unit_list else total
@@ -233,22 +237,6 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
         seed_distance=None if seed_image is None else (final - seed_image).float().pow(2).mean((1, 2, 3)).sqrt().cpu(),
         seed_activation=None if on_seed is None else on_seed.float().cpu(),
     )
-
-
-@contextmanager
-def _channels_last(module: torch.nn.Module) -> Iterator[None]:
-    """The module's 4-d weights in channels-last layout for the duration (faster convolutions),
-    then contiguous again; a module already holding channels-last weights is left alone."""
-    weights = [t for t in (*module.parameters(), *module.buffers()) if t.dim() == 4]
-    if not weights or any(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-                          for t in weights):
-        yield
-        return
-    module.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        module.to(memory_format=torch.contiguous_format)
 
 
 def _measure(cap, objective: obj.Objective, images: torch.Tensor, feed_size) -> torch.Tensor:
