@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from common import table
+from common import EARLIER_RENDER, table
 from vizneuron import capture, load_model, render
 from vizneuron.mine.run import mine_sample
 
@@ -102,7 +102,7 @@ def main() -> None:
         for close in (float(v) for v in args.stay_close.split(",")):
             started = time.perf_counter()
             result = render(model, args.unit, seed_image=str(seed_path), stay_close=close, steps=args.steps,
-                            progress=False)
+                            progress=False, **EARLIER_RENDER)  # faccent's Adam lr 0.05, constant
             ours.append((close, unit_value(model, layer, channel, result.images[0]), float(result.seed_distance[0]),
                          time.perf_counter() - started))
         theirs = []

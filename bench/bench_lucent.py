@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from common import EARLIER_RENDER
 from vizneuron import load_model, objectives, render
 from vizneuron.models.base import Model
 from vizneuron.optim.param import fft_image
@@ -65,7 +66,8 @@ def plain_loop(model: Model, layer: str, channel: int, batch: int, steps: int, d
 
 def vizneuron_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
     render(model, f"{layer}:{channel}", samples=batch, diversity=1e2 if batch > 1 else 0.0, size=128,
-           model_input_size=224, steps=steps, device=device, redirect_steps=0, progress=False)
+           model_input_size=224, steps=steps, device=device, redirect_steps=0, progress=False,
+           **EARLIER_RENDER)  # float32 and lucent's step size: the same work as lucent's loop
     sync(device)
 
 

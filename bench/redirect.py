@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from common import coral, table
+from common import EARLIER_RENDER, coral, table
 from vizneuron import load_model, parse_units, render
 
 
@@ -30,7 +30,8 @@ def main() -> None:
     units = parse_units(f"{args.layer}:{args.channels}", model)
     rows = []
     for redirect in (0, args.redirect_steps):
-        result = render(model, units, steps=args.steps, seed=0, redirect_steps=redirect, batch=None, progress=False)
+        result = render(model, units, steps=args.steps, seed=0, redirect_steps=redirect, batch=None, progress=False,
+                        **EARLIER_RENDER)
         grey = (result.images.flatten(1).std(1) < 0.02) | (result.activations == 0)
         rows.append([f"{redirect}", f"{int(grey.sum())} / {len(units)}", f"{result.activations.mean():.3f}"])
         print(rows[-1], flush=True)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import SHARED, coral, table, top5_rate
-from vizneuron import capture, load_model, objectives, parse_units, render
+from vizneuron import RenderConfig, capture, load_model, objectives, parse_units, render
 from vizneuron.imageio import image_files, load_images
 from vizneuron.models.base import OUTPUT_LAYER, Model
 from vizneuron.samples import SAMPLE_DIR
@@ -49,16 +49,18 @@ from vizneuron.samples import SAMPLE_DIR
 CHECKPOINTS = (16, 32, 48, 64, 96, 128, 192, 256)  # a quarter of lucent's time is at most 256 of its steps
 LUCENT_STEPS = 512
 CLASSES = ["tabby", "sports car", "goldfish", "bald eagle", "zebra", "pineapple", "lighthouse", "pizza"]
-#: vizneuron settings tried on every workload (on top of its defaults)
+#: vizneuron settings tried on every workload (on top of its defaults: 192 steps of a warm-up + cosine
+#: schedule at peak lr 0.4, bfloat16 where the CPU has it)
+EARLIER = {"lr": 0.05, "schedule": "constant"}  # the defaults before this table
 CANDIDATES = {
-    "defaults": {},
-    "defaults in float32": {"precision": "float32"},
-    "lr 0.1": {"lr": 0.1},
-    "cosine schedule, lr 0.2": {"lr": 0.2, "schedule": "cosine"},
-    "cosine schedule, lr 0.4": {"lr": 0.4, "schedule": "cosine"},
+    "defaults (cosine schedule, peak lr 0.4)": {},
+    "earlier defaults (constant lr 0.05)": EARLIER,
+    "earlier defaults in float32": {**EARLIER, "precision": "float32"},
+    "constant lr 0.1": {"lr": 0.1, "schedule": "constant"},
+    "cosine schedule, peak lr 0.2": {"lr": 0.2},
 }
 #: ... and on the 224 px models, lucent's image size fed at the model's
-SMALLER_IMAGE = {"lr 0.1, 128 px fed at 224": {"lr": 0.1, "size": 128}}
+SMALLER_IMAGE = {"constant lr 0.1, 128 px fed at 224": {"lr": 0.1, "schedule": "constant", "size": 128}}
 
 
 @dataclass
@@ -168,7 +170,7 @@ def first_match(name: str, label: str, model: Model, units, settings: dict, judg
     """The fewest CHECKPOINTS steps at which a render with `settings` reaches `target`. With a constant
     step size one render with snapshots answers (a snapshot at step s is an s-step render); a schedule
     depends on the run's length, so each length is its own render."""
-    if settings.get("schedule", "constant") == "constant":
+    if RenderConfig().with_settings(**settings).schedule == "constant":
         trace = render(model, units, steps=max(CHECKPOINTS), batch=None, thresholds=CHECKPOINTS[:-1],
                        progress=False, **settings)
         snapshots = {**trace.snapshots, max(CHECKPOINTS): trace.images}

@@ -13,7 +13,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from common import coral, table, top5_rate
+from common import EARLIER_RENDER, coral, table, top5_rate
 from vizneuron import load_model, parse_unit, render
 
 CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle", "tree frog", "king penguin",
@@ -21,17 +21,24 @@ CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle",
            "school bus", "pizza", "broccoli", "jellyfish", "tarantula", "espresso", "ladybug", "cheeseburger",
            "snail"]
 
+def earlier(**options) -> dict:
+    """Render options on top of the settings the older rows were measured with."""
+    return {**EARLIER_RENDER, **options}
+
+
 SETTINGS = {  # name -> render options; every run uses seed 0 and the same classes
-    "fft, standard transforms, 128 steps": dict(param="fft", steps=128, redirect_steps=0),
-    "fft, standard transforms, 256 steps": dict(param="fft", steps=256, redirect_steps=0),
-    "fft, standard transforms, 512 steps": dict(param="fft", steps=512, redirect_steps=0),
-    "fft, standard transforms, 256 steps, 320 px": dict(param="fft", steps=256, size=320, redirect_steps=0),
-    "fft, standard transforms, 128 steps, redirect 16": dict(param="fft", steps=128, redirect_steps=16),
-    "fft, no transforms, 128 steps": dict(param="fft", steps=128, transforms=None, redirect_steps=0),
-    "pixel (lr 0.01), standard transforms, 256 steps": dict(param="pixel", lr=0.01, steps=256, redirect_steps=0),
-    "maco (lr 0.2), standard transforms, 128 steps": dict(param="maco", lr=0.2, steps=128, redirect_steps=0),
-    "maco (lr 0.2), standard transforms, 512 steps": dict(param="maco", lr=0.2, steps=512, redirect_steps=0),
-    "maco (lr 0.05), standard transforms, 256 steps": dict(param="maco", lr=0.05, steps=256, redirect_steps=0),
+    "defaults (fft, 192 steps, cosine schedule at peak lr 0.4, 16 redirected steps)": {},
+    # the rows measured before those defaults, at their settings (constant lr 0.05, float32)
+    "fft, standard transforms, 128 steps": earlier(param="fft", steps=128, redirect_steps=0),
+    "fft, standard transforms, 256 steps": earlier(param="fft", steps=256, redirect_steps=0),
+    "fft, standard transforms, 512 steps": earlier(param="fft", steps=512, redirect_steps=0),
+    "fft, standard transforms, 256 steps, 320 px": earlier(param="fft", steps=256, size=320, redirect_steps=0),
+    "fft, standard transforms, 128 steps, redirect 16": earlier(param="fft", steps=128, redirect_steps=16),
+    "fft, no transforms, 128 steps": earlier(param="fft", steps=128, transforms=None, redirect_steps=0),
+    "pixel (lr 0.01), standard transforms, 256 steps": earlier(param="pixel", lr=0.01, steps=256, redirect_steps=0),
+    "maco (lr 0.2), standard transforms, 128 steps": earlier(param="maco", lr=0.2, steps=128, redirect_steps=0),
+    "maco (lr 0.2), standard transforms, 512 steps": earlier(param="maco", lr=0.2, steps=512, redirect_steps=0),
+    "maco (lr 0.05), standard transforms, 256 steps": earlier(param="maco", lr=0.05, steps=256, redirect_steps=0),
 }
 
 

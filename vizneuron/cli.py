@@ -84,10 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     rend.add_argument("--model-input-size", type=int, default=None, help="resize images to this before the model")
     rend.add_argument("--param", choices=list(PARAMETERISATIONS), default=None,
                       help=f"image parameterisation (default {base.param})")
-    rend.add_argument("--lr", type=float, default=None, help=f"Adam step size (default {base.lr:g})")
+    rend.add_argument("--lr", type=float, default=None, help=f"Adam's (peak) step size (default {base.lr:g})")
     rend.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                      help=f"step size over the run (default {base.schedule}; cosine: warm-up, then decay to 0, "
-                           "which takes a larger --lr and converges in fewer steps on small models)")
+                      help=f"step size over the run (default {base.schedule}: warm-up to --lr over the first "
+                           "eighth, then decay to 0; constant: --lr throughout, which wants lucent's 0.05)")
     rend.add_argument("--redirect-steps", type=int, default=None,
                       help=f"first steps in which ReLU/ReLU6 pass gradient to clipped units (default "
                            f"{base.redirect_steps}; 0: off)")
