@@ -50,14 +50,14 @@ CHECKPOINTS = (16, 32, 48, 64, 96, 128, 192, 256)  # a quarter of lucent's time 
 LUCENT_STEPS = 512
 CLASSES = ["tabby", "sports car", "goldfish", "bald eagle", "zebra", "pineapple", "lighthouse", "pizza"]
 #: vizneuron settings tried on every workload (on top of its defaults: 192 steps of a warm-up + cosine
-#: schedule at peak lr 0.4, bfloat16 where the CPU has it)
+#: schedule at peak lr 0.2, bfloat16 where the CPU has it)
 EARLIER = {"lr": 0.05, "schedule": "constant"}  # the defaults before this table
 CANDIDATES = {
-    "defaults (cosine schedule, peak lr 0.4)": {},
+    "defaults (cosine schedule, peak lr 0.2)": {},
     "earlier defaults (constant lr 0.05)": EARLIER,
     "earlier defaults in float32": {**EARLIER, "precision": "float32"},
     "constant lr 0.1": {"lr": 0.1, "schedule": "constant"},
-    "cosine schedule, peak lr 0.2": {"lr": 0.2},
+    "cosine schedule, peak lr 0.4": {"lr": 0.4},
 }
 #: ... and on the 224 px models, lucent's image size fed at the model's
 SMALLER_IMAGE = {"constant lr 0.1, 128 px fed at 224": {"lr": 0.1, "schedule": "constant", "size": 128}}

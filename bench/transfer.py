@@ -27,7 +27,7 @@ def earlier(**options) -> dict:
 
 
 SETTINGS = {  # name -> render options; every run uses seed 0 and the same classes
-    "defaults (fft, 192 steps, cosine schedule at peak lr 0.4, 16 redirected steps)": {},
+    "defaults (fft, 192 steps, cosine schedule at peak lr 0.2, 16 redirected steps)": {},
     # the rows measured before those defaults, at their settings (constant lr 0.05, float32)
     "fft, standard transforms, 128 steps": earlier(param="fft", steps=128, redirect_steps=0),
     "fft, standard transforms, 256 steps": earlier(param="fft", steps=256, redirect_steps=0),

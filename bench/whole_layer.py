@@ -34,8 +34,9 @@ SETTINGS = {
     "the same 256 steps in float32, BatchNorm folded, channels-last weights, batch auto (64)":
         {**EARLIER, "precision": "float32"},
     "the same 256 steps in bfloat16 (auto on this CPU)": EARLIER,
-    "defaults now: all of that, 192 steps of a cosine schedule, peak lr 0.4": {},
+    "defaults now: all of that, 192 steps of a cosine schedule, peak lr 0.2": {},
     "defaults, 128 steps": {"steps": 128},
+    "defaults, peak lr 0.4": {"lr": 0.4},
 }
 
 

@@ -36,7 +36,7 @@ def save_render_and_examples(model, units: str, path: Path, tile: int = 96, show
     """A row per unit: its render, a gap, then its top dataset examples (darkened where it is quiet)."""
     index = mine(model, units.split(":")[0], CIFAR_TEST, k=shown, batch_size=500,
                  index=ROOT / "out" / "readme_examples.sqlite")
-    result = render(model, units, steps=256, seed=0, progress=False)
+    result = render(model, units, seed=0, progress=False)
     gap = tile // 4
     sheet = Image.new("RGB", ((shown + 1) * (tile + 4) + gap, len(result.units) * (tile + 4)), "white")
     for row, unit in enumerate(result.units):
@@ -60,7 +60,7 @@ def save_circuit_paths(model, path: Path, tile: int = 96, shown: int = 4) -> Non
     found = circuit(model, report.unit, upstream="layer2", data=CIFAR_TEST, k=shown,
                     concepts={c: concepts[c] for c in pair})
     rows = [[report.unit]] + [[e.unit for e in found.paths[c]] for c in pair]
-    result = render(model, [u for row in rows for u in row], steps=256, seed=0, progress=False)
+    result = render(model, [u for row in rows for u in row], seed=0, progress=False)
     images = dict(zip([u.name for u in result.units], result.images))
     label = 150
     sheet = Image.new("RGB", (label + shown * (tile + 4), len(rows) * (tile + 24)), "white")
@@ -93,9 +93,9 @@ def main() -> None:
     if args.coral:
         mobilenet = load_model(f"tflite:{CORAL}")
         logits = ["logit:tabby", "logit:sports car", "logit:goldfish", "logit:lighthouse"]
-        result = render(mobilenet, logits, steps=256, seed=0, redirect_steps=16)
+        result = render(mobilenet, logits, seed=0, redirect_steps=16)
         save_columns(result, ASSETS / "mobilenet_v2_logits.png")
-        result = render(mobilenet, "expanded_conv_12_expand:0-3", steps=256, seed=0, redirect_steps=16)
+        result = render(mobilenet, "expanded_conv_12_expand:0-3", seed=0, redirect_steps=16)
         save_columns(result, ASSETS / "mobilenet_v2_channels.png")
 
 

@@ -46,7 +46,7 @@ class RenderConfig:
     model_input_size: Size | None = None  # resize before the model (fixed-size models: their own size)
     transforms: str | Sequence[Transform] = "standard"  # "standard", "none", or transform functions
     steps: int = 192
-    lr: float = 0.4  # the peak step size of the cosine schedule (lucent's constant 0.05 is 8x smaller)
+    lr: float = 0.2  # the peak step size of the cosine schedule (lucent's constant 0.05 is 4x smaller)
     schedule: str = "cosine"  # "cosine": warm-up over steps/8, then down to 0 | "constant": lr throughout
     seed: int = 0
     redirect_steps: int = 16  # first steps in which ReLU/ReLU6 pass gradient to clipped units (0: off)
