@@ -211,7 +211,10 @@ class Model:
         device = self.device
         if device.type == "cuda":
             return torch.cuda.get_device_properties(device).total_memory
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume a small machine
+            return 8 * 2**30
 
     def activation_bytes(self, size: tuple[int, int] | None = None) -> int:
         """Bytes of float32 output that one image leaves in a whole forward pass at `size` (default the

@@ -92,9 +92,9 @@ def render(
     samples=4`) say how; see `RenderConfig`. Units are optimised `batch` at a time, batch i with
     seed `seed + i * batch`. `objective`: an extra objective added to the per-slot unit objective
     (or used alone when `units` is empty). `device`: where to run; the model is moved there.
-    `channels_last`: convolutions run on channels-last weights during
-    the render (1.2x faster on CPU for the bundled model). Eval-mode BatchNorms are folded into the
-    convolutions that feed them while the steps run (see `speedups`); the model is put back as it was.
+    `channels_last`: convolutions run on channels-last weights during the render (1.2x faster on CPU
+    for the bundled model). Eval-mode BatchNorms are folded into the convolutions that feed them
+    while the steps run (see `speedups`); the model is put back as it was.
     `thresholds`: steps at which to keep snapshots.
     `engine`: "local", or "ray" / a `RayEngine`: the unit batches are spread over Ray actors (one GPU
     each with `gpus_per_actor=1`) and the result is bit-identical to the local one.
