@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: the step size of the defaults before the cosine schedule (lucent's)
+EARLIER_SCHEDULE = dict(lr=0.05, schedule="constant")
 #: the render settings the README's older tables were measured with (before bfloat16 and the cosine
 #: default): the benches behind those tables pin them, so that they reproduce their tables
-EARLIER_RENDER = dict(lr=0.05, schedule="constant", precision="float32")
+EARLIER_RENDER = dict(**EARLIER_SCHEDULE, precision="float32")
 
 
 def coral(name: str) -> str:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import SHARED, coral, table, top5_rate
+from common import EARLIER_SCHEDULE, SHARED, coral, table, top5_rate
 from vizneuron import RenderConfig, capture, load_model, objectives, parse_units, render
 from vizneuron.imageio import image_files, load_images
 from vizneuron.models.base import OUTPUT_LAYER, Model
@@ -51,7 +51,7 @@ LUCENT_STEPS = 512
 CLASSES = ["tabby", "sports car", "goldfish", "bald eagle", "zebra", "pineapple", "lighthouse", "pizza"]
 #: vizneuron settings tried on every workload (on top of its defaults: 192 steps of a warm-up + cosine
 #: schedule at peak lr 0.2, bfloat16 where the CPU has it)
-EARLIER = {"lr": 0.05, "schedule": "constant"}  # the defaults before this table
+EARLIER = EARLIER_SCHEDULE  # the defaults before this table
 CANDIDATES = {
     "defaults (cosine schedule, peak lr 0.2)": {},
     "earlier defaults (constant lr 0.05)": EARLIER,

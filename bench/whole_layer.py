@@ -21,13 +21,13 @@ from typing import Iterator
 
 import torch
 
-from common import table
+from common import EARLIER_SCHEDULE, table
 import vizneuron.optim.render as render_module
 from vizneuron import load_model, render
 
 #: name -> render settings (and `channels_last`; "fold": False turns BatchNorm folding off, which
 #: only this bench does); the first is the baseline
-EARLIER = {"steps": 256, "lr": 0.05, "schedule": "constant"}  # the default recipe before this work
+EARLIER = {"steps": 256, **EARLIER_SCHEDULE}  # the default recipe before this work
 SETTINGS = {
     "before: 256 steps at constant lr 0.05, batch 16, float32, contiguous weights, BatchNorm not folded":
         {**EARLIER, "channels_last": False, "precision": "float32", "batch": 16, "fold": False},
@@ -53,7 +53,7 @@ def folding(on: bool) -> Iterator[None]:
 
 
 def mixed4e(device: str, batch: int, steps: int) -> None:
-    """Every channel of lucent's InceptionV1 `mixed4e` (528, random init: no download) at 128 px fed at
+    """Every channel of lucent's InceptionV1 `mixed4e` (832 channels, random init: no download) at 128 px fed at
     224, 512 steps each: timed on one batch of `batch` channels for `steps` steps, then scaled to the
     whole layer (the batches are independent and equal in cost). bfloat16 autocast where native."""
     model = load_model("lucent:inceptionv1?weights=none", device=device)
