@@ -20,14 +20,14 @@ from vizneuron.errors import EXPECTED, user_message
 from vizneuron.imageio import enlarged
 from vizneuron.mine import ExampleIndex, index_path, mine, mine_sample
 from vizneuron.models import Model, ModelSpec
-from vizneuron.optim.config import PRESETS, RenderConfig
 from vizneuron.optim.cache import RenderCache
+from vizneuron.optim.config import PRESETS, RenderConfig
 from vizneuron.probe import build_concepts, concepts_key, default_groups, parse_named_paths, probe
 from vizneuron.probe.atlas import MIN_FIRING, atlas_key, cached_atlas, layer_atlas
 from vizneuron.probe.concepts import as_concepts
 from vizneuron.sae import SAE, find_saes, load_sae
-from vizneuron.shift.run import SAE_NAME, evaluate, retrain_head, shift
 from vizneuron.samples import SAMPLE_DIR
+from vizneuron.shift.run import SAE_NAME, evaluate, retrain_head, shift
 from vizneuron.sources import fetch_cifar10
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import EARLIER_RENDER, table
 from safetensors.torch import load_file
 
-from common import EARLIER_RENDER, table
 from vizneuron import capture, load_model, render
 from vizneuron.mine.run import mine_sample
 

@@ -15,6 +15,7 @@ import argparse
 import time
 
 from common import SHARED, coral, table
+
 from vizneuron import circuit, load_model
 from vizneuron.circuit import ablation_curve
 from vizneuron.circuit.run import _end_units, _images, ablate_upstream, reference

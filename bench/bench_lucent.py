@@ -17,13 +17,13 @@ import argparse
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
-
 from common import EARLIER_RENDER
+
 from vizneuron import load_model, objectives, render
 from vizneuron.models.base import Model
 from vizneuron.optim.param import fft_image
@@ -72,7 +72,9 @@ def vizneuron_loop(model: Model, layer: str, channel: int, batch: int, steps: in
 
 
 def lucent_loop(model: Model, layer: str, channel: int, batch: int, steps: int, device: str) -> None:
-    from lucent.optvis import objectives as lobj, param, render as lrender
+    from lucent.optvis import objectives as lobj
+    from lucent.optvis import param
+    from lucent.optvis import render as lrender
 
     objective = lobj.channel(layer, channel)
     if batch > 1:

@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 import torch
+from common import SHARED, table
 from PIL import Image
 
-from common import SHARED, table
 from vizneuron import capture, load_model, mine
 
 WORKLOADS = [("default", "layer3"), ("default", "layer2"), ("resnet20", "layer3")]

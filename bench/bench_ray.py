@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import SHARED, table
+
 from vizneuron import load_model, mine
 from vizneuron.distributed import RayEngine, connect
 

@@ -33,8 +33,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-
 from common import SHARED, coral, table
+
 from vizneuron import load_model
 from vizneuron.sae import evaluate_sae, layer_activations, mean_max_cosine, toy_superposition, train_sae
 from vizneuron.sae.train import auto_batch_size

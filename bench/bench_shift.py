@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import SHARED, table
+
 from vizneuron import edit, load_model, train_layer_sae
 from vizneuron.sae.model import read_sae_config
 from vizneuron.shift.run import SAE_NAME, Scores, evaluate, retrain_head, shift

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import EARLIER_RENDER, coral, table
+
 from vizneuron import load_model, parse_units, render
 
 

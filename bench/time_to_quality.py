@@ -38,9 +38,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import EARLIER_SCHEDULE, SHARED, coral, table, top5_rate
 from torch import nn
 
-from common import EARLIER_SCHEDULE, SHARED, coral, table, top5_rate
 from vizneuron import RenderConfig, capture, load_model, objectives, parse_units, render
 from vizneuron.imageio import image_files, load_images
 from vizneuron.models.base import OUTPUT_LAYER, Model
@@ -105,7 +105,9 @@ class ForLucent(nn.Module):
 
 def lucent_render(model: Model, units, size: int) -> torch.Tensor:
     """lucent's default render of every unit, one batch slot each; images (N, 3, size, size)."""
-    from lucent.optvis import objectives as lobj, param, render as lrender
+    from lucent.optvis import objectives as lobj
+    from lucent.optvis import param
+    from lucent.optvis import render as lrender
 
     torch.manual_seed(0)  # lucent draws from torch's global generator: seeded, its runs repeat
     wrapped = ForLucent(model).requires_grad_(True)  # lucent's users do not freeze the weights

@@ -12,8 +12,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from common import EARLIER_RENDER, coral, table, top5_rate
+
 from vizneuron import load_model, parse_unit, render
 
 CLASSES = ["tabby", "sports car", "goldfish", "great white shark", "bald eagle", "tree frog", "king penguin",

@@ -17,11 +17,11 @@ import argparse
 import contextlib
 import statistics
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
-
 from common import EARLIER_SCHEDULE, table
+
 import vizneuron.optim.render as render_module
 from vizneuron import load_model, render
 

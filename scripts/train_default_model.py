@@ -35,11 +35,11 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vizneuron.models.cifar_net import CifarNet  # noqa: E402
-from vizneuron.optim.transforms import random_crop  # noqa: E402
-from vizneuron.models.default import BUNDLED, CIFAR_MEAN, CIFAR_STD, WEIGHTS_DIR  # noqa: E402
 from vizneuron.imageio import image_files  # noqa: E402
+from vizneuron.models.cifar_net import CifarNet  # noqa: E402
+from vizneuron.models.default import BUNDLED, CIFAR_MEAN, CIFAR_STD, WEIGHTS_DIR  # noqa: E402
 from vizneuron.models.weights import load_state_dict  # noqa: E402
+from vizneuron.optim.transforms import random_crop  # noqa: E402
 from vizneuron.shift.task import build_cue_task  # noqa: E402
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PER_CLASS, shared_path
 
 pytest.importorskip("streamlit")
@@ -277,6 +276,7 @@ def test_sandbox_holes_stay_closed(monkeypatch, tmp_path):
     """Symlinked files and listed paths that lead out of the roots are skipped, an upper-case option
     value is still a path, and another program's SQLite file is refused without being changed."""
     from tflite_writer import small_classifier
+
     from vizneuron.samples import SAMPLE_DIR
 
     root, outside = tmp_path / "root", tmp_path / "outside"
@@ -371,8 +371,8 @@ def test_layer_atlas_builds_once_filters_and_opens_units(monkeypatch, tmp_path):
     """Atlas view: every channel (or SAE feature) of the layer with its verdict, filterable by
     driving concepts, each opening the neuron view; built once, then read from disk."""
     from vizneuron import load_model
-    from vizneuron.samples import SAMPLE_DIR
     from vizneuron.sae import train_layer_sae
+    from vizneuron.samples import SAMPLE_DIR
 
     sae = train_layer_sae(load_model("default"), "layer3", SAMPLE_DIR, expansion=2, k=8, progress=False)
     (tmp_path / "home" / "saes").mkdir(parents=True)

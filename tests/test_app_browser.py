@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import PER_CLASS
 
 pytest.importorskip("streamlit")

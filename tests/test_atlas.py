@@ -9,8 +9,8 @@ import torch
 
 from vizneuron import load_model, probe
 from vizneuron.cli import main
-from vizneuron.probe import build_concepts
 from vizneuron.probe import atlas as atlas_module
+from vizneuron.probe import build_concepts
 from vizneuron.probe.atlas import MIN_FIRING, layer_atlas
 from vizneuron.sae import layer_activations, random_decoder, train_sae
 from vizneuron.samples import SAMPLE_DIR

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import hook_count
 from torch import nn
 
-from conftest import hook_count
 from vizneuron import capture, render
 from vizneuron.models.base import InputConfig, Model
 from vizneuron.optim.objectives import Objective
@@ -105,6 +105,7 @@ def test_lucent_style_alias_keys_work_in_objectives():
 
 def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
     from conftest import make_tiny, write_problem_images
+
     from vizneuron import ActivationStream
 
     fates = write_problem_images(tmp_path / "data")
@@ -133,6 +134,7 @@ def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
 def test_max_images_is_a_seeded_sample_of_every_class():
     """The bundled sample is sorted by class (30 each); its first 40 files are two classes only."""
     from conftest import make_tiny
+
     from vizneuron import ActivationStream
     from vizneuron.samples import SAMPLE_DIR
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import shared_path
 from torch import nn
 
 import vizneuron as vz
-from conftest import shared_path
 from vizneuron.circuit import CircuitError, ablation_curve, circuit, expanded_weights
 from vizneuron.models.base import InputConfig, Model
 from vizneuron.probe import label_groups

@@ -145,3 +145,56 @@ def test_an_edited_model_mines_probes_and_traces_circuits_like_any_model(tmp_pat
     assert found.contributions[ablated] == 0  # a channel held fixed contributes nothing
     report = vz.probe(edited, "layer3:0", {"cat": SAMPLE_DIR / "cat", "truck": SAMPLE_DIR / "truck"}, renders=0)
     assert report.verdict in ("monosemantic", "polysemantic", "unclear")
+
+
+def test_an_edit_file_loads_in_a_fresh_interpreter(tmp_path):
+    """`edit:` is a source of the registry itself: nothing has to import `vizneuron.edit` first."""
+    import subprocess
+    import sys
+
+    path = vz.edit("default", ["layer3:7"], values=[0.5]).save(tmp_path / "fix.json")
+    code = ("import sys, torch\nimport vizneuron as vz\n"
+            f"model = vz.load_model('edit:{path}')\nassert 'vizneuron.edit' in sys.modules\n"
+            "from vizneuron.capture import capture\n"
+            "with capture(model, ['layer3']) as cap, torch.no_grad():\n"
+            "    act = cap.run(torch.rand(2, 3, 32, 32))['layer3']\n"
+            "print(model.name, float(act[:, 7].min()), float(act[:, 7].max()))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    name, low, high = run.stdout.split()
+    assert name == f"edit:{path}" and float(low) == float(high) == 0.5
+
+
+def test_hold_at_a_reference_sets_each_unit_to_its_reference_map(tiny, tmp_path):
+    """Held at a reference output (mean ablation as circuits use it), each unit takes its value on
+    the reference position by position, whatever its kind; the rest of the layer is untouched, and
+    an SAE feature moves the layer only along its decoder row, by (reference code - code)."""
+    from vizneuron.ablate import hold
+
+    images = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    act = _layer(tiny, images)
+    reference = _layer(tiny, torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(2))).mean(0, True)
+    direction = torch.zeros(16)
+    direction[[1, 2]] = torch.tensor([1.0, -2.0])
+    np.save(tmp_path / "d.npy", direction.numpy())
+    units = parse_units(["act2:3", "act2:5@2,1", f"act2:dir={tmp_path / 'd.npy'}"], tiny)
+    held = hold(act, units, reference)
+    assert torch.allclose(held[:, 3], reference[:, 3].expand(3, -1, -1))
+    assert torch.allclose(held[:, 5, 2, 1], reference[0, 5, 2, 1].expand(3))
+    untouched = [c for c in range(16) if c not in (1, 2, 3, 5)]
+    assert torch.equal(held[:, untouched], act[:, untouched])
+    along = lambda t: torch.einsum("nchw,c->nhw", t, direction)  # noqa: E731
+    assert torch.allclose(along(held), along(reference).expand(3, -1, -1), atol=1e-5)
+    assert torch.allclose(hold(act, units, [-1.0, 1.0, 0.0])[:, 3], -torch.ones(3, 8, 8))
+
+    sae = _sae()
+    rows = tiny.inputs.tokens.rows
+    with torch.no_grad():
+        codes, start = sae.encode(rows(act)), sae.encode(rows(reference.expand_as(act)))
+    f = int((codes - start).abs().sum(0).argmax())  # the feature that moves most: the check is not empty
+    assert not torch.equal(codes[:, f], start[:, f])
+    moved = hold(act, parse_units(f"act2/s:{f}", tiny, {"s": sae}), reference)
+    expected = rows(act) + (start - codes)[:, f, None] * sae.directions([f])
+    assert torch.allclose(rows(moved), expected, atol=1e-5)
+    with pytest.raises(vz.errors.VizneuronError, match="2 values for 3 units"):
+        hold(act, units, [0.0, 1.0])

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
 from tflite_writer import small_classifier
+
 from vizneuron.cli import main
 from vizneuron.mine import ExampleIndex, mine
 from vizneuron.models import load_model

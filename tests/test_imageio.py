@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import write_problem_images
 from PIL import Image
 
-from conftest import write_problem_images
 from vizneuron.imageio import ImageSkipped, image_files, load_images, read_rgb
 
 

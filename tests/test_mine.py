@@ -12,9 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    CIFAR_INDEX_SETTINGS,
+    assert_same_index,
+    batched_forward,
+    batches_done,
+    cifar_list,
+    index_rows,
+    make_tiny,
+    shared_path,
+    write_problem_images,
+)
 
-from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batched_forward, batches_done, cifar_list, index_rows, make_tiny, shared_path,
-                      write_problem_images)
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
 from vizneuron.samples import SAMPLE_DIR
@@ -105,9 +114,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 def test_an_error_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
     """The in-process version of a crash: an exception between checkpoints loses nothing committed."""
-    from vizneuron.mine import run
-
     from PIL import Image
+
+    from vizneuron.mine import run
 
     folder = tmp_path / "images"
     folder.mkdir()

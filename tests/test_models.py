@@ -7,8 +7,8 @@ import urllib.error
 
 import pytest
 import torch
-
 from conftest import shared_path
+
 from vizneuron import load_model
 from vizneuron.models import WeightsUnavailable
 from vizneuron.models.weights import load_state_dict

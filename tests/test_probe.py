@@ -6,14 +6,14 @@ import json
 
 import pytest
 import torch
-
 from conftest import shared_path
+
 from vizneuron import load_model, probe
 from vizneuron.capture import capture
 from vizneuron.imageio import image_files
-from vizneuron.sources import ModelInputs
 from vizneuron.probe import label_groups, penultimate_layer, verdict_of
 from vizneuron.probe.run import measure
+from vizneuron.sources import ModelInputs
 from vizneuron.units import Unit
 
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

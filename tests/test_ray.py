@@ -13,9 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    CIFAR_INDEX_SETTINGS,
+    assert_same_index,
+    batches_done,
+    cifar_list,
+    index_rows,
+    shared_path,
+    write_problem_images,
+)
 
-from conftest import (CIFAR_INDEX_SETTINGS, assert_same_index, batches_done, cifar_list, index_rows, shared_path,
-                      write_problem_images)
 from vizneuron import ExampleIndex, load_model, mine, render, train_layer_saes
 from vizneuron.cli import main
 from vizneuron.distributed import EngineError, RayEngine, as_engine, connect

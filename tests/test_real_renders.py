@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import batched_forward, shared_path
+
 from vizneuron import load_model, render
 
 CHANNELS = [3, 17, 40, 58]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vizneuron import RenderConfig, RenderError, capture, load_model, objectives as obj, render
-from vizneuron.optim.adam import Adam, step_size
+from vizneuron import RenderConfig, RenderError, capture, load_model, render
+from vizneuron import objectives as obj
 from vizneuron.optim import transforms as tf
+from vizneuron.optim.adam import Adam, step_size
 from vizneuron.optim.param import make_param
 from vizneuron.units import parse_units
 

@@ -8,12 +8,22 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_tiny, shared_path, write_problem_images
+
 from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
-from vizneuron.sae import (SAE, SAEConfig, SAEError, evaluate_sae, layer_activations, load_sae, mean_max_cosine,
-                           toy_superposition, train_layer_saes, train_sae)
+from vizneuron.sae import (
+    SAE,
+    SAEConfig,
+    SAEError,
+    evaluate_sae,
+    layer_activations,
+    load_sae,
+    mean_max_cosine,
+    toy_superposition,
+    train_layer_saes,
+    train_sae,
+)
 from vizneuron.sae import data as sae_data
 from vizneuron.sae.data import ActivationFolder, extract_activations
 from vizneuron.sae.toy import absorption, toy_hierarchy

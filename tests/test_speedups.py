@@ -4,9 +4,9 @@ and the automatic batch size follows the model's memory."""
 
 import pytest
 import torch
+from conftest import make_tiny
 from torch import nn
 
-from conftest import make_tiny
 from vizneuron import capture, load_model, render
 from vizneuron.cli import build_parser
 from vizneuron.commands import _render_config

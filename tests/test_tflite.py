@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import shared_path
+
 from vizneuron import load_model, parse_unit
 from vizneuron.models.tflite_models import TFLiteError
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
+from conftest import make_tiny, write_problem_images
 from PIL import Image
 
-from conftest import make_tiny, write_problem_images
 from vizneuron import mine
 from vizneuron.mine import IndexMismatch
 from vizneuron.models import ModelSpec

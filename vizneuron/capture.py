@@ -9,11 +9,12 @@ and every hook is removed when the block exits, errors included.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 import torch
 
+from .errors import VizneuronError
 from .models.base import OUTPUT_LAYER, Model
 
 
@@ -77,7 +78,7 @@ def capture(model: Model, layers: Iterable[str], stop_early: bool = True,
     resolved = {name: model.resolve_layer(name) for name in requested}
     names = list(dict.fromkeys(resolved.values()))
     if not names:
-        raise ValueError("capture needs at least one layer")
+        raise VizneuronError("capture needs at least one layer")
     cap = Capture(model, names, stop_early, {a: n for a, n in resolved.items() if a != n}, edits)
     handles = []
     try:

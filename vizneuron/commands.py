@@ -18,7 +18,7 @@ import torch
 from .circuit import circuit, expanded_weights
 from .circuit.report import write_circuit
 from .distributed import RayEngine
-from .errors import warn_user
+from .errors import VizneuronError, warn_user
 from .gallery import write_examples_page, write_gallery
 from .imageio import writable_folder
 from .mine import ExampleIndex, index_path, merge, mine, mine_sample
@@ -29,14 +29,20 @@ from .optim.render import render
 from .probe import build_concepts, parse_named_paths, probe
 from .probe.atlas import layer_atlas
 from .probe.report import write_atlas, write_report
-from .sae import (NotConverged, SAETrainConfig, evaluate_sae, extract_activations, load_sae, read_sae_config,
-                  train_layer_saes)
+from .sae import (
+    NotConverged,
+    SAETrainConfig,
+    evaluate_sae,
+    extract_activations,
+    load_sae,
+    read_sae_config,
+    train_layer_saes,
+)
 from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME
 from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
 from .units import parse_unit, parse_units
-
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -84,7 +90,7 @@ def cmd_render(args: argparse.Namespace) -> None:
         index = ExampleIndex(args.index)
         missing = [u.name for u in units if u.name not in index.units()]
         if missing:
-            raise ValueError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
+            raise VizneuronError(f"{args.index} has no examples for {', '.join(missing[:5])} (mine them first)")
     writable_folder(args.out)  # before rendering, not after
     run = RenderCache(args.cache).render if args.cache else render
     result = run(model, units, config, engine=engine, progress=not args.quiet)
@@ -100,7 +106,7 @@ def cmd_mine(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.layers and not args.units:
-        raise ValueError("give --layers (all their channels) and/or --units")
+        raise VizneuronError("give --layers (all their channels) and/or --units")
     engine = _engine(args)
     model = load_model(args.model, device=args.device)
     what = ";".join(part for part in (args.layers, args.units) if part)
@@ -119,7 +125,7 @@ def _engine(args: argparse.Namespace) -> str | RayEngine:
     """--engine/--address/--actors/--gpus-per-actor as the engine a job runs on."""
     if args.engine == "local":
         if args.address or args.actors or args.gpus_per_actor or args.cpus_per_actor:
-            raise ValueError("--address, --actors, --gpus-per-actor and --cpus-per-actor need --engine ray")
+            raise VizneuronError("--address, --actors, --gpus-per-actor and --cpus-per-actor need --engine ray")
         return "local"
     engine = RayEngine(address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor,
                        cpus_per_actor=args.cpus_per_actor or 1.0)
@@ -198,7 +204,7 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
     layer = read_sae_config(args.sae).layer or args.layer
     if layer is None:
-        raise ValueError(f"{args.sae} does not record its layer; pass --layer")
+        raise VizneuronError(f"{args.sae} does not record its layer; pass --layer")
     sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)
     sae.config.metrics = evaluate_sae(sae, model, layer, args.data, max_images=args.max_images,
                                       progress=not args.quiet)

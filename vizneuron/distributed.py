@@ -15,17 +15,19 @@ from __future__ import annotations
 import logging
 import socket
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
 from .choices import ENGINES
+from .errors import VizneuronError
 
 INSTALL_RAY = "pip install 'vizneuron[ray]'"
 
 
-class EngineError(RuntimeError):
+class EngineError(VizneuronError, RuntimeError):
     """The engine cannot run: Ray missing, the cluster unreachable, or a bad setting."""
 
 
@@ -54,7 +56,7 @@ class RayEngine:
         if self.block_batches is not None and self.block_batches < 1:
             raise EngineError(f"block_batches must be at least 1, not {self.block_batches}")
 
-    def pool(self) -> "ActorPool":
+    def pool(self) -> ActorPool:
         """A pool of actors for the passes of one job (`with engine.pool() as pool: pool.run(...)`):
         made on first use, reused by every pass, gone when the block ends."""
         return ActorPool(self)
@@ -140,7 +142,7 @@ class ActorPool:
     def __init__(self, engine: RayEngine) -> None:
         self.engine, self.actors = engine, []
 
-    def __enter__(self) -> "ActorPool":
+    def __enter__(self) -> ActorPool:
         return self
 
     def __exit__(self, *_) -> None:

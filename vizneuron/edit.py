@@ -5,10 +5,8 @@
     edited.save("fix.json")       # base model spec, SAE files with their digests, ablated units
     vz.load_model("edit:fix.json")
 
-An SAE feature is ablated inside the layer's output: the layer keeps its own activation and only
-the feature's decoded contribution moves (to zero, or to the feature's mean), so the SAE's
-reconstruction error stays in and an input on which the feature is already at that value passes
-through unchanged. Channels, neurons and directions are set to the value directly. The edit is a
+Units are held at their values by `ablate.hold` (an SAE feature moves only its decoded
+contribution, so the SAE's reconstruction error stays in). The edit is a
 forward hook on a copy of the network: renders, the miner, the probe, circuits and the app all
 see the edited layer, and its fingerprint differs from the base model's (caches and indexes keep
 them apart).
@@ -19,17 +17,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .ablate import hold
 from .choices import MODES
+from .errors import VizneuronError
 from .imageio import write_atomic
 from .models.base import Model, weights_digest
-from .models.registry import SOURCES, Source, load_model
+from .models.registry import load_model
 from .sae.model import SAE, SAEError, load_sae
 from .stream import ActivationStream
 from .units import Unit, UnitError, parse_units, unit_maps
@@ -37,7 +38,7 @@ from .units import Unit, UnitError, parse_units, unit_maps
 FORMAT = 1  # version of the edit file
 
 
-class EditError(ValueError):
+class EditError(VizneuronError):
     """An edit that cannot be made or read back, with what to change."""
 
 
@@ -59,46 +60,6 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _ablate_layer(output: torch.Tensor, units: list[Unit], values: list[float]) -> torch.Tensor:
-    """The layer output with every unit held at its value. An SAE's features move together, as its
-    encoding of the unedited output says; then channels and directions, in order (a later one wins
-    where they overlap); then single neurons."""
-    tokens = units[0].tokens
-    rows = tokens.rows(output)  # (N * S, C), or (N, C) for vector layers
-    change = torch.zeros_like(rows)
-    by_sae: dict[int, list[int]] = {}
-    for i, unit in enumerate(units):
-        if unit.kind == "sae":
-            by_sae.setdefault(id(unit.sae), []).append(i)
-    for members in by_sae.values():
-        sae = units[members[0]].sae
-        maps = unit_maps([units[i] for i in members], output)  # (N, F, S): the features' values
-        target = torch.tensor([values[i] for i in members], dtype=maps.dtype, device=maps.device)
-        moved = (target[None, :, None] - maps).transpose(1, 2) @ sae.directions(
-            [units[i].index for i in members]).to(maps)  # (N, S, C): the decoded move
-        if sae.config.pool:  # a per-image feature moves every position of the image alike
-            moved = moved.expand(-1, rows.shape[0] // maps.shape[0], -1)
-        change = change + moved.reshape(rows.shape)
-    rows = rows + change
-    for unit, value in zip(units, values):
-        if unit.kind == "channel":
-            rows = rows + torch.nn.functional.one_hot(torch.tensor(unit.index), rows.shape[1]).to(rows) * \
-                (value - rows[:, unit.index])[:, None]
-        elif unit.kind == "direction":
-            direction = unit.direction.to(rows)
-            rows = rows + (value - rows @ direction)[:, None] * direction / direction.dot(direction)
-    edited = tokens.from_rows(rows, output)
-    neurons = [(u, v) for u, v in zip(units, values) if u.kind == "neuron"]
-    if neurons:
-        mask = torch.zeros_like(output)
-        held = torch.zeros_like(output)
-        for unit, value in neurons:
-            mask[:, unit.index, unit.position[0], unit.position[1]] = 1
-            held[:, unit.index, unit.position[0], unit.position[1]] = value
-        edited = edited * (1 - mask) + held * mask
-    return edited
 
 
 def unit_means(model: Model, units: Sequence[Unit], data: Any, *, batch_size: int = 64,
@@ -140,7 +101,7 @@ class EditedModel(Model):
         for layer, members in by_layer.items():
             chosen, held = [units[i] for i in members], [values[i] for i in members]
             self.module_for(layer).register_forward_hook(
-                lambda _m, _i, out, chosen=chosen, held=held: _ablate_layer(out, chosen, held))
+                lambda _m, _i, out, chosen=chosen, held=held: hold(out, chosen, held))
 
     @property
     def edits(self) -> list[dict[str, Any]]:
@@ -148,7 +109,7 @@ class EditedModel(Model):
         weights were replaced."""
         return [ablation.to_dict() for ablation in self.ablations] + [{"weights": name} for name in self.weights]
 
-    def with_weights(self, weights: Mapping[str, dict[str, torch.Tensor]]) -> "EditedModel":
+    def with_weights(self, weights: Mapping[str, dict[str, torch.Tensor]]) -> EditedModel:
         """The same edit with some modules' weights replaced (a head retrained with the edit in place)."""
         return EditedModel(self.base, self.base_spec, self._units, [a.value for a in self.ablations], self.mode,
                            self.sae_files, {**self.weights, **weights})
@@ -201,7 +162,7 @@ def _sae_digest(units: list[Unit], name: str) -> str:
     return ""
 
 
-def edit(model: "Model | str", ablate: str | Sequence[str], *, mode: str = "zero", saes: Mapping[str, SAE | str] | None = None,
+def edit(model: Model | str, ablate: str | Sequence[str], *, mode: str = "zero", saes: Mapping[str, SAE | str] | None = None,
          data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64,
          max_images: int | None = None) -> EditedModel:
     """`model` with the units in `ablate` held at zero (`mode="zero"`) or at their mean over `data`
@@ -298,6 +259,3 @@ def load_edit(path: str, options: dict[str, str] | None = None) -> EditedModel:
     edited.name = f"edit:{path}"
     return edited
 
-
-SOURCES["edit"] = Source(load_edit, "a model with units ablated, saved by EditedModel.save", "edit:PATH.json",
-                         name_is_file=True)

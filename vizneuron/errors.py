@@ -1,8 +1,11 @@
 """The one boundary between failures and people: which errors are the user's (a bad value, a file
 that cannot be read or written, a full disk) and the one line each front end shows for them.
 
-The CLI and the app catch `EXPECTED` around every action and print `user_message(err)`; anything
-else is a bug and keeps its traceback (the CLI shows it with `--debug` or VIZNEURON_DEBUG=1).
+Errors meant for users are `VizneuronError`s (raised with what to change), plus the operating
+system's and SQLite's errors about files and disks, and running out of memory. The CLI and the app
+catch `EXPECTED` around every action and print `user_message(err)`; anything else (a `RuntimeError`
+inside torch, a plain `ValueError` from a library) is a bug and keeps its traceback (the CLI shows
+every traceback with `--debug` or VIZNEURON_DEBUG=1).
 """
 
 from __future__ import annotations
@@ -12,9 +15,23 @@ import os
 import sqlite3
 import sys
 
+
+class VizneuronError(ValueError):
+    """A request vizneuron cannot carry out as given (a bad value, an unknown name, a file of the wrong
+    kind), with what to change: the base of every error meant for users. A `ValueError`, so callers
+    that catch those keep working."""
+
+
+class UnknownNameError(VizneuronError, KeyError):
+    """A name (unit, layer, concept) that is not there, with the closest ones."""
+
+
+class MissingDependency(VizneuronError, ImportError):
+    """An optional dependency a request needs is not installed; says which extra to install."""
+
+
 #: errors that come from what was typed, uploaded or found on disk: one line, never a traceback
-EXPECTED: tuple[type[BaseException], ...] = (ValueError, LookupError, OSError, ImportError, RuntimeError,
-                                              sqlite3.Error, MemoryError)
+EXPECTED: tuple[type[BaseException], ...] = (VizneuronError, OSError, sqlite3.Error, MemoryError)
 
 _FREE_SPACE = "free some space or write somewhere else, then rerun the same command (it resumes)"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import html
 import json
-from importlib import metadata
 import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 

@@ -11,14 +11,17 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+
+from .errors import VizneuronError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -196,12 +199,12 @@ def seed_tensor(image: Any, size: tuple[int, int]) -> torch.Tensor | None:
         try:
             rgb, _ = read_rgb(image)
         except ImageSkipped as err:
-            raise ValueError(f"seed image {image}: {err}") from None
+            raise VizneuronError(f"seed image {image}: {err}") from None
         return to_model_input(rgb, size)
     if isinstance(image, Image.Image):
         return to_model_input(pil_to_rgb(image)[0], size)
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError("seed_image must be an image file, a PIL image or a (3, H, W) tensor in [0, 1]")
+        raise VizneuronError("seed_image must be an image file, a PIL image or a (3, H, W) tensor in [0, 1]")
     image = image.detach().float().cpu()
     if tuple(image.shape[1:]) != tuple(size):
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]

@@ -8,8 +8,8 @@ activation modules (nn.ReLU, nn.ReLU6, nn.Hardtanh); hooks are removed on exit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 from torch import nn

@@ -13,13 +13,15 @@ import hashlib
 import io
 import re
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .errors import VizneuronError
 from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, ImageSkipped, image_files, pil_to_rgb, read_rgb, to_model_input
 
 
@@ -173,7 +175,7 @@ def expand_shards(pattern: str) -> list[Path]:
         return [Path(pattern).expanduser()]
     first, last = match.group(1), match.group(2)
     if int(first) > int(last):
-        raise ValueError(f"shard range {match.group(0)} in {pattern!r} is empty")
+        raise VizneuronError(f"shard range {match.group(0)} in {pattern!r} is empty")
     width = len(first)
     return [path for n in range(int(first), int(last) + 1)
             for path in expand_shards(pattern[: match.start()] + f"{n:0{width}d}" + pattern[match.end():])]
@@ -204,7 +206,7 @@ class ShardSource(ImageSource):
         self._labels: list[str | None] = []
         for number, shard in enumerate(self.shards):
             if within is not None and not any(shard.is_relative_to(Path(f).resolve()) for f in within):
-                raise ValueError(f"shard {shard} is outside the folders this app may read")
+                raise VizneuronError(f"shard {shard} is outside the folders this app may read")
             images: dict[str, tuple[int, int]] = {}
             labels: dict[str, str] = {}
             try:
@@ -218,7 +220,7 @@ class ShardSource(ImageSource):
                         elif extension in SHARD_LABELS and member.size < 1024:
                             labels[key] = tar.extractfile(member).read().decode("utf-8", "replace").strip()
             except (tarfile.TarError, EOFError) as err:
-                raise ValueError(f"shard {shard} is not a readable tar file ({err})") from None
+                raise VizneuronError(f"shard {shard} is not a readable tar file ({err})") from None
             for key, (offset, size) in images.items():
                 self.entries.append((number, key, offset, size))
                 self._labels.append(labels.get(key))
@@ -309,23 +311,23 @@ def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[P
         if path.is_dir():
             files = image_files(path)
             if not files:
-                raise ValueError(f"no image files under {path}")
+                raise VizneuronError(f"no image files under {path}")
             return FileSource(files, path, "folder", max_pixels, within=within)
         if path.is_file():  # lines "PATH" or "PATH<TAB>LABEL" (a class name or index)
             try:
                 text = path.read_text()
             except UnicodeDecodeError:
-                raise ValueError(f"{path} is neither a folder nor a text file listing image paths") from None
+                raise VizneuronError(f"{path} is neither a folder nor a text file listing image paths") from None
             rows = [line.rstrip("\n").split("\t") for line in text.splitlines()]
             rows = [row for row in rows if row[0].strip() and not row[0].startswith("#")]
             if not rows:
-                raise ValueError(f"{path} lists no image paths")
+                raise VizneuronError(f"{path} lists no image paths")
             return FileSource([(path.parent / row[0].strip()).resolve() for row in rows], path.parent, "list",
                               max_pixels, [row[1].strip() if len(row) > 1 else None for row in rows], within)
         raise FileNotFoundError(f"dataset {path} not found (give a folder, a text file of paths, or a dataset)")
     if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
         return TorchvisionSource(data)
-    raise TypeError(f"cannot mine {type(data).__name__}: give a folder, a text file of paths, or a dataset")
+    raise VizneuronError(f"cannot mine {type(data).__name__}: give a folder, a text file of paths, or a dataset")
 
 
 class ModelInputs(torch.utils.data.Dataset):

@@ -11,16 +11,17 @@ resumed run starts. Files that cannot be read are left out of a batch and report
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from .capture import capture
+from .errors import VizneuronError
 from .imageio import MAX_PIXELS
 from .models.base import Model
 from .sources import ImageSource, ModelInputs, as_source
-
 
 T = TypeVar("T")
 
@@ -44,13 +45,13 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
         try:
             i, n = (int(v) for v in shard.split("/"))
         except ValueError:
-            raise ValueError(f"shard {shard!r} must look like I/N, e.g. 0/4") from None
+            raise VizneuronError(f"shard {shard!r} must look like I/N, e.g. 0/4") from None
     else:
         i, n = shard
     if n < 1:
-        raise ValueError(f"shard {i}/{n}: N, the number of slices, must be at least 1 (e.g. 0/4)")
+        raise VizneuronError(f"shard {i}/{n}: N, the number of slices, must be at least 1 (e.g. 0/4)")
     if not 0 <= i < n:
-        raise ValueError(f"shard {i}/{n}: I must be in 0..{n - 1}")
+        raise VizneuronError(f"shard {i}/{n}: I must be in 0..{n - 1}")
     return i, n
 
 
@@ -63,7 +64,7 @@ def capped(ids: list[int], max_images: int | None) -> list[int]:
     if max_images is None or max_images >= len(ids):
         return ids
     if max_images < 1:
-        raise ValueError(f"max_images must be at least 1, not {max_images}")
+        raise VizneuronError(f"max_images must be at least 1, not {max_images}")
     pick = torch.randperm(len(ids), generator=torch.Generator().manual_seed(SUBSET_SEED))[:max_images]
     return [ids[i] for i in pick.sort().values.tolist()]
 
@@ -82,7 +83,7 @@ class ActivationStream:
                  edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None, autocast: bool = False,
                  max_pixels: int | None = MAX_PIXELS) -> None:
         if batch_size < 1:
-            raise ValueError(f"batch size must be positive, not {batch_size}")
+            raise VizneuronError(f"batch size must be positive, not {batch_size}")
         self.model, self.layers = model, list(layers)
         self.source: ImageSource = as_source(data, max_pixels)
         self.shard = parse_shard(shard) if ids is None else None  # (I, N) of a sharded stream

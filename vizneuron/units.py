@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
+from .errors import VizneuronError
 from .models.base import OUTPUT_LAYER, PLAIN, LayerError, Model, TokenLayout
 from .sae.model import SAE, SAEError, load_sae
 
@@ -27,7 +28,7 @@ SAEs = Mapping[str, SAE]
 TRANSFER = "?transfer"  # `LAYER/SAE?transfer:F`: use an SAE on a model or layer it was not trained on
 
 
-class UnitError(ValueError):
+class UnitError(VizneuronError):
     """A unit spec that does not parse or does not fit the model."""
 
 

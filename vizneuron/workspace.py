@@ -15,9 +15,9 @@ import re
 import secrets
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from .edit import read_edit_file
 from .imageio import ImageSkipped, read_rgb
@@ -46,7 +46,7 @@ class Workspace:
     _uploads: dict[tuple, Path] = field(default_factory=dict, repr=False)  # (session, upload, subfolder) -> file
 
     @classmethod
-    def create(cls, roots: list[str | Path], home: str | Path) -> "Workspace":
+    def create(cls, roots: list[str | Path], home: str | Path) -> Workspace:
         home = Path(home).expanduser().resolve()
         home.mkdir(parents=True, exist_ok=True)
         return cls([Path(r).expanduser().resolve() for r in roots], home)
@@ -98,7 +98,7 @@ class Workspace:
         paths) that lead outside the app's folders are skipped with a note, never read."""
         return as_source(self.resolve(text), within=self.readable)
 
-    def check_spec(self, spec: "str | ModelSpec") -> ModelSpec:
+    def check_spec(self, spec: str | ModelSpec) -> ModelSpec:
         """A model spec with its files resolved inside the workspace; code-running sources refused."""
         spec = ModelSpec.parse(spec)
         if spec.runs_code:

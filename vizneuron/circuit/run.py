@@ -13,12 +13,15 @@ gives every later unit at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
+from ..ablate import hold
 from ..capture import capture
+from ..errors import VizneuronError
 from ..imageio import pil_to_tensor
 from ..models.base import OUTPUT_LAYER, Model
 from ..sources import ImageSource, ModelInputs, as_source
@@ -26,7 +29,7 @@ from ..stream import ActivationStream
 from ..units import SAEs, Unit, parse_unit, parse_units, unit_peaks
 
 
-class CircuitError(ValueError):
+class CircuitError(VizneuronError):
     """A circuit that cannot be asked for (layers in the wrong order, a unit kind with no inputs)."""
 
 
@@ -118,7 +121,7 @@ def reference(model: Model, unit: Unit, layers: Sequence[str], data: Any, max_im
         ids.append(batch.ids)
         count += len(batch.ids)
     if not count:
-        raise ValueError(f"no readable images in {stream.source.describe().get('root', data)}")
+        raise VizneuronError(f"no readable images in {stream.source.describe().get('root', data)}")
     return Reference({layer: (s / count).float() for layer, s in sums.items()}, torch.cat(values), torch.cat(ids),
                      stream.source)
 
@@ -277,7 +280,10 @@ def _downstream(model: Model, unit: Unit, others: list[Unit], ref: Reference,
                 batch_size: int) -> Callable[[torch.Tensor], _Measured]:
     """Each later unit's value minus its value with `unit` mean-ablated, batch by batch."""
     mean = ref.means[unit.layer].to(model.device)
-    ablate = ablation(unit, mean)
+
+    def ablate(act: torch.Tensor) -> torch.Tensor:
+        return hold(act, [unit], mean)
+
     layers = sorted({u.layer for u in others})
 
     def measure(images: torch.Tensor) -> _Measured:
@@ -297,37 +303,6 @@ def _downstream(model: Model, unit: Unit, others: list[Unit], ref: Reference,
     return measure
 
 
-def ablation(unit: Unit, mean: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A capture edit that sets `unit` to its reference value (`mean`: its layer's mean output,
-    shape (1, ...)) and leaves the rest of the layer as it was."""
-    tokens = unit.tokens
-
-    def edit(act: torch.Tensor) -> torch.Tensor:
-        rows = tokens.rows(act)  # (n*S, C)
-        start = tokens.rows(mean.expand_as(act))
-        if unit.kind in ("channel", "neuron"):
-            keep = torch.ones_like(rows)
-            if unit.kind == "channel":
-                keep[:, unit.index] = 0
-            else:
-                grid = act.shape[-1]
-                positions = rows.shape[0] // act.shape[0]
-                where = torch.arange(rows.shape[0], device=rows.device) % positions == unit.position[0] * grid + \
-                    unit.position[1]
-                keep[where, unit.index] = 0
-            return tokens.from_rows(rows * keep + start * (1 - keep), act)
-        if unit.kind == "direction":
-            d = unit.direction.to(rows)
-            return tokens.from_rows(rows - ((rows - start) @ d / d.dot(d))[:, None] * d, act)
-        if unit.kind == "sae":
-            sae = unit.sae
-            change = sae.encode(rows)[:, unit.index] - sae.encode(start)[:, unit.index]
-            return tokens.from_rows(rows - change[:, None] * sae.directions([unit.index])[0], act)
-        raise CircuitError(f"{unit.name}: a {unit.kind} unit cannot be ablated")
-
-    return edit
-
-
 def ablate_upstream(model: Model, unit: Unit, others: Sequence[Unit], mean: torch.Tensor,
                     images: torch.Tensor, batch_size: int = 64) -> float:
     """The unit's mean value on `images` with every unit of `others` (channels or SAE features of
@@ -336,18 +311,10 @@ def ablate_upstream(model: Model, unit: Unit, others: Sequence[Unit], mean: torc
         with capture(model, [unit.layer]) as cap, torch.no_grad():
             return float(torch.cat([unit.activation(cap.run(p.to(model.device))) for p in images.split(batch_size)]
                                    ).mean())
-    layer, tokens, sae = others[0].layer, others[0].tokens, others[0].sae
-    chosen = torch.tensor([u.index for u in others])
+    layer = others[0].layer
 
     def edit(act: torch.Tensor) -> torch.Tensor:
-        rows, start = tokens.rows(act), tokens.rows(mean.to(act).expand_as(act))
-        if sae is None:
-            rows = rows.clone()
-            rows[:, chosen] = start[:, chosen]
-            return tokens.from_rows(rows, act)
-        codes, start_codes = sae.encode(rows), sae.encode(start)
-        change = (codes[:, chosen] - start_codes[:, chosen]) @ sae.directions(chosen)
-        return tokens.from_rows(rows - change, act)
+        return hold(act, others, mean)
 
     values = []
     with capture(model, [unit.layer], edits={layer: edit}) as cap, torch.no_grad():

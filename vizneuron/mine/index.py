@@ -12,15 +12,17 @@ import difflib
 import io
 import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from ..errors import UnknownNameError, VizneuronError
 from ..imageio import heatmap_overlay
 from .tracker import HISTOGRAM_EDGES, Tracker
 
@@ -258,9 +260,9 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
     real = [Path(p).resolve() for p in shards]
     twice = sorted({str(p) for p in shards if real.count(Path(p).resolve()) > 1})
     if twice:
-        raise ValueError(f"shard {twice[0]} is given more than once")
+        raise VizneuronError(f"shard {twice[0]} is given more than once")
     if Path(output).resolve() in real:
-        raise ValueError(f"the output {output} is one of the shards: write the merged index to a new file")
+        raise VizneuronError(f"the output {output} is one of the shards: write the merged index to a new file")
     metas, dbs = [], []
     for path in shards:
         if not Path(path).exists():
@@ -268,7 +270,7 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
         db = connect(path)
         meta = read_meta(db)
         if not meta.get("complete"):
-            raise ValueError(f"{path} is not finished (shard {meta.get('shard')}): resume it before merging")
+            raise VizneuronError(f"{path} is not finished (shard {meta.get('shard')}): resume it before merging")
         metas.append(meta)
         dbs.append(db)
     same = [key for key in ("model", "weights", "preprocessing", "dataset", "units", "k", "reduce")
@@ -278,7 +280,7 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
     parts = {int(m["shard"].split("/")[1]) for m in metas}
     seen = sorted(int(m["shard"].split("/")[0]) for m in metas)
     if len(parts) != 1 or seen != list(range(parts.pop())):
-        raise ValueError(f"need every shard 0..N-1 exactly once; got {[m['shard'] for m in metas]}")
+        raise VizneuronError(f"need every shard 0..N-1 exactly once; got {[m['shard'] for m in metas]}")
     k = metas[0]["k"]
     tracker = load_checkpoint(dbs[0])[1]
     for db in dbs[1:]:
@@ -317,7 +319,7 @@ class ExampleIndex:
         self.meta = read_meta(self.db)
         if not self.meta.get("complete"):
             self.db.close()
-            raise ValueError(f"index {self.path} is not finished: rerun the same `mine` command to resume it")
+            raise VizneuronError(f"index {self.path} is not finished: rerun the same `mine` command to resume it")
         self._ids = {name: i for i, name in self.db.execute("SELECT id, name FROM units")}
 
     def units(self) -> list[str]:
@@ -335,7 +337,7 @@ class ExampleIndex:
         if name not in self._ids:
             close = difflib.get_close_matches(name, list(self._ids), n=5)
             hint = f"; closest: {', '.join(close)}" if close else ""
-            raise KeyError(f"unit {name} is not in index {self.path} ({len(self._ids)} units{hint})")
+            raise UnknownNameError(f"unit {name} is not in index {self.path} ({len(self._ids)} units{hint})")
         return self._ids[name]
 
     def stats(self, unit: str) -> UnitStats:

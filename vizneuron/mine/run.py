@@ -12,24 +12,34 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from ..distributed import ActorPool, Job, RayEngine, as_engine
+from ..errors import VizneuronError
 from ..imageio import MAX_PIXELS, to_pil
-from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..models.base import Model
+from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..sources import ImageSource
 from ..stream import ActivationStream
 from ..units import SAEs, Unit, map_group, parse_units, unit_maps, unit_peaks
 from ..version import __version__
 from .fields import crop_box, effective_field, grid_of, heatmap
-from .index import (ExampleIndex, claim, connect, encode_image, load_checkpoint, read_meta, save_checkpoint,
-                    write_results)
+from .index import (
+    ExampleIndex,
+    claim,
+    connect,
+    encode_image,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    write_results,
+)
 from .tracker import Tracker
 
 
@@ -57,10 +67,10 @@ def mining_units(model: Model, spec: str | Sequence[str | Unit], saes: SAEs | No
             for layer in item.split(","):
                 units.extend(parse_units(f"{layer.strip()}:*", model, saes))
     if not units:
-        raise ValueError("nothing to mine: give layers (e.g. 'layer2,layer3') or unit specs")
+        raise VizneuronError("nothing to mine: give layers (e.g. 'layer2,layer3') or unit specs")
     names = [u.name for u in units]
     if len(set(names)) != len(names):
-        raise ValueError(f"units repeat: {sorted({n for n in names if names.count(n) > 1})[:5]}")
+        raise VizneuronError(f"units repeat: {sorted({n for n in names if names.count(n) > 1})[:5]}")
     return units
 
 
@@ -135,9 +145,9 @@ def mine(
     and either resumes what the other left. `on_progress(done, total)`: images streamed so far.
     """
     if reduce not in ("max", "mean"):
-        raise ValueError(f"reduce must be 'max' or 'mean', not {reduce!r}")
+        raise VizneuronError(f"reduce must be 'max' or 'mean', not {reduce!r}")
     if k < 1 or batch_size < 1 or checkpoint_every < 1:
-        raise ValueError("k, batch_size and checkpoint_every must be positive")
+        raise VizneuronError("k, batch_size and checkpoint_every must be positive")
     ray = as_engine(engine)
     if ray:
         ray.start()

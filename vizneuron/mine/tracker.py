@@ -38,12 +38,12 @@ class Tracker:
     histogram: torch.Tensor  # (U, BINS) int64
 
     @classmethod
-    def empty(cls, units: int) -> "Tracker":
+    def empty(cls, units: int) -> Tracker:
         return cls.from_batch(torch.empty(0, units), torch.empty(0, units, dtype=torch.long),
                               torch.empty(0, dtype=torch.long))
 
     @classmethod
-    def from_batch(cls, values: torch.Tensor, where: torch.Tensor, ids: torch.Tensor) -> "Tracker":
+    def from_batch(cls, values: torch.Tensor, where: torch.Tensor, ids: torch.Tensor) -> Tracker:
         """A batch's values (B, U), flat positions (B, U) and image ids (B,) as a tracker (k = B)."""
         values, where, ids = values.float().cpu(), where.long().cpu(), ids.long().cpu()
         finite = torch.isfinite(values)
@@ -65,7 +65,7 @@ class Tracker:
                    active=(clean > 0).sum(0),
                    histogram=torch.bincount(flat, minlength=u * BINS).view(u, BINS))
 
-    def merge(self, other: "Tracker", k: int) -> "Tracker":
+    def merge(self, other: Tracker, k: int) -> Tracker:
         """Both trackers' images, keeping the k best and worst per unit."""
         top = _select(torch.cat([self.top_value, other.top_value], 1), torch.cat([self.top_id, other.top_id], 1),
                       torch.cat([self.top_where, other.top_where], 1), k, True)
@@ -82,7 +82,7 @@ class Tracker:
         return {f.name: getattr(self, f.name).contiguous() for f in fields(self)}
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor]) -> "Tracker":
+    def from_state(cls, state: dict[str, torch.Tensor]) -> Tracker:
         return cls(**{f.name: state[f.name] for f in fields(cls)})
 
     @property

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import VizneuronError
+
 #: The pseudo-layer naming the model's final output (used by `logit:K` units).
 OUTPUT_LAYER = "logits"
 
 
-class LayerError(ValueError):
+class LayerError(VizneuronError):
     """A layer name that does not resolve, with the closest names in the message."""
 
 
@@ -225,7 +227,7 @@ class Model:
         height, width = size or self.input_size
         return int(4 * leaf_elements * height * width / (self.input_size[0] * self.input_size[1]))
 
-    def to(self, device: str | torch.device) -> "Model":
+    def to(self, device: str | torch.device) -> Model:
         self.module.to(device)
         self._mean = self._mean.to(device)
         self._std = self._std.to(device)
@@ -237,9 +239,9 @@ class Model:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.name} expects RGB images shaped (N, 3, H, W), got {tuple(images.shape)}")
+            raise VizneuronError(f"{self.name} expects RGB images shaped (N, 3, H, W), got {tuple(images.shape)}")
         if self.inputs.fixed_size and tuple(images.shape[2:]) != self.input_size:
-            raise ValueError(f"{self.name} only runs at {self.input_size[0]}x{self.input_size[1]}; got "
+            raise VizneuronError(f"{self.name} only runs at {self.input_size[0]}x{self.input_size[1]}; got "
                              f"{images.shape[2]}x{images.shape[3]} (resize first)")
         return self.module(self.preprocess(images))
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import VizneuronError
 from .base import InputConfig, Model
 from .default import CIFAR10_CLASSES
 from .weights import load_state_dict
@@ -73,7 +74,7 @@ class CifarResNet(nn.Module):
 def blocks_in(state: dict[str, torch.Tensor]) -> int:
     found = {int(m.group(1)) for k in state if (m := re.match(r"layer1\.(\d+)\.", k))}
     if not found:
-        raise ValueError("not a CIFAR ResNet state dict: no layer1.N.* keys")
+        raise VizneuronError("not a CIFAR ResNet state dict: no layer1.N.* keys")
     return max(found) + 1
 
 
@@ -84,6 +85,6 @@ def load_cifar_resnet(path: str, options: dict[str, str] | None = None) -> Model
     module.load_state_dict(state, strict=False)
     missing = set(module.state_dict()) - set(state) - {k for k in module.state_dict() if "num_batches" in k}
     if missing:
-        raise ValueError(f"{path} lacks weights for {sorted(missing)[:5]}")
+        raise VizneuronError(f"{path} lacks weights for {sorted(missing)[:5]}")
     return Model(module, name=f"cifar-resnet:{path}",
                  inputs=InputConfig((32, 32), IMAGENET_MEAN, IMAGENET_STD, labels=CIFAR10_CLASSES))

@@ -10,6 +10,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import VizneuronError
 from .base import InputConfig, Model
 from .cifar_net import CifarNet
 from .weights import WeightsUnavailable, load_state_dict
@@ -44,7 +45,7 @@ def load_default(name: str = "", options: dict[str, str] | None = None) -> Model
     options = options or {}
     if name not in BUNDLED:
         close = difflib.get_close_matches(name, [n for n in BUNDLED if n], n=3, cutoff=0.3)
-        raise ValueError(f"no bundled model {name!r}; bundled: default, "
+        raise VizneuronError(f"no bundled model {name!r}; bundled: default, "
                          f"{', '.join('default:' + n for n in BUNDLED if n)}"
                          + (f" (closest: {', '.join(close)})" if close else ""))
     bundled = BUNDLED[name]

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import torch.hub
 
+from ..errors import MissingDependency, VizneuronError
 from .base import InputConfig, Model
 from .weights import download_errors, load_state_dict
 
 
 def load_lucent(name: str, options: dict[str, str]) -> Model:
     if name != "inceptionv1":
-        raise ValueError(f"unknown lucent model {name!r}; available: inceptionv1")
+        raise VizneuronError(f"unknown lucent model {name!r}; available: inceptionv1")
     try:
         from lucent.modelzoo.inceptionv1 import InceptionV1  # optional extra: vizneuron[lucent]
         from lucent.modelzoo.inceptionv1.InceptionV1 import model_urls
     except ImportError:
-        raise ImportError("lucent models need the extra: pip install 'vizneuron[lucent]'") from None
+        raise MissingDependency("lucent models need the extra: pip install 'vizneuron[lucent]'") from None
     module = InceptionV1(pretrained=False, redirected_ReLU=options.get("relu", "plain") == "redirected")
     choice = options.get("weights", "default")
     if choice == "default":

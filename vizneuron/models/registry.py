@@ -1,48 +1,54 @@
 """Model specs and the sources they name: `ModelSpec` is the one parser of `SOURCE:NAME?OPTIONS`
 strings (the library, the CLI, the app's sandbox and its upload path all use it), and `SOURCES`
-the registry of loaders, as timm's `list_models` lists architectures."""
+the registry of loaders, as timm's `list_models` lists architectures. Every source is listed here,
+its loader named as `module:function` and imported when a spec of that source is loaded: no source
+depends on some other module having been imported first."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-
+from ..errors import VizneuronError
 from .base import Model
-from .cifar_resnet import load_cifar_resnet
-from .default import load_default
-from .lucent_models import load_lucent
-from .python_factory import load_python
-from .tflite_models import load_tflite
-from .timm_models import load_timm
-from .torchvision_models import load_torchvision
 
 
 @dataclass(frozen=True)
 class Source:
-    """A place models come from: its loader(name, options) -> Model, and what it takes."""
+    """A place models come from: its loader, `module:function` with function(name, options) -> Model,
+    and what it takes."""
 
-    loader: Callable[[str, dict[str, str]], Model]
+    loader: str
     summary: str
     example: str
     name_is_file: bool = False  # the NAME part is the model file itself
     runs_code: bool = False  # imports and runs the user's own code
 
+    def load(self, name: str, options: dict[str, str]) -> Model:
+        module, _, function = self.loader.partition(":")
+        return getattr(importlib.import_module(module), function)(name, options)
+
 
 #: source name -> Source; add a source by adding an entry.
 SOURCES: dict[str, Source] = {
-    "default": Source(load_default, "the bundled CIFAR-10 classifier (weights inside the package)", "default"),
-    "torchvision": Source(load_torchvision, "torchvision's model registry", "torchvision:resnet18?weights=none"),
-    "timm": Source(load_timm, "timm.create_model", "timm:vit_tiny_patch16_224"),
-    "lucent": Source(load_lucent, "lucid's InceptionV1 (the `lucent` extra)", "lucent:inceptionv1"),
-    "cifar-resnet": Source(load_cifar_resnet, "CIFAR ResNet-20/32/56 checkpoints", "cifar-resnet:PATH.th",
-                           name_is_file=True),
-    "tflite": Source(load_tflite, "a TFLite image classifier, rebuilt in float torch",
+    "default": Source("vizneuron.models.default:load_default",
+                      "the bundled CIFAR-10 classifier (weights inside the package)", "default"),
+    "torchvision": Source("vizneuron.models.torchvision_models:load_torchvision", "torchvision's model registry",
+                          "torchvision:resnet18?weights=none"),
+    "timm": Source("vizneuron.models.timm_models:load_timm", "timm.create_model", "timm:vit_tiny_patch16_224"),
+    "lucent": Source("vizneuron.models.lucent_models:load_lucent", "lucid's InceptionV1 (the `lucent` extra)",
+                     "lucent:inceptionv1"),
+    "cifar-resnet": Source("vizneuron.models.cifar_resnet:load_cifar_resnet", "CIFAR ResNet-20/32/56 checkpoints",
+                           "cifar-resnet:PATH.th", name_is_file=True),
+    "tflite": Source("vizneuron.models.tflite_models:load_tflite", "a TFLite image classifier, rebuilt in float torch",
                      "tflite:PATH.tflite?labels=PATH.txt", name_is_file=True),
-    "python": Source(load_python, "your own code returning an nn.Module or a Model",
+    "python": Source("vizneuron.models.python_factory:load_python", "your own code returning an nn.Module or a Model",
                      "python:MODULE:FACTORY?size=224", runs_code=True),
+    "edit": Source("vizneuron.edit:load_edit", "a model with units ablated, saved by EditedModel.save",
+                   "edit:PATH.json", name_is_file=True),
 }
 FILE_OPTIONS = ("weights", "labels")  # options whose value may name a file
 KEYWORD_WEIGHTS = ("default", "none")
@@ -57,7 +63,7 @@ class ModelSpec:
     options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def parse(cls, text: "str | ModelSpec") -> "ModelSpec":
+    def parse(cls, text: str | ModelSpec) -> ModelSpec:
         if isinstance(text, ModelSpec):
             return text
         text = text.strip()
@@ -66,18 +72,18 @@ class ModelSpec:
         if source not in SOURCES:
             close = difflib.get_close_matches(source, list(SOURCES), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown model source {source!r} in {text!r}{hint} (sources: {', '.join(SOURCES)}; "
+            raise VizneuronError(f"unknown model source {source!r} in {text!r}{hint} (sources: {', '.join(SOURCES)}; "
                              "`vizneuron models` describes them)")
         options = []
         for item in filter(None, query.split("&")):
             key, eq, value = item.partition("=")
             if not eq or not key:
-                raise ValueError(f"model option {item!r} in {text!r} must look like KEY=VALUE")
+                raise VizneuronError(f"model option {item!r} in {text!r} must look like KEY=VALUE")
             options.append((key, value))
         return cls(source, name, tuple(options))
 
     @classmethod
-    def for_file(cls, path: str | Path, architecture: str = "cifar-resnet") -> "ModelSpec":
+    def for_file(cls, path: str | Path, architecture: str = "cifar-resnet") -> ModelSpec:
         """The spec that loads a model file: a `.tflite` graph, or weights for `architecture`
         (`cifar-resnet`, `default`, or a spec such as `torchvision:resnet18`)."""
         path = str(path)
@@ -95,7 +101,7 @@ class ModelSpec:
     def option(self, key: str, default: str | None = None) -> str | None:
         return dict(self.options).get(key, default)
 
-    def with_option(self, key: str, value: str) -> "ModelSpec":
+    def with_option(self, key: str, value: str) -> ModelSpec:
         kept = tuple((k, v) for k, v in self.options if k != key)
         return ModelSpec(self.source, self.name, kept + ((key, value),))
 
@@ -113,14 +119,14 @@ class ModelSpec:
                 files.append(value)
         return files
 
-    def with_files(self, resolve: Callable[[str], str | Path]) -> "ModelSpec":
+    def with_files(self, resolve: Callable[[str], str | Path]) -> ModelSpec:
         """The same spec with every file replaced by `resolve(file)` (e.g. a sandbox's real path)."""
         name = str(resolve(self.name)) if SOURCES[self.source].name_is_file and self.name else self.name
         options = tuple((k, str(resolve(v)) if k in FILE_OPTIONS and v in self.files() else v) for k, v in self.options)
         return ModelSpec(self.source, name, options)
 
     def load(self, device: str | None = None) -> Model:
-        model = SOURCES[self.source].loader(self.name, dict(self.options))
+        model = SOURCES[self.source].load(self.name, dict(self.options))
         return model.to(device) if device else model
 
 
@@ -139,7 +145,7 @@ def is_named_weights(spec: ModelSpec, value: str) -> bool:
         return False
 
 
-def load_model(spec: "str | ModelSpec | Model", device: str | None = None) -> Model:
+def load_model(spec: str | ModelSpec | Model, device: str | None = None) -> Model:
     """Build a frozen model from a spec such as `default`, `torchvision:resnet18?weights=none`,
     `timm:vit_tiny_patch16_224`, `lucent:inceptionv1`, `cifar-resnet:PATH` or `python:mod:factory`."""
     if isinstance(spec, Model):

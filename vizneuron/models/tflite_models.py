@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import VizneuronError
 from .base import InputConfig, Model
 
 _ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
@@ -29,7 +30,7 @@ SUPPORTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "AVERAGE_POOL_2D", "MAX_
                  "MUL"} | _IDENTITY_OPS
 
 
-class TFLiteError(ValueError):
+class TFLiteError(VizneuronError):
     """A TFLite file this importer cannot turn into a faithful torch module."""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 
+from ..errors import VizneuronError
 from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
@@ -16,7 +17,7 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
 
     if not timm.list_models(name.split(".")[0]) and not timm.list_models(name.split(".")[0], pretrained=True):
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
-        raise ValueError(f"unknown timm model {name!r}; closest: {', '.join(close)}")
+        raise VizneuronError(f"unknown timm model {name!r}; closest: {', '.join(close)}")
     choice = options.get("weights", "default")
     if options.get("pretrained", "true").lower() in ("false", "0", "no"):
         choice = "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+from ..errors import VizneuronError
 from .base import InputConfig, Model, TokenLayout
 from .weights import download_errors, load_state_dict
 
@@ -15,7 +16,7 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
         weights_enum = torchvision.models.get_model_weights(name)
     except ValueError:
         close = difflib.get_close_matches(name, torchvision.models.list_models(), n=5)
-        raise ValueError(f"unknown torchvision model {name!r}; closest: {', '.join(close)}") from None
+        raise VizneuronError(f"unknown torchvision model {name!r}; closest: {', '.join(close)}") from None
     choice = options.get("weights", "default")
     reference = weights_enum.DEFAULT  # metadata (labels, size, normalisation) needs no download
     is_file = choice not in ("default", "none") and choice not in weights_enum.__members__

@@ -3,9 +3,9 @@ downloads wrapped so an offline user hears what failed and how to pass a local f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors.torch import load_file

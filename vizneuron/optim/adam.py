@@ -8,7 +8,7 @@ about 1.6 s of a 2-core machine, which would be most of the wait before a CLI re
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from ..distributed import RayEngine
+from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
 from ..units import SAEs, Unit, parse_units
@@ -43,7 +45,7 @@ class RenderCache:
     def _entry(self, model: Model, units: str | Sequence[str | Unit], config: RenderConfig | None,
                saes: SAEs | None, settings: dict[str, Any]) -> tuple[list[Unit], RenderConfig, Path]:
         if "objective" in settings:
-            raise ValueError("cannot cache renders with objective= (custom objectives have no stable key)")
+            raise VizneuronError("cannot cache renders with objective= (custom objectives have no stable key)")
         unit_list = parse_units(units, model, saes)
         cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
         return unit_list, cfg, self.folder / f"{self.key(model, unit_list, cfg)}.safetensors"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..choices import PARAMETERISATIONS, PRECISIONS, SCHEDULES
+from ..errors import VizneuronError
 
 if TYPE_CHECKING:
     from ..models.base import Model
@@ -73,28 +75,28 @@ class RenderConfig:
                                "between 8 and 4096 pixels"))
         for name, ok, wanted in checks:
             if not ok:
-                raise ValueError(f"render setting {name}={getattr(self, name)!r}: must be {wanted}")
+                raise VizneuronError(f"render setting {name}={getattr(self, name)!r}: must be {wanted}")
         if self.param not in PARAMETERISATIONS:
-            raise ValueError(f"unknown parameterisation {self.param!r}; choose from {', '.join(PARAMETERISATIONS)}")
+            raise VizneuronError(f"unknown parameterisation {self.param!r}; choose from {', '.join(PARAMETERISATIONS)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+            raise VizneuronError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown step-size schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+            raise VizneuronError(f"unknown step-size schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
         if isinstance(self.transforms, str) and self.transforms not in TRANSFORM_NAMES:
-            raise ValueError(f"transforms={self.transforms!r}: give {' or '.join(TRANSFORM_NAMES)}, or a list "
+            raise VizneuronError(f"transforms={self.transforms!r}: give {' or '.join(TRANSFORM_NAMES)}, or a list "
                              "of transform functions")
 
-    def with_settings(self, **settings: Any) -> "RenderConfig":
+    def with_settings(self, **settings: Any) -> RenderConfig:
         """A copy with some settings changed; unknown names get the closest setting names."""
         names = [f.name for f in fields(self)]
         for name in settings:
             if name not in names:
                 close = difflib.get_close_matches(name, names, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else f" (settings: {', '.join(names)})"
-                raise ValueError(f"unknown render setting {name!r}{hint}")
+                raise VizneuronError(f"unknown render setting {name!r}{hint}")
         return replace(self, **settings)
 
-    def normalised(self, model: Model, units: int = 1) -> "RenderConfig":
+    def normalised(self, model: Model, units: int = 1) -> RenderConfig:
         """This config resolved against `model` for `units` units: sizes as (H, W) pairs, the model's
         own size for fixed-size models, diversity off for one sample, the diversity layer's real name,
         "auto" batch and precision decided for the model on its device, and a batch no larger than the
@@ -124,7 +126,7 @@ class RenderConfig:
         """The settings as plain JSON values (for cache keys and manifests); tensors in the
         parameterisation's options are named by their digest. Custom transforms cannot be keyed."""
         if not isinstance(self.transforms, str):
-            raise ValueError("cannot cache renders with custom transforms (give 'standard' or 'none')")
+            raise VizneuronError("cannot cache renders with custom transforms (give 'standard' or 'none')")
         values = asdict(replace(self, param_options=None, transforms=self.transforms, seed_image=None))
         values["param_options"] = {k: _plain(v) for k, v in sorted((self.param_options or {}).items())}
         values["seed_image"] = _plain(self.seed_image)
@@ -170,5 +172,5 @@ def preset(name: str) -> RenderConfig:
     """A named preset; unknown names get the closest ones."""
     if name not in PRESETS:
         close = difflib.get_close_matches(name, list(PRESETS), n=3)
-        raise ValueError(f"unknown render preset {name!r}; presets: {', '.join(close or PRESETS)}")
+        raise VizneuronError(f"unknown render preset {name!r}; presets: {', '.join(close or PRESETS)}")
     return PRESETS[name]

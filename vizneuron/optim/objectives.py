@@ -9,7 +9,7 @@ to one value per batch image, shape (N,). They compose with +, -, scalar *, / an
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ class Objective:
         batch = next(iter(acts.values())).shape[0]
         return value.expand(batch) if value.ndim == 0 else value
 
-    def _combine(self, other: "Objective | float", op: Callable, symbol: str) -> "Objective":
+    def _combine(self, other: Objective | float, op: Callable, symbol: str) -> Objective:
         if isinstance(other, Objective):
             return Objective(lambda a: op(self(a), other(a)), self.layers + other.layers,
                              f"({self.name} {symbol} {other.name})")

@@ -12,12 +12,13 @@ reproduce the image exactly, maco keeps its phase only) and remembers that point
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from ..choices import PARAMETERISATIONS
+from ..errors import VizneuronError
 
 # Square root of ImageNet's colour correlation (the constant lucid and lucent use).
 COLOR_CORRELATION_SQRT = torch.tensor(
@@ -71,7 +72,7 @@ def _start(init: torch.Tensor | None, n: int, size: tuple[int, int], device: tor
     if init.dim() == 3:
         init = init[None]
     if tuple(init.shape[1:]) != (3, *size) or len(init) not in (1, n):
-        raise ValueError(f"seed images must be (3, {size[0]}, {size[1]}) or ({n}, 3, {size[0]}, {size[1]}), "
+        raise VizneuronError(f"seed images must be (3, {size[0]}, {size[1]}) or ({n}, 3, {size[0]}, {size[1]}), "
                          f"not {tuple(init.shape)}")
     return init.to(device).expand(n, -1, -1, -1)
 
@@ -162,5 +163,5 @@ def make_param(kind: str, n: int, size: tuple[int, int], gen: torch.Generator, i
     try:
         factory = FACTORIES[kind]
     except KeyError:
-        raise ValueError(f"unknown parameterisation {kind!r}; choose from {', '.join(PARAMETERISATIONS)}") from None
+        raise VizneuronError(f"unknown parameterisation {kind!r}; choose from {', '.join(PARAMETERISATIONS)}") from None
     return factory(n, size, gen, init=init, **options)

@@ -7,9 +7,10 @@ except at progress/threshold points, so a GPU stays busy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..capture import capture
 from ..distributed import Job, RayEngine, as_engine
+from ..errors import VizneuronError
 from ..models.base import Model
 from ..redirect import redirected_relus
 from ..units import SAEs, Unit, parse_units
@@ -31,7 +33,7 @@ from .transforms import Transform, compose, standard_transforms
 CHECK_EVERY = 32  # steps between finiteness checks / progress updates (each one is a host sync)
 
 
-class RenderError(RuntimeError):
+class RenderError(VizneuronError, RuntimeError):
     """The optimisation diverged (non-finite objective)."""
 
 
@@ -53,7 +55,7 @@ class RenderResult:
         return self.units[slot // self.samples]
 
     @classmethod
-    def concat(cls, results: Sequence["RenderResult"]) -> "RenderResult":
+    def concat(cls, results: Sequence[RenderResult]) -> RenderResult:
         """Join renders of consecutive unit batches (same samples per unit) into one result."""
         if len(results) == 1:
             return results[0]
@@ -107,7 +109,7 @@ def render(
         model.to(device)
     unit_list = parse_units(units, model, saes)
     if not unit_list and objective is None:
-        raise ValueError("render needs units or an objective")
+        raise VizneuronError("render needs units or an objective")
     cfg = (config or RenderConfig()).with_settings(**settings).normalised(model, len(unit_list))
     job = _RenderBatches(model, [unit_list[i : i + cfg.batch] for i in range(0, len(unit_list), cfg.batch)] or [[]],
                          cfg, objective, tuple(thresholds), channels_last)
@@ -165,7 +167,7 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
     if cfg.diversity:
         layers = {u.layer for u in unit_list}
         if cfg.diversity_layer is None and len(layers) != 1:
-            raise ValueError("diversity with units on several layers needs diversity_layer=")
+            raise VizneuronError("diversity with units on several layers needs diversity_layer=")
         layer = cfg.diversity_layer or next(iter(layers))
         total = total - cfg.diversity * obj.diversity(layer, groups=max(1, len(unit_list)), tokens=model.inputs.tokens)
     if objective is not None:

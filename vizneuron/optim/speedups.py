@@ -10,13 +10,13 @@ bias), so the pair costs one pass forward and one backward instead of two of eac
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import torch
 from torch import nn
 
-_PAIRS: "weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]]" = weakref.WeakKeyDictionary()
+_PAIRS: weakref.WeakKeyDictionary[nn.Module, list[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 
 @contextmanager

@@ -7,7 +7,7 @@ lives on the images' device, so drawing parameters costs no host round trip.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

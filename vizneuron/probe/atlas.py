@@ -13,11 +13,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..choices import VERDICTS
+from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
 from ..sae.model import SAE
@@ -69,12 +71,12 @@ class Atlas:
         unknown = sorted(set(driven_by) - set(self.concepts))
         if unknown:
             close = [m for name in unknown for m in difflib.get_close_matches(name, self.concepts, n=2)]
-            raise ValueError(f"no concept named {', '.join(map(repr, unknown))} in this atlas"
+            raise VizneuronError(f"no concept named {', '.join(map(repr, unknown))} in this atlas"
                              + (f" (closest: {', '.join(close)})" if close else "")
                              + f"; its concepts: {', '.join(self.concepts)}")
         unknown = sorted(set(verdicts) - set(VERDICTS))
         if unknown:
-            raise ValueError(f"no verdict {', '.join(map(repr, unknown))}; verdicts: {', '.join(VERDICTS)}")
+            raise VizneuronError(f"no verdict {', '.join(map(repr, unknown))}; verdicts: {', '.join(VERDICTS)}")
         wanted = set(driven_by)
         return sorted((e for e in self.entries if wanted <= set(e.concepts) and (not verdicts or e.verdict in verdicts)),
                       key=lambda e: (-e.score, e.unit))
@@ -91,7 +93,7 @@ class Atlas:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Atlas":
+    def load(cls, path: str | Path) -> Atlas:
         data = json.loads(Path(path).read_text())
         return cls(**{**data, "entries": [AtlasEntry(**e) for e in data["entries"]]})
 

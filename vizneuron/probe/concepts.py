@@ -6,11 +6,13 @@ questions: are cat faces and car fronts one concept? do snakes and ferrets share
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..errors import VizneuronError
 from ..models.base import Model
 from ..sources import ImageSource, as_source
 
@@ -70,7 +72,7 @@ def label_groups(data: Any, groups: dict[str, list[str | int]], model: Model | N
     for name, members in wanted.items():
         ids = [i for i, label in enumerate(image_labels) if label in members][:per_concept]
         if not ids:
-            raise ValueError(f"concept {name!r}: no image of {sorted(members)[:5]} in {source.describe()['root']}")
+            raise VizneuronError(f"concept {name!r}: no image of {sorted(members)[:5]} in {source.describe()['root']}")
         concepts[name] = ConceptImages(source, ids, name)
     return concepts
 
@@ -80,7 +82,7 @@ def imagenet_concepts(data: Any, model: Model, names: list[str] | None = None) -
     chosen = names or list(IMAGENET_GROUPS)
     unknown = [n for n in chosen if n not in IMAGENET_GROUPS]
     if unknown:
-        raise ValueError(f"unknown concept groups {unknown}; ready-made: {', '.join(IMAGENET_GROUPS)}")
+        raise VizneuronError(f"unknown concept groups {unknown}; ready-made: {', '.join(IMAGENET_GROUPS)}")
     return label_groups(data, {n: IMAGENET_GROUPS[n] for n in chosen}, model)
 
 
@@ -109,7 +111,7 @@ def parse_named_paths(lines: str | Sequence[str]) -> dict[str, str]:
     for item in filter(str.strip, items):
         name, _, path = item.partition("=")
         if not name.strip() or not path.strip():
-            raise ValueError(f"concept {item.strip()!r} must look like NAME=FOLDER_OR_LIST")
+            raise VizneuronError(f"concept {item.strip()!r} must look like NAME=FOLDER_OR_LIST")
         named[name.strip()] = path.strip()
     return named
 
@@ -131,7 +133,7 @@ def build_concepts(model: Model, *, data: Any = None, groups: str | None = None,
     groups = default_groups(model) if groups is None and data is not None else (groups or "")
     if groups.strip():
         if data is None:
-            raise ValueError("label-group concepts need a labelled dataset (class folders or a list file): give --data "
+            raise VizneuronError("label-group concepts need a labelled dataset (class folders or a list file): give --data "
                              "(data= in the library)")
         concepts.update(label_groups(data, parse_label_groups(groups, model.labels), model, per_concept))
     concepts.update(as_concepts(folders or {}))
@@ -144,7 +146,7 @@ def as_concepts(concepts: dict[str, Any]) -> dict[str, ImageSource]:
     for name, data in concepts.items():
         source = as_source(data)
         if len(source) == 0:
-            raise ValueError(f"concept {name!r} has no images")
+            raise VizneuronError(f"concept {name!r} has no images")
         out[name] = source
     return out
 

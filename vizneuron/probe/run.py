@@ -20,9 +20,10 @@ Measure (documented in the README, tested on planted units):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..capture import capture
 from ..circuit.run import circuit
+from ..errors import VizneuronError
 from ..imageio import to_model_input
 from ..models.base import OUTPUT_LAYER, Model
 from ..optim.render import render
@@ -112,7 +114,7 @@ def penultimate_layer(model: Model) -> str:
     candidates = [info for info in model.layers.values()
                   if info.shape is not None and info.name != OUTPUT_LAYER and info.channels not in (classes, classes + 1)]
     if not candidates:
-        raise ValueError(f"{model.name}: no layer before the logits to read penultimate features from")
+        raise VizneuronError(f"{model.name}: no layer before the logits to read penultimate features from")
     return max(candidates, key=lambda info: info.order).name
 
 
@@ -129,7 +131,7 @@ def measure(model: Model, units: Sequence[Unit], source: ImageSource, penultimat
         if on_batch is not None:
             on_batch(len(batch.ids))
     if not values:
-        raise ValueError(f"no readable images in {source.describe().get('root', source)}")
+        raise VizneuronError(f"no readable images in {source.describe().get('root', source)}")
     return torch.cat(values), torch.cat(features)
 
 
@@ -230,13 +232,13 @@ def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[
 
 def _concept_sources(concepts: dict[str, Any]) -> dict[str, ImageSource]:
     if len(concepts) < 2:
-        raise ValueError(f"the probe needs at least two concepts; got {len(concepts)} ({', '.join(concepts) or 'none'})")
+        raise VizneuronError(f"the probe needs at least two concepts; got {len(concepts)} ({', '.join(concepts) or 'none'})")
     sources = as_concepts(concepts)
     seen: dict[frozenset, str] = {}
     for name, source in sources.items():
         images = frozenset(source.key(i) for i in range(len(source)))
         if images in seen:
-            raise ValueError(f"concepts {seen[images]!r} and {name!r} are the same {len(images)} images: give each "
+            raise VizneuronError(f"concepts {seen[images]!r} and {name!r} are the same {len(images)} images: give each "
                              "concept images of its own")
         seen[images] = name
     return sources
@@ -271,7 +273,7 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
     return reports
 
 
-def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae: "SAE | str | None" = None,
+def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=None, sae: SAE | str | None = None,
           renders: int = 0, render_steps: int = 128, split_features: int = 3, examples: int = 4,
           batch_size: int = 128, seed: int = 0, upstream: str | None = None) -> ProbeReport:
     """Does `unit` fire on unrelated concepts? `concepts`: name -> folder, list file, dataset or
@@ -379,7 +381,7 @@ def _sae_split(model: Model, unit: Unit, sae, sources: dict[str, ImageSource], g
                render_steps: int) -> list[dict[str, Any]]:
     """Which SAE features carry the unit on its driving concepts' images, and what each responds to."""
     if unit.kind not in ("channel", "direction"):
-        raise ValueError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
+        raise VizneuronError(f"the SAE split needs a channel or direction unit, not {unit.kind}")
     sae_module = load_sae(sae, d_in=model.layer(unit.layer).channels) if isinstance(sae, (str, Path)) else sae
     name = Path(sae).stem if isinstance(sae, (str, Path)) else "sae"
     weight = sae_module.W_dec[:, unit.index] if unit.kind == "channel" else sae_module.W_dec @ unit.direction.to(

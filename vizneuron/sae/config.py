@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..errors import VizneuronError
+
 KINDS = ("topk", "relu", "batchtopk", "jumprelu", "matryoshka")
 THRESHOLDED = ("batchtopk", "matryoshka")  # kinds that infer with one learnt threshold
 
@@ -29,7 +31,7 @@ class SAEConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SAEConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """From a saved config; files written before training settings moved out keep them (e.g.
         the L1 weight) in `training`."""
         known = {f.name for f in fields(cls)}
@@ -47,7 +49,7 @@ class SAEConfig:
         return config
 
 
-class SAEError(ValueError):
+class SAEError(VizneuronError):
     """An SAE file that is missing, malformed or made for another layer."""
 
 
@@ -84,17 +86,17 @@ class SAETrainConfig:
                         "min_steps", "max_epochs", "prefixes")
         for name in at_least_one:
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
+                raise VizneuronError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"SAE training: lr must be positive, not {self.lr}")
+            raise VizneuronError(f"SAE training: lr must be positive, not {self.lr}")
         if not (self.l1 >= 0 and self.aux_weight >= 0 and 0 < self.plateau < 1):
-            raise ValueError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
+            raise VizneuronError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
         if not 0 <= self.seed < 2**63:
-            raise ValueError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
+            raise VizneuronError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")
         if self.d_sae is not None and self.kind != "relu" and self.k > self.d_sae:
-            raise ValueError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
+            raise VizneuronError(f"SAE training: k={self.k} active latents need d_sae of at least {self.k}")
         if self.d_sae is not None and self.kind == "matryoshka" and self.d_sae >> (self.prefixes - 1) < 1:
-            raise ValueError(f"SAE training: {self.prefixes} nested prefixes need d_sae of at least "
+            raise VizneuronError(f"SAE training: {self.prefixes} nested prefixes need d_sae of at least "
                              f"{2 ** (self.prefixes - 1)}")
 
     def architecture(self, d_in: int, scale: float, **provenance: Any) -> SAEConfig:

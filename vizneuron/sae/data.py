@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..distributed import Job, RayEngine, as_engine
+from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model
 from ..stream import ActivationStream
@@ -58,7 +60,7 @@ class ActivationFolder:
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.path} holds no {MANIFEST}: not a folder written by `sae extract`") from None
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{self.path / MANIFEST} is not readable ({err})") from None
+            raise VizneuronError(f"{self.path / MANIFEST} is not readable ({err})") from None
 
     @staticmethod
     def holds(path: Any) -> bool:
@@ -101,7 +103,7 @@ def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *,
     if (out / MANIFEST).is_file():
         kept = ActivationFolder(out).manifest
         if {k: kept.get(k) for k in settings} != settings:
-            raise ValueError(f"{out} holds activations of another run (model, layer, data or settings differ); "
+            raise VizneuronError(f"{out} holds activations of another run (model, layer, data or settings differ); "
                              "write to another folder")
         manifest = kept
     written = {entry["file"] for entry in manifest["files"]}

@@ -4,7 +4,8 @@ mean-ablated accuracy (the vision analogue of "CE loss recovered")."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import VizneuronError
 from ..models.base import Model
 from ..sources import as_source
 from .config import THRESHOLDED, SAETrainConfig
@@ -55,7 +57,7 @@ def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Te
         else:
             yield from activations
             if epochs > 1 and iter(activations) is activations:
-                raise ValueError("several epochs need a tensor, a list, or a callable returning a fresh iterator")
+                raise VizneuronError("several epochs need a tensor, a list, or a callable returning a fresh iterator")
 
 
 def train_sae(
@@ -87,12 +89,12 @@ def train_sae(
     chunks = _epochs(activations, epochs, gen)
     head = next(chunks, None)
     if head is None:
-        raise ValueError("no activations to train on")
+        raise VizneuronError("no activations to train on")
     buffer = cfg.buffer or max(4 * batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
     stream = shuffled_batches(_chain(head, chunks), batch_size, buffer, gen)
     first = next(stream, None)
     if first is None:
-        raise ValueError("no activations to train on")
+        raise VizneuronError("no activations to train on")
     d_in = first.shape[1]
     scale = float((d_in / first.pow(2).sum(1).mean().clamp(min=1e-12)).sqrt())
     sae = SAE(cfg.architecture(d_in, scale, **(provenance or {}))).to(device)
@@ -113,7 +115,7 @@ def train_sae(
     if checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, weights_only=True)
         if state["settings"] != identity:
-            raise ValueError(f"checkpoint {checkpoint} was made with other settings; delete it to start over")
+            raise VizneuronError(f"checkpoint {checkpoint} was made with other settings; delete it to start over")
         sae.load_state_dict(state["sae"])
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
@@ -236,7 +238,7 @@ class Plateau:
         self.means: list[float] = []
 
     @classmethod
-    def from_state(cls, tolerance: float, state: dict[str, Any]) -> "Plateau":
+    def from_state(cls, tolerance: float, state: dict[str, Any]) -> Plateau:
         monitor = cls(tolerance)
         monitor.total, monitor.count, monitor.means = state["total"], state["count"], list(state["means"])
         return monitor
@@ -311,7 +313,7 @@ def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAE
         folder = ActivationFolder(data)
         kept = folder.manifest
         if layers != [kept["layer"]] or kept["fingerprint"] != model.fingerprint or not folder.complete:
-            raise ValueError(f"{data} holds {'unfinished ' if not folder.complete else ''}activations of "
+            raise VizneuronError(f"{data} holds {'unfinished ' if not folder.complete else ''}activations of "
                              f"{kept['model']} {kept['layer']}; train {model.name} {', '.join(layers)} from images or "
                              "from a finished extraction of that layer (rerun `sae extract` to finish it)")
         return {layers[0]: train_sae(lambda: iter(folder), config, checkpoint=checkpoint,
@@ -329,7 +331,7 @@ def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAE
                 chunks[layer].append(rows[layer])
         cached = {layer: torch.cat(parts) for layer, parts in chunks.items() if parts}
         if len(cached) < len(layers):
-            raise ValueError(f"no readable images in {source.describe().get('root', source)}")
+            raise VizneuronError(f"no readable images in {source.describe().get('root', source)}")
     saes = {}
     for layer in layers:
         def fresh(layer: str = layer) -> Iterator[torch.Tensor]:

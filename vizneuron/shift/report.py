@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..gallery import safe_name
 from ..edit import EditError
+from ..gallery import safe_name
 from ..imageio import ImageSkipped, enlarged, png_bytes, read_rgb, to_model_input, write_atomic
 from .run import ShiftResult
 

@@ -15,9 +15,10 @@ Groups: an image's group is its class (the folder it sits in) plus, when its fil
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..capture import capture
 from ..edit import EditedModel, edit
+from ..errors import VizneuronError
 from ..models.base import OUTPUT_LAYER, Model
 from ..probe.run import penultimate_layer, probe_units
 from ..sae.model import SAE, load_sae
@@ -36,7 +38,7 @@ PROPOSE_Z = 0.5  # a unit is proposed when a concept to ignore moves it (up or d
 PROPOSE_MARGIN = 0.3  # from the task concepts' mean, and by this much more than the task concepts spread
 
 
-class ShiftError(ValueError):
+class ShiftError(VizneuronError):
     """A SHIFT run that cannot start (no labels, no concept to ignore, an SAE of another layer)."""
 
 

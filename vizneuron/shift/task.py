@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import VizneuronError
 from ..imageio import image_files, read_rgb
 
 CLASSES = ("cat", "dog")
@@ -37,7 +38,7 @@ HELD_OUT = 250  # training images per class kept back for the concept sets
 SPLITS = ("train-biased", "train-balanced", "test-balanced", "test-cuefree", "concepts")
 
 
-class TaskError(ValueError):
+class TaskError(VizneuronError):
     """The CIFAR-10 folders are missing or the task folder cannot be built."""
 
 
