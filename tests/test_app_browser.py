@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PER_CLASS
+
+from helpers import PER_CLASS
 
 pytest.importorskip("streamlit")
 playwright = pytest.importorskip("playwright.sync_api")

@@ -128,7 +128,7 @@ def test_trained_sae_features_are_more_monosemantic_than_a_random_decoder(model,
     """The seed's claim needs a baseline: features of an SAE trained on CIFAR-10 train images, probed
     on the bundled sample, against a same-shape SAE with random decoder directions (measured: 75 %
     against 47 % monosemantic; the layer's channels 73 %; bench/bench_monosemantic.py has the rest)."""
-    from conftest import shared_path
+    from helpers import shared_path
 
     rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"), max_images=1000)))
     trained = train_sae(rows, d_sae=512, k=16, progress=False)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import hook_count
 from torch import nn
 
 from vizneuron import capture, render
 from vizneuron.models.base import InputConfig, Model
 from vizneuron.optim.objectives import Objective
+
+from helpers import hook_count
 
 
 class Recorder(nn.Module):
@@ -104,9 +105,9 @@ def test_lucent_style_alias_keys_work_in_objectives():
 
 
 def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
-    from conftest import make_tiny, write_problem_images
-
     from vizneuron import ActivationStream
+
+    from helpers import make_tiny, write_problem_images
 
     fates = write_problem_images(tmp_path / "data")
     model = make_tiny()
@@ -133,10 +134,10 @@ def test_activation_stream_reads_shards_lists_and_resumes_with_notes(tmp_path):
 
 def test_max_images_is_a_seeded_sample_of_every_class():
     """The bundled sample is sorted by class (30 each); its first 40 files are two classes only."""
-    from conftest import make_tiny
-
     from vizneuron import ActivationStream
     from vizneuron.samples import SAMPLE_DIR
+
+    from helpers import make_tiny
 
     capped = ActivationStream(make_tiny(), ["conv2"], SAMPLE_DIR, max_images=40)
     assert len(capped.ids) == 40 and capped.ids == sorted(capped.ids)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_path
 from torch import nn
 
 import vizneuron as vz
@@ -16,6 +15,8 @@ from vizneuron.models.base import InputConfig, Model
 from vizneuron.probe import label_groups
 from vizneuron.sae import train_sae
 from vizneuron.units import Unit
+
+from helpers import shared_path
 
 SAMPLES = Path(vz.__file__).parent / "samples" / "cifar10"
 PLANTED = {2: 3.0, 5: -2.0, 6: 1.0}  # target channel 0 = 3 up2 - 2 up5 + up6; every other weight 0

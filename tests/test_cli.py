@@ -62,7 +62,7 @@ def test_contact_sheet_grid_layout():
 
 
 def test_mine_top_merge_and_render_with_examples(tmp_path, capsys):
-    from conftest import write_problem_images
+    from helpers import write_problem_images
 
     data = tmp_path / "data"
     write_problem_images(data)
@@ -124,7 +124,7 @@ def test_probe_command_writes_report(tmp_path, capsys):
 
 
 def test_render_with_an_index_that_lacks_the_unit_fails_before_rendering(tmp_path, capsys):
-    from conftest import write_problem_images
+    from helpers import write_problem_images
 
     write_problem_images(tmp_path / "data")
     index = tmp_path / "ex.sqlite"

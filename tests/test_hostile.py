@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tflite_writer import small_classifier
 
 from vizneuron.cli import main
 from vizneuron.mine import ExampleIndex, mine
 from vizneuron.models import load_model
 from vizneuron.sae.model import SAE, SAEConfig
 from vizneuron.samples import SAMPLE_DIR
+
+from tflite_writer import small_classifier
 
 CATS = SAMPLE_DIR / "cat"
 

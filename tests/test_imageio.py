@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import write_problem_images
 from PIL import Image
 
 from vizneuron.imageio import ImageSkipped, image_files, load_images, read_rgb
+
+from helpers import write_problem_images
 
 
 def test_crop_resize_and_corrupt_files_are_reported(tmp_path):

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import (
+
+from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
+from vizneuron.mine.tracker import Tracker
+from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import as_source, write_shards
+
+from helpers import (
     CIFAR_INDEX_SETTINGS,
     assert_same_index,
     batched_forward,
@@ -23,11 +29,6 @@ from conftest import (
     shared_path,
     write_problem_images,
 )
-
-from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
-from vizneuron.mine.tracker import Tracker
-from vizneuron.samples import SAMPLE_DIR
-from vizneuron.sources import as_source, write_shards
 
 
 def _brute_force(values: np.ndarray, k: int, bottom: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -7,11 +7,12 @@ import urllib.error
 
 import pytest
 import torch
-from conftest import shared_path
 
 from vizneuron import load_model
 from vizneuron.models import WeightsUnavailable
 from vizneuron.models.weights import load_state_dict
+
+from helpers import shared_path
 
 
 def test_torchvision_random_init_has_labels_size_and_layers():

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import shared_path
 
 from vizneuron import load_model, probe
 from vizneuron.capture import capture
@@ -15,6 +14,8 @@ from vizneuron.probe import label_groups, penultimate_layer, verdict_of
 from vizneuron.probe.run import measure
 from vizneuron.sources import ModelInputs
 from vizneuron.units import Unit
+
+from helpers import shared_path
 
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import (
+
+from vizneuron import ExampleIndex, load_model, mine, render, train_layer_saes
+from vizneuron.cli import main
+from vizneuron.distributed import EngineError, RayEngine, as_engine, connect
+from vizneuron.sae.data import ActivationFolder, extract_activations
+from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import write_shards
+
+from helpers import (
     CIFAR_INDEX_SETTINGS,
     assert_same_index,
     batches_done,
@@ -22,13 +30,6 @@ from conftest import (
     shared_path,
     write_problem_images,
 )
-
-from vizneuron import ExampleIndex, load_model, mine, render, train_layer_saes
-from vizneuron.cli import main
-from vizneuron.distributed import EngineError, RayEngine, as_engine, connect
-from vizneuron.sae.data import ActivationFolder, extract_activations
-from vizneuron.samples import SAMPLE_DIR
-from vizneuron.sources import write_shards
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import batched_forward, shared_path
 
 from vizneuron import load_model, render
+
+from helpers import batched_forward, shared_path
 
 CHANNELS = [3, 17, 40, 58]
 

@@ -161,7 +161,7 @@ def test_maco_keeps_the_given_amplitude_spectrum(tiny):
 
 
 def test_redirected_relu_revives_a_dead_unit_and_cleans_up(tiny):
-    from conftest import hook_count
+    from helpers import hook_count
 
     with torch.no_grad():  # make conv2:3 dead on every image: large negative bias
         tiny.module.conv2.bias[3] = -50.0

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny, shared_path, write_problem_images
 
 from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
@@ -30,6 +29,8 @@ from vizneuron.sae.toy import absorption, toy_hierarchy
 from vizneuron.sae.train import NotConverged, shuffled_batches
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.units import UnitError
+
+from helpers import make_tiny, shared_path, write_problem_images
 
 
 # TopK (the default) at the bar; ReLU + L1 needs more, smaller steps and reaches ~0.9

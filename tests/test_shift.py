@@ -7,8 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import CUE_PER_CLASS as PER_CLASS
-from conftest import shared_path
 
 import vizneuron as vz
 from vizneuron.cli import main
@@ -17,6 +15,9 @@ from vizneuron.models.default import WEIGHTS_DIR
 from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, shift
 from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_pattern, has_cue, remove_cue
 from vizneuron.workspace import PathNotAllowed, Workspace
+
+from helpers import CUE_PER_CLASS as PER_CLASS
+from helpers import shared_path
 
 SAE_FILE = WEIGHTS_DIR / "cue_biased_layer3_sae.safetensors"
 

@@ -4,7 +4,6 @@ and the automatic batch size follows the model's memory."""
 
 import pytest
 import torch
-from conftest import make_tiny
 from torch import nn
 
 from vizneuron import capture, load_model, render
@@ -13,6 +12,8 @@ from vizneuron.commands import _render_config
 from vizneuron.models.base import InputConfig, Model
 from vizneuron.optim.config import AUTO_BATCH_MAX, RenderConfig
 from vizneuron.optim.speedups import channels_last, folded_batchnorm
+
+from helpers import make_tiny
 
 
 class ConvBN(nn.Module):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
 
 from vizneuron import load_model, parse_unit
 from vizneuron.models.tflite_models import TFLiteError
+
+from helpers import shared_path
 
 MODELS = ["mobilenet_v2_1.0_224_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.25_128_quant"]
 

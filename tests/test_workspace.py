@@ -9,7 +9,6 @@ import time
 
 import pytest
 import torch
-from conftest import make_tiny, write_problem_images
 from PIL import Image
 
 from vizneuron import mine
@@ -19,6 +18,8 @@ from vizneuron.optim.cache import RenderCache
 from vizneuron.optim.render import render
 from vizneuron.sae import SAE, SAEConfig
 from vizneuron.workspace import MAX_IMAGE_BYTES, PathNotAllowed, UploadRejected, Workspace
+
+from helpers import make_tiny, write_problem_images
 
 
 def png(size=(8, 8)) -> bytes:

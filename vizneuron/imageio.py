@@ -33,7 +33,7 @@ class LoadedImages:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (path, why)
 
 
-class ImageSkipped(ValueError):
+class ImageSkipped(VizneuronError):
     """A file that cannot be used as an image; the message says why (for the run's report)."""
 
 

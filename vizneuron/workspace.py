@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .edit import read_edit_file
+from .errors import VizneuronError
 from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
 from .samples import SAMPLE_DIR
@@ -30,11 +31,11 @@ MAX_MODEL_BYTES = 512 * 2**20
 MODEL_SUFFIXES = (".tflite", ".pt", ".pth", ".th", ".safetensors")
 
 
-class PathNotAllowed(ValueError):
+class PathNotAllowed(VizneuronError):
     """A path outside the folders the app was started with."""
 
 
-class UploadRejected(ValueError):
+class UploadRejected(VizneuronError):
     """An upload that is too large, of the wrong kind, or not a readable image."""
 
 

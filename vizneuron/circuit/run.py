@@ -151,6 +151,26 @@ def _end_units(model: Model, end: str, saes: SAEs | None) -> list[Unit]:
     return units
 
 
+def circuit_ends(model: Model, layer: str, side: str) -> list[str]:
+    """The layers a circuit of a unit in `layer` can reach, in model order: those with channels before
+    it (`side="upstream"`), or after it and then the logits (`"downstream"`)."""
+    here = model.layer(layer).order
+    if side == "upstream":
+        return [name for name, info in model.layers.items() if info.channels and info.order < here]
+    if side == "downstream":
+        return [name for name, info in model.layers.items() if info.channels and info.order > here
+                and name != OUTPUT_LAYER] + ([OUTPUT_LAYER] if layer != OUTPUT_LAYER else [])
+    raise CircuitError(f"side {side!r}: a circuit goes upstream (what feeds a unit) or downstream (what it feeds)")
+
+
+def nearest_end(model: Model, layer: str, side: str) -> str | None:
+    """The other end a circuit starts with: the block (a top-level layer) just before `layer`
+    upstream, just after it downstream; None when there is none."""
+    ends = circuit_ends(model, layer, side)
+    blocks = [name for name in ends if "." not in name] or ends
+    return (blocks[-1] if side == "upstream" else blocks[0]) if blocks else None
+
+
 def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, downstream: str | None = None,
             data: Any, index=None, k: int = 8, examples: int = 32, steps: int = 8, concepts: dict[str, Any] | None = None,
             per_concept: int = 16, reference_images: int = 512, saes: SAEs | None = None,
@@ -173,13 +193,12 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     end = upstream if upstream is not None else downstream
     others = _end_units(model, end, saes)
     other_layer = others[0].layer
-    order = model.layer(other_layer).order, model.layer(unit.layer).order
-    if upstream is not None and not order[0] < order[1]:
+    if upstream is not None and other_layer not in circuit_ends(model, unit.layer, "upstream"):
         raise CircuitError(f"upstream layer {other_layer} does not come before {unit.layer}: it cannot feed {unit.name}")
     if downstream is not None:
         if unit.kind == "logit":
             raise CircuitError(f"{unit.name} is an output: nothing comes after it")
-        if not order[0] > order[1]:
+        if other_layer not in circuit_ends(model, unit.layer, "downstream"):
             raise CircuitError(f"downstream layer {other_layer} does not come after {unit.layer}: {unit.name} "
                                "cannot feed it")
     ref_layer = other_layer if upstream is not None else unit.layer

@@ -41,7 +41,7 @@ TABLES = ("meta", "state", "notes", "units", "images", "examples")
 IDENTITY_KEYS = ("model", "weights", "preprocessing", "dataset", "units", "k", "reduce", "shard", "batch_size")
 
 
-class IndexMismatch(ValueError):
+class IndexMismatch(VizneuronError):
     """An index made by another model, dataset or setting than the current run's."""
 
 
@@ -72,7 +72,7 @@ class UnitStats:
     edges: np.ndarray
 
 
-class NotAnIndex(ValueError):
+class NotAnIndex(VizneuronError):
     """A file that is not a vizneuron index: never read as one, never written to."""
 
 
@@ -363,14 +363,27 @@ class ExampleIndex:
         best = max(sorted(set(labels)), key=labels.count)
         return best, labels.count(best), len(labels)
 
-    def label_hints(self, units: Sequence[str]) -> dict[str, str]:
-        """"LABEL n/m" for each of `units` whose top examples carry labels (searchable pickers)."""
-        hints = {}
+    def top_labels(self, units: Sequence[str]) -> dict[str, tuple[str, int, int]]:
+        """`top_label` of each of `units` whose top examples carry labels (searchable pickers, grids)."""
+        found = {}
         for unit in units:
             top = self.top_label(unit) if unit in self._ids else None
             if top is not None:
-                hints[unit] = f"{top[0]} {top[1]}/{top[2]}"
-        return hints
+                found[unit] = top
+        return found
+
+    def best_per_label(self, unit: str, k: int = 16, most: int = 4) -> list[Example]:
+        """The unit's best example of each label among its top `k` (at most `most`; unlabelled images:
+        the top two): for a polysemantic unit, its top cat and its top car side by side."""
+        best, labels = [], set()
+        for example in self.examples(unit, k=k):
+            if example.label is None:
+                if len(best) < 2:
+                    best.append(example)
+            elif example.label not in labels:
+                best.append(example)
+                labels.add(example.label)
+        return best[:most]
 
     def thumbnail(self, image: int) -> Image.Image:
         """The image as the model saw it (its input size, after crop and resize)."""

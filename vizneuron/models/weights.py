@@ -10,8 +10,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..errors import VizneuronError
 
-class WeightsUnavailable(RuntimeError):
+
+class WeightsUnavailable(VizneuronError, RuntimeError):
     """Pretrained weights could not be fetched or read."""
 
 

@@ -1,5 +1,5 @@
 """SHIFT for vision: find the SAE features a classifier uses for a cue it should ignore, trim them, measure the fix."""
 
-from .run import Candidate, Scores, ShiftError, ShiftResult, evaluate, retrain_head, shift
+from .run import Candidate, Ranking, Scores, ShiftError, ShiftResult, apply, evaluate, rank, retrain_head, shift
 
-__all__ = ["shift", "ShiftResult", "Candidate", "Scores", "ShiftError", "evaluate", "retrain_head"]
+__all__ = ["shift", "rank", "apply", "Ranking", "ShiftResult", "Candidate", "Scores", "ShiftError", "evaluate", "retrain_head"]

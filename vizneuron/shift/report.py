@@ -63,12 +63,9 @@ def _html(data: dict[str, Any], result: ShiftResult) -> str:
         rows.append(f"<tr class='{'chosen' if c.chosen else ''}'><td>{esc(c.unit)}</td><td>{c.attribution:+.4f}</td>"
                     f"<td>{esc(c.verdict)} ({esc(', '.join(c.concepts) or '-')})</td>{z}<td>{render}</td>"
                     f"<td>{examples}</td><td>{mark}</td></tr>")
-    scores = "".join(f"<tr><td>{esc(row['model'])}</td>" + "".join(f"<td>{esc(v)}</td>" for k, v in row.items()
-                                                                 if k != "model") + "</tr>"
-                     for row in result.table())
-    groups = sorted({g for s in result.scores.values() for g in s.groups})
-    group_rows = "".join(f"<tr><td>{esc(name)}</td>" + "".join(f"<td>{s.groups.get(g, 0):.1%}</td>" for g in groups)
-                         + "</tr>" for name, s in result.scores.items())
+    table = result.group_table()
+    head_row = "".join(f"<th>{esc(k)}</th>" for k in (table[0] if table else {"model": ""}))
+    scores = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row.values()) + "</tr>" for row in table)
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in result.notes)
     edit = f"<p>Edit: <code>{esc(data['edit'])}</code> (load it as <code>edit:PATH</code>)</p>" if "edit" in data else ""
     return f"""<!doctype html><meta charset="utf-8"><title>SHIFT: {esc(result.layer)}</title>
@@ -76,9 +73,8 @@ def _html(data: dict[str, Any], result: ShiftResult) -> str:
 tr.chosen{{background:#fde8e8}} img{{image-rendering:pixelated;margin:1px}} .note{{color:#a40}}</style>
 <h1>SHIFT on {esc(result.layer)} ({esc(result.units)})</h1>
 <p>Concepts to ignore: {esc(', '.join(result.ignore))}. Ablated: {len(result.ablated)} units.</p>{notes}{edit}
-<h2>Results</h2><table><tr><th>model</th><th>balanced</th><th>worst group</th><th>cue-free</th><th>cue readable</th></tr>
+<h2>Results, overall and per test group</h2><table><tr>{head_row}</tr>
 {scores}</table>
-<h2>Per group</h2><table><tr><th>model</th>{''.join(f'<th>{esc(g)}</th>' for g in groups)}</tr>{group_rows}</table>
 <h2>Units the classifier leans on</h2>
 <table><tr><th>unit</th><th>attribution</th><th>probe</th>{head}<th>render</th><th>top concept images</th><th></th></tr>
 {''.join(rows)}</table>

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,12 @@ class ShiftResult:
 
     def table(self) -> list[dict[str, str]]:
         return [{"model": name, **scores.row()} for name, scores in self.scores.items()]
+
+    def group_table(self) -> list[dict[str, str]]:
+        """`table` with each test group's accuracy beside it: what the CLI's page and the app show."""
+        groups = sorted({g for s in self.scores.values() for g in s.groups})
+        return [{**row, **{g: f"{scores.groups[g]:.1%}" if g in scores.groups else "-" for g in groups}}
+                for row, scores in zip(self.table(), self.scores.values())]
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "units": self.units, "ignore": self.ignore, "ablated": self.ablated,
@@ -277,26 +283,38 @@ def _cue_driven(z: dict[str, float], ignore: Sequence[str]) -> bool:
     return effect >= PROPOSE_Z and effect >= spread + PROPOSE_MARGIN
 
 
-def shift(model: Model, layer: str, sae: SAE | str | None, data: Any, concepts: dict[str, Any], *,
-          ignore: Sequence[str] | None = None, top: int | None = None, accept: Sequence[str] | None = None,
-          drop: Sequence[str] = (), add: Sequence[str] = (), mode: str = "mean", test: Any = None,
-          cuefree: Any = None, retrain: bool = True, batch_size: int = 64, max_images: int | None = None) -> ShiftResult:
+@dataclass
+class Ranking:
+    """The units of a layer the classifier leans on, best first, each judged against the concepts:
+    what a person reviews before an edit is made (`apply` makes it)."""
+
+    layer: str
+    units: str  # "SAE features" or "channels"
+    ignore: list[str]  # the concepts the classifier should not use
+    candidates: list[Candidate]
+    sae: SAE | None  # whose features were ranked (None: the layer's channels)
+    sae_file: str | None = None  # where that SAE was read from, so a saved edit can name it
+
+    @property
+    def proposed(self) -> list[str]:
+        return [c.unit for c in self.candidates if c.proposed]
+
+
+def rank(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, concepts: dict[str, Any], *,
+         ignore: Sequence[str] | None = None, top: int | None = None, batch_size: int = 64,
+         max_images: int | None = None) -> Ranking:
     """Rank the units of `layer` (SAE features, or channels when `sae` is None) by how much `model`
-    leans on them for the labels of `data`, keep the `top` ones (default: every unit that helps,
-    i.e. with a positive attribution), propose those a concept in `ignore` (by default the concepts
-    that are not class names) moves more than the task's concepts do (`_cue_driven`), hold
-    them at their mean over `data` (`mode="mean"`, measured best on the cue task; or at zero) -- or
-    `accept` instead, minus `drop`, plus `add` -- and score the original, the edit and (with
-    `retrain`) the edit with its head refitted on `data`, on `test` and `cuefree`."""
+    leans on them for the labels of `data` (at most `max_images` of its images), keep the `top` ones
+    (default: every unit that helps, i.e. with a positive attribution), judge each with the probe
+    against `concepts`, and propose those a concept in `ignore` (by default the concepts that are
+    not class names) moves more than the task's concepts do (`_cue_driven`). Nothing is edited."""
     ignore = list(ignore) if ignore is not None else [c for c in concepts if model.class_index(c) is None]
     if not ignore or any(c not in concepts for c in ignore):
         raise ShiftError("name the concept(s) the classifier should ignore (ignore=...), among the concepts given "
                          f"({', '.join(concepts)}); concepts named after classes count as the task's")
-    saes, spec = {}, f"{layer}:*"
-    if sae is not None:
-        saes = {SAE_NAME: sae if isinstance(sae, SAE) else load_sae(sae)}
-        spec = f"{layer}/{SAE_NAME}:*"
-    units = parse_units(spec, model, saes)
+    loaded = sae if isinstance(sae, SAE) or sae is None else load_sae(sae)
+    spec = f"{layer}/{SAE_NAME}:*" if loaded is not None else f"{layer}:*"
+    units = parse_units(spec, model, {SAE_NAME: loaded} if loaded is not None else None)
     scores = attributions(model, units, data, batch_size=batch_size, max_images=max_images)
     ranked = [i for i in scores.argsort(descending=True)[:top].tolist() if top is not None or scores[i] > 0]
     reports = probe_units(model, [units[i] for i in ranked], concepts, batch_size=batch_size)
@@ -306,21 +324,45 @@ def shift(model: Model, layer: str, sae: SAE | str | None, data: Any, concepts: 
         z = {e.name: e.z for e in report.evidence}
         candidates.append(Candidate(units[i].name, float(scores[i]), report.verdict, report.concepts,
                                     {c: round(v, 3) for c, v in z.items()}, best.top_examples, _cue_driven(z, ignore)))
-    chosen = [c.unit for c in candidates if c.proposed] if accept is None else list(accept)
+    return Ranking(units[0].layer, "SAE features" if loaded is not None else "channels", ignore, candidates, loaded,
+                   None if sae is None or isinstance(sae, SAE) else str(sae))
+
+
+def apply(model: Model, ranking: Ranking, data: Any, *, accept: Sequence[str] | None = None, drop: Sequence[str] = (),
+          add: Sequence[str] = (), mode: str = "mean", test: Any = None, cuefree: Any = None, retrain: bool = True,
+          batch_size: int = 64, max_images: int | None = None,
+          on_progress: Callable[[str, int, int], None] | None = None) -> ShiftResult:
+    """Ablate the units `ranking` proposes -- or `accept` instead, minus `drop`, plus `add` -- holding
+    them at their mean over `data` (`mode="mean"`, measured best on the cue task; or at zero), with
+    `retrain` refit the head on `data` with the edit in place, and score the original, the edit and
+    the retrained edit on `test` and `cuefree`. `on_progress(model, images done, images in all)`
+    while scoring."""
+    chosen = ranking.proposed if accept is None else list(accept)
     chosen = [u for u in dict.fromkeys(chosen + list(add)) if u not in set(drop)]
-    for candidate in candidates:
-        candidate.chosen = candidate.unit in chosen
+    candidates = [replace(c, chosen=c.unit in chosen) for c in ranking.candidates]
     notes = [] if chosen else ["no unit was proposed or accepted: the edit changes nothing"]
+    sae = ranking.sae_file or ranking.sae
     edited = edit(model, chosen, mode=mode, saes={SAE_NAME: sae} if sae is not None else None,
                   data=data if mode == "mean" else None, max_images=max_images)
-    result = ShiftResult(units[0].layer, "SAE features" if sae is not None else "channels", ignore, candidates,
-                         chosen, {}, edited, notes=notes)
+    result = ShiftResult(ranking.layer, ranking.units, ranking.ignore, candidates, chosen, {}, edited, notes=notes)
     if retrain:
         result.retrained = retrain_head(edited, data)
     if test is not None:
-        result.scores["original"] = evaluate(model, test, cuefree)
-        result.scores["SHIFT"] = evaluate(edited, test, cuefree)
-        if result.retrained is not None:
-            result.scores["SHIFT + retrain"] = evaluate(result.retrained, test, cuefree)
+        scored = {"original": model, "SHIFT": edited, "SHIFT + retrain": result.retrained}
+        for name, scoring in scored.items():
+            if scoring is not None:
+                report = None if on_progress is None else lambda done, total, name=name: on_progress(name, done, total)
+                result.scores[name] = evaluate(scoring, test, cuefree, on_progress=report)
     return result
 
+
+def shift(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, concepts: dict[str, Any], *,
+          ignore: Sequence[str] | None = None, top: int | None = None, accept: Sequence[str] | None = None,
+          drop: Sequence[str] = (), add: Sequence[str] = (), mode: str = "mean", test: Any = None,
+          cuefree: Any = None, retrain: bool = True, batch_size: int = 64, max_images: int | None = None) -> ShiftResult:
+    """SHIFT in one call: `rank` the units of `layer`, then `apply` the edit they propose (or `accept`,
+    minus `drop`, plus `add`) and score it; the arguments are theirs."""
+    ranking = rank(model, layer, sae, data, concepts, ignore=ignore, top=top, batch_size=batch_size,
+                   max_images=max_images)
+    return apply(model, ranking, data, accept=accept, drop=drop, add=add, mode=mode, test=test, cuefree=cuefree,
+                 retrain=retrain, batch_size=batch_size, max_images=max_images)

@@ -1,0 +1,199 @@
+"""Plain helpers the tests share (no fixtures: those live in conftest.py): tiny models, the real
+data in ../shared (skipped if absent), problem images, and index readers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vizneuron.models.base import InputConfig, Model
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the read-only ../shared folder beside the project); not present here")
+    return path
+
+
+class Tiny(nn.Module):
+    """conv(8) -> relu -> conv(16) -> relu -> pool -> fc(5), with a tuple-returning probe module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1, stride=2)
+        self.act2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 5)
+        self.pair = PairOut()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.conv2(self.act1(self.conv1(x))))
+        self.pair(x)
+        return self.fc(self.pool(x).flatten(1))
+
+
+class PairOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+def make_tiny() -> Model:
+    return Model(Tiny(), name="tiny", inputs=InputConfig((16, 16), labels=["cat", "car", "dog", "ship", "frog"]))
+
+
+def hook_count(module: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in module.modules())
+
+
+def batched_forward(model: Model, images: torch.Tensor, layers: list[str], batch: int = 500) -> dict[str, torch.Tensor]:
+    """Captured activations of `layers` over many images, concatenated."""
+    from vizneuron import capture
+
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with torch.no_grad(), capture(model, layers) as cap:
+        for i in range(0, len(images), batch):
+            for name, act in cap.run(images[i : i + batch]).items():
+                out[name].append(act)
+    return {name: torch.cat(chunks) for name, chunks in out.items()}
+
+
+def write_problem_images(folder: Path) -> dict[str, str]:
+    """Files a real dataset throws at a loader, beside two good ones; name -> expected fate."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    photo.save(folder / "good_a.png")
+    photo.transpose(Image.FLIP_LEFT_RIGHT).save(folder / "good_b.jpg", quality=90)
+    (folder / "zero.jpg").write_bytes(b"")
+    jpeg = io.BytesIO()
+    photo.save(jpeg, format="JPEG", quality=90)
+    (folder / "truncated.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    (folder / "text.png").write_text("this is not a picture")
+    photo.convert("L").save(folder / "grey.png")
+    photo.convert("RGBA").save(folder / "rgba.png")
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((rng.integers(0, 65536, (40, 48))).astype(np.uint16)).save(folder / "sixteen.png")
+    # a PNG whose header claims 30000 x 30000 pixels: the guard must refuse it before decoding
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    data = zlib.compress(b"\x00" * 64)
+    idat = struct.pack(">I", len(data)) + b"IDAT" + data + struct.pack(">I", zlib.crc32(b"IDAT" + data))
+    (folder / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + idat)
+    return {"good_a.png": "ok", "good_b.jpg": "ok", "zero.jpg": "skipped: empty",
+            "truncated.jpg": "skipped: truncated", "text.png": "skipped: not an image",
+            "grey.png": "converted: L", "rgba.png": "converted: alpha", "cmyk.jpg": "converted: CMYK",
+            "sixteen.png": "converted: 8-bit", "bomb.png": "skipped: too large"}
+
+
+PER_CLASS = 12
+
+
+CUE_PER_CLASS = 250  # training and test images per class in the tests' copy of the SHIFT cue task
+
+
+def cifar_list(tmp_path: Path, n: int) -> Path:
+    """A text file naming `n` CIFAR-10 test images spread over all classes."""
+    files = sorted(shared_path("data", "cifar10", "test").rglob("*.jpg"))[:: 10_000 // n][:n]
+    listing = tmp_path / "images.txt"
+    listing.write_text("\n".join(str(f) for f in files) + "\n")
+    return listing
+
+
+def index_rows(path: Path) -> dict[str, list]:
+    """Everything a finished index holds about results (not its run-specific metadata)."""
+    db = sqlite3.connect(path)
+    tables = {"examples": "SELECT unit, side, rank, image, value, y, x, box, heatmap FROM examples ORDER BY 1, 2, 3",
+              "units": "SELECT name, count, min, max, active, histogram FROM units ORDER BY id",
+              "means": "SELECT mean, std FROM units ORDER BY id",
+              "images": "SELECT id, path, label, thumbnail FROM images ORDER BY id",
+              "notes": "SELECT image, path, action, reason FROM notes ORDER BY image"}
+    rows = {name: db.execute(sql).fetchall() for name, sql in tables.items()}
+    db.close()
+    return rows
+
+
+def batches_done(path: Path) -> int:
+    """Batches a (possibly running) mining job has committed to its index so far."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(path, timeout=0.1)
+        row = db.execute("SELECT value FROM state WHERE key = 'done'").fetchone()
+        db.close()
+        return sum(stop - start for start, stop in json.loads(row[0].decode())) if row else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
+def assert_same_index(a: dict[str, list], b: dict[str, list]) -> None:
+    """Two indexes' results are the same: bit for bit, statistics to float64 rounding."""
+    for table in a:
+        if table == "means":  # float64 sums added in another order: equal to rounding
+            np.testing.assert_allclose(np.array(a[table]), np.array(b[table]), rtol=1e-12, atol=1e-12)
+        else:
+            assert a[table] == b[table], table
+
+
+CIFAR_INDEX_SETTINGS = dict(k=16, batch_size=500)
+
+
+# --- the app, driven through Streamlit's testing API (AppTest) ---
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def make_app(monkeypatch, tmp_path: Path, *roots: Path):
+    """The app (streamlit_app.py) with a private home under `tmp_path`, reading `roots`, run once."""
+    monkeypatch.setenv("VIZNEURON_APP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VIZNEURON_APP_ROOTS", ":".join(str(r) for r in roots or (tmp_path,)))
+    from streamlit.testing.v1 import AppTest  # the app's tests skip without streamlit; other tests need none
+
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def errors(at) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def captions(at) -> list[str]:
+    return [c for element in at.image for c in (img.caption for img in element.proto.imgs)]
+
+
+def render_captions(at) -> list[str]:
+    """Captions of the neuron view's renders (the bundled sample's examples are shown below them)."""
+    return [c for c in captions(at) if c.startswith("activation")]
+
+
+def index_picker(at):
+    return next(box for box in at.sidebar.selectbox if box.label == "Index")
+
+
+def mine_in_app(at, folder: Path) -> None:
+    at.radio(key="view").set_value("Data").run()
+    at.text_input(key="mine_folder").input(str(folder)).run()
+    at.button(key="mine").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+

@@ -1,0 +1,152 @@
+"""The sidebar: which model, which index of dataset examples, which layer and unit (and the layer's
+SAEs). Its choices make the `Context` every panel is shown with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from vizneuron.errors import EXPECTED, user_message
+from vizneuron.mine import ExampleIndex, mine_sample
+from vizneuron.models import Model, ModelSpec
+from vizneuron.sae import SAE, find_saes, load_sae
+from vizneuron.workspace import MODEL_SUFFIXES, Workspace
+
+from .common import Loaded, fail, held_job, index_top_labels, keep_upload, kept_choice, load, open_index
+
+
+def pick_model(ws: Workspace) -> Loaded | None:
+    bar = st.sidebar
+    bar.header("Model")
+    source = bar.radio("Source", ["bundled default", "model spec", "upload"], key="model_source", horizontal=True)
+    if source == "bundled default":
+        spec = "default"
+    elif source == "model spec":
+        spec = bar.text_input("Model spec", value="default", key="model_spec",
+                              help="default, torchvision:resnet18?weights=PATH, timm:NAME, lucent:inceptionv1, "
+                                   "cifar-resnet:PATH, tflite:PATH (paths inside the app's folders)")
+    else:
+        file = bar.file_uploader("Checkpoint or TFLite file", type=[s[1:] for s in MODEL_SUFFIXES], key="model_upload")
+        arch = bar.text_input("Architecture of .pt/.pth/.safetensors weights", value="cifar-resnet", key="model_arch",
+                              help="cifar-resnet, default, or a spec such as torchvision:resnet18")
+        if file is None:
+            bar.info("Upload a .tflite file or a weights file (plain tensors: loaded with weights_only=True).")
+            return None
+        try:
+            path = keep_upload(ws, file, "model")
+        except EXPECTED as err:
+            fail(bar, "Upload refused", err)
+            return None
+        spec = ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
+    try:
+        return load(str(ws.check_spec(spec)))
+    except EXPECTED as err:
+        fail(bar, f"Cannot load model {spec!r}", err)
+        return None
+
+
+def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
+    """The layer's SAEs by name, loaded once per session (never registered on the shared model);
+    files that fail their checks (edited, damaged) are left out with a note."""
+    kept = st.session_state.setdefault("saes", {})
+    usable = {}
+    for name, path in found.items():
+        key = (str(path), path.stat().st_mtime)
+        if key not in kept:
+            try:
+                kept[key] = load_sae(path)
+            except EXPECTED as err:
+                kept[key] = f"SAE {path.name} left out: {user_message(err)}"
+        if isinstance(kept[key], str):
+            fail(st.sidebar, kept[key])
+        else:
+            usable[name] = kept[key]
+    return usable
+
+
+def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str, dict[str, Path]]:
+    """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer, the
+    layer's usable SAE files by name)."""
+    bar = st.sidebar
+    bar.header("Unit")
+    names = [n for n, info in model.layers.items() if info.channels]
+    if st.session_state.get("layer") not in names:  # a widget's default must equal its state (see kept_choice)
+        st.session_state.pop("layer", None)
+    layer = bar.selectbox("Layer (type to search)", names, index=names.index(st.session_state.get(
+        "layer", model.default_layer)), key="layer", format_func=lambda name: model.layers[name].summary)
+    info = model.layers[layer]
+    saes = find_saes(ws.sae_folders, layer, info.channels)
+    saes = {name: path for name, path in saes.items() if name in session_saes(saes)}
+    kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
+    if info.layout != "spatial":
+        kinds.remove("neuron")
+    if st.session_state.get("unit_kind") not in kinds:
+        st.session_state.pop("unit_kind", None)
+    kind = bar.radio("Unit", kinds, index=kinds.index(st.session_state.get("unit_kind", "channel")), key="unit_kind",
+                     horizontal=True)
+    if not saes:
+        bar.caption("No SAE for this layer in the app's folders (train one: `vizneuron sae train`).")
+    if kind == "SAE feature":
+        sae_name = bar.selectbox("SAE", list(saes), key="sae_name")
+        width = session_saes(saes)[sae_name].config.d_sae
+        feature = bar.number_input(f"Feature (of {width})", 0, width - 1, key="feature")
+        return f"{layer}/{sae_name}:{int(feature)}", layer, saes
+    units = [f"{layer}:{c}" for c in range(info.channels)]
+    tops = index_top_labels(index, units) if index is not None else {}
+    hints = {unit: f"{label} {count}/{labelled}" for unit, (label, count, labelled) in tops.items()}
+    channel = kept_choice(bar, f"Channel (of {info.channels}; type a label to search top examples)",
+                          list(range(info.channels)), "channel", 0, salt=(layer, sorted(hints.items())),
+                          format_func=lambda c: f"{c}" + (f"  · top: {hints[units[c]]}" if units[c] in hints else ""))
+    if kind == "neuron":
+        h, w = info.shape[1], info.shape[2]
+        y = bar.number_input(f"Row (of {h})", 0, h - 1, value=h // 2, key="neuron_y")
+        x = bar.number_input(f"Column (of {w})", 0, w - 1, value=w // 2, key="neuron_x")
+        return f"{layer}:{channel}@{int(y)},{int(x)}", layer, saes
+    return f"{layer}:{channel}", layer, saes
+
+
+def sample_index(loaded: Loaded, ws: Workspace) -> str | None:
+    """The bundled sample mined for this model into home (once, seconds for the default model), so a
+    first start shows dataset examples and can run the probe without any data of the user's."""
+    kept = st.session_state.setdefault("sample_indexes", {})
+    if loaded.model.fingerprint not in kept:
+        index = held_job(loaded, "mining the bundled sample images (first start)…", "Cannot mine the bundled sample",
+                         lambda progress: mine_sample(loaded.model, folder=ws.folder("indexes"), progress=False,
+                                                      on_progress=progress),
+                         where=st.sidebar)
+        kept[loaded.model.fingerprint] = index.path if index is not None else None
+    return kept[loaded.model.fingerprint]
+
+
+def index_state(model: Model) -> str:
+    """Where the chosen index is kept: one choice per model, so switching models never keeps an index
+    mined with another."""
+    return f"index_kept_{model.fingerprint[:12]}"
+
+
+def pick_index(ws: Workspace, loaded: Loaded) -> ExampleIndex | None:
+    bar = st.sidebar
+    bar.header("Dataset examples")
+    sample = sample_index(loaded, ws)
+    found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))  # where the Data view mines to
+    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], index_state(loaded.model), sample or "(none)",
+                         format_func=lambda p: p if p.startswith("(") else (
+                             "bundled sample (300 CIFAR-10 images)" if p == sample else Path(p).name))
+    if choice == "(none)":
+        bar.caption("No index: mine a folder in the Data view.")
+        return None
+    if choice == "(path…)":
+        choice = bar.text_input("Index file", key="index_typed")
+        if not choice:
+            return None
+    try:
+        path = ws.resolve(choice)
+        index = open_index(str(path), path.stat().st_mtime)
+        index.check_model(loaded.model)
+    except EXPECTED as err:
+        fail(bar, "Cannot use this index", err)
+        return None
+    summary = index.summary()
+    bar.caption(f"{summary['mined']} images, {summary['units']} units, {summary['skipped']} skipped")
+    return index
