@@ -44,7 +44,8 @@ def main() -> None:
     rows = []
     neuron, grid = PRESETS["neuron-view"], PRESETS["layer-grid"]  # the app's defaults
     _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
-    rows.append([f"neuron view render ({neuron.samples} diverse samples, {neuron.steps} steps, 32 px)", f"{seconds:.1f} s"])
+    rows.append([f"neuron view render ({neuron.samples} diverse samples, {neuron.steps} steps, 32 px)",
+                 f"{seconds:.1f} s"])
     _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
     rows.append(["the same render again (read from the cache)", f"{seconds * 1000:.1f} ms"])
     units = [f"layer3:{c}" for c in range(128)]

@@ -68,8 +68,8 @@ def main() -> None:
         rows = [[ranking] + [f"{sum(c[ranking][i] for c in curves) / len(curves):.0%}" for i in range(len(COUNTS))]
                 for ranking in ("contribution", "gradient norm", "random")]
         if greedy_curves:
-            rows.append(["greedy (oracle)"] + [f"{sum(c['greedy (oracle)'][i] for c in greedy_curves) / len(greedy_curves):.0%}"
-                                               for i in range(4)] + ["-", "-"])
+            kept = [sum(c["greedy (oracle)"][i] for c in greedy_curves) / len(greedy_curves) for i in range(4)]
+            rows.append(["greedy (oracle)"] + [f"{share:.0%}" for share in kept] + ["-", "-"])
         print(f"\n{title}: {len(curves)} units")
         print(table(["ablated by"] + [f"top {m}" for m in COUNTS], rows))
         print(f"completeness gap {sum(gaps) / len(gaps):.1%} (max {max(gaps):.1%}); "

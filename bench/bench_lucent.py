@@ -117,7 +117,8 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, device {args.device}, "
           f"torch {torch.__version__}, {args.steps} steps, median of {args.repeats}")
-    print("| workload | lucent s/step | vizneuron s/step | plain frozen loop s/step | vizneuron vs plain | speed-up vs lucent |")
+    print("| workload | lucent s/step | vizneuron s/step | plain frozen loop s/step | vizneuron vs plain | "
+          "speed-up vs lucent |")
     print("|---|---|---|---|---|---|")
     for key in args.workloads:
         title, spec, layer, channel, batch = WORKLOADS[key]
@@ -129,7 +130,8 @@ def main() -> None:
             loops[name] = partial(loop, model, layer, channel, batch, args.steps, args.device)
         per_step = {name: t / args.steps for name, t in interleaved(loops, args.repeats).items()}
         print(f"| ({key}) {title} | {per_step['lucent']:.3f} | {per_step['vizneuron']:.3f} | {per_step['plain']:.3f} "
-              f"| {per_step['vizneuron'] / per_step['plain']:.2f}x | {per_step['lucent'] / per_step['vizneuron']:.2f}x |",
+              f"| {per_step['vizneuron'] / per_step['plain']:.2f}x "
+              f"| {per_step['lucent'] / per_step['vizneuron']:.2f}x |",
               flush=True)
 
 

@@ -85,7 +85,8 @@ def main() -> None:
             print(f"  trained {kind} in {time.perf_counter() - start:.0f} s", flush=True)
             found[f"SAE {kind}"] = layer_atlas(model, layer, concepts, sae=saes[kind], sae_name=kind, progress=False)
         if "topk" in saes:
-            found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts, sae=random_decoder(saes["topk"]),
+            found["random-decoder SAE (baseline)"] = layer_atlas(model, layer, concepts,
+                                                                 sae=random_decoder(saes["topk"]),
                                                                  sae_name="random", progress=False)
         lines = []
         for units, atlas in found.items():

@@ -85,10 +85,13 @@ def main() -> None:
     gpu = args.gpus_per_actor
     # name -> (engine, torch threads of this process, the local row it is compared with)
     engines = {"local, 1 thread": ("local", 1, None),
-               "Ray, 1 actor x 1 CPU": (RayEngine(actors=1, cpus_per_actor=1, gpus_per_actor=gpu), 1, "local, 1 thread"),
+               "Ray, 1 actor x 1 CPU": (RayEngine(actors=1, cpus_per_actor=1, gpus_per_actor=gpu), 1,
+                                        "local, 1 thread"),
                "local, 2 threads": ("local", 2, None),
-               "Ray, 2 actors x 1 CPU": (RayEngine(actors=2, cpus_per_actor=1, gpus_per_actor=gpu), 2, "local, 2 threads"),
-               "Ray, 1 actor x 2 CPUs": (RayEngine(actors=1, cpus_per_actor=2, gpus_per_actor=gpu), 2, "local, 2 threads")}
+               "Ray, 2 actors x 1 CPU": (RayEngine(actors=2, cpus_per_actor=1, gpus_per_actor=gpu), 2,
+                                         "local, 2 threads"),
+               "Ray, 1 actor x 2 CPUs": (RayEngine(actors=1, cpus_per_actor=2, gpus_per_actor=gpu), 2,
+                                         "local, 2 threads")}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
     identical = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="layer3")
-    parser.add_argument("--sae", default=str(ROOT / "vizneuron" / "models" / "weights" / "cue_biased_layer3_sae.safetensors"))
+    parser.add_argument("--sae",
+                        default=str(ROOT / "vizneuron" / "models" / "weights" / "cue_biased_layer3_sae.safetensors"))
     parser.add_argument("--task", default=str(ROOT / ".cache" / "cue-task"))
     parser.add_argument("--top", type=int, default=None, help="units judged (default: all that help the classifier)")
     parser.add_argument("--seeds", type=int, default=5, help="random-feature draws")
@@ -83,7 +84,8 @@ def main() -> None:
     zeroed = edit(biased, found.ablated, mode="zero", saes={SAE_NAME: args.sae})
     score("SHIFT, zero-ablated", zeroed)
     score("retrain only (no edit)", retrain_head(edit(biased, []), train))
-    rows["pixel baseline (cue removed from the input)"] = evaluate(biased, undo_cue(test, task / "test-uncued"), cuefree)
+    rows["pixel baseline (cue removed from the input)"] = evaluate(biased, undo_cue(test, task / "test-uncued"),
+                                                                   cuefree)
     score("oracle (trained with the cue balanced)", oracle)
     low, high = rows["biased model"].balanced, rows["oracle (trained with the cue balanced)"].balanced
     lines = [[name, *s.row().values(), f"{(s.balanced - low) / (high - low):.0%}"] for name, s in rows.items()]

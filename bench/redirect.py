@@ -35,7 +35,8 @@ def main() -> None:
         grey = (result.images.flatten(1).std(1) < 0.02) | (result.activations == 0)
         rows.append([f"{redirect}", f"{int(grey.sum())} / {len(units)}", f"{result.activations.mean():.3f}"])
         print(rows[-1], flush=True)
-    print(f"\nmobilenet_v2_1.0_224_quant, {args.layer}:{args.channels}, {args.steps} steps, fft, standard transforms:\n")
+    print(f"\nmobilenet_v2_1.0_224_quant, {args.layer}:{args.channels}, {args.steps} steps, fft, standard "
+          "transforms:\n")
     print(table(["redirect steps", "grey renders", "mean final activation"], rows))
 
 

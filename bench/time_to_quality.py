@@ -77,7 +77,8 @@ class Workload:
 def workloads() -> dict[str, Workload]:
     imagenet = image_files(SHARED / "data" / "imagenet-sample")
     return {
-        "resnet18": Workload("torchvision resnet18 (random init), layer4:5, 4 images", "torchvision:resnet18?weights=none",
+        "resnet18": Workload("torchvision resnet18 (random init), layer4:5, 4 images",
+                             "torchvision:resnet18?weights=none",
                              ["layer4:5"] * 4, 128, imagenet,
                              candidates={**CANDIDATES, **SMALLER_IMAGE}),
         "default-layer3": Workload("bundled CIFAR-10 ResNet, 16 channels of layer3 (0, 8, ..., 120)", "default",
@@ -111,7 +112,8 @@ def lucent_render(model: Model, units, size: int) -> torch.Tensor:
 
     torch.manual_seed(0)  # lucent draws from torch's global generator: seeded, its runs repeat
     wrapped = ForLucent(model).requires_grad_(True)  # lucent's users do not freeze the weights
-    goal = sum(lobj.channel("logits" if u.layer == OUTPUT_LAYER else "net_" + u.layer.replace(".", "_"), u.index, batch=i)
+    goal = sum(lobj.channel("logits" if u.layer == OUTPUT_LAYER else "net_" + u.layer.replace(".", "_"), u.index,
+                            batch=i)
                for i, u in enumerate(units))
     images = lrender.render_vis(wrapped, goal, lambda: param.image(size, batch=len(units)), thresholds=(LUCENT_STEPS,),
                                 preprocess=False, fixed_image_size=size if size < 224 else None, show_image=False,
@@ -205,7 +207,8 @@ def run(name: str, work: Workload, repeats: int) -> list[list[str]]:
             continue
         ours, theirs = [], [lucent_time]
         for round_ in range(repeats):
-            seconds, result = timed(lambda: render(model, units, steps=step, batch=None, progress=False, **settings))
+            seconds, result = timed(lambda step=step, settings=settings: render(
+                model, units, steps=step, batch=None, progress=False, **settings))
             ours.append(seconds)
             if round_ + 1 < repeats:
                 theirs.append(timed(lambda: lucent_render(model, units, work.lucent_size))[0])

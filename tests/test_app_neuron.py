@@ -1,4 +1,5 @@
-"""The app's neuron view: renders (cached, shared with the CLI), examples, accentuation, the probe and the circuit panel.
+"""The app's neuron view: renders (cached, shared with the CLI), examples, accentuation, the probe and
+the circuit panel.
 
 Driven through Streamlit's own testing API (AppTest), with a private home folder and real images."""
 

@@ -169,13 +169,15 @@ def _faithfulness(model, layer: str, upstream: str, channels, data, **options) -
 @pytest.mark.slow
 def test_ablating_top_contributors_removes_far_more_than_random_ones_on_the_bundled_model():
     """Measured: the top 8 of 128 remove 29 %, 8 random ones 3 %; completeness within 0.5 %."""
-    _faithfulness(vz.load_model("default"), "layer3", "layer2", range(0, 128, 12), shared_path("data", "cifar10", "test"))
+    _faithfulness(vz.load_model("default"), "layer3", "layer2", range(0, 128, 12),
+                  shared_path("data", "cifar10", "test"))
 
 
 @pytest.mark.slow
 def test_ablating_top_contributors_removes_far_more_than_random_ones_on_mobilenet_v2():
     model = vz.load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
-    _faithfulness(model, "Conv_1", "expanded_conv_16_project", range(0, 1280, 128), shared_path("data", "imagenet-sample"),
+    _faithfulness(model, "Conv_1", "expanded_conv_16_project", range(0, 1280, 128),
+                  shared_path("data", "imagenet-sample"),
                   examples=16, steps=4, reference_images=128)
 
 def test_cli_writes_the_circuit_page_and_json(tmp_path, capsys):

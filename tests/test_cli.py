@@ -179,8 +179,10 @@ def test_help_and_argument_errors_do_not_load_torch():
     code = ("import sys\nfrom vizneuron.cli import main\n"
             "for argv in (['--help'], ['render', 'default'], ['render', 'default', '--units', 'x', '--param', 'fff'], "
             "['sae', 'train', '--help']):\n"
-            "    try:\n        main(argv)\n    except SystemExit as exit:\n        assert exit.code in (0, 2), exit.code\n"
-            "print('LOADED', sorted(m for m in ('torch', 'numpy', 'torchvision', 'vizneuron.models') if m in sys.modules))")
+            "    try:\n        main(argv)\n    except SystemExit as exit:\n        assert exit.code in (0, 2), "
+            "exit.code\n"
+            "print('LOADED', sorted(m for m in ('torch', 'numpy', 'torchvision', 'vizneuron.models') "
+            "if m in sys.modules))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().endswith("LOADED []"), run.stdout[-300:]

@@ -41,7 +41,10 @@ def test_default_diversity_weight_keeps_samples_alive():
     from vizneuron import render
 
     model = load_model("default")
-    run = lambda **kw: render(model, "layer3:0-7", samples=2, steps=128, seed=0, progress=False, **kw).activations
+
+    def run(**kw):
+        return render(model, "layer3:0-7", samples=2, steps=128, seed=0, progress=False, **kw).activations
+
     alone = run()
     lucid = run(diversity=1e2)
     ours = run(diversity=1.0, diversity_layer="layer2")

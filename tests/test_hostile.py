@@ -74,7 +74,8 @@ def kit(tmp_path_factory) -> Path:
     with open(kit / "good_sae.safetensors", "rb") as f:  # the checksum the file was saved with
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
     save_file(tensors, kit / "tampered_sae.safetensors",
-              metadata={"vizneuron_sae": json.dumps(config | {"scale": 40.0}), "vizneuron_sha256": header["vizneuron_sha256"]})
+              metadata={"vizneuron_sae": json.dumps(config | {"scale": 40.0}),
+                        "vizneuron_sha256": header["vizneuron_sha256"]})
     save_file(tensors, kit / "badjson_sae.safetensors", metadata={"vizneuron_sae": "{not json"})
     _sae("layer3").save(kit / "sidecar_sae.safetensors")
     (kit / "sidecar_sae.json").write_text(json.dumps(config | {"d_sae": 512}))

@@ -54,7 +54,8 @@ def test_top_and_bottom_k_equal_brute_force_on_cifar10(name, cifar_test, tmp_pat
     if name == "default":  # the session's index, which the Ray engine is checked against too
         index = ExampleIndex(request.getfixturevalue("cifar_test_index"))
     else:
-        index = mine(model, ",".join(layers), shared_path("data", "cifar10", "test"), index=tmp_path / "examples.sqlite",
+        index = mine(model, ",".join(layers), shared_path("data", "cifar10", "test"),
+                     index=tmp_path / "examples.sqlite",
                      progress=False, **CIFAR_INDEX_SETTINGS)
     acts = batched_forward(model, images.contiguous(), layers, batch=500)  # same layout, same batches
     assert index.summary()["mined"] == len(images) == 10_000
@@ -233,7 +234,8 @@ def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):
     assert top.path == f"FakeData[{top.image}]" and top.label == str(int(dataset[top.image][1]))
     assert one.meta["dataset"]["kind"] == "dataset" and one.summary()["mined"] == 24
     again = mine(make_tiny(), "conv2", dataset, k=4, batch_size=5, index=tmp_path / "a.sqlite", progress=False)
-    assert [(e.image, e.value) for e in again.examples("conv2:0")] == [(e.image, e.value) for e in one.examples("conv2:0")]
+    assert [(e.image, e.value) for e in again.examples("conv2:0")] == \
+        [(e.image, e.value) for e in one.examples("conv2:0")]
 
 
 def test_webdataset_shards_mine_exactly_as_the_folder_they_were_written_from(tmp_path):

@@ -80,7 +80,8 @@ def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
 
     model = load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
     listing = tmp_path / "imagenet.txt"  # sorted file order is the class index
-    listing.write_text("".join(f"{p}\t{i}\n" for i, p in enumerate(image_files(shared_path("data", "imagenet-sample")))))
+    files = image_files(shared_path("data", "imagenet-sample"))
+    listing.write_text("".join(f"{p}\t{i}\n" for i, p in enumerate(files)))
     groups = {}
     for name, members in IMAGENET_GROUPS.items():  # big groups split in halves: two related concepts
         if len(members) >= 12:
@@ -90,7 +91,8 @@ def test_planted_units_on_mobilenet_v2_imagenet_sample(tmp_path):
     concepts = label_groups(listing, groups, model)
     whole = {"car": ("car A", "car B"), "snake": ("snake A", "snake B"), "dog": ("dog A", "dog B"),
              "bird": ("bird A", "bird B"), "boat": ("boat A", "boat B")}
-    animals = [("domestic cat",), ("big cat",), whole["snake"], ("ferret-like",), whole["dog"], whole["bird"], ("fish",)]
+    animals = [("domestic cat",), ("big cat",), whole["snake"], ("ferret-like",), whole["dog"], whole["bird"],
+               ("fish",)]
     cases = [((c,), "monosemantic") for c in concepts]  # single concepts, halves included
     cases += [(pair, "monosemantic") for pair in whole.values()] + [(("domestic cat", "big cat"), "monosemantic")]
     cases += [(animal + (vehicle,), "polysemantic") for animal in animals

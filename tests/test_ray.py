@@ -36,7 +36,8 @@ pytestmark = pytest.mark.usefixtures("local_ray")
 
 def _mine(data, index: Path, engine="local", **settings):
     common = dict(k=8, batch_size=16, progress=False)
-    return mine(load_model("default"), "layer2:0-15;layer3:*", data, index=index, engine=engine, **{**common, **settings})
+    return mine(load_model("default"), "layer2:0-15;layer3:*", data, index=index, engine=engine,
+                **{**common, **settings})
 
 
 @pytest.fixture(scope="module")

@@ -185,7 +185,8 @@ def test_render_config_normalises_equal_renders_to_one_config(tiny):
     assert RenderConfig(samples=2, diversity_layer="conv1").normalised(tiny) != RenderConfig(samples=2).normalised(tiny)
     assert PRESETS["neuron-view"].samples == 4 and PRESETS["layer-grid"].steps == 64
     for bad, message in [({"steps": 0}, "steps=0"), ({"steps": -5}, "steps=-5"), ({"size": 1}, "size=1"),
-                         ({"size": -3}, "size=-3"), ({"diversity": -2.0}, "diversity=-2.0"), ({"samples": 0}, "samples"),
+                         ({"size": -3}, "size=-3"), ({"diversity": -2.0}, "diversity=-2.0"),
+                         ({"samples": 0}, "samples"),
                          ({"param": "fourier"}, "parameterisation"), ({"stepz": 3}, "did you mean steps")]:
         with pytest.raises(ValueError, match=message):
             RenderConfig().with_settings(**bad)

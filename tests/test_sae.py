@@ -106,7 +106,7 @@ def test_save_load_width_check_and_unit_errors(tmp_path):
     assert parse_unit("conv2/mine:3", model, {"mine": sae}).sae is sae
     assert not hasattr(model, "saes"), "parsing SAE units must not register anything on a shared model"
     (tmp_path / "plain.safetensors").write_bytes((tmp_path / "s.safetensors").read_bytes()[:8] + b"{}" )
-    with pytest.raises(Exception):
+    with pytest.raises(SAEError, match="not a safetensors file"):
         load_sae(tmp_path / "plain.safetensors")
 
 

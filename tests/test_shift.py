@@ -55,7 +55,8 @@ def test_task_splits_carry_the_cue_at_the_promised_rates(task):
 def test_bad_shift_requests_say_why(task, tmp_path):
     model = vz.load_model("default:cue-biased")
     with pytest.raises(ShiftError, match="ignore"):
-        shift(model, "layer3", None, task / "train-biased", {"cat": task / "concepts/cat", "dog": task / "concepts/dog"})
+        shift(model, "layer3", None, task / "train-biased",
+              {"cat": task / "concepts/cat", "dog": task / "concepts/dog"})
     unlabelled = tmp_path / "flat"
     unlabelled.mkdir()
     for path in image_files(task / "concepts" / "cat")[:4]:
@@ -126,7 +127,8 @@ def test_cli_shift_writes_the_report_and_a_loadable_edit(task, tmp_path, capsys)
                  "--top", "8", "--accept", "layer3:1,layer3:2", "--no-retrain", "--steps", "0", "--out",
                  str(tmp_path / "mine")])
     assert code == 0
-    assert [e["unit"] for e in vz.load_model(f"edit:{tmp_path / 'mine' / 'edit.json'}").edits] == ["layer3:1", "layer3:2"]
+    assert [e["unit"] for e in vz.load_model(f"edit:{tmp_path / 'mine' / 'edit.json'}").edits] == ["layer3:1",
+                                                                                                   "layer3:2"]
 
 
 def test_app_workspace_holds_an_edit_file_to_its_rules(tmp_path):

@@ -52,12 +52,13 @@ def test_mining_a_vit_token_layer_finds_patches_on_the_grid(tmp_path):
 
 def test_render_pushes_vit_samples_apart_over_patch_tokens_only(monkeypatch):
     from vizneuron.models import TokenLayout
+    from vizneuron.models.base import PLAIN
     from vizneuron.optim import objectives
 
     seen = []
     real = objectives.diversity
     monkeypatch.setattr(objectives, "diversity",
-                        lambda layer, groups=1, tokens=TokenLayout(): seen.append(tokens) or real(layer, groups, tokens))
+                        lambda layer, groups=1, tokens=PLAIN: seen.append(tokens) or real(layer, groups, tokens))
     torch.manual_seed(0)
     model = load_model("timm:vit_tiny_patch16_224?weights=none")
     result = render(model, "blocks.1:5", samples=2, steps=2, progress=False)

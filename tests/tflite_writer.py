@@ -233,7 +233,8 @@ def small_classifier(scheme: str, ranges: dict[str, tuple[float, float]] | None 
     b = g.conv("block1/depthwise", a, he(1, 3, 3, 8, fan_in=9), rng.normal(0, 0.1, 8), 1, RELU, depthwise=True)
     c = g.conv("block1/project", b, he(8, 1, 1, 8, fan_in=8), rng.normal(0, 0.1, 8), 1, NO_ACT)
     d = g.op("ADD", "block1/add/out", [a, c], [1, 8, 8, 8], act=NO_ACT)
-    e = g.op("PAD", "block2/pad/out", [d, g.constant("block2/pad/paddings", np.array([[0, 0], [1, 1], [1, 1], [0, 0]]))],
+    e = g.op("PAD", "block2/pad/out",
+             [d, g.constant("block2/pad/paddings", np.array([[0, 0], [1, 1], [1, 1], [0, 0]]))],
              [1, 10, 10, 8], like=d)
     f = g.op("MAX_POOL_2D", "block2/maxpool/out", [e], [1, 5, 5, 8], like=e, padding=VALID, stride=2, kernel=2,
              act=NO_ACT)

@@ -29,7 +29,8 @@ def _concept_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="labelled dataset for --concepts (class folders, or a list "
                                                      "file of PATH<TAB>LABEL lines)")
     parser.add_argument("--concepts", default=None, help="comma-separated: a label, NAME=LABEL+LABEL, or a ready-made "
-                                                         "ImageNet group (domestic cat, big cat, car, snake, ...); with "
+                                                         "ImageNet group (domestic cat, big cat, car, snake, "
+                                                         "...); with "
                                                          "--data, default: each class of a small label set, else the "
                                                          "ImageNet groups")
     parser.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     rend = sub.add_parser("render", help="render feature visualisations into a gallery",
                           description="Settings left out come from --preset (default: the library's defaults).")
     rend.add_argument("model", help="model spec, e.g. default")
-    rend.add_argument("--units", required=True, help="e.g. 'layer3:0-15', 'layer3:3,7', 'layer3:*', 'logit:cat'; ';' separates specs")
+    rend.add_argument("--units", required=True,
+                      help="e.g. 'layer3:0-15', 'layer3:3,7', 'layer3:*', 'logit:cat'; ';' separates specs")
     rend.add_argument("--preset", default="default", choices=list(PRESETS),
                       help="named settings to start from (quick-start: 2 samples pushed apart on layer2)")
     base = RenderConfig()

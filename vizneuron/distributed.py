@@ -78,7 +78,8 @@ class RayEngine:
                               f"has no room for one actor of {self.cpus_per_actor:g} CPUs and "
                               f"{self.gpus_per_actor:g} GPUs")
         if self.actors and self.actors > fit:
-            warnings.warn(f"the Ray cluster fits {fit} of the {self.actors} actors asked for; using {fit}", stacklevel=3)
+            warnings.warn(f"the Ray cluster fits {fit} of the {self.actors} actors asked for; using {fit}",
+                          stacklevel=3)
         return max(1, min(self.actors or fit, fit, blocks))
 
 

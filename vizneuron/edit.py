@@ -83,7 +83,8 @@ class EditedModel(Model):
     """A model whose listed units are held at fixed values in every forward pass."""
 
     def __init__(self, base: Model, base_spec: str, units: list[Unit], values: list[float], mode: str,
-                 sae_files: Mapping[str, str | None], weights: Mapping[str, dict[str, torch.Tensor]] | None = None) -> None:
+                 sae_files: Mapping[str, str | None],
+                 weights: Mapping[str, dict[str, torch.Tensor]] | None = None) -> None:
         module = copy.deepcopy(base.module)
         super().__init__(module, name=f"{base.name}+edit", inputs=base.inputs)
         self.base, self.base_spec = base, base_spec
@@ -162,7 +163,8 @@ def _sae_digest(units: list[Unit], name: str) -> str:
     return ""
 
 
-def edit(model: Model | str, ablate: str | Sequence[str], *, mode: str = "zero", saes: Mapping[str, SAE | str] | None = None,
+def edit(model: Model | str, ablate: str | Sequence[str], *, mode: str = "zero",
+         saes: Mapping[str, SAE | str] | None = None,
          data: Any = None, values: Sequence[float] | None = None, batch_size: int = 64,
          max_images: int | None = None) -> EditedModel:
     """`model` with the units in `ablate` held at zero (`mode="zero"`) or at their mean over `data`

@@ -300,8 +300,9 @@ def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
 
 def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[Path] | None = None) -> ImageSource:
     """A folder, a text file listing image paths (one per line, relative to the file), WebDataset tar
-    shards (`shards/train-{0000..0099}.tar`), a torchvision dataset, or an `ImageSource`. `within`: the only folders whose files may be read (a server's
-    sandbox); files found or listed elsewhere, symlinks leading out included, are skipped with a note."""
+    shards (`shards/train-{0000..0099}.tar`), a torchvision dataset, or an `ImageSource`. `within`:
+    the only folders whose files may be read (a server's sandbox); files found or listed elsewhere,
+    symlinks leading out included, are skipped with a note."""
     if isinstance(data, ImageSource):
         return data
     if isinstance(data, (str, Path)) and str(data).endswith(".tar"):  # WebDataset shards

@@ -106,7 +106,8 @@ class ActivationStream:
     def __iter__(self) -> Iterator[ActivationBatch]:
         return self.select(range(len(self.batches)))
 
-    def inputs(self, todo: Sequence[int] | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[str], list[str]]]:
+    def inputs(self, todo: Sequence[int] | None = None
+               ) -> Iterable[tuple[torch.Tensor, torch.Tensor, list[str], list[str]]]:
         """The batches' images as the model takes them, without running it (for jobs that need
         gradients): (ids, images, conversion notes, skip reasons), skipped images as zeros. `todo`:
         which batches (0-based numbers), default all."""

@@ -61,7 +61,8 @@ class Workspace:
         parser.add_argument("--home", default=None)
         args, _ = parser.parse_known_args(argv)
         env_roots = [p for p in environ.get("VIZNEURON_APP_ROOTS", "").split(os.pathsep) if p]
-        return tuple(args.root or env_roots or ["."]), args.home or environ.get("VIZNEURON_APP_HOME") or ".vizneuron-app"
+        home = args.home or environ.get("VIZNEURON_APP_HOME") or ".vizneuron-app"
+        return tuple(args.root or env_roots or ["."]), home
 
     @property
     def readable(self) -> list[Path]:
@@ -149,7 +150,8 @@ class Workspace:
         suffix = Path(base).suffix.lower()
         limit = MAX_IMAGE_BYTES if kind == "image" else MAX_MODEL_BYTES
         if len(data) > limit:
-            raise UploadRejected(f"{base} is {len(data) / 2**20:.1f} MiB; the limit for {kind}s is {limit // 2**20} MiB")
+            raise UploadRejected(f"{base} is {len(data) / 2**20:.1f} MiB; the limit for {kind}s is "
+                                 f"{limit // 2**20} MiB")
         if kind != "image" and suffix not in MODEL_SUFFIXES:
             raise UploadRejected(f"{base}: a model upload must be one of {', '.join(MODEL_SUFFIXES)}")
         path = folder / f"{stem}{suffix}"

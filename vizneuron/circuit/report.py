@@ -84,7 +84,8 @@ def _html(data: dict[str, Any]) -> str:
                + (f"; SAE reconstruction error node {data['error']:+.4g}" if data["error"] is not None else "")
                + "</p>") if data["side"] == "upstream" else f"<p>mean value {data['value']:.4g}</p>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(data['unit'])} circuit</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:middle}}
+<style>body{{font-family:sans-serif;margin:2em}}
+td,th{{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:middle}}
 .pos{{color:#b22}} .neg{{color:#22b}}</style></head><body>
 <h1>{esc(data['unit'])} {side} {esc(data['layer'])}</h1>
 <p>{pictures(data['unit'])}</p>{balance}

@@ -172,7 +172,8 @@ def nearest_end(model: Model, layer: str, side: str) -> str | None:
 
 
 def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, downstream: str | None = None,
-            data: Any, index=None, k: int = 8, examples: int = 32, steps: int = 8, concepts: dict[str, Any] | None = None,
+            data: Any, index=None, k: int = 8, examples: int = 32, steps: int = 8,
+            concepts: dict[str, Any] | None = None,
             per_concept: int = 16, reference_images: int = 512, saes: SAEs | None = None,
             batch_size: int = 64) -> Circuit:
     """The units of `upstream` (a layer before the unit's, or `LAYER/SAE` for an SAE's features)
@@ -194,7 +195,8 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     others = _end_units(model, end, saes)
     other_layer = others[0].layer
     if upstream is not None and other_layer not in circuit_ends(model, unit.layer, "upstream"):
-        raise CircuitError(f"upstream layer {other_layer} does not come before {unit.layer}: it cannot feed {unit.name}")
+        raise CircuitError(f"upstream layer {other_layer} does not come before {unit.layer}: it cannot feed "
+                           f"{unit.name}")
     if downstream is not None:
         if unit.kind == "logit":
             raise CircuitError(f"{unit.name} is an output: nothing comes after it")
@@ -277,8 +279,10 @@ def _upstream(model: Model, unit: Unit, others: list[Unit], ref: Reference, step
             def rows_of(path: list[torch.Tensor]) -> torch.Tensor:
                 return path[0] if sae is None else sae.decode(path[0]) + path[1]
 
-            with capture(model, [unit.layer], edits={layer: lambda _out: tokens.from_rows(rows_of(leaves), like)}
-                         ) as cap, torch.enable_grad():
+            def along_path(_out: torch.Tensor, leaves=leaves, like=like) -> torch.Tensor:
+                return tokens.from_rows(rows_of(leaves), like)
+
+            with capture(model, [unit.layer], edits={layer: along_path}) as cap, torch.enable_grad():
                 value = unit.activation(cap.run(part.repeat(len(alphas), 1, 1, 1))).view(len(alphas), n)
                 grads = torch.autograd.grad(value[1:].sum(), leaves)
             baselines.append(value[0].detach().float())

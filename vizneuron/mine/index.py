@@ -246,8 +246,10 @@ def write_results(db, static: list[tuple], tracker: Tracker, details: dict[tuple
         db.executemany("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", unit_rows)
         db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", example_rows)
         db.executemany("INSERT INTO images VALUES (?, ?, ?, ?)", [(i, *images[i]) for i in sorted(used)])
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)", (json.dumps(int(tracker.count.max()) if static else 0),))
-        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in (extra or {}).items()])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('mined', ?)",
+                   (json.dumps(int(tracker.count.max()) if static else 0),))
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                       [(k, json.dumps(v)) for k, v in (extra or {}).items()])
         db.execute("INSERT OR REPLACE INTO meta VALUES ('complete', 'true')")
     try:  # finished: one self-contained file, readable on read-only storage
         db.execute("PRAGMA journal_mode=DELETE")

@@ -61,7 +61,8 @@ class Tracker:
                    total=clean.double().sum(0),
                    total_sq=clean.double().pow(2).sum(0),
                    minimum=torch.where(finite, values, torch.inf).amin(0) if len(ids) else torch.full((u,), torch.inf),
-                   maximum=torch.where(finite, values, -torch.inf).amax(0) if len(ids) else torch.full((u,), -torch.inf),
+                   maximum=torch.where(finite, values, -torch.inf).amax(0) if len(ids)
+                   else torch.full((u,), -torch.inf),
                    active=(clean > 0).sum(0),
                    histogram=torch.bincount(flat, minlength=u * BINS).view(u, BINS))
 

@@ -1,10 +1,11 @@
 """`tflite:PATH[?labels=PATH]`: a TFLite image classifier rebuilt as a float, differentiable torch module.
 
 Weights are dequantised ((q - zero_point) * scale, per tensor or per output channel; float16
-constants behind DEQUANTIZE ops are folded in); activations run in float. Every graph op becomes a named submodule (named after its TensorFlow scope, e.g.
-`expanded_conv_1.depthwise` -> module `expanded_conv_1_depthwise`), so units, hooks and
-`vizneuron layers` work as on any other network. Tensors of rank 4 are kept NCHW inside; ops that
-care about layout (reshape, pad, concatenation, fully connected, mean) translate their NHWC axes.
+constants behind DEQUANTIZE ops are folded in); activations run in float. Every graph op becomes
+a named submodule (named after its TensorFlow scope, e.g. `expanded_conv_1.depthwise` -> module
+`expanded_conv_1_depthwise`), so units, hooks and `vizneuron layers` work as on any other network.
+Tensors of rank 4 are kept NCHW inside; ops that care about layout (reshape, pad, concatenation,
+fully connected, mean) translate their NHWC axes.
 """
 
 from __future__ import annotations
@@ -269,7 +270,8 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
         raise FileNotFoundError(f"TFLite file {file} not found")
     data = file.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":  # the flatbuffer's file identifier
-        raise TFLiteError(f"{file.name} is not a TFLite model (no TFL3 identifier{'; the file is empty' if not data else ''})")
+        empty = "; the file is empty" if not data else ""
+        raise TFLiteError(f"{file.name} is not a TFLite model (no TFL3 identifier{empty})")
     try:
         return _import(path, file, data, options)
     except TFLiteError:

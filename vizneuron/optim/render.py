@@ -126,11 +126,13 @@ def render(
                     on_progress(finished * cfg.steps, total_steps)
         bar.close()
         return RenderResult.concat(results)
-    batches = tqdm(range(len(job.batches)), unit="batch", desc=f"render {len(unit_list)} units in batches of {cfg.batch}",
+    batches = tqdm(range(len(job.batches)), unit="batch",
+                   desc=f"render {len(unit_list)} units in batches of {cfg.batch}",
                    disable=not progress or len(job.batches) == 1)  # a whole layer: progress per batch too
     for number in batches:
         done = number * cfg.steps
-        report = None if on_progress is None else (lambda step, _steps, done=done: on_progress(done + step, total_steps))
+        report = None if on_progress is None else \
+            (lambda step, _steps, done=done: on_progress(done + step, total_steps))
         results[number] = job(number, progress, report)
     return RenderResult.concat(results)
 
@@ -188,7 +190,8 @@ def _render_batch(model: Model, unit_list: list[Unit], cfg: RenderConfig, seed: 
 
     with ExitStack() as redirect, ExitStack() as hooks:
         if redirect_steps > 0:  # before capture, so a ReLU target itself is redirected too
-            redirect.enter_context(redirected_relus(model.module, {id(u.sae): u.sae for u in unit_list if u.sae}.values()))
+            redirect.enter_context(redirected_relus(model.module,
+                                                    {id(u.sae): u.sae for u in unit_list if u.sae}.values()))
         cap = hooks.enter_context(capture(model, layers))
         faster = hooks.enter_context(ExitStack())  # exact rewrites of the model, undone before the final measure
         faster.enter_context(folded_batchnorm(model.module, keep=layers))

@@ -78,8 +78,8 @@ class Atlas:
         if unknown:
             raise VizneuronError(f"no verdict {', '.join(map(repr, unknown))}; verdicts: {', '.join(VERDICTS)}")
         wanted = set(driven_by)
-        return sorted((e for e in self.entries if wanted <= set(e.concepts) and (not verdicts or e.verdict in verdicts)),
-                      key=lambda e: (-e.score, e.unit))
+        chosen = (e for e in self.entries if wanted <= set(e.concepts) and (not verdicts or e.verdict in verdicts))
+        return sorted(chosen, key=lambda e: (-e.score, e.unit))
 
     def rows(self, entries: Sequence[AtlasEntry] | None = None) -> list[dict[str, Any]]:
         """Table rows (what the CLI writes and the app shows)."""

@@ -133,7 +133,8 @@ def build_concepts(model: Model, *, data: Any = None, groups: str | None = None,
     groups = default_groups(model) if groups is None and data is not None else (groups or "")
     if groups.strip():
         if data is None:
-            raise VizneuronError("label-group concepts need a labelled dataset (class folders or a list file): give --data "
+            raise VizneuronError("label-group concepts need a labelled dataset (class folders or a list file): "
+                                 "give --data "
                              "(data= in the library)")
         concepts.update(label_groups(data, parse_label_groups(groups, model.labels), model, per_concept))
     concepts.update(as_concepts(folders or {}))

@@ -102,8 +102,11 @@ class ProbeReport:
 
     def clusters_summary(self) -> str:
         """The top examples' groups in one line, with their labels when known."""
-        return "; ".join(f"group {i + 1}: {len(g['members'])} images"
-                         + (f" ({', '.join(sorted(set(filter(None, g.get('labels', [])))))})" if g.get("labels") else "")
+        def labels(group: dict[str, Any]) -> str:
+            named = sorted(set(filter(None, group.get("labels", []))))
+            return f" ({', '.join(named)})" if group.get("labels") else ""
+
+        return "; ".join(f"group {i + 1}: {len(g['members'])} images{labels(g)}"
                          for i, g in enumerate(self.example_clusters))
 
 
@@ -112,7 +115,8 @@ def penultimate_layer(model: Model) -> str:
     not the number of classes (e.g. `pool` of the bundled model, `avgpool` of a ResNet)."""
     classes = model.layer(OUTPUT_LAYER).channels
     candidates = [info for info in model.layers.values()
-                  if info.shape is not None and info.name != OUTPUT_LAYER and info.channels not in (classes, classes + 1)]
+                  if info.shape is not None and info.name != OUTPUT_LAYER
+                  and info.channels not in (classes, classes + 1)]
     if not candidates:
         raise VizneuronError(f"{model.name}: no layer before the logits to read penultimate features from")
     return max(candidates, key=lambda info: info.order).name
@@ -232,7 +236,8 @@ def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[
 
 def _concept_sources(concepts: dict[str, Any]) -> dict[str, ImageSource]:
     if len(concepts) < 2:
-        raise VizneuronError(f"the probe needs at least two concepts; got {len(concepts)} ({', '.join(concepts) or 'none'})")
+        raise VizneuronError(f"the probe needs at least two concepts; got {len(concepts)} "
+                             f"({', '.join(concepts) or 'none'})")
     sources = as_concepts(concepts)
     seen: dict[frozenset, str] = {}
     for name, source in sources.items():
@@ -292,7 +297,8 @@ def probe(model: Model, unit: str | Unit, concepts: dict[str, Any], *, index=Non
     if renders:
         report.renders = _render_evidence(model, unit, features, renders, render_steps, penultimate, seed)
     if upstream is not None and report.concepts:
-        found = circuit(model, unit, upstream=upstream, data=JoinedSource(list(sources.values())), batch_size=batch_size,
+        found = circuit(model, unit, upstream=upstream, data=JoinedSource(list(sources.values())),
+                        batch_size=batch_size,
                         concepts={c: sources[c] for c in report.concepts})
         data = found.to_dict()
         report.paths = {"upstream": found.layer, "by_concept": data["paths"], "agreement": data["path_agreement"]}

@@ -213,7 +213,8 @@ def _read_metadata(path: Path) -> tuple[dict[str, str], SAEConfig]:
     try:
         data = json.loads(meta["vizneuron_sae"])
     except ValueError:
-        raise SAEError(f"{path}: the config in its metadata is not valid JSON (the file was edited or damaged)") from None
+        raise SAEError(f"{path}: the config in its metadata is not valid JSON (the file was edited or "
+                       "damaged)") from None
     try:
         return meta, SAEConfig.from_dict(data)
     except SAEError as err:

@@ -109,7 +109,8 @@ def train_sae(
     optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     monitor = Plateau(cfg.plateau)
-    l0_mean = float(cfg.k)  # jumprelu: running mean of the training L0 (converged only once it is within L0_TOLERANCE of k)
+    # jumprelu: running mean of the training L0 (converged only once it is within L0_TOLERANCE of k)
+    l0_mean = float(cfg.k)
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -270,7 +271,8 @@ class Plateau:
 
 def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau, l0_mean: float) -> str:
     still = (f"fewer than {2 * WINDOW} steps: too few to tell" if monitor.improvement is None
-             else f"its mean L0 was still {l0_mean:.1f}, not yet within {L0_TOLERANCE:.0%} of k={cfg.k}" if monitor.converged
+             else f"its mean L0 was still {l0_mean:.1f}, not yet within {L0_TOLERANCE:.0%} of k={cfg.k}"
+             if monitor.converged
              else f"its FVU still fell {monitor.improvement:.1%} over the last {WINDOW} steps")
     how = ("leave epochs unset to train until the FVU levels off" if cfg.epochs is not None
            else "give it more data, or a higher max_epochs")

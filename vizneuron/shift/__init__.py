@@ -2,4 +2,5 @@
 
 from .run import Candidate, Ranking, Scores, ShiftError, ShiftResult, apply, evaluate, rank, retrain_head, shift
 
-__all__ = ["shift", "rank", "apply", "Ranking", "ShiftResult", "Candidate", "Scores", "ShiftError", "evaluate", "retrain_head"]
+__all__ = ["shift", "rank", "apply", "Ranking", "ShiftResult", "Candidate", "Scores", "ShiftError", "evaluate",
+           "retrain_head"]

@@ -67,7 +67,8 @@ def _html(data: dict[str, Any], result: ShiftResult) -> str:
     head_row = "".join(f"<th>{esc(k)}</th>" for k in (table[0] if table else {"model": ""}))
     scores = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row.values()) + "</tr>" for row in table)
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in result.notes)
-    edit = f"<p>Edit: <code>{esc(data['edit'])}</code> (load it as <code>edit:PATH</code>)</p>" if "edit" in data else ""
+    edit = (f"<p>Edit: <code>{esc(data['edit'])}</code> (load it as <code>edit:PATH</code>)</p>"
+            if "edit" in data else "")
     return f"""<!doctype html><meta charset="utf-8"><title>SHIFT: {esc(result.layer)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}
 tr.chosen{{background:#fde8e8}} img{{image-rendering:pixelated;margin:1px}} .note{{color:#a40}}</style>

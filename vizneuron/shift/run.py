@@ -137,7 +137,7 @@ def attributions(model: Model, units: Sequence[Unit], data: Any, *, batch_size: 
         target = torch.tensor([labels[i] for i in ids[keep].tolist()], device=model.device)
         held: dict[str, torch.Tensor] = {}
 
-        def leaf(out: torch.Tensor) -> torch.Tensor:
+        def leaf(out: torch.Tensor, held: dict[str, torch.Tensor] = held) -> torch.Tensor:
             held["act"] = out.detach().requires_grad_()
             return held["act"]
 
@@ -359,7 +359,8 @@ def apply(model: Model, ranking: Ranking, data: Any, *, accept: Sequence[str] | 
 def shift(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, concepts: dict[str, Any], *,
           ignore: Sequence[str] | None = None, top: int | None = None, accept: Sequence[str] | None = None,
           drop: Sequence[str] = (), add: Sequence[str] = (), mode: str = "mean", test: Any = None,
-          cuefree: Any = None, retrain: bool = True, batch_size: int = 64, max_images: int | None = None) -> ShiftResult:
+          cuefree: Any = None, retrain: bool = True, batch_size: int = 64,
+          max_images: int | None = None) -> ShiftResult:
     """SHIFT in one call: `rank` the units of `layer`, then `apply` the edit they propose (or `accept`,
     minus `drop`, plus `add`) and score it; the arguments are theirs."""
     ranking = rank(model, layer, sae, data, concepts, ignore=ignore, top=top, batch_size=batch_size,
