@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vizneuron.sources import write_shards  # noqa: E402
+from vizneuron.sources import write_shards
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import vizneuron as vz
 from vizneuron.cli import main
 from vizneuron.mine import ExampleIndex, mine
 from vizneuron.models import load_model
@@ -223,6 +224,34 @@ def test_debug_shows_the_traceback(kit, monkeypatch):
     monkeypatch.setenv("VIZNEURON_DEBUG", "1")
     with pytest.raises(ValueError, match="steps"):
         main(R + ["--steps", "0"])
+
+
+def test_bugs_keep_their_traceback_and_user_errors_are_one_line(monkeypatch, capsys):
+    """Only errors meant for users (`VizneuronError`, files, disks, memory) become one line: a
+    RuntimeError from inside torch, or a plain ValueError from a library, is a bug and propagates with
+    its traceback, so it is never mistaken for bad input."""
+    from vizneuron import commands
+    from vizneuron.errors import EXPECTED, VizneuronError, user_message
+
+    def torch_fails(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")
+
+    monkeypatch.setattr(commands, "cmd_render", torch_fails)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        main(R + ["--steps", "1"])
+    monkeypatch.setattr(commands, "cmd_render", lambda args: int("not a number"))
+    with pytest.raises(ValueError, match="invalid literal"):
+        main(R + ["--steps", "1"])
+
+    def user_fails(args):
+        raise VizneuronError("layer 'layer9' not found; closest: layer3")
+
+    monkeypatch.setattr(commands, "cmd_render", user_fails)
+    assert main(R + ["--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "vizneuron: error: layer 'layer9' not found; closest: layer3"
+    assert not isinstance(RuntimeError("x"), EXPECTED) and user_message(RuntimeError("x")) is None
+    for error in (vz.UnitError, vz.EditError, vz.CircuitError, vz.RenderError, vz.LayerError, vz.IndexMismatch):
+        assert issubclass(error, VizneuronError), error
 
 
 def test_ctrl_c_says_interrupted_and_exits_130(tmp_path):

@@ -147,3 +147,46 @@ def test_the_package_loads_its_members_on_first_use():
             "try:\n    vz.nothing_here\nexcept AttributeError as err:\n    print('OK', err)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "OK module 'vizneuron' has no attribute 'nothing_here'" in run.stdout, run.stderr
+
+
+def _imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """Every import of a file: (module, the names taken from it, line), wherever it stands."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, [], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.append((node.module or "", [alias.name for alias in node.names], node.lineno))
+    return found
+
+
+def test_only_the_app_imports_streamlit():
+    outside = [f"{path.relative_to(PACKAGE.parent)}:{line}" for name, path in modules().items()
+               if not name.startswith("vizneuron.app") for module, _, line in _imports(path)
+               if module.split(".")[0] == "streamlit"]
+    assert not outside, f"streamlit imported outside vizneuron/app: {outside}"
+    entry = PACKAGE.parent / "streamlit_app.py"
+    assert len(entry.read_text().splitlines()) < 30, "streamlit_app.py is only the entry: the app is vizneuron/app"
+
+
+def test_the_app_reaches_the_library_through_public_names_and_stays_small():
+    """The app is a view: it imports the library's public names only (a package's `__all__`, or a
+    module's names without a leading underscore; never a package's inner modules such as
+    `vizneuron.shift.run`), and no module of it grows past 250 lines."""
+    known = modules()
+    exported = {name: set(getattr(importlib.import_module(name), "__all__", ()))
+                for name, path in known.items() if path.name == "__init__.py"}
+    app = {name: path for name, path in known.items() if name.startswith("vizneuron.app")}
+    assert len(app) > 8
+    for path in app.values():
+        assert len(path.read_text().splitlines()) <= 250, f"{path.name} is over 250 lines: split it"
+        for module, names, line in _imports(path):
+            if not module.startswith("vizneuron") or module.startswith("vizneuron.app"):
+                continue
+            where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+            assert module != "vizneuron", f"{where}: import from the package's modules, not its lazy root"
+            assert not any(n.startswith("_") for n in names), f"{where}: a private name of {module}"
+            inside = [p for p in exported if module.startswith(p + ".") and exported[p] and p != "vizneuron"]
+            assert not inside, f"{where}: {module} is inside {inside[0]}; import its public names from {inside[0]}"
+            if module in exported and exported[module]:
+                assert set(names) <= exported[module], f"{where}: {set(names) - exported[module]} not in __all__"

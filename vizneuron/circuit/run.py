@@ -84,7 +84,9 @@ class Circuit:
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        edge = lambda e: {"unit": e.unit, "contribution": e.contribution, "share": e.share}  # noqa: E731
+        def edge(e: Edge) -> dict[str, Any]:
+            return {"unit": e.unit, "contribution": e.contribution, "share": e.share}
+
         return {"unit": self.unit, "side": self.side, "layer": self.layer, "edges": [edge(e) for e in self.edges],
                 "value": self.value, "baseline": self.baseline, "error": self.error,
                 "completeness": self.completeness, "images": self.images,

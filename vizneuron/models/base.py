@@ -123,7 +123,9 @@ class InputConfig:
 
     def preprocessing(self) -> dict:
         """Everything that decides what the network sees of an image (recorded in example indexes)."""
-        as_stored = lambda values: torch.tensor(values, dtype=torch.float32).tolist()  # noqa: E731 (as indexes hold them)
+        def as_stored(values) -> list:  # as indexes hold them
+            return torch.tensor(values, dtype=torch.float32).tolist()
+
         return {"input_size": list(self.size), "mean": [round(v, 6) for v in as_stored(self.mean)],
                 "std": [round(v, 6) for v in as_stored(self.std)], "crop_fraction": self.crop_fraction}
 

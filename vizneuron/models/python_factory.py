@@ -38,6 +38,9 @@ def load_python(target: str, options: dict[str, str]) -> Model:
     if not isinstance(built, nn.Module):
         raise VizneuronError(f"python:{target} returned {type(built).__name__}, not an nn.Module or vizneuron.Model")
     size = int(options.get("size", 224))
-    floats = lambda key, default: tuple(float(v) for v in options[key].split(",")) if key in options else default  # noqa: E731
+
+    def floats(key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(float(v) for v in options[key].split(",")) if key in options else default
+
     return Model(built, name=f"python:{target}", inputs=InputConfig(
         (size, size), floats("mean", (0.0, 0.0, 0.0)), floats("std", (1.0, 1.0, 1.0))))

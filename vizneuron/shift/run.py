@@ -67,7 +67,9 @@ class Scores:
     cue_readable: float | None  # held-out accuracy of a linear probe reading the cue from the penultimate features
 
     def row(self) -> dict[str, str]:
-        shown = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+        def shown(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1%}"
+
         return {"balanced": shown(self.balanced), "worst group": shown(self.worst), "cue-free": shown(self.cuefree),
                 "cue readable": shown(self.cue_readable)}
 
