@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +199,8 @@ def mine_in_app(at, folder: Path) -> None:
     at.button(key="mine").click().run()
     assert not at.exception and not errors(at), (at.exception, errors(at))
 
+
+
+def fresh_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`code` run by a new interpreter (nothing imported before it), its output captured as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from vizneuron.cli import main
 
-TINY = "python:conftest:Tiny?size=16"
+from helpers import fresh_python
+
+TINY = "python:helpers:Tiny?size=16"
 
 
 def _files(folder):
@@ -183,7 +183,7 @@ def test_help_and_argument_errors_do_not_load_torch():
             "exit.code\n"
             "print('LOADED', sorted(m for m in ('torch', 'numpy', 'torchvision', 'vizneuron.models') "
             "if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    run = fresh_python(code, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().endswith("LOADED []"), run.stdout[-300:]
     assert "invalid choice: 'fff'" in run.stderr and "--units" in run.stderr

@@ -15,6 +15,8 @@ from vizneuron.sae.model import SAE, SAEConfig
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.units import parse_units
 
+from helpers import fresh_python
+
 
 def _sae(d_in: int = 16, d_sae: int = 64, k: int = 4, layer: str = "act2") -> SAE:
     sae = SAE(SAEConfig(d_in, d_sae, k=k, model="tiny", layer=layer))
@@ -149,8 +151,6 @@ def test_an_edited_model_mines_probes_and_traces_circuits_like_any_model(tmp_pat
 
 def test_an_edit_file_loads_in_a_fresh_interpreter(tmp_path):
     """`edit:` is a source of the registry itself: nothing has to import `vizneuron.edit` first."""
-    import subprocess
-    import sys
 
     path = vz.edit("default", ["layer3:7"], values=[0.5]).save(tmp_path / "fix.json")
     code = ("import sys, torch\nimport vizneuron as vz\n"
@@ -159,7 +159,7 @@ def test_an_edit_file_loads_in_a_fresh_interpreter(tmp_path):
             "with capture(model, ['layer3']) as cap, torch.no_grad():\n"
             "    act = cap.run(torch.rand(2, 3, 32, 32))['layer3']\n"
             "print(model.name, float(act[:, 7].min()), float(act[:, 7].max()))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    run = fresh_python(code)
     assert run.returncode == 0, run.stderr
     name, low, high = run.stdout.split()
     assert name == f"edit:{path}" and float(low) == float(high) == 0.5

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import vizneuron
+
+from helpers import fresh_python
 
 PACKAGE = Path(vizneuron.__file__).resolve().parent
 #: third-party modules a function may import late, each with a comment on the line saying why
@@ -145,7 +145,7 @@ def test_the_package_loads_its_members_on_first_use():
             "assert vz.objectives.__name__ == 'vizneuron.optim.objectives' and vz.sae.SAE.__name__ == 'SAE'\n"
             "assert set(vz.__all__) <= set(dir(vz)) and 'train_sae' in dir(vz.sae)\n"
             "try:\n    vz.nothing_here\nexcept AttributeError as err:\n    print('OK', err)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    run = fresh_python(code)
     assert run.returncode == 0 and "OK module 'vizneuron' has no attribute 'nothing_here'" in run.stdout, run.stderr
 
 

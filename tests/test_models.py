@@ -32,11 +32,11 @@ def test_timm_random_init():
 
 
 def test_python_factory_spec():
-    model = load_model("python:conftest:Tiny?size=16&mean=0.5,0.5,0.5&std=0.25,0.25,0.25")
+    model = load_model("python:helpers:Tiny?size=16&mean=0.5,0.5,0.5&std=0.25,0.25,0.25")
     assert model.input_size == (16, 16)
     assert torch.allclose(model.preprocess(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
     with pytest.raises(ValueError, match="has no Nope"):
-        load_model("python:conftest:Nope")
+        load_model("python:helpers:Nope")
 
 
 def test_offline_download_says_what_failed_and_how_to_pass_a_file(monkeypatch, tmp_path):

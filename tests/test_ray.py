@@ -26,6 +26,7 @@ from helpers import (
     assert_same_index,
     batches_done,
     cifar_list,
+    fresh_python,
     index_rows,
     shared_path,
     write_problem_images,
@@ -186,7 +187,7 @@ def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_
     code = ("from vizneuron.distributed import connect\n"
             "try:\n    connect('127.0.0.1:9')\nexcept Exception as err:\n    print(type(err).__name__, err)\n")
     started = time.time()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    out = fresh_python(code).stdout
     assert out.startswith("EngineError cannot reach a Ray cluster at 127.0.0.1:9") and "ray start --head" in out
     assert time.time() - started < 60
     for address, says in (("not-an-address", "must look like HOST:PORT"), ("127.0.0.1:9", "cannot reach")):

@@ -143,7 +143,7 @@ def test_cli_trains_and_evaluates_an_sae(tmp_path, capsys):
     data = tmp_path / "data"
     write_problem_images(data)
     out = tmp_path / "conv2.safetensors"
-    tiny = "python:conftest:Tiny?size=16"
+    tiny = "python:helpers:Tiny?size=16"
     assert main(["sae", "train", tiny, "--layer", "conv2", "--data", str(data), "--out", str(out),
                  "--expansion", "2", "--k", "4", "--batch", "64", "--epochs", "2", "--quiet"]) == 0
     assert "saved" in capsys.readouterr().out and not (tmp_path / "conv2.safetensors.ckpt").exists()

@@ -62,6 +62,8 @@ class Circuit:
     gradient_norm: torch.Tensor | None = field(default=None, repr=False)  # (U,) upstream: the linearised weights
     reference_mean: torch.Tensor | None = field(default=None, repr=False)  # the reference layer's mean output
     inputs: torch.Tensor | None = field(default=None, repr=False)  # the images, as the model saw them
+    target: Unit | None = field(default=None, repr=False)  # the unit, as parsed once
+    others: list[Unit] = field(default_factory=list, repr=False)  # every unit of the other end, parsed
 
     @property
     def completeness(self) -> float | None:
@@ -219,7 +221,8 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     names = [u.name for u in others]
     found = Circuit(unit.name, "upstream" if upstream is not None else "downstream", end, _top(names, result.mean, k),
                     names, result.mean, result.value, result.baseline, result.error, keys,
-                    gradient_norm=result.gradient_norm, reference_mean=ref.means[ref_layer], inputs=images)
+                    gradient_norm=result.gradient_norm, reference_mean=ref.means[ref_layer], inputs=images,
+                    target=unit, others=others)
     for concept, source in (concepts or {}).items():
         concept_source = as_source(source)
         concept_ref = reference(model, unit, [], concept_source, None, batch_size)
@@ -395,16 +398,14 @@ def expanded_weights(model: Model, unit: str | Unit, upstream: str, *, saes: SAE
 
 
 def ablation_curve(model: Model, found: Circuit, *, counts: Sequence[int] = (1, 2, 4, 8, 16),
-                   random_draws: int = 5, saes: SAEs | None = None, batch_size: int = 64,
-                   seed: int = 0) -> dict[str, list[float]]:
+                   random_draws: int = 5, batch_size: int = 64, seed: int = 0) -> dict[str, list[float]]:
     """Faithfulness of an upstream circuit: the share of the unit's mean value on the circuit's
     images kept when the top-m upstream units are mean-ablated, for m in `counts`, ranked three
     ways: by contribution, by the size of the unit's gradient per upstream unit (its linearised
     weight), and at random (mean of `random_draws`)."""
     if found.side != "upstream":
         raise CircuitError("ablation curves are for upstream circuits")
-    unit = parse_unit(found.unit, model, saes)
-    others = _end_units(model, found.layer, saes)
+    unit, others = found.target, found.others
     images, mean = found.inputs, found.reference_mean
 
     def kept(chosen: list[int]) -> float:
