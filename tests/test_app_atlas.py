@@ -11,6 +11,7 @@ from helpers import errors, make_app
 pytest.importorskip("streamlit")
 
 
+@pytest.mark.slow  # trains an SAE, then builds two atlases: over the fast tier's 5 s
 def test_layer_atlas_builds_once_filters_and_opens_units(monkeypatch, tmp_path):
     """Atlas view: every channel (or SAE feature) of the layer with its verdict, filterable by
     driving concepts, each opening the neuron view; built once, then read from disk."""

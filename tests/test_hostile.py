@@ -344,3 +344,25 @@ def test_an_index_on_read_only_storage_is_read_without_writing(kit, tmp_path, ca
         assert sorted(p.name for p in shelf.iterdir()) == ["index.sqlite"]
     finally:
         subprocess.run(["umount", "-l", str(shelf)])
+
+
+def test_files_that_do_not_fit_are_messages_and_a_damaged_cache_entry_is_redone(tmp_path, capsys):
+    """Weights of another architecture (torch's RuntimeError inside load_state_dict), a damaged
+    safetensors file and a damaged render cache entry: one line each, or a redo with a warning."""
+    from safetensors.torch import save_file as save
+
+    from vizneuron.optim.cache import RenderCache
+
+    save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.safetensors")
+    assert main(["layers", f"default?weights={tmp_path / 'other.safetensors'}"]) == 2
+    assert "do not fit" in capsys.readouterr().err
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes()[:20])
+    assert main(["layers", f"default?weights={tmp_path / 'cut.safetensors'}"]) == 2
+    assert "could not read" in capsys.readouterr().err
+    cache, model = RenderCache(tmp_path / "renders"), load_model("default")
+    first = cache.render(model, "layer3:0", steps=2)
+    (entry,) = (tmp_path / "renders").glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="damaged"):
+        again = cache.render(model, "layer3:0", steps=2)
+    assert torch.equal(again.images, first.images) and cache.get(model, "layer3:0", steps=2) is not None

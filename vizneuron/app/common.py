@@ -75,21 +75,25 @@ def model_turn(loaded: Loaded) -> Iterator[Model]:
 
 def held_job(loaded: Loaded, text: str, failure: str, job: Callable[[Progress], Result], *,
              where: Any = st) -> Result | None:
-    """`job(progress)`'s result, run while holding the model under a progress bar that starts with
-    `text`; None (and `failure: why` shown) when it fails with an error meant for users."""
-    bar = where.progress(0.0, text=text)
+    """`job(progress)`'s result, run while holding the model under a spinner saying `text` (and a
+    progress bar, from the job's first report on); None (and `failure: why` shown) when it fails
+    with an error meant for users."""
+    bar = None
 
     def progress(done: int, total: int, note: str | None = None) -> None:
+        nonlocal bar
+        bar = bar or where.progress(0.0, text=text)
         bar.progress(min(done / max(total, 1), 1.0), text=note or text)
 
     try:
-        with model_turn(loaded):
+        with st.spinner(text), model_turn(loaded):
             return job(progress)
     except EXPECTED as err:
         fail(where, failure, err)
         return None
     finally:
-        bar.empty()
+        if bar is not None:
+            bar.empty()
 
 
 def fail(where: Any, message: str, err: BaseException | None = None) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import VizneuronError
 from .base import InputConfig, Model
 from .default import CIFAR10_CLASSES
-from .weights import load_state_dict
+from .weights import load_state_dict, load_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,7 +82,7 @@ def load_cifar_resnet(path: str, options: dict[str, str] | None = None) -> Model
     state = load_state_dict(path)
     n = blocks_in(state)
     module = CifarResNet(n)
-    module.load_state_dict(state, strict=False)
+    load_weights(module, state, path, strict=False)
     missing = set(module.state_dict()) - set(state) - {k for k in module.state_dict() if "num_batches" in k}
     if missing:
         raise VizneuronError(f"{path} lacks weights for {sorted(missing)[:5]}")

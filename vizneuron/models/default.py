@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import VizneuronError
 from .base import InputConfig, Model
 from .cifar_net import CifarNet
-from .weights import WeightsUnavailable, load_state_dict
+from .weights import WeightsUnavailable, load_state_dict, load_weights
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -55,6 +55,6 @@ def load_default(name: str = "", options: dict[str, str] | None = None) -> Model
         if not Path(weights).exists():
             raise WeightsUnavailable(f"bundled weights missing at {weights}; reinstall vizneuron or run "
                                      "scripts/train_default_model.py")
-        module.load_state_dict(load_state_dict(weights))
+        load_weights(module, load_state_dict(weights), weights)
     return Model(module, name="default" + (f":{name}" if name else ""),
                  inputs=InputConfig((32, 32), CIFAR_MEAN, CIFAR_STD, labels=bundled.classes))

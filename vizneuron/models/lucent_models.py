@@ -12,7 +12,7 @@ import torch.hub
 
 from ..errors import MissingDependency, VizneuronError
 from .base import InputConfig, Model
-from .weights import download_errors, load_state_dict
+from .weights import download_errors, load_state_dict, load_weights
 
 
 def load_lucent(name: str, options: dict[str, str]) -> Model:
@@ -34,7 +34,7 @@ def load_lucent(name: str, options: dict[str, str]) -> Model:
                 torch.hub.download_url_to_file(url, str(target))
         choice = str(target)
     if choice != "none":
-        module.load_state_dict(load_state_dict(choice))
+        load_weights(module, load_state_dict(choice), choice)
     # lucid's InceptionV1 takes x * 255 - 117, i.e. mean 117/255 and std 1/255 in [0, 1] terms.
     return Model(module, name="lucent:inceptionv1",
                  inputs=InputConfig((224, 224), (117 / 255,) * 3, (1 / 255,) * 3))

@@ -9,7 +9,7 @@ import difflib
 
 from ..errors import VizneuronError
 from .base import InputConfig, Model, TokenLayout
-from .weights import download_errors, load_state_dict
+from .weights import download_errors, load_state_dict, load_weights
 
 
 def load_timm(name: str, options: dict[str, str]) -> Model:
@@ -25,7 +25,7 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
     with download_errors(f"timm {name}", hint):
         module = timm.create_model(name, pretrained=choice == "default")
     if choice not in ("default", "none"):  # anything else names a weights file
-        module.load_state_dict(load_state_dict(choice))
+        load_weights(module, load_state_dict(choice), choice)
     cfg = module.pretrained_cfg or {}
     size = cfg.get("input_size", (3, 224, 224))[1:]
     return Model(module, name=f"timm:{name}", inputs=InputConfig(

@@ -6,7 +6,7 @@ import difflib
 
 from ..errors import VizneuronError
 from .base import InputConfig, Model, TokenLayout
-from .weights import download_errors, load_state_dict
+from .weights import download_errors, load_state_dict, load_weights
 
 
 def load_torchvision(name: str, options: dict[str, str]) -> Model:
@@ -28,7 +28,7 @@ def load_torchvision(name: str, options: dict[str, str]) -> Model:
     with download_errors(f"torchvision {name}", hint):
         module = torchvision.models.get_model(name, weights=weights)
     if is_file:
-        module.load_state_dict(load_state_dict(choice))
+        load_weights(module, load_state_dict(choice), choice)
     preset = reference.transforms()
     size = preset.crop_size[0] if hasattr(preset, "crop_size") else 224
     return Model(module, name=f"torchvision:{name}", inputs=InputConfig(

@@ -23,7 +23,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise WeightsUnavailable(f"weights file {path} not found")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as err:  # truncated, damaged, or not safetensors at all (safetensors' own error class)
+            raise WeightsUnavailable(f"could not read {path} as safetensors: {err}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors come in many classes
@@ -33,6 +36,18 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path,
+                 strict: bool = True) -> None:
+    """`module.load_state_dict(state)`, with weights of another architecture (missing, unexpected or
+    misshapen tensors: torch's RuntimeError) reported as the user's file that does not fit."""
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise WeightsUnavailable(f"the weights in {source} do not fit {type(module).__name__}: "
+                                 f"{' '.join(line.strip() for line in first[:3])[:400]}") from None
 
 
 @contextmanager

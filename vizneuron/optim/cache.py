@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,19 @@ _KEPT = ("images", "activations", "history", "seed_distance", "seed_activation")
 
 
 def _load(path: Path, units: list[Unit]) -> RenderResult | None:
+    """The entry at `path`; None when there is none, or when it is damaged (cut short, edited): then
+    it is rendered again and overwritten, with a warning, rather than shown or failing."""
     if not path.exists():
         return None
     blob = path.read_bytes()
-    tensors = load_tensors(blob)
-    return RenderResult(units=units, samples=json.loads(_metadata(blob)["samples"]),
-                        **{name: tensors.get(name) for name in _KEPT})
+    try:
+        tensors = load_tensors(blob)
+        return RenderResult(units=units, samples=json.loads(_metadata(blob)["samples"]),
+                            **{name: tensors.get(name) for name in _KEPT})
+    except Exception as err:  # safetensors' own error class, JSON, a missing key: any damage
+        warnings.warn(f"render cache entry {path} is damaged ({type(err).__name__}); rendering it again",
+                      stacklevel=3)
+        return None
 
 
 def _metadata(blob: bytes) -> dict[str, str]:

@@ -76,7 +76,11 @@ class ActivationFolder:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for entry in self.manifest["files"]:
-            yield load_file(str(self.path / entry["file"]))["rows"]
+            try:
+                yield load_file(str(self.path / entry["file"]))["rows"]
+            except Exception as err:  # safetensors' own error class, or no `rows` in the file
+                raise VizneuronError(f"{self.path / entry['file']} is damaged ({err}): delete the folder "
+                                     f"{self.path} and extract again") from None
 
 
 def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,

@@ -114,7 +114,11 @@ def train_sae(
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True)
+        try:
+            state = torch.load(checkpoint, weights_only=True)
+        except Exception as err:  # truncated or not a checkpoint: pickle errors come in many classes
+            raise VizneuronError(f"checkpoint {checkpoint} cannot be read ({type(err).__name__}); delete it to "
+                                 "start over") from None
         if state["settings"] != identity:
             raise VizneuronError(f"checkpoint {checkpoint} was made with other settings; delete it to start over")
         sae.load_state_dict(state["sae"])
