@@ -1,0 +1,70 @@
+"""How long each test tier takes on this machine: the fast tier (`python -m pytest -m "not slow"`,
+the loop for every change) and the full suite (`python -m pytest`, what CI runs), each as a whole
+process, one after the other on a quiet machine. Writes bench/results/test_tiers.json with the
+wall times, the outcome counts, the slowest tests and what produced them.
+
+    python bench/test_tiers.py [--tiers fast,full] [--out bench/results/test_tiers.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import vizneuron
+
+ROOT = Path(__file__).resolve().parents[1]
+TIERS = {"fast": ["-m", "not slow"], "full": []}
+COUNTS = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?)")
+DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
+
+
+def run_tier(name: str) -> dict:
+    """One tier as `python -m pytest` runs it, timed from start to exit, with its slowest tests."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", *TIERS[name]]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    per_test: dict[str, float] = {}
+    for seconds_text, _, test in DURATION.findall(done.stdout):
+        per_test[test] = per_test.get(test, 0.0) + float(seconds_text)
+    slowest = sorted(per_test.items(), key=lambda item: -item[1])[:10]
+    return {"command": " ".join(["python", "-m", "pytest", *TIERS[name]]), "exit_code": done.returncode,
+            "wall_s": round(seconds, 1), "summary": summary,
+            "counts": {kind.rstrip("s") if kind.startswith("error") else kind: int(n)
+                       for n, kind in COUNTS.findall(summary)},
+            "slowest_s": [[test, round(total, 2)] for test, total in slowest]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiers", default="fast,full")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "test_tiers.json"))
+    args = parser.parse_args()
+    results = {name: run_tier(name) for name in args.tiers.split(",")}
+    for name, found in results.items():
+        print(f"{name}: {found['wall_s']:.0f} s, {found['summary']}")
+    record = {"script": "bench/test_tiers.py", "arguments": sys.argv[1:], "tiers": results,
+              "vizneuron": vizneuron.__version__, "torch": torch.__version__, "python": platform.python_version(),
+              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                          "system": platform.platform(), "torch_threads": torch.get_num_threads()},
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
