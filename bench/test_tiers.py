@@ -3,7 +3,7 @@ the loop for every change) and the full suite (`python -m pytest`, what CI runs)
 process, one after the other on a quiet machine. Writes bench/results/test_tiers.json with the
 wall times, the outcome counts, the slowest tests and what produced them.
 
-    python bench/test_tiers.py [--tiers fast,full] [--out bench/results/test_tiers.json]
+    python bench/test_tiers.py [--tiers fast,full,full-xdist] [--out bench/results/test_tiers.json]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import torch
 import vizneuron
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = {"fast": ["-m", "not slow"], "full": []}
+#: tier -> pytest's arguments; `full-xdist` is the full suite over 2 pytest-xdist workers, to weigh
+#: whether CI should use them
+TIERS = {"fast": ["-m", "not slow"], "full": [], "full-xdist": ["-n", "2"]}
 COUNTS = re.compile(r"(\d+) (passed|failed|skipped|deselected|errors?)")
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
 
@@ -49,7 +51,7 @@ def run_tier(name: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiers", default="fast,full")
+    parser.add_argument("--tiers", default="fast,full,full-xdist")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "test_tiers.json"))
     args = parser.parse_args()
     results = {name: run_tier(name) for name in args.tiers.split(",")}
