@@ -45,7 +45,8 @@ class Context:
     loaded: Loaded
     index: ExampleIndex | None
     unit: str  # the unit's spec, as the title shows it
-    target: Unit  # the same unit, parsed once for every panel's job
+    target: Unit | None  # the same unit, parsed once for every panel's job (None: unparsable; the
+    #                      shell then shows only the views of its layer)
     layer: str
     sae_files: dict[str, Path] = field(default_factory=dict)  # the layer's SAE files by name
     saes: dict[str, SAE] = field(default_factory=dict)  # the same SAEs, loaded

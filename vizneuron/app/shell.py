@@ -25,6 +25,7 @@ VIEWS: dict[str, tuple[Callable[[Context], None], ...]] = {
     "Edit": (edit.show,),
     "Data": (data.show,),
 }
+UNIT_VIEWS = ("Neuron",)  # views about the unit picked in the sidebar; the others show its layer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,10 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     unit, layer, sae_files = pick_unit(loaded.model, ws, index)
     saes = session_saes(sae_files)
     view = st.radio("View", list(VIEWS), key="view", horizontal=True, label_visibility="collapsed")
+    target = None
     try:
         target = parse_unit(unit, loaded.model, saes)
-    except EXPECTED as err:
-        return fail(st, f"Cannot show {unit}", err)
+    except EXPECTED as err:  # e.g. a feature of an SAE trained on another model
+        fail(st, f"Cannot show {unit}", err)
+        if view in UNIT_VIEWS:
+            return
     ctx = Context(ws, loaded, index, unit, target, layer, sae_files, saes)
     for panel in VIEWS[view]:
         panel(ctx)
