@@ -150,3 +150,19 @@ def test_an_edited_sae_file_is_left_out_with_a_note(monkeypatch, tmp_path):
     assert not at.exception and any("edited.safetensors left out" in e for e in errors(at)), errors(at)
     assert "SAE feature" not in at.sidebar.radio(key="unit_kind").options
 
+
+
+def test_a_feature_of_another_models_sae_blocks_only_the_neuron_view(monkeypatch, tmp_path):
+    """An SAE of the same layer name and width, trained on another model, is listed for the layer;
+    picking one of its features says why it cannot be shown, and the layer's own views still work."""
+    from vizneuron.sae import SAE, SAEConfig
+
+    SAE(SAEConfig(d_in=128, d_sae=256, k=8, model="another-model", layer="layer3")).save(
+        tmp_path / "home" / "saes" / "foreign.safetensors")
+    at = make_app(monkeypatch, tmp_path)
+    at.sidebar.radio(key="unit_kind").set_value("SAE feature").run()
+    assert not at.exception and any("Cannot show layer3/foreign:0" in e and "another-model" in e
+                                    for e in errors(at)), errors(at)
+    assert not at.title  # no neuron view of a unit that cannot be read
+    at.radio(key="view").set_value("Layer").run()
+    assert not at.exception and len(at.image) == 64  # the layer's grid of top examples, first page
