@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -198,3 +199,52 @@ def test_hold_at_a_reference_sets_each_unit_to_its_reference_map(tiny, tmp_path)
     assert torch.allclose(rows(moved), expected, atol=1e-5)
     with pytest.raises(vz.errors.VizneuronError, match="2 values for 3 units"):
         hold(act, units, [0.0, 1.0])
+
+
+def test_edit_files_are_untrusted_data_checked_whole_before_loading(tmp_path):
+    """An edit file is shared as data: a base that runs code, a base that is itself an edit, too many
+    or repeated units, NaN values or weights, and misshapen fields are each one clear error, and
+    nothing is imported or loaded first."""
+    import sys
+
+    path = vz.edit("default", ["layer3:7"], values=[0.5]).with_weights(
+        {"fc": {"weight": torch.zeros(10, 128), "bias": torch.zeros(10)}}).save(tmp_path / "good.json")
+    good = json.loads(path.read_text())
+    (tmp_path / "evil_module.py").write_text("raise SystemExit('ran code from an edit file')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        cases = {
+            "imports and runs code": {"model": "python:evil_module:factory"},
+            "another edit": {"model": f"edit:{tmp_path / 'self.json'}"},
+            "at most 65,536": {"ablate": [{"unit": f"layer3:{i % 128}", "value": 0.0} for i in range(70_000)]},
+            "more than once": {"ablate": [{"unit": "layer3:1", "value": 0.0}, {"unit": "layer3:1", "value": 1.0}]},
+            "a finite number": {"ablate": [{"unit": "layer3:1", "value": float("nan")}]},
+            "must map each SAE name": {"saes": [{"file": "x"}]},
+            '"modules": [MODULE, ...]': {"weights": {"file": "w.safetensors", "sha256": "0"}},
+            "must be zero or mean": {"mode": "half"},
+        }
+        for words, change in cases.items():
+            name = tmp_path / "self.json"
+            name.write_text(json.dumps({**good, **change}))
+            with pytest.raises(EditError, match=re.escape(words)):
+                vz.load_model(f"edit:{name}")
+        assert "evil_module" not in sys.modules
+    finally:
+        sys.path.remove(str(tmp_path))
+    weights = path.with_suffix(".weights.safetensors")
+    tensors = {"fc.weight": torch.full((10, 128), float("nan")), "fc.bias": torch.zeros(10)}
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(weights))
+    (tmp_path / "nan.json").write_text(json.dumps({**good, "weights": {**good["weights"],
+                                                                       "sha256": _digest(weights)}}))
+    with pytest.raises(EditError, match="NaN or infinite"):
+        vz.load_model(f"edit:{tmp_path / 'nan.json'}")
+    with pytest.raises(EditError, match="more than once"):
+        vz.edit("default", ["layer3:1", "layer3:0-2"])
+
+
+def _digest(path) -> str:
+    from vizneuron.edit import file_digest
+
+    return file_digest(path)

@@ -86,6 +86,17 @@ def kit(tmp_path_factory) -> Path:
     (kit / "tampered_edit.json").write_text(json.dumps({  # names good_sae.safetensors with another digest
         "vizneuron_edit": 1, "model": "default", "mode": "zero", "ablate": [{"unit": "layer3/s:0", "value": 0}],
         "saes": {"s": {"file": "good_sae.safetensors", "sha256": "0" * 64}}}))
+    edit_base = {"vizneuron_edit": 1, "model": "default", "mode": "zero", "ablate": [{"unit": "layer3:0", "value": 0}]}
+    bad_edits = {"python_edit.json": {"model": "python:evil_module:factory"},
+                 "self_edit.json": {"model": f"edit:{kit / 'self_edit.json'}"},
+                 "huge_edit.json": {"ablate": [{"unit": f"layer3:{i % 128}", "value": 0} for i in range(1_000_000)]},
+                 "twice_edit.json": {"ablate": [{"unit": "layer3:0", "value": 0}, {"unit": "layer3:0", "value": 1}]},
+                 "list_saes_edit.json": {"saes": [{"file": "good_sae.safetensors"}]},
+                 "no_modules_edit.json": {"weights": {"file": "w.safetensors", "sha256": "0" * 64}}}
+    for name, change in bad_edits.items():
+        (kit / name).write_text(json.dumps({**edit_base, **change}))
+    (kit / "nan_edit.json").write_text(json.dumps(edit_base).replace('"value": 0}', '"value": NaN}'))
+    (kit / "evil_module.py").write_text("raise SystemExit('ran code from an edit file')\n")
     return kit
 
 
@@ -192,6 +203,13 @@ CASES = [
     ("edit file not json", ["layers", "edit:{kit}/garbage.sqlite"], ["not readable json"]),
     ("edit file missing", ["layers", "edit:{kit}/nope.json"], ["not found"]),
     ("edit file names a tampered sae", ["layers", "edit:{kit}/tampered_edit.json"], ["changed since"]),
+    ("edit file runs code", ["layers", "edit:{kit}/python_edit.json"], ["runs code", "run_code"]),
+    ("edit file names itself", ["layers", "edit:{kit}/self_edit.json"], ["another edit"]),
+    ("edit file of a million units", ["layers", "edit:{kit}/huge_edit.json"], ["at most 65,536"]),
+    ("edit file repeats a unit", ["layers", "edit:{kit}/twice_edit.json"], ["layer3:0", "more than once"]),
+    ("edit file holds NaN", ["layers", "edit:{kit}/nan_edit.json"], ["finite number"]),
+    ("edit file saes as a list", ["layers", "edit:{kit}/list_saes_edit.json"], ["saes"]),
+    ("edit file weights without modules", ["layers", "edit:{kit}/no_modules_edit.json"], ["modules"]),
     ("shift no concept to ignore", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept",
                                     f"cat={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--out", "{out}"],
      ["ignore"]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,14 @@ from .choices import MODES
 from .errors import VizneuronError
 from .imageio import write_atomic
 from .models.base import Model, weights_digest
-from .models.registry import load_model
+from .models.registry import ModelSpec, load_model
+from .models.weights import load_weights
 from .sae.model import SAE, SAEError, load_sae
 from .stream import ActivationStream
 from .units import Unit, UnitError, parse_units, unit_maps
 
 FORMAT = 1  # version of the edit file
+MAX_UNITS = 65_536  # units one edit may hold: a bound on what an edit file can make a loader do
 
 
 class EditError(VizneuronError):
@@ -90,7 +93,11 @@ class EditedModel(Model):
         self.base, self.base_spec = base, base_spec
         self.weights = dict(weights or {})  # module -> its replaced state dict (e.g. a retrained head)
         for name, state in self.weights.items():
-            self.module.get_submodule(name).load_state_dict(state)
+            try:
+                target = self.module.get_submodule(name)
+            except AttributeError:
+                raise EditError(f"{base.name} has no module {name!r} to replace the weights of") from None
+            load_weights(target, state, f"the replaced weights of {name}")
         self.mode = mode
         self.ablations = [Ablation(unit.name, float(value)) for unit, value in zip(units, values)]
         self.sae_files = dict(sae_files)
@@ -191,6 +198,11 @@ def edit(model: Model | str, ablate: str | Sequence[str], *, mode: str = "zero",
         units = parse_units(ablate, base, loaded)
     except UnitError as err:
         raise EditError(str(err)) from None
+    if len(units) > MAX_UNITS:
+        raise EditError(f"{len(units):,} units to ablate; an edit holds at most {MAX_UNITS:,}")
+    twice = _repeated([unit.name for unit in units])
+    if twice:
+        raise EditError(f"{twice} is listed more than once: name each unit once")
     for unit in units:
         if unit.kind == "logit":
             raise EditError(f"{unit.name}: ablating a class logit changes nothing downstream; ablate the units "
@@ -213,51 +225,108 @@ def edit(model: Model | str, ablate: str | Sequence[str], *, mode: str = "zero",
     return EditedModel(base, base_spec, units, held, mode, files)
 
 
-def read_edit_file(path: str | Path) -> tuple[dict[str, Any], str, dict[str, Path]]:
-    """An edit file's content, its base model spec and its SAE files (paths as they resolve), so a
-    server can check what loading it would read before it does."""
+def read_edit_file(path: str | Path, run_code: bool = False) -> tuple[dict[str, Any], str, dict[str, Path]]:
+    """An edit file's content, checked whole against the edit schema before anything is loaded, its
+    base model spec and its SAE files (paths as they resolve), so a server can check what loading it
+    would read before it does. Edit files are shared as data: a base that runs code (`python:`) is
+    refused unless `run_code`, and a base that is itself an edit is refused."""
     where = Path(path)
     try:
         spec = json.loads(where.read_text())
     except FileNotFoundError:
         raise EditError(f"edit file {where} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise EditError(f"edit file {where} is not readable JSON ({err})") from None
     if not isinstance(spec, dict) or spec.get("vizneuron_edit") != FORMAT or not isinstance(spec.get("ablate"), list):
         raise EditError(f"{where} is not a vizneuron edit file (written by EditedModel.save)")
+    _check_schema(spec, where, run_code)
     files = {}
     for name, entry in (spec.get("saes") or {}).items():
-        file = Path(str(entry.get("file", "")) if isinstance(entry, dict) else "")
+        file = Path(entry["file"])
         files[name] = file if file.is_absolute() else where.parent / file
     return spec, str(spec.get("model", "default")), files
 
 
+def _check_schema(spec: dict[str, Any], where: Path, run_code: bool) -> None:
+    """Every field of an edit file, with one line for the first that is wrong."""
+    def wrong(field: str, why: str) -> EditError:
+        return EditError(f"{where}: `{field}` {why}")
+
+    base = spec.get("model", "default")
+    if not isinstance(base, str) or not base.strip():
+        raise wrong("model", "must be a model spec such as default or tflite:m.tflite")
+    source = ModelSpec.parse(base).source
+    if source == "edit":
+        raise wrong("model", f"is another edit ({base}); an edit's base is a model: give all the units to one edit")
+    if ModelSpec.parse(base).runs_code and not run_code:
+        raise wrong("model", f"{base!r} imports and runs code; an edit file is data, so this is refused (load it "
+                             "with run_code=True, or `edit:PATH?run_code=yes`, only if you trust the file)")
+    if spec.get("mode", "zero") not in MODES:
+        raise wrong("mode", f"must be {' or '.join(MODES)}")
+    saes = spec.get("saes") or {}
+    if not isinstance(saes, dict) or not all(_pinned_file(entry) for entry in saes.values()):
+        raise wrong("saes", 'must map each SAE name to {"file": PATH, "sha256": DIGEST}')
+    ablate = spec["ablate"]
+    if len(ablate) > MAX_UNITS:
+        raise wrong("ablate", f"lists {len(ablate):,} units; an edit holds at most {MAX_UNITS:,}")
+    if not all(isinstance(item, dict) and isinstance(item.get("unit"), str) and _finite(item.get("value"))
+               for item in ablate):
+        raise wrong("ablate", 'entries must each be {"unit": SPEC, "value": a finite number}')
+    twice = _repeated([item["unit"] for item in ablate])
+    if twice:
+        raise wrong("ablate", f"lists {twice} more than once")
+    weights = spec.get("weights")
+    modules = weights.get("modules") if isinstance(weights, dict) else None
+    if weights is not None and not (_pinned_file(weights) and isinstance(modules, list) and modules
+                                    and all(isinstance(m, str) for m in modules)):
+        raise wrong("weights", 'must be {"file": PATH, "sha256": DIGEST, "modules": [MODULE, ...]}')
+
+
+def _pinned_file(entry: Any) -> bool:
+    """`{"file": PATH, "sha256": DIGEST}`: a file named with the digest it was saved with."""
+    return isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("sha256"), str)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _repeated(names: Sequence[str]) -> str | None:
+    """The first name that appears twice, if any."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def load_edit(path: str, options: dict[str, str] | None = None) -> EditedModel:
-    """Read an edit file (see `EditedModel.save`), checking that its SAE files are the ones it was saved with."""
+    """Read an edit file (see `EditedModel.save`), checked whole first, then its SAE files and replaced
+    weights against the digests it was saved with. `edit:PATH?run_code=yes` allows a `python:` base."""
     where = Path(path)
-    spec, base, files = read_edit_file(where)
+    run_code = (options or {}).get("run_code", "no").lower() in ("yes", "true", "1")
+    spec, base, files = read_edit_file(where, run_code)
     saes = {}
     for name, entry in (spec.get("saes") or {}).items():
         file = files[name]
         if not file.is_file():
             raise EditError(f"{where}: SAE {name!r} file {file} not found")
-        if file_digest(file) != entry.get("sha256"):
+        if file_digest(file) != entry["sha256"]:
             raise EditError(f"{where}: SAE {name!r} file {file} changed since the edit was saved (digest differs)")
         saes[name] = str(file)
-    try:
-        ablate = [item["unit"] for item in spec["ablate"]]
-        values = [float(item["value"]) for item in spec["ablate"]]
-    except (KeyError, TypeError, ValueError):
-        raise EditError(f"{where}: each `ablate` entry needs a unit and a value") from None
+    ablate = [item["unit"] for item in spec["ablate"]]
+    values = [float(item["value"]) for item in spec["ablate"]]
     edited = edit(base, ablate, mode=spec.get("mode", "zero"), saes=saes, values=values)
     if spec.get("weights"):
         entry = spec["weights"]
-        file = where.parent / str(entry.get("file", ""))
-        if not file.is_file() or file_digest(file) != entry.get("sha256"):
+        file = where.parent / entry["file"]
+        if not file.is_file() or file_digest(file) != entry["sha256"]:
             raise EditError(f"{where}: replaced weights {file} missing or changed since the edit was saved")
         tensors = load_file(str(file))
+        if not all(bool(torch.isfinite(t).all()) for t in tensors.values() if t.is_floating_point()):
+            raise EditError(f"{where}: replaced weights {file} hold NaN or infinite values")
         edited = edited.with_weights({module: {key[len(module) + 1:]: value for key, value in tensors.items()
-                                               if key.startswith(module + ".")} for module in entry.get("modules", [])})
+                                               if key.startswith(module + ".")} for module in entry["modules"]})
     edited.name = f"edit:{path}"
     return edited
-

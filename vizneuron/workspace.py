@@ -108,10 +108,12 @@ class Workspace:
                                  "use the library or CLI for it")
         checked = spec.with_files(self.resolve)
         if checked.source == "edit":  # what the edit names is held to the same rules
-            _, base, saes = read_edit_file(checked.name)
+            content, base, saes = read_edit_file(checked.name)
             self.check_spec(base)
             for file in saes.values():
                 self.resolve(file)
+            if content.get("weights"):  # a replaced head's weights, beside the edit file
+                self.resolve(Path(checked.name).parent / content["weights"]["file"])
         return checked
 
     def session_dir(self, session: str | None = None) -> Path:
