@@ -96,6 +96,7 @@ def kit(tmp_path_factory) -> Path:
     for name, change in bad_edits.items():
         (kit / name).write_text(json.dumps({**edit_base, **change}))
     (kit / "nan_edit.json").write_text(json.dumps(edit_base).replace('"value": 0}', '"value": NaN}'))
+    (kit / "zero_bytes.npy").write_bytes(b"")
     (kit / "evil_module.py").write_text("raise SystemExit('ran code from an edit file')\n")
     return kit
 
@@ -203,6 +204,19 @@ CASES = [
     ("edit file not json", ["layers", "edit:{kit}/garbage.sqlite"], ["not readable json"]),
     ("edit file missing", ["layers", "edit:{kit}/nope.json"], ["not found"]),
     ("edit file names a tampered sae", ["layers", "edit:{kit}/tampered_edit.json"], ["changed since"]),
+    ("direction file empty", R + ["--units", "layer3:dir={kit}/zero_bytes.npy"], ["zero_bytes.npy", "numeric .npy"]),
+    ("shift top 0", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept", f"cue={CATS}",
+                     "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--top", "0", "--steps", "0", "--out", "{out}"],
+     ["top", "at least 1"]),
+    ("mine a hundred million shards", ["mine", "default", "--layers", "layer3", "--data",
+                                       "{kit}/wds/good-{0..99999999}.tar"], ["more than 100,000 shards"]),
+    ("sae extract nested braces", ["sae", "extract", "default", "--layer", "layer3", "--data",
+                                   "{kit}/w-{0..{0..9}9}.tar", "--out", "{out}/rows"], ["nested"]),
+    ("sae train six ranges", ["sae", "train", "default", "--layer", "layer3", "--data",
+                              "{kit}/w-{0..9}{0..9}{0..9}{0..9}{0..9}{0..9}.tar", "--out", "{out}/s.safetensors"],
+     ["more than 100,000 shards"]),
+    ("sae extract batches per file 0", ["sae", "extract", "default", "--layer", "layer3", "--data", str(CATS),
+                                        "--batches-per-file", "0", "--out", "{out}/rows"], ["batches-per-file"]),
     ("edit file runs code", ["layers", "edit:{kit}/python_edit.json"], ["runs code", "run_code"]),
     ("edit file names itself", ["layers", "edit:{kit}/self_edit.json"], ["another edit"]),
     ("edit file of a million units", ["layers", "edit:{kit}/huge_edit.json"], ["at most 65,536"]),

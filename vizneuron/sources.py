@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
+import itertools
 import re
 import tarfile
 from collections.abc import Sequence
@@ -167,18 +168,37 @@ class TorchvisionSource(ImageSource):
 SHARD_LABELS = (".cls", ".txt")  # WebDataset members that hold an image's label
 
 
+SHARD_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
+MAX_SHARDS = 100_000  # shards one pattern may name: counted before anything is expanded
+
+
 def expand_shards(pattern: str) -> list[Path]:
-    """`shards/train-{0000..0099}.tar` -> the 100 paths, zero padding kept (WebDataset's notation);
-    a pattern without braces is one shard."""
-    match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
-    if match is None:
+    """`shards/train-{0000..0099}.tar` -> the 100 paths, zero padding kept (WebDataset's notation;
+    several ranges multiply); a pattern without braces is one shard. The count is worked out from
+    the ranges first, and a pattern naming more than MAX_SHARDS shards, or with nested or listed
+    braces, is refused before anything is expanded."""
+    ranges = list(SHARD_RANGE.finditer(pattern))
+    if not ranges:
+        if "{" in pattern or "}" in pattern:
+            raise VizneuronError(f"{pattern!r}: shard patterns take ranges like {{0000..0099}} only")
         return [Path(pattern).expanduser()]
-    first, last = match.group(1), match.group(2)
-    if int(first) > int(last):
-        raise VizneuronError(f"shard range {match.group(0)} in {pattern!r} is empty")
-    width = len(first)
-    return [path for n in range(int(first), int(last) + 1)
-            for path in expand_shards(pattern[: match.start()] + f"{n:0{width}d}" + pattern[match.end():])]
+    if "{" in SHARD_RANGE.sub("", pattern) or "}" in SHARD_RANGE.sub("", pattern):
+        raise VizneuronError(f"{pattern!r}: shard patterns take ranges like {{0000..0099}} side by side, "
+                             "not nested or listed braces")
+    count = 1
+    for match in ranges:
+        first, last = int(match.group(1)), int(match.group(2))
+        if first > last:
+            raise VizneuronError(f"shard range {match.group(0)} in {pattern!r} is empty")
+        count *= last - first + 1
+        if count > MAX_SHARDS:
+            raise VizneuronError(f"{pattern!r} names more than {MAX_SHARDS:,} shards: name fewer (several "
+                                 "smaller patterns, one job each)")
+    pieces = [pattern[start:end] for start, end in
+              zip([0] + [m.end() for m in ranges], [m.start() for m in ranges] + [len(pattern)])]
+    numbers = [[f"{n:0{len(m.group(1))}d}" for n in range(int(m.group(1)), int(m.group(2)) + 1)] for m in ranges]
+    return [Path("".join(piece + number for piece, number in zip(pieces, (*chosen, "")))).expanduser()
+            for chosen in itertools.product(*numbers)]
 
 
 def shard_key(member: str) -> tuple[str, str]:

@@ -288,7 +288,7 @@ def _direction(layer: str, path_text: str, channels: int | None) -> Unit:
         raise UnitError(f"direction file {path} not found")
     try:
         vector = np.load(path, allow_pickle=False).astype(np.float32).reshape(-1)
-    except (ValueError, OSError, TypeError) as err:  # pickled, truncated, not .npy, not numbers
+    except (ValueError, OSError, TypeError, EOFError) as err:  # pickled, truncated, empty, not .npy, not numbers
         raise UnitError(f"direction file {path} is not a plain numeric .npy array ({err})") from None
     if vector.shape[0] != channels:
         raise UnitError(f"direction {path} has {vector.shape[0]} values but {layer} has {channels} channels")

@@ -217,6 +217,8 @@ def probe_units(model: Model, units: str | Sequence[str | Unit], concepts: dict[
     """Verdicts for many units from one pass over the concept images (e.g. `"layer3:*"`), with a
     tqdm bar (`progress`) and/or `on_progress(images done, images in all)`."""
     unit_list = parse_units(units, model)
+    if not unit_list:
+        raise VizneuronError("no units to probe: name at least one")
     sources = _concept_sources(concepts)
     penultimate = penultimate_layer(model)
     total, done = sum(len(s) for s in sources.values()), 0

@@ -92,6 +92,8 @@ def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *,
     manifest entry naming it appear together or not at all); other settings in the same folder are
     refused. `engine="ray"` (or a `RayEngine`) computes the files on Ray actors; the driver writes
     them, byte-identical to a local run's."""
+    if batches_per_file < 1:
+        raise VizneuronError(f"batches per file must be at least 1, not {batches_per_file} (--batches-per-file)")
     ray = as_engine(engine)
     if ray:
         ray.start()

@@ -310,6 +310,8 @@ def rank(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, conc
     (default: every unit that helps, i.e. with a positive attribution), judge each with the probe
     against `concepts`, and propose those a concept in `ignore` (by default the concepts that are
     not class names) moves more than the task's concepts do (`_cue_driven`). Nothing is edited."""
+    if top is not None and top < 1:
+        raise ShiftError(f"top must be at least 1 (the units to judge, best first), not {top}")
     ignore = list(ignore) if ignore is not None else [c for c in concepts if model.class_index(c) is None]
     if not ignore or any(c not in concepts for c in ignore):
         raise ShiftError("name the concept(s) the classifier should ignore (ignore=...), among the concepts given "
@@ -319,7 +321,7 @@ def rank(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, conc
     units = parse_units(spec, model, {SAE_NAME: loaded} if loaded is not None else None)
     scores = attributions(model, units, data, batch_size=batch_size, max_images=max_images)
     ranked = [i for i in scores.argsort(descending=True)[:top].tolist() if top is not None or scores[i] > 0]
-    reports = probe_units(model, [units[i] for i in ranked], concepts, batch_size=batch_size)
+    reports = probe_units(model, [units[i] for i in ranked], concepts, batch_size=batch_size) if ranked else []
     candidates = []
     for i, report in zip(ranked, reports):
         best = max(report.evidence, key=lambda e: e.z)
