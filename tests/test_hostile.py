@@ -319,14 +319,24 @@ def test_probe_warns_when_a_concept_is_too_small(kit, tmp_path, capsys):
 
 
 def test_written_files_follow_the_umask(tmp_path):
-    """Galleries are meant to be served: files get the permissions a plain open() gives, not 0600."""
+    """Galleries are meant to be served and SAEs, activation rows and edits to be shared: files get
+    the permissions a plain open() gives, not the 0600 safetensors would create them with."""
+    import vizneuron as vz
+    from vizneuron.sae.data import extract_activations
+
     old = os.umask(0o022)
     try:
         assert main(R + ["--out", str(tmp_path / "g")]) == 0
+        _sae("layer3").save(tmp_path / "s" / "sae.safetensors")
+        extract_activations(load_model("default"), "layer3", CATS, tmp_path / "rows", batches_per_file=1,
+                            progress=False)
+        vz.edit("default", ["layer3:1"]).with_weights({"fc": {"weight": torch.zeros(10, 128),
+                                                              "bias": torch.zeros(10)}}).save(tmp_path / "e" / "x.json")
     finally:
         os.umask(old)
-    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "g").iterdir()}
-    assert modes and set(modes.values()) == {0o644}, modes
+    modes = {p.relative_to(tmp_path): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*") if p.is_file()}
+    assert len(modes) > 8 and any(p.suffix == ".safetensors" for p in modes), modes
+    assert set(modes.values()) == {0o644}, modes
 
 
 def _mount_tmpfs(where: Path, options: str) -> None:
@@ -398,3 +408,32 @@ def test_files_that_do_not_fit_are_messages_and_a_damaged_cache_entry_is_redone(
     with pytest.warns(UserWarning, match="damaged"):
         again = cache.render(model, "layer3:0", steps=2)
     assert torch.equal(again.images, first.images) and cache.get(model, "layer3:0", steps=2) is not None
+
+
+def test_sae_extract_and_train_on_a_full_disk_or_damaged_rows_say_so(tmp_path, capsys):
+    """A full disk during `sae extract` or under `sae train`'s checkpoint, and a rows file cut short:
+    one line each, no traceback, no temporary file left behind."""
+    rows = tmp_path / "rows"
+    argv = ["sae", "extract", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--batches-per-file", "1",
+            "--quiet", "--out"]
+    assert main(argv + [str(rows)]) == 0
+    first = sorted(rows.glob("rows-*.safetensors"))[0]
+    first.write_bytes(first.read_bytes()[:200])
+    train = ["sae", "train", "default", "--layer", "layer3", "--data", str(rows), "--quiet", "--out"]
+    assert main(train + [str(tmp_path / "s.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and first.name in err and "Traceback" not in err, err
+    small = tmp_path / "small"
+    _mount_tmpfs(small, "size=1m")
+    try:
+        (small / "filler").write_bytes(b"\0" * (2**20 - 64 * 1024))
+        assert main(argv + [str(small / "rows")]) == 2
+        err = capsys.readouterr().err
+        assert "no space left" in err and "Traceback" not in err, err
+        assert main(["sae", "train", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--quiet",
+                     "--out", str(small / "s.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert "no space left" in err and "Traceback" not in err, err
+        assert not [p.name for p in small.rglob(".*")], "temporary files left behind"
+    finally:
+        subprocess.run(["umount", "-l", str(small)])

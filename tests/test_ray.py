@@ -191,8 +191,9 @@ def test_missing_ray_and_an_unreachable_cluster_say_what_to_do(monkeypatch, tmp_
     assert out.startswith("EngineError cannot reach a Ray cluster at 127.0.0.1:9") and "ray start --head" in out
     assert time.time() - started < 60
     for address, says in (("not-an-address", "must look like HOST:PORT"), ("127.0.0.1:9", "cannot reach")):
-        bad = subprocess.run(["vizneuron", "mine", "default", "--layers", "layer3", "--data", str(SAMPLE_DIR),
-                              "--engine", "ray", "--address", address, "--index", "unused.sqlite"],
+        bad = subprocess.run([sys.executable, "-m", "vizneuron.cli", "mine", "default", "--layers", "layer3",
+                              "--data", str(SAMPLE_DIR), "--engine", "ray", "--address", address,
+                              "--index", "unused.sqlite"],
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr
     assert not list(tmp_path.iterdir())  # nothing half-made
@@ -210,9 +211,10 @@ def test_a_render_on_ray_writes_the_gallery_of_the_local_render_byte_for_byte(tm
     assert [u.name for u in on_ray.units] == [f"layer3:{c}" for c in range(6)]
     address = local_ray.get_runtime_context().gcs_address
     for name, engine in (("local", []), ("ray", ["--engine", "ray", "--address", address, "--actors", "2"])):
-        subprocess.run(["vizneuron", "render", "default", "--units", "layer3:0-3", "--samples", "2", "--steps", "32",
-                        "--batch", "2", "--diversity-layer", "layer2", "--out", str(tmp_path / name), "--quiet",
-                        *engine], check=True, capture_output=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "vizneuron.cli", "render", "default", "--units", "layer3:0-3",
+                        "--samples", "2", "--steps", "32", "--batch", "2", "--diversity-layer", "layer2",
+                        "--out", str(tmp_path / name), "--quiet", *engine],
+                       check=True, capture_output=True, timeout=300)
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*") if p.is_file())
     assert len(files) >= 5
     for path in files:

@@ -281,7 +281,7 @@ def test_extracted_activations_resume_and_feed_training(tmp_path, monkeypatch):
     model = load_model("default")
     expected = torch.cat(list(layer_activations(model, "layer2", SAMPLE_DIR, batch_size=32)))
     calls = {"n": 0}
-    real = sae_data.save_file
+    real = sae_data.save_tensors
 
     def dies_on_the_third_file(*args, **kwargs):
         calls["n"] += 1
@@ -289,11 +289,11 @@ def test_extracted_activations_resume_and_feed_training(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sae_data, "save_file", dies_on_the_third_file)
+    monkeypatch.setattr(sae_data, "save_tensors", dies_on_the_third_file)
     with pytest.raises(KeyboardInterrupt):
         extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "acts", batch_size=32, batches_per_file=3,
                             progress=False)
-    monkeypatch.setattr(sae_data, "save_file", real)
+    monkeypatch.setattr(sae_data, "save_tensors", real)
     assert not ActivationFolder(tmp_path / "acts").complete
     with pytest.raises(ValueError, match="unfinished"):
         train_layer_saes(model, ["layer2"], tmp_path / "acts")

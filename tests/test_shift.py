@@ -136,7 +136,7 @@ def test_app_workspace_holds_an_edit_file_to_its_rules(tmp_path):
     (tmp_path / "root").mkdir()
     bad = tmp_path / "root" / "bad.json"
     bad.write_text(json.dumps({"vizneuron_edit": 1, "model": "python:os:getcwd", "saes": {}, "ablate": []}))
-    with pytest.raises(PathNotAllowed, match="runs arbitrary code"):
+    with pytest.raises(vz.EditError, match="imports and runs code"):  # refused as data, before the sandbox
         ws.check_spec(f"edit:{bad}")
     outside = tmp_path / "root" / "outside.json"
     outside.write_text(json.dumps({"vizneuron_edit": 1, "model": "default", "ablate": [],

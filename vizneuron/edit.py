@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 
 from .ablate import hold
 from .choices import MODES
@@ -155,7 +156,7 @@ class EditedModel(Model):
                 extra = path.with_suffix(".weights.safetensors")
                 tensors = {f"{module}.{key}": value.detach().cpu().contiguous()
                            for module, state in self.weights.items() for key, value in state.items()}
-                save_file(tensors, str(extra))
+                write_atomic(extra, save_tensors(tensors))
                 content["weights"] = {"file": extra.name, "sha256": file_digest(extra), "modules": list(self.weights)}
             write_atomic(path, (json.dumps(content, indent=1) + "\n").encode())
         except OSError as err:

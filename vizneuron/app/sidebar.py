@@ -42,7 +42,7 @@ def pick_model(ws: Workspace) -> Loaded | None:
     try:
         return load(str(ws.check_spec(spec)))
     except EXPECTED as err:
-        fail(bar, f"Cannot load model {spec!r}", err)
+        fail(bar, f"Cannot load model '{spec}'", err)  # the spec as typed, never its repr
         return None
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from tqdm import tqdm
 
 from ..distributed import Job, RayEngine, as_engine
@@ -121,7 +122,7 @@ def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *,
         results = ((blocks[i], rows) for i, rows in pool.run(job, blocks)) if pool else job.blocks(blocks)
         for block, rows in results:
             name = _file_name(block[0] // batches_per_file)
-            save_file({"rows": rows.contiguous()}, str(out / name))
+            write_atomic(out / name, save_tensors({"rows": rows.contiguous()}))
             manifest["files"] = sorted([f for f in manifest["files"] if f["file"] != name]
                                        + [{"file": name, "rows": len(rows)}], key=lambda entry: entry["file"])
             write_atomic(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import nn
 
 from ..imageio import write_atomic
@@ -141,9 +142,8 @@ class SAE(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         config = json.dumps(asdict(self.config), indent=1)
         tensors = {n: p.detach().cpu().contiguous() for n, p in self.state_dict().items()}
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp), metadata={"vizneuron_sae": config, CHECKSUM: _checksum(config, tensors)})
-        tmp.replace(path)
+        write_atomic(path, save_tensors(tensors, metadata={"vizneuron_sae": config,
+                                                           CHECKSUM: _checksum(config, tensors)}))
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
 
 

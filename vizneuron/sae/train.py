@@ -7,6 +7,7 @@ reaches them and pulls them back towards the data.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import VizneuronError
+from ..imageio import write_atomic
 from ..models.base import Model
 from ..sources import as_source
 from .config import THRESHOLDED, SAETrainConfig
@@ -291,12 +293,13 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
                      identity: dict[str, Any], monitor: Plateau, l0_mean: float) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """The training state, serialised in memory and written atomically (a full disk is an OSError and
+    leaves the previous checkpoint and no temporary file)."""
+    buffer = io.BytesIO()
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
                 "step": step, "settings": identity, "monitor": monitor.state(),
-                "l0_mean": l0_mean}, tmp)
-    tmp.replace(path)
+                "l0_mean": l0_mean}, buffer)
+    write_atomic(Path(path), buffer.getvalue())
 
 
 def train_layer_sae(model: Model, layer: str, data: Any, config: SAETrainConfig | None = None, **options: Any) -> SAE:
