@@ -30,6 +30,7 @@ from safetensors.torch import save as save_tensors
 from .ablate import hold
 from .choices import MODES
 from .errors import VizneuronError
+from .files import readable
 from .imageio import write_atomic
 from .models.base import Model, weights_digest
 from .models.registry import ModelSpec, load_model
@@ -231,7 +232,7 @@ def read_edit_file(path: str | Path, run_code: bool = False) -> tuple[dict[str, 
     base model spec and its SAE files (paths as they resolve), so a server can check what loading it
     would read before it does. Edit files are shared as data: a base that runs code (`python:`) is
     refused unless `run_code`, and a base that is itself an edit is refused."""
-    where = Path(path)
+    where = readable(path, "edit file")
     try:
         spec = json.loads(where.read_text())
     except FileNotFoundError:
@@ -244,7 +245,7 @@ def read_edit_file(path: str | Path, run_code: bool = False) -> tuple[dict[str, 
     files = {}
     for name, entry in (spec.get("saes") or {}).items():
         file = Path(entry["file"])
-        files[name] = file if file.is_absolute() else where.parent / file
+        files[name] = readable(file if file.is_absolute() else where.parent / file, "SAE file")
     return spec, str(spec.get("model", "default")), files
 
 
@@ -305,7 +306,7 @@ def _repeated(names: Sequence[str]) -> str | None:
 def load_edit(path: str, options: dict[str, str] | None = None) -> EditedModel:
     """Read an edit file (see `EditedModel.save`), checked whole first, then its SAE files and replaced
     weights against the digests it was saved with. `edit:PATH?run_code=yes` allows a `python:` base."""
-    where = Path(path)
+    where = readable(path, "edit file")
     run_code = (options or {}).get("run_code", "no").lower() in ("yes", "true", "1")
     spec, base, files = read_edit_file(where, run_code)
     saes = {}
@@ -321,7 +322,7 @@ def load_edit(path: str, options: dict[str, str] | None = None) -> EditedModel:
     edited = edit(base, ablate, mode=spec.get("mode", "zero"), saes=saes, values=values)
     if spec.get("weights"):
         entry = spec["weights"]
-        file = where.parent / entry["file"]
+        file = readable(where.parent / entry["file"], "replaced weights")
         if not file.is_file() or file_digest(file) != entry["sha256"]:
             raise EditError(f"{where}: replaced weights {file} missing or changed since the edit was saved")
         tensors = load_file(str(file))

@@ -14,12 +14,12 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import VizneuronError
+from .files import readable
 from .models.base import OUTPUT_LAYER, PLAIN, LayerError, Model, TokenLayout
 from .sae.model import SAE, SAEError, load_sae
 
@@ -217,7 +217,8 @@ def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Mo
     name, transfer = (sae_ref[: -len(TRANSFER)], True) if sae_ref.endswith(TRANSFER) else (sae_ref, False)
     sae = saes.get(name)
     if sae is None:
-        path = next((p for p in (Path(name), Path(name + ".safetensors")) if p.is_file()), None)
+        path = next((p for p in (readable(name, "SAE file"), readable(name + ".safetensors", "SAE file"))
+                     if p.is_file()), None)
         if path is None:
             known = f"; given: {', '.join(saes)}" if saes else ""
             raise UnitError(f"{spec!r}: no SAE named {name!r} (neither given nor a file){known}")
@@ -283,7 +284,7 @@ def _channel(c: int, channels: int | None, layer: str) -> int:
 
 
 def _direction(layer: str, path_text: str, channels: int | None) -> Unit:
-    path = Path(path_text)
+    path = readable(path_text, "direction file")
     if not path.exists():
         raise UnitError(f"direction file {path} not found")
     try:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 from .edit import read_edit_file
 from .errors import VizneuronError
+from .files import FileAccess
 from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
+from .models.default import WEIGHTS_DIR
 from .samples import SAMPLE_DIR
 from .sources import ImageSource, as_source
 
@@ -66,8 +68,14 @@ class Workspace:
 
     @property
     def readable(self) -> list[Path]:
-        """home, the roots, and the image sample bundled with vizneuron"""
-        return [self.home, *self.roots, SAMPLE_DIR]
+        """home, the roots, and the image sample and model weights bundled with vizneuron"""
+        return [self.home, *self.roots, SAMPLE_DIR, WEIGHTS_DIR]
+
+    def access(self) -> FileAccess:
+        """The file access the app's jobs run under (`vizneuron.files.using`): every file a loader
+        opens must be inside `readable` (symlinks resolved, relative paths against the first root,
+        never the process's working folder), and downloaded weights go to home's `downloads`."""
+        return WorkspaceAccess(self)
 
     @property
     def sae_folders(self) -> list[Path]:
@@ -165,3 +173,17 @@ class Workspace:
                 path.unlink()
                 raise UploadRejected(f"{base}: {err}") from None
         return path
+
+
+class WorkspaceAccess(FileAccess):
+    """`FileAccess` inside a workspace: what `Workspace.resolve` allows, nothing else."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.downloads = workspace.home / "downloads"
+
+    def read(self, path: Path, what: str) -> Path:
+        try:
+            return self.workspace.resolve(path, must_exist=False)
+        except PathNotAllowed as err:
+            raise PathNotAllowed(f"{what} {err}") from None

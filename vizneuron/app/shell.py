@@ -10,6 +10,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from vizneuron.errors import EXPECTED
+from vizneuron.files import using
 from vizneuron.units import parse_unit
 from vizneuron.workspace import Workspace
 
@@ -29,9 +30,15 @@ UNIT_VIEWS = ("Neuron",)  # views about the unit picked in the sidebar; the othe
 
 
 def main(argv: list[str] | None = None) -> None:
-    """One rerun of the app: `argv` (default: the script's) gives --root/--home, as the environment can."""
+    """One rerun of the app: `argv` (default: the script's) gives --root/--home, as the environment can.
+    Every file any job of the rerun opens goes through the workspace's file access."""
     st.set_page_config(page_title="vizneuron", layout="wide")
     ws = workspace(*Workspace.settings(sys.argv[1:] if argv is None else argv, os.environ))
+    with using(ws.access()):
+        rerun(ws)
+
+
+def rerun(ws: Workspace) -> None:
     loaded = pick_model(ws)
     if loaded is None:
         st.title("vizneuron")

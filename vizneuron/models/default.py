@@ -51,10 +51,10 @@ def load_default(name: str = "", options: dict[str, str] | None = None) -> Model
     bundled = BUNDLED[name]
     module = CifarNet(bundled.widths, len(bundled.classes))
     weights = options.get("weights", str(WEIGHTS_DIR / f"{bundled.weights}.safetensors"))
-    if weights != "none":
-        if not Path(weights).exists():
-            raise WeightsUnavailable(f"bundled weights missing at {weights}; reinstall vizneuron or run "
-                                     "scripts/train_default_model.py")
+    if "weights" not in options and not Path(weights).exists():
+        raise WeightsUnavailable(f"bundled weights missing at {weights}; reinstall vizneuron or run "
+                                 "scripts/train_default_model.py")
+    if weights != "none":  # a file of the user's is found (or not) through the file access
         load_weights(module, load_state_dict(weights), weights)
     return Model(module, name="default" + (f":{name}" if name else ""),
                  inputs=InputConfig((32, 32), CIFAR_MEAN, CIFAR_STD, labels=bundled.classes))

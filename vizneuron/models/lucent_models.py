@@ -6,13 +6,11 @@ The weights file is fetched with torch.hub's downloader into its cache, then rea
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch.hub
 
 from ..errors import MissingDependency, VizneuronError
 from .base import InputConfig, Model
-from .weights import download_errors, load_state_dict, load_weights
+from .weights import download_dir, download_errors, load_state_dict, load_weights
 
 
 def load_lucent(name: str, options: dict[str, str]) -> Model:
@@ -27,7 +25,7 @@ def load_lucent(name: str, options: dict[str, str]) -> Model:
     choice = options.get("weights", "default")
     if choice == "default":
         url = model_urls["inceptionv1"]
-        target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        target = download_dir() / "checkpoints" / url.rsplit("/", 1)[-1]
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             with download_errors("lucent inceptionv1", "lucent:inceptionv1?weights=/path/to/inception5h.pth"):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VizneuronError
+from ..files import readable
 from .base import InputConfig, Model
 
 _ACTIVATIONS = {0: None, 1: "relu", 2: "relu_n1_to_1", 3: "relu6", 4: "tanh"}
@@ -265,7 +266,7 @@ def _layer_names(graph, ops: list) -> list[str]:
 
 
 def load_tflite(path: str, options: dict[str, str]) -> Model:
-    file = Path(path).expanduser()
+    file = readable(path, "TFLite model")
     if not file.exists():
         raise FileNotFoundError(f"TFLite file {file} not found")
     data = file.read_bytes()
@@ -274,7 +275,7 @@ def load_tflite(path: str, options: dict[str, str]) -> Model:
         raise TFLiteError(f"{file.name} is not a TFLite model (no TFL3 identifier{empty})")
     try:
         return _import(path, file, data, options)
-    except TFLiteError:
+    except VizneuronError:  # the file's own errors, and a labels file the file access refuses
         raise
     except (struct.error, IndexError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as err:
         raise TFLiteError(f"{file.name} is truncated or damaged: its graph cannot be read ({type(err).__name__}: "
@@ -338,7 +339,7 @@ def _input_normalisation(tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _labels(file: Path, options: dict[str, str]) -> list[str] | None:
     """`labels=FILE` (must exist), else an imagenet_labels.txt beside the model, if there is one."""
-    path = Path(options["labels"]) if "labels" in options else file.parent / "imagenet_labels.txt"
+    path = readable(options["labels"] if "labels" in options else file.parent / "imagenet_labels.txt", "labels file")
     if not path.is_file():
         if "labels" in options:
             raise FileNotFoundError(f"labels file {path} not found")

@@ -9,7 +9,7 @@ import difflib
 
 from ..errors import VizneuronError
 from .base import InputConfig, Model, TokenLayout
-from .weights import download_errors, load_state_dict, load_weights
+from .weights import download_dir, download_errors, load_state_dict, load_weights
 
 
 def load_timm(name: str, options: dict[str, str]) -> Model:
@@ -23,7 +23,7 @@ def load_timm(name: str, options: dict[str, str]) -> Model:
         choice = "none"
     hint = f"timm:{name}?weights=/path/to/model.safetensors"
     with download_errors(f"timm {name}", hint):
-        module = timm.create_model(name, pretrained=choice == "default")
+        module = timm.create_model(name, pretrained=choice == "default", cache_dir=download_dir())
     if choice not in ("default", "none"):  # anything else names a weights file
         load_weights(module, load_state_dict(choice), choice)
     cfg = module.pretrained_cfg or {}

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..errors import VizneuronError
+from ..files import current, readable
 
 
 class WeightsUnavailable(VizneuronError, RuntimeError):
@@ -19,7 +20,7 @@ class WeightsUnavailable(VizneuronError, RuntimeError):
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
-    path = Path(path).expanduser()
+    path = readable(path, "weights file")
     if not path.exists():
         raise WeightsUnavailable(f"weights file {path} not found")
     if path.suffix == ".safetensors":
@@ -50,11 +51,33 @@ def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], source
                                  f"{' '.join(line.strip() for line in first[:3])[:400]}") from None
 
 
+def download_dir() -> Path:
+    """Where downloaded weights are kept: the file access's `downloads` folder, else torch's hub."""
+    folder = current().downloads
+    return Path(folder) if folder is not None else Path(torch.hub.get_dir())
+
+
 @contextmanager
-def download_errors(what: str, spec_hint: str) -> Iterator[None]:
-    """Turn a failed download (no network, proxy, HTTP error) into one readable error."""
+def _hub_in_download_dir() -> Iterator[None]:
+    """torch.hub's own downloads (torchvision's weights) into `download_dir()` for the block."""
+    if current().downloads is None:
+        yield
+        return
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(download_dir()))
     try:
         yield
+    finally:
+        torch.hub.set_dir(previous)
+
+
+@contextmanager
+def download_errors(what: str, spec_hint: str) -> Iterator[None]:
+    """Turn a failed download (no network, proxy, HTTP error) into one readable error; downloads
+    go to `download_dir()`."""
+    try:
+        with _hub_in_download_dir():
+            yield
     except WeightsUnavailable:
         raise
     except Exception as err:

@@ -32,6 +32,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from torch import nn
 
+from ..errors import VizneuronError
+from ..files import readable
 from ..imageio import write_atomic
 from ..redirect import redirect_gradient
 from .config import KINDS, THRESHOLDED, SAEConfig, SAEError
@@ -223,14 +225,14 @@ def _read_metadata(path: Path) -> tuple[dict[str, str], SAEConfig]:
 
 def read_sae_config(path: str | Path) -> SAEConfig:
     """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
-    return _read_metadata(Path(path))[1]
+    return _read_metadata(readable(path, "SAE file"))[1]
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
     """An SAE saved by `SAE.save`, refused if its config or weights were changed after saving (the
     checksum in the file), if the JSON beside it disagrees with the file's own config, or if its
     width is not `d_in` (the layer's, when given)."""
-    path = Path(path)
+    path = readable(path, "SAE file")
     meta, config = _read_metadata(path)
     if d_in is not None and config.d_in != d_in:
         raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model} {config.layer}); "
@@ -242,7 +244,7 @@ def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
     if CHECKSUM in meta and meta[CHECKSUM] != _checksum(meta["vizneuron_sae"], tensors):
         raise SAEError(f"{path} was modified after it was saved (its checksum does not match its config and "
                        "weights): retrain it, or restore the original file")
-    sidecar = path.with_suffix(".json")
+    sidecar = readable(path.with_suffix(".json"), "SAE config")
     if sidecar.is_file():
         try:
             beside = SAEConfig.from_dict(json.loads(sidecar.read_text()))
@@ -268,8 +270,8 @@ def find_saes(folders: list[Path], layer: str, d_in: int) -> dict[str, Path]:
     for folder in map(Path, folders):
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
-                config = read_sae_config(path)
-            except SAEError:
+                config = read_sae_config(path)  # a file the access refuses (a symlink out) is passed over too
+            except VizneuronError:
                 continue
             if config.layer == layer and config.d_in == d_in:
                 found.setdefault(path.stem, path)
