@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from vizneuron.mine import ExampleIndex, mine
 from vizneuron.models import load_model
 from vizneuron.sae.model import SAE, SAEConfig
 from vizneuron.samples import SAMPLE_DIR
+from vizneuron.sources import write_shards
 
 from tflite_writer import small_classifier
 
@@ -97,6 +99,19 @@ def kit(tmp_path_factory) -> Path:
         (kit / name).write_text(json.dumps({**edit_base, **change}))
     (kit / "nan_edit.json").write_text(json.dumps(edit_base).replace('"value": 0}', '"value": NaN}'))
     (kit / "zero_bytes.npy").write_bytes(b"")
+    (kit / "no_images").mkdir()
+    (kit / "oneclass" / "cat").mkdir(parents=True)
+    for name in ("0000.jpg", "0001.jpg", "0002.jpg"):
+        (kit / "oneclass" / "cat" / name).write_bytes((CATS / name).read_bytes())
+    (shard,) = write_shards(SAMPLE_DIR / "dog", kit / "wds", per_shard=1000, prefix="dogs")
+    whole = shard.read_bytes()
+    (kit / "wds" / "cut-000000.tar").write_bytes(whole[: len(whole) // 2 + 100])  # mid-member
+    with tarfile.open(shard) as tar:  # at a member boundary: the first ten images' members, whole
+        boundary = tar.getmembers()[20].offset
+    (kit / "wds" / "boundary-000000.tar").write_bytes(whole[:boundary])
+    (kit / "label.txt").write_text("cat")
+    with tarfile.open(kit / "wds" / "labels-000000.tar", "w") as tar:  # labels, no images
+        tar.add(kit / "label.txt", arcname="0000.txt")
     (kit / "evil_module.py").write_text("raise SystemExit('ran code from an edit file')\n")
     return kit
 
@@ -204,6 +219,20 @@ CASES = [
     ("edit file not json", ["layers", "edit:{kit}/garbage.sqlite"], ["not readable json"]),
     ("edit file missing", ["layers", "edit:{kit}/nope.json"], ["not found"]),
     ("edit file names a tampered sae", ["layers", "edit:{kit}/tampered_edit.json"], ["changed since"]),
+    ("mine a shard cut mid-member", ["mine", "default", "--layers", "layer3", "--data",
+                                     "{kit}/wds/cut-{000000..000000}.tar", "--index", "{out}/i.sqlite"], ["cut short"]),
+    ("mine a shard cut at a member", ["mine", "default", "--layers", "layer3", "--data",
+                                      "{kit}/wds/boundary-000000.tar", "--index", "{out}/i.sqlite"], ["cut short"]),
+    ("mine shards without images", ["mine", "default", "--layers", "layer3", "--data",
+                                    "{kit}/wds/labels-000000.tar", "--index", "{out}/i.sqlite"], ["no images"]),
+    ("shift of one class", ["shift", "default", "--layer", "layer3", "--data", "{kit}/oneclass", "--concept",
+                            f"cue={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--steps", "0", "--out", "{out}"],
+     ["one class", "cat"]),
+    ("shift empty test folder", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept",
+                                 f"cue={CATS}", "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--test", "{kit}/no_images",
+                                 "--out", "{out}"], ["no image files"]),
+    ("circuit steps negative", ["circuit", "default", "layer3:0", "--upstream", "layer2", "--steps", "-1",
+                                "--out", "{out}"], ["steps"]),
     ("direction file empty", R + ["--units", "layer3:dir={kit}/zero_bytes.npy"], ["zero_bytes.npy", "numeric .npy"]),
     ("shift top 0", ["shift", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--concept", f"cue={CATS}",
                      "--concept", f"dog={SAMPLE_DIR / 'dog'}", "--top", "0", "--steps", "0", "--out", "{out}"],

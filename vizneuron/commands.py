@@ -259,6 +259,7 @@ def cmd_atlas(args: argparse.Namespace) -> None:
 
 
 def cmd_circuit(args: argparse.Namespace) -> None:
+    pictures = RenderConfig(steps=args.steps, samples=1) if args.steps else None  # checked before any work
     model = load_model(args.model, device=args.device)
     writable_folder(args.out)
     saes = {name: load_sae(path) for name, path in parse_named_paths(args.sae).items()}
@@ -269,8 +270,8 @@ def cmd_circuit(args: argparse.Namespace) -> None:
     found = circuit(model, args.unit, upstream=args.upstream, downstream=args.downstream, data=args.data or SAMPLE_DIR,
                     index=index, k=args.k, examples=args.examples, concepts=concepts, saes=saes)
     names = [found.unit] + [e.unit for e in found.edges]
-    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
-                                     progress=not args.quiet).images)) if args.steps else {}
+    renders = dict(zip(names, render(model, names, pictures, saes=saes, progress=not args.quiet).images)) \
+        if pictures else {}
     mined = set(index.units()) if index is not None else set()
     examples = {name: [index.crop(e) for e in index.examples(name, k=4)] for name in names if name in mined}
     kernels, why = (expanded_weights(model, args.unit, args.upstream, saes=saes) if args.upstream
@@ -294,6 +295,7 @@ def _units_list(text: str | None) -> list[str]:
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
+    pictures = RenderConfig(steps=args.steps, samples=1) if args.steps else None  # checked before any work
     model = load_model(args.model, device=args.device)
     writable_folder(args.out)
     concepts = parse_named_paths(args.concept)
@@ -303,8 +305,8 @@ def cmd_shift(args: argparse.Namespace) -> None:
                    cuefree=args.cuefree, retrain=not args.no_retrain, max_images=args.max_images)
     saes = {SAE_NAME: load_sae(args.sae)} if args.sae else {}
     names = [c.unit for c in result.candidates]
-    renders = dict(zip(names, render(model, names, saes=saes, steps=args.steps, samples=1,
-                                     progress=not args.quiet).images)) if args.steps and names else {}
+    renders = dict(zip(names, render(model, names, pictures, saes=saes, progress=not args.quiet).images)) \
+        if pictures and names else {}
     page = write_shift(result, args.out, renders)
     print(f"{result.layer} ({result.units}): {len(result.candidates)} units ranked, {len(result.ablated)} ablated")
     for candidate in result.candidates:

@@ -208,6 +208,19 @@ def shard_key(member: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), dot + extension.lower()
 
 
+def _check_whole(shard: Path, images: dict[str, tuple[int, int]]) -> None:
+    """A shard cut short (an interrupted copy) is refused, not mined in part: every member's data must
+    lie inside the file, and a tar ends with zero blocks, which a file cut at a member boundary lacks."""
+    size = shard.stat().st_size
+    cut = [key for key, (offset, length) in images.items() if offset + length > size]
+    with open(shard, "rb") as handle:
+        handle.seek(max(0, size - 1024))
+        ends_properly = size >= 1024 and not any(handle.read())
+    if cut or not ends_properly:
+        where = f" in member {cut[0]}" if cut else ""
+        raise VizneuronError(f"shard {shard} is cut short{where} (an interrupted copy?): copy it again")
+
+
 class ShardSource(ImageSource):
     """WebDataset tar shards: each key (a member path without its extensions) is one image, numbered
     in shard and member order; a `.cls` (class index) or `.txt` (class name) member is its label.
@@ -240,10 +253,15 @@ class ShardSource(ImageSource):
                         elif extension in SHARD_LABELS and member.size < 1024:
                             labels[key] = tar.extractfile(member).read().decode("utf-8", "replace").strip()
             except (tarfile.TarError, EOFError) as err:
-                raise VizneuronError(f"shard {shard} is not a readable tar file ({err})") from None
+                raise VizneuronError(f"shard {shard} is not a readable tar file, or is cut short ({err})") from None
+            _check_whole(shard, images)
             for key, (offset, size) in images.items():
                 self.entries.append((number, key, offset, size))
                 self._labels.append(labels.get(key))
+        if not self.entries:
+            raise VizneuronError(f"no images in {len(self.shards)} shard(s) ({self.shards[0]}"
+                                 f"{' ..' if len(self.shards) > 1 else ''}): WebDataset members named KEY.jpg, "
+                                 "KEY.png, ... hold the images")
 
     def __len__(self) -> int:
         return len(self.entries)

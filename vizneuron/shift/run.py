@@ -30,6 +30,7 @@ from ..errors import VizneuronError
 from ..models.base import OUTPUT_LAYER, Model
 from ..probe.run import penultimate_layer, probe_units
 from ..sae.model import SAE, load_sae
+from ..sources import as_source
 from ..stream import ActivationStream
 from ..units import Unit, parse_units, unit_maps
 
@@ -128,6 +129,11 @@ def attributions(model: Model, units: Sequence[Unit], data: Any, *, batch_size: 
     layer = units[0].layer
     stream = ActivationStream(model, [layer], data, batch_size=batch_size, max_images=max_images)
     labels = _labels(model, stream)
+    classes = {label for label in labels if label is not None}
+    if len(classes) == 1:
+        only = model.labels[classes.pop()] if model.labels else "one"
+        raise ShiftError(f"every labelled image in {data} is of one class ({only}): SHIFT ranks units by how the "
+                         "classifier separates classes; give training images of two or more")
     sae = units[0].sae
     if sae is not None:  # d(layer)/d(feature): each feature's decoded direction, (U, C)
         directions = sae.directions([u.index for u in units]).detach()
@@ -366,7 +372,11 @@ def shift(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, con
           cuefree: Any = None, retrain: bool = True, batch_size: int = 64,
           max_images: int | None = None) -> ShiftResult:
     """SHIFT in one call: `rank` the units of `layer`, then `apply` the edit they propose (or `accept`,
-    minus `drop`, plus `add`) and score it; the arguments are theirs."""
+    minus `drop`, plus `add`) and score it; the arguments are theirs. The test images are checked
+    before the ranking starts (an empty folder is refused at once, not after the work)."""
+    for images in (test, cuefree):
+        if images is not None:
+            as_source(images)
     ranking = rank(model, layer, sae, data, concepts, ignore=ignore, top=top, batch_size=batch_size,
                    max_images=max_images)
     return apply(model, ranking, data, accept=accept, drop=drop, add=add, mode=mode, test=test, cuefree=cuefree,
