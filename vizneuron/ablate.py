@@ -44,7 +44,7 @@ def hold(output: torch.Tensor, units: Sequence[Unit], at: Target) -> torch.Tenso
     for i, unit in enumerate(units):
         if unit.kind == "sae":
             by_sae.setdefault(id(unit.sae), []).append(i)
-    change = torch.zeros_like(rows)
+    change = torch.zeros_like(rows) if by_sae else None
     for members in by_sae.values():
         sae = units[members[0]].sae
         codes = unit_maps([units[i] for i in members], output)  # (N, F, S): the features' values
@@ -54,11 +54,12 @@ def hold(output: torch.Tensor, units: Sequence[Unit], at: Target) -> torch.Tenso
         if sae.config.pool:  # a per-image feature moves every position of the image alike
             moved = moved.expand(-1, rows.shape[0] // codes.shape[0], -1)
         change = change + moved.reshape(rows.shape)
-    rows = rows + change
+    # a fresh tensor, so channels are written into it in place (one copy of the layer, not one per
+    # channel); a direction makes a new one, so nothing autograd saved is ever written over
+    rows = rows + change if change is not None else rows.clone()
     for unit, target in zip(units, targets):
         value = _as_rows(target, rows)
         if unit.kind == "channel":
-            rows = rows.clone()
             rows[:, unit.index] = value
         elif unit.kind == "direction":
             direction = unit.direction.to(rows)

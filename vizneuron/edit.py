@@ -257,10 +257,10 @@ def _check_schema(spec: dict[str, Any], where: Path, run_code: bool) -> None:
     base = spec.get("model", "default")
     if not isinstance(base, str) or not base.strip():
         raise wrong("model", "must be a model spec such as default or tflite:m.tflite")
-    source = ModelSpec.parse(base).source
-    if source == "edit":
+    parsed = ModelSpec.parse(base)
+    if parsed.source == "edit":
         raise wrong("model", f"is another edit ({base}); an edit's base is a model: give all the units to one edit")
-    if ModelSpec.parse(base).runs_code and not run_code:
+    if parsed.runs_code and not run_code:
         raise wrong("model", f"{base!r} imports and runs code; an edit file is data, so this is refused (load it "
                              "with run_code=True, or `edit:PATH?run_code=yes`, only if you trust the file)")
     if spec.get("mode", "zero") not in MODES:

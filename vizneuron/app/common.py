@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,9 +56,9 @@ class Context:
     def model(self) -> Model:
         return self.loaded.model
 
-    @property
+    @cached_property
     def unit_index(self) -> ExampleIndex | None:
-        """The chosen index when it holds the unit's examples, else None."""
+        """The chosen index when it holds the unit's examples, else None (looked up once per rerun)."""
         return self.index if self.index is not None and self.unit in self.index.units() else None
 
 
@@ -83,7 +84,8 @@ def held_job(loaded: Loaded, text: str, failure: str, job: Callable[[Progress], 
 
     def progress(done: int, total: int, note: str | None = None) -> None:
         nonlocal bar
-        bar = bar or where.progress(0.0, text=text)
+        if bar is None:
+            bar = where.progress(0.0, text=text)
         bar.progress(min(done / max(total, 1), 1.0), text=note or text)
 
     try:
