@@ -20,6 +20,7 @@ from vizneuron.sources import as_source, write_shards
 
 from helpers import (
     CIFAR_INDEX_SETTINGS,
+    assert_equivalent_index,
     assert_same_index,
     batched_forward,
     batches_done,
@@ -27,6 +28,7 @@ from helpers import (
     index_rows,
     make_tiny,
     shared_path,
+    torch_threads,
     write_problem_images,
 )
 
@@ -163,6 +165,33 @@ def test_sharded_and_merged_equals_unsharded(tmp_path):
     merged = merge(tmp_path / "merged.sqlite", shards)
     assert_same_index(index_rows(tmp_path / "whole.sqlite"), index_rows(tmp_path / "merged.sqlite"))
     assert merged.summary()["mined"] == 1000
+
+
+def test_one_thread_and_every_core_give_the_same_index_to_float32_rounding(tmp_path):
+    """What engines with other thread counts are held to (Ray's one-thread actors against a local run):
+    the comparison passes across thread counts, and fails on a real difference or a swap that is no tie."""
+    write_problem_images(tmp_path / "data")
+    settings = dict(k=8, batch_size=3, progress=False)
+    mine(load_model("default"), "layer3:*", tmp_path / "data", index=tmp_path / "every-core.sqlite", **settings)
+    with torch_threads(1):
+        mine(load_model("default"), "layer3:*", tmp_path / "data", index=tmp_path / "one.sqlite", **settings)
+    every_core, one = index_rows(tmp_path / "every-core.sqlite"), index_rows(tmp_path / "one.sqlite")
+    assert_equivalent_index(every_core, one)
+
+    rows = one["examples"]
+    best = max((i for i, r in enumerate(rows) if r[1] == "top"), key=lambda i: rows[i][4])  # some unit's rank 0
+    assert rows[best][2] == 0 and rows[best + 1][2] == 1 and rows[best + 1][4] < 0.99 * rows[best][4]
+
+    def edited(changes: dict[int, dict[int, object]]) -> dict[str, list]:
+        new_rows = [tuple(changes[i].get(c, v) for c, v in enumerate(r)) if i in changes else r
+                    for i, r in enumerate(rows)]
+        return dict(one, examples=new_rows)
+
+    assert_equivalent_index(every_core, edited({best: {4: rows[best][4] * (1 + 1e-7)}}))  # float32 rounding
+    with pytest.raises(AssertionError):
+        assert_equivalent_index(every_core, edited({best: {4: rows[best][4] * (1 + 1e-3)}}))
+    with pytest.raises(AssertionError, match="no near-tie"):  # ranks 0 and 1 swap images: their values differ
+        assert_equivalent_index(every_core, edited({best: {3: rows[best + 1][3]}, best + 1: {3: rows[best][3]}}))
 
 
 def test_bad_files_are_skipped_or_converted_and_reported(tmp_path):

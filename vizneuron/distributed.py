@@ -39,6 +39,8 @@ class RayEngine:
     joins the cluster this process already uses, or starts a private one on this machine.
     `actors`: model replicas (default: as many as the cluster's CPUs or GPUs fit).
     `gpus_per_actor` / `cpus_per_actor`: what each replica reserves; its torch threads follow its CPUs.
+    Results equal a local run's bit for bit at the same torch thread count; at another, to float32
+    rounding (some CPUs split sums by thread), so ranks may differ only among near-ties.
     `block_batches`: batches per block (the unit of scheduling, retries and resuming); None keeps the job's own.
     """
 
