@@ -290,9 +290,9 @@ def test_debug_shows_the_traceback(kit, monkeypatch):
 def test_bugs_keep_their_traceback_and_user_errors_are_one_line(monkeypatch, capsys):
     """Only errors meant for users (`VizneuronError`, files, disks, memory) become one line: a
     RuntimeError from inside torch, or a plain ValueError from a library, is a bug and propagates with
-    its traceback, so it is never mistaken for bad input."""
+    its traceback, so it is never mistaken for bad input; a GPU running out of memory is the user's."""
     from vizneuron import commands
-    from vizneuron.errors import EXPECTED, VizneuronError, user_message
+    from vizneuron.errors import VizneuronError, expected, user_message
 
     def torch_fails(args):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")
@@ -310,7 +310,15 @@ def test_bugs_keep_their_traceback_and_user_errors_are_one_line(monkeypatch, cap
     monkeypatch.setattr(commands, "cmd_render", user_fails)
     assert main(R + ["--steps", "1"]) == 2
     assert capsys.readouterr().err.strip() == "vizneuron: error: layer 'layer9' not found; closest: layer3"
-    assert not isinstance(RuntimeError("x"), EXPECTED) and user_message(RuntimeError("x")) is None
+    assert not isinstance(RuntimeError("x"), expected()) and user_message(RuntimeError("x")) is None
+
+    def gpu_full(args):  # what a CUDA allocation that does not fit raises (a RuntimeError)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(commands, "cmd_render", gpu_full)
+    assert main(R + ["--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip() == ("vizneuron: error: out of memory on the GPU: ask for fewer units, "
+                                               "smaller images or a smaller batch")
     for error in (vz.UnitError, vz.EditError, vz.CircuitError, vz.RenderError, vz.LayerError, vz.IndexMismatch):
         assert issubclass(error, VizneuronError), error
 

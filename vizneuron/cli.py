@@ -8,7 +8,7 @@ import functools
 import sys
 
 from .choices import ENGINES, MODES, PARAMETERISATIONS, PRECISIONS, SCHEDULES, VERDICTS
-from .errors import EXPECTED, debug_requested, user_message, warn_user
+from .errors import debug_requested, expected, user_message, warn_user
 from .optim.config import AUTO_BATCH_MAX, AUTO_BATCH_MEMORY_SHARE, PRESETS, RenderConfig
 from .sae.config import KINDS, SAETrainConfig
 
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("vizneuron: interrupted (rerun the same command to resume a mine or an SAE training)", file=sys.stderr)
         return 130
-    except EXPECTED as err:
+    except expected() as err:
         if debug:
             raise
         print(f"vizneuron: error: {user_message(err)}", file=sys.stderr)

@@ -3,7 +3,7 @@ that cannot be read or written, a full disk) and the one line each front end sho
 
 Errors meant for users are `VizneuronError`s (raised with what to change), plus the operating
 system's and SQLite's errors about files and disks, and running out of memory. The CLI and the app
-catch `EXPECTED` around every action and print `user_message(err)`; anything else (a `RuntimeError`
+catch `expected()` around every action and print `user_message(err)`; anything else (a `RuntimeError`
 inside torch, a plain `ValueError` from a library) is a bug and keeps its traceback (the CLI shows
 every traceback with `--debug` or VIZNEURON_DEBUG=1).
 """
@@ -31,7 +31,15 @@ class MissingDependency(VizneuronError, ImportError):
 
 
 #: errors that come from what was typed, uploaded or found on disk: one line, never a traceback
-EXPECTED: tuple[type[BaseException], ...] = (VizneuronError, OSError, sqlite3.Error, MemoryError)
+_EXPECTED: tuple[type[BaseException], ...] = (VizneuronError, OSError, sqlite3.Error, MemoryError)
+
+
+def expected() -> tuple[type[BaseException], ...]:
+    """The errors meant for users (`except expected() as err:`), with torch's out-of-memory error (a
+    GPU's, a `RuntimeError`) once torch is imported: looked up when the error is caught, so the CLI
+    does not import torch to print its help."""
+    torch = sys.modules.get("torch")
+    return (*_EXPECTED, torch.OutOfMemoryError) if torch is not None else _EXPECTED
 
 _FREE_SPACE = "free some space or write somewhere else, then rerun the same command (it resumes)"
 
@@ -48,7 +56,7 @@ def debug_requested(flag: bool = False) -> bool:
 
 def user_message(err: BaseException) -> str | None:
     """One line saying what went wrong and what to do; None for errors that are bugs."""
-    if not isinstance(err, EXPECTED):
+    if not isinstance(err, expected()):
         return None
     return " ".join(_describe(err).split())
 
@@ -78,8 +86,9 @@ def _describe(err: BaseException) -> str:
         if "not a database" in text or "malformed" in text:
             return "the file is not an SQLite database (or is damaged): give a vizneuron index"
         return f"index database error: {text}"
-    if isinstance(err, MemoryError):
-        return "out of memory: ask for fewer units, smaller images or a smaller batch"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        where = " on the GPU" if type(err).__name__ == "OutOfMemoryError" else ""
+        return f"out of memory{where}: ask for fewer units, smaller images or a smaller batch"
     if isinstance(err, KeyError) and err.args:
         return str(err.args[0])
     return str(err) or type(err).__name__

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED, user_message
+from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex
 from vizneuron.models import Model, load_model
 from vizneuron.probe import build_concepts
@@ -91,7 +91,7 @@ def held_job(loaded: Loaded, text: str, failure: str, job: Callable[[Progress], 
     try:
         with st.spinner(text), model_turn(loaded):
             return job(progress)
-    except EXPECTED as err:
+    except expected() as err:
         fail(where, failure, err)
         return None
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.probe import build_concepts, default_groups, parse_named_paths
 from vizneuron.samples import SAMPLE_DIR
 
@@ -43,7 +43,7 @@ def concept_inputs(ws, loaded: Loaded) -> dict:
             for file in files:
                 try:
                     kept.append(keep_upload(ws, file, "image", f"concepts/{name}"))
-                except EXPECTED as err:
+                except expected() as err:
                     fail(st, "Image refused", err)
             if kept:
                 st.session_state.setdefault("uploaded_concepts", {})[name.strip()] = str(kept[0].parent)

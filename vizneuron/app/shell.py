@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.files import using
 from vizneuron.units import parse_unit
 from vizneuron.workspace import Workspace
@@ -51,7 +51,7 @@ def rerun(ws: Workspace) -> None:
     target = None
     try:
         target = parse_unit(unit, loaded.model, saes)
-    except EXPECTED as err:  # e.g. a feature of an SAE trained on another model
+    except expected() as err:  # e.g. a feature of an SAE trained on another model
         fail(st, f"Cannot show {unit}", err)
         if view in UNIT_VIEWS:
             return

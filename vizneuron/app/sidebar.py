@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED, user_message
+from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex, mine_sample
 from vizneuron.models import Model, ModelSpec
 from vizneuron.sae import SAE, find_saes, load_sae
@@ -35,13 +35,13 @@ def pick_model(ws: Workspace) -> Loaded | None:
             return None
         try:
             path = keep_upload(ws, file, "model")
-        except EXPECTED as err:
+        except expected() as err:
             fail(bar, "Upload refused", err)
             return None
         spec = ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
     try:
         return load(str(ws.check_spec(spec)))
-    except EXPECTED as err:
+    except expected() as err:
         fail(bar, f"Cannot load model '{spec}'", err)  # the spec as typed, never its repr
         return None
 
@@ -56,7 +56,7 @@ def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
         if key not in kept:
             try:
                 kept[key] = load_sae(path)
-            except EXPECTED as err:
+            except expected() as err:
                 kept[key] = f"SAE {path.name} left out: {user_message(err)}"
         if isinstance(kept[key], str):
             fail(st.sidebar, kept[key])
@@ -144,7 +144,7 @@ def pick_index(ws: Workspace, loaded: Loaded) -> ExampleIndex | None:
         path = ws.resolve(choice)
         index = open_index(str(path), path.stat().st_mtime)
         index.check_model(loaded.model)
-    except EXPECTED as err:
+    except expected() as err:
         fail(bar, "Cannot use this index", err)
         return None
     summary = index.summary()

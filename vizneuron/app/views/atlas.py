@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vizneuron.choices import VERDICTS
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.probe import MIN_FIRING, as_concepts, atlas_key, cached_atlas, layer_atlas
 
 from ..common import Context, fail, held_job, open_channel, open_neuron_view
@@ -29,7 +29,7 @@ def show(ctx: Context) -> None:
     sae_name = what.removeprefix("SAE ") if what != "channels" else None
     try:
         concepts = concept_inputs(ctx.ws, ctx.loaded)
-    except EXPECTED as err:
+    except expected() as err:
         return fail(st, "Cannot build the concepts", err)
     if len(concepts) < 2:
         st.caption(f"{len(concepts)} concept(s) defined; the atlas needs two or more.")
@@ -38,7 +38,7 @@ def show(ctx: Context) -> None:
     folder = ctx.ws.folder("atlases")
     try:
         atlas = cached_atlas(atlas_key(model, layer, as_concepts(concepts), sae), folder)
-    except EXPECTED as err:
+    except expected() as err:
         return fail(st, "Cannot read the concepts", err)
     units = sae.config.d_sae if sae is not None else model.layers[layer].channels
     if atlas is None:

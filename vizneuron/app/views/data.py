@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.mine import index_path, mine
 from vizneuron.sources import fetch_cifar10
 
@@ -39,7 +39,7 @@ def show(ctx: Context) -> None:
             else:
                 data, where = ws.source(folder), ws.resolve(folder)
             path = index_path(ws.folder("indexes"), model, where, ",".join(layers), int(k), int(batch))
-        except EXPECTED as err:
+        except expected() as err:
             return fail(st, "Mining failed", err)
 
         def progress_text(done: int, total: int) -> str:

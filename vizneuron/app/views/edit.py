@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.probe import parse_named_paths
 from vizneuron.shift import apply, rank
 
@@ -36,7 +36,7 @@ def show(ctx: Context) -> None:
     rank_images = c2.number_input("Training images to rank on", 16, 1_000_000, 2000, key="edit_rank_images")
     try:
         concepts = {name: ws.source(folder) for name, folder in parse_named_paths(named).items()}
-    except EXPECTED as err:
+    except expected() as err:
         return fail(st, "Cannot read the concepts", err)
     key = (model.fingerprint, layer, str(sae_file), train, named, int(top), int(rank_images))
     rankings = st.session_state.setdefault("edit_ranked", {})
@@ -69,7 +69,7 @@ def show(ctx: Context) -> None:
         kept = result.retrained or result.edited
         try:
             path = kept.save(ws.folder("edits") / f"edit-{kept.fingerprint[:12]}.json")
-        except EXPECTED as err:
+        except expected() as err:
             return fail(st, "Cannot save the edit", err)
         st.session_state.edit_applied = {"table": result.group_table(), "path": str(path), "units": len(chosen)}
     applied = st.session_state.get("edit_applied")

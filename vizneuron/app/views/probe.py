@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.imageio import enlarged
 from vizneuron.probe import ProbeReport, concepts_key, probe
 
@@ -19,7 +19,7 @@ def show(ctx: Context) -> None:
     st.subheader("Is it polysemantic?")
     try:
         concepts = concept_inputs(ctx.ws, ctx.loaded)
-    except EXPECTED as err:
+    except expected() as err:
         return fail(st, "Cannot build the concepts", err)
     c1, c2, c3 = st.columns(3)
     renders = c1.number_input("Renders to classify", 0, 16, 4, key="probe_renders")

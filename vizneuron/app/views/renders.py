@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vizneuron.choices import PARAMETERISATIONS
-from vizneuron.errors import EXPECTED
+from vizneuron.errors import expected
 from vizneuron.imageio import enlarged
 from vizneuron.models import Model
 from vizneuron.optim.cache import RenderCache
@@ -51,7 +51,7 @@ def rendered(ctx: Context, units, config: RenderConfig, failure: str) -> tuple[b
     """(whether the cache could be asked, the cached render or None)."""
     try:
         return True, RenderCache(ctx.ws.folder("renders")).get(ctx.model, units, config, saes=ctx.saes)
-    except EXPECTED as err:
+    except expected() as err:
         fail(st, failure, err)
         return False, None
 
