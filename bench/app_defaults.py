@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHARED, table
+from common import SHARED, save_results
 
 import vizneuron as vz
 from vizneuron import PRESETS, RenderCache
@@ -30,7 +30,7 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--per-class", type=int, default=100)
     args = parser.parse_args()
@@ -44,24 +44,25 @@ def main() -> None:
     rows = []
     neuron, grid = PRESETS["neuron-view"], PRESETS["layer-grid"]  # the app's defaults
     _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
-    rows.append([f"neuron view render ({neuron.samples} diverse samples, {neuron.steps} steps, 32 px)",
-                 f"{seconds:.1f} s"])
+    rows.append({"action": f"neuron view render ({neuron.samples} diverse samples, {neuron.steps} steps, 32 px)",
+                 "seconds": seconds})
     _, seconds = timed(lambda: cache.render(model, "layer3:5", neuron))
-    rows.append(["the same render again (read from the cache)", f"{seconds * 1000:.1f} ms"])
+    rows.append({"action": "the same render again (read from the cache)", "seconds": seconds})
     units = [f"layer3:{c}" for c in range(128)]
     _, seconds = timed(lambda: cache.render(model, units, grid))
-    rows.append([f"layer grid render (all 128 channels of layer3, {grid.steps} steps)", f"{seconds:.1f} s"])
+    rows.append({"action": f"layer grid render (all 128 channels of layer3, {grid.steps} steps)", "seconds": seconds})
     folder = Path(tempfile.mkdtemp()) / "list.txt"
     files = [p for c in sorted(data.iterdir()) for p in sorted(c.iterdir())[: args.per_class]]
     folder.write_text("".join(f"{p}\t{p.parent.name}\n" for p in files))
     index, seconds = timed(lambda: vz.mine(model, "layer3", folder, k=16, index=folder.with_suffix(".sqlite"),
                                            progress=False))
-    rows.append([f"mine layer3 over {len(files):,} images (k 16)", f"{seconds:.1f} s"])
+    rows.append({"action": f"mine layer3 over {len(files):,} images (k 16)", "seconds": seconds})
     concepts = label_groups(folder, {c: [c] for c in model.labels}, model, per_concept=100)
     report, seconds = timed(lambda: vz.probe(model, "layer3:5", concepts, index=index, renders=4, render_steps=128))
-    rows.append(["probe (10 concepts x 100 images, 4 renders of 128 steps, example clusters)", f"{seconds:.1f} s"])
+    rows.append({"action": "probe (10 concepts x 100 images, 4 renders of 128 steps, example clusters)",
+                 "seconds": seconds})
     print(f"torch threads: {args.threads}; {report.unit}: {report.summary}")
-    print(table(["app action (bundled model, CPU)", "time"], rows))
+    save_results("app_defaults", rows, args)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import EARLIER_RENDER, table
+from common import EARLIER_RENDER, ROOT, save_results
 from safetensors.torch import load_file
 
 from vizneuron import capture, load_model, render
 from vizneuron.mine.run import mine_sample
-
-ROOT = Path(__file__).resolve().parents[1]
 
 FACCENT = """
 import json, sys, time, torch
@@ -118,23 +116,12 @@ def main() -> None:
             theirs.append((float(alpha), unit_value(model, layer, channel, image),
                            float((image - seed_image).pow(2).mean().sqrt()),
                            json.loads(run.stdout.strip().splitlines()[-1])["seconds"]))
-    by_distance = sorted(ours, key=lambda row: row[2])
-    distances, values = [row[2] for row in by_distance], [row[1] for row in by_distance]
     print(f"{args.unit}, seed = its top example in the bundled sample ({top.label}), unit on the seed "
           f"{on_seed:.3f} (vizneuron's own seed figure {float(seed.seed_activation[0]):.3f}); {args.steps} steps")
-    print(table(["vizneuron stay_close", "unit", "RMS from seed", "seconds"],
-                [[f"{c:g}", f"{v:.3f}", f"{d:.3f}", f"{s:.1f}"] for c, v, d, s in ours]))
-    rows = []
-    for alpha, value, distance, seconds in theirs:
-        matched = float(np.interp(distance, distances, values))
-        mean_time = sum(row[3] for row in ours) / len(ours)
-        gain = (f"{(matched - on_seed) / (value - on_seed):.2f}x" if value - on_seed > 0.01 * abs(on_seed)
-                else "faccent: no gain")
-        rows.append([f"{alpha:g}", f"{value:.3f}", f"{distance:.3f}", f"{seconds:.1f}", f"{matched:.3f}", gain,
-                     f"{seconds / mean_time:.1f}x"])
-    print(table(["faccent alpha", "faccent unit", "RMS from seed", "faccent s", "vizneuron unit at that distance",
-                 "gain vs faccent's", "faccent time / vizneuron's"], rows))
-
+    save_results("accentuation_faccent", {
+        "unit": args.unit, "seed_label": top.label, "on_seed": on_seed, "steps": args.steps,
+        "vizneuron": [dict(zip(("stay_close", "unit", "rms", "seconds"), row)) for row in ours],
+        "faccent": [dict(zip(("alpha", "unit", "rms", "seconds"), row)) for row in theirs]}, args)
 
 if __name__ == "__main__":
     main()

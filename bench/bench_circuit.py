@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import SHARED, coral, table
+from common import SHARED, coral, save_results
 
 from vizneuron import circuit, load_model
 from vizneuron.circuit import ablation_curve
@@ -65,17 +65,10 @@ def main() -> None:
             if oracle:
                 greedy_curves.append({"greedy (oracle)": greedy(model, found.unit, upstream, data, COUNTS[:4])})
             print(f"  {found.unit}: top-8 keeps {curves[-1]['contribution'][3]:.0%}", flush=True)
-        rows = [[ranking] + [f"{sum(c[ranking][i] for c in curves) / len(curves):.0%}" for i in range(len(COUNTS))]
-                for ranking in ("contribution", "gradient norm", "random")]
-        if greedy_curves:
-            kept = [sum(c["greedy (oracle)"][i] for c in greedy_curves) / len(greedy_curves) for i in range(4)]
-            rows.append(["greedy (oracle)"] + [f"{share:.0%}" for share in kept] + ["-", "-"])
-        print(f"\n{title}: {len(curves)} units")
-        print(table(["ablated by"] + [f"top {m}" for m in COUNTS], rows))
-        print(f"completeness gap {sum(gaps) / len(gaps):.1%} (max {max(gaps):.1%}); "
-              f"{sum(seconds) / len(seconds):.1f} s per circuit (512 reference images, 32 top examples, 8 steps)",
-              flush=True)
-
+        save_results("circuit", {"title": title, "layer": layer, "upstream": upstream, "channels": list(channels),
+                                 "counts": COUNTS, "curves": curves, "greedy_counts": COUNTS[:4],
+                                 "greedy": [c["greedy (oracle)"] for c in greedy_curves], "completeness_gaps": gaps,
+                                 "seconds": seconds}, args, part=title)
 
 if __name__ == "__main__":
     main()

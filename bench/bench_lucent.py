@@ -14,7 +14,6 @@ turns) and the ratios.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from common import EARLIER_RENDER
+from common import EARLIER_RENDER, save_results
 
 from vizneuron import load_model, objectives, render
 from vizneuron.models.base import Model
@@ -115,11 +114,6 @@ def main() -> None:
     except ImportError:
         raise SystemExit("needs torch-lucent: pip install -e '.[lucent]'") from None
 
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} threads, device {args.device}, "
-          f"torch {torch.__version__}, {args.steps} steps, median of {args.repeats}")
-    print("| workload | lucent s/step | vizneuron s/step | plain frozen loop s/step | vizneuron vs plain | "
-          "speed-up vs lucent |")
-    print("|---|---|---|---|---|---|")
     for key in args.workloads:
         title, spec, layer, channel, batch = WORKLOADS[key]
         loops = {}
@@ -129,11 +123,9 @@ def main() -> None:
                 model.module.requires_grad_(True)
             loops[name] = partial(loop, model, layer, channel, batch, args.steps, args.device)
         per_step = {name: t / args.steps for name, t in interleaved(loops, args.repeats).items()}
-        print(f"| ({key}) {title} | {per_step['lucent']:.3f} | {per_step['vizneuron']:.3f} | {per_step['plain']:.3f} "
-              f"| {per_step['vizneuron'] / per_step['plain']:.2f}x "
-              f"| {per_step['lucent'] / per_step['vizneuron']:.2f}x |",
-              flush=True)
-
+        print(key, title, per_step, flush=True)
+        save_results("lucent", {"workload": title, "seconds_per_step": per_step, "steps": args.steps,
+                                "device": args.device}, args, part=f"{key}-{args.device}")
 
 if __name__ == "__main__":
     main()

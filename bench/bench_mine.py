@@ -12,15 +12,15 @@ processes mining 1,000 and 10,000 images from the JPEG folder.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
-from common import SHARED, table
+from common import SHARED, save_results
 from PIL import Image
 
 from vizneuron import capture, load_model, mine
@@ -108,22 +108,12 @@ def main() -> None:
             speed, final = mined(model, layer, data, args.batch)
             mines.append(speed)
             finals.append(final)
-        p, m = statistics.median(plains), statistics.median(mines)
-        rows.append([f"{name} {layer} ({channels} ch)", f"{p:.0f}", f"{m:.0f}", f"{m / p:.2f}x",
-                     f"{statistics.median(finals):.1f}"])
-        print(rows[-1], flush=True)
-    print(f"\n{args.images} CIFAR-10 test images, batch {args.batch}, k 32, {args.threads} CPU threads, "
-          f"median of {args.repeats}:\n")
-    print(table(["layer mined (all channels)", "plain forward img/s", "mining img/s", "ratio",
-                 "crop/heatmap pass s"], rows))
-    import tempfile
-
+        rows.append({"model": name, "layer": layer, "channels": channels, "plain_images_per_s": plains,
+                     "mining_images_per_s": mines, "finalise_s": finals})
+        print(name, layer, statistics.median(plains), statistics.median(mines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        memory = [[f"{n:,}", f"{peak_memory(n, tmp):.0f}"] for n in (1000, 10000)]
-    print("\nPeak memory (RSS, MiB) mining default layer2+layer3 (256 units, k 32) from the JPEG folder:\n")
-    print(table(["images", "peak RSS MiB"], memory))
-    print(json.dumps({"rows": rows, "memory": memory}))
-
+        memory = [{"images": n, "peak_rss_mib": peak_memory(n, tmp)} for n in (1000, 10000)]
+    save_results("mine", {"images": args.images, "batch": args.batch, "k": 32, "rows": rows, "memory": memory}, args)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,6 @@ it does not grow with the data.
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import subprocess
 import sys
@@ -25,12 +24,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHARED, table
+from common import SHARED, save_results
 
 from vizneuron import load_model, mine
 from vizneuron.distributed import RayEngine, connect
 
-ROOT = Path(__file__).resolve().parents[1]
 UNITS, K, BATCH = "layer2,layer3", 16, 64
 
 
@@ -77,7 +75,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--gpus-per-actor", type=float, default=0.0)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "ray_results.json"))
     args = parser.parse_args()
     data = SHARED / "data" / "cifar10" / "test"
     images = sum(1 for _ in data.rglob("*.jpg"))
@@ -107,19 +104,9 @@ def main() -> None:
         address = ray.get_runtime_context().gcs_address
         memory = {f"{images // 4} images": driver_peak_mib(str(quarter), Path(tmp) / "q.sqlite", address),
                   f"{images} images": driver_peak_mib(str(data), Path(tmp) / "all.sqlite", address)}
-    best = {name: min(t[0] for t in runs) for name, runs in timings.items()}
-    stream = {name: min(t[1] for t in runs) for name, runs in timings.items()}
-    rows = [[name, f"{images / best[name]:.0f}", f"{best[name]:.1f}", f"{images / stream[name]:.0f}",
-             f"{best[name] / best[against]:.2f}x" if against else "-",
-             ("yes" if identical[name] else "NO") if against else "-"]
-            for name, (_, _, against) in engines.items()]
-    print(table(["engine", "images/s (whole run)", "seconds", "images/s (streaming pass)",
-                 "time vs local at equal CPU", "index == local"], rows))
-    print(table(["driver max RSS, Ray, 2 actors", *memory], [["MiB", *(f"{v:.0f}" for v in memory.values())]]))
-    Path(args.out).write_text(json.dumps({"images": images, "gpus_per_actor": gpu, "best_seconds": best,
-                                          "stream_seconds": stream, "identical": identical,
-                                          "driver_max_rss_mib": memory, "runs": timings}, indent=1) + "\n")
-
+    save_results("ray", {"images": images, "gpus_per_actor": gpu, "engines": {
+        name: {"against": against, "runs": timings[name], "bit_identical": identical.get(name)}
+        for name, (_, _, against) in engines.items()}, "driver_max_rss_mib": memory}, args)
 
 if __name__ == "__main__":
     main()

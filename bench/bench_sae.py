@@ -1,7 +1,7 @@
 """vizneuron's SAEs against overcomplete's (PyPI overcomplete 0.3.0) and a minimal TopK step.
 
     pip install overcomplete==0.3.0      # bench only; not a dependency of vizneuron
-    python bench/bench_sae.py [toy layer3 mobilenet] [--out bench/sae_results.json]
+    python bench/bench_sae.py [toy layer3 mobilenet]    # each row into bench/results/sae.json
     python bench/bench_sae.py speed     # vizneuron's TopK step against the minimal one, interleaved
     python bench/bench_sae.py toy --methods jumprelu   # only those rows, the others kept
 
@@ -25,15 +25,13 @@ machine are noisy; the methods run one after another in one process.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from common import SHARED, coral, table
+from common import SHARED, coral, save_results
 
 from vizneuron import load_model
 from vizneuron.sae import evaluate_sae, layer_activations, mean_max_cosine, toy_superposition, train_sae
@@ -262,22 +260,19 @@ def speed(rounds: int = 3) -> None:
         print(f"round {round_ + 1}: vizneuron {ours['samples'] / ours['seconds']:,.0f} samples/s, minimal step "
               f"{limit['samples'] / limit['seconds']:,.0f}: the minimal step is {ratios[-1]:.2f}x faster", flush=True)
     print(f"median: {sorted(ratios)[len(ratios) // 2]:.2f}x (goal: at most 1.3x)")
+    save_results("sae_speed", {"minimal_over_vizneuron": ratios, "rows": 100_000, "d_sae": 1024, "k": 16},
+                 {"rounds": rounds})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=["toy", "layer3", "mobilenet"])
-    parser.add_argument("--out", default="bench/sae_results.json")
     parser.add_argument("--methods", default="", help="run only the methods whose names contain this text "
-                        "(the other rows of the JSON stay as they were)")
+                        "(the other rows of the results file stay as they were)")
     args = parser.parse_args()
     if "speed" in args.sets:
         return speed()
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}  # other sets' rows from earlier runs stay
     for name, data in data_sets(args.sets).items():
-        results.setdefault(name, {})
-        rows = []
         print(f"\n{name}: {len(data['train']):,} train rows, {len(data['held']):,} held out, "
               f"d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
         for method, run in METHODS:
@@ -291,18 +286,12 @@ def main() -> None:
             if "model" in data:
                 result["accuracy"], data["clean"] = spliced_accuracy(data, reconstruct, codes)
             result["samples_per_s"] = result["samples"] / result["seconds"]
-            results[name][method] = result
-            out.write_text(json.dumps(results, indent=1))  # kept as it goes: a long run keeps its part
-            rows.append([method, f"{result['l0']:.1f}", f"{result['fvu']:.3f}", f"{result['dead']:.1%}",
-                         f"{result['mmcs']:.3f}" if "mmcs" in result else "-",
-                         f"{result['accuracy']:.1%}" if "accuracy" in result else "-", f"{result['samples']:,}",
-                         f"{result['seconds']:.0f}", f"{result['samples_per_s']:,.0f}", result["note"]])
-            print(rows[-1], flush=True)
-        print(table(["method", "L0", "FVU", "dead", "MMCS", "spliced accuracy", "samples", "s", "samples/s", "note"],
-                    rows), flush=True)
-        if "clean" in data:
-            print(f"clean accuracy on the same {EVAL_IMAGES:,} test images: {data['clean']:.1%}")
-
+            if "clean" in data:
+                result["clean_accuracy"] = data["clean"]
+            print(method, {k: v for k, v in result.items() if k != "note"}, flush=True)
+            save_results("sae", {"set": name, "method": method, "train_rows": len(data["train"]),
+                                 "held_rows": len(data["held"]), "d_sae": data["d_sae"], "k": data["k"],
+                                 "epochs": data["budget"], **result}, args, part=f"{name} / {method}")
 
 if __name__ == "__main__":
     main()

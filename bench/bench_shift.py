@@ -16,19 +16,15 @@ between the biased model and the oracle that a row closes.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
-from common import SHARED, table
+from common import ROOT, SHARED, save_results
 
 from vizneuron import edit, load_model, train_layer_sae
 from vizneuron.sae.model import read_sae_config
 from vizneuron.shift.run import SAE_NAME, Scores, evaluate, retrain_head, shift
 from vizneuron.shift.task import build_cue_task, undo_cue
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -42,7 +38,6 @@ def main() -> None:
     parser.add_argument("--rank-images", type=int, default=2000, help="training images the attribution reads")
     parser.add_argument("--train-sae", action="store_true", help="train the SAE at --sae first (TopK, k 16, 1,024 "
                                                                      "latents, every position of train-biased, seed 0)")
-    parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     task = build_cue_task(SHARED / "data" / "cifar10", args.task)
     biased, oracle = load_model("default:cue-biased"), load_model("default:cue-oracle")
@@ -87,14 +82,10 @@ def main() -> None:
     rows["pixel baseline (cue removed from the input)"] = evaluate(biased, undo_cue(test, task / "test-uncued"),
                                                                    cuefree)
     score("oracle (trained with the cue balanced)", oracle)
-    low, high = rows["biased model"].balanced, rows["oracle (trained with the cue balanced)"].balanced
-    lines = [[name, *s.row().values(), f"{(s.balanced - low) / (high - low):.0%}"] for name, s in rows.items()]
-    print()
-    print(table(["model", "balanced", "worst group", "cue-free", "cue readable", "gap recovered"], lines))
     print(f"\n{time.perf_counter() - start:.0f} s in all")
-    if args.json:
-        Path(args.json).write_text(json.dumps({name: s.__dict__ for name, s in rows.items()}, indent=1) + "\n")
-
+    scores = {name: s.__dict__ for name, s in rows.items()}
+    save_results("shift", {"layer": args.layer, "ablated": count, "rows": scores,
+                           "seconds": time.perf_counter() - start}, args)
 
 def mean_scores(draws: list[Scores]) -> Scores:
     mean = lambda values: sum(values) / len(values)  # noqa: E731

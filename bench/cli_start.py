@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import table
+from common import save_results
 
 #: the installed console script, as users run it (else the module)
 CLI = [shutil.which("vizneuron")] if shutil.which("vizneuron") else [sys.executable, "-m", "vizneuron.cli"]
@@ -44,8 +44,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
             if done.returncode != code:
                 sys.exit(f"{name}: exit {done.returncode}\n{done.stderr}")
-    rows = [[name, f"{statistics.median(t):.2f}", f"{min(t):.2f}-{max(t):.2f}"] for name, t in times.items()]
-    print(table(["command", "median s", "range s"], rows))
+    rows = [{"command": name, "median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": t}
+            for name, t in times.items()]
+    print(rows)
+    save_results("cli_start", rows, args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ bfloat16 autocast with the BatchNorms folded and channels-last weights, as rende
 
     python bench/compile_step.py [--threads 2] [--steps 10] [--rounds 3]
 
-Prints the one-off compile time and the eager and compiled seconds per step, taking turns.
+Records the one-off compile time and the eager and compiled seconds per step, taking turns.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import statistics
 import time
 
 import torch
+from common import save_results
 from torch import nn
 
 from vizneuron import load_model
@@ -43,7 +44,8 @@ def main() -> None:
         began = time.perf_counter()
         compiled = torch.compile(net)
         step(compiled)
-        print(f"compile and first step: {time.perf_counter() - began:.1f} s")
+        compile_s = time.perf_counter() - began
+        print(f"compile and first step: {compile_s:.1f} s")
         seconds: dict[str, list[float]] = {"eager": [], "compiled": []}
         for _ in range(args.rounds):
             for name, forward in (("eager", net), ("compiled", compiled)):
@@ -53,6 +55,7 @@ def main() -> None:
                 seconds[name].append((time.perf_counter() - began) / args.steps)
     for name, values in seconds.items():
         print(f"{name}: {statistics.median(values):.3f} s a step")
+    save_results("compile_step", {"compile_and_first_step_s": compile_s, "seconds_per_step": seconds}, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import EARLIER_RENDER, coral, table
+from common import EARLIER_RENDER, coral, save_results
 
 from vizneuron import load_model, parse_units, render
 
@@ -33,12 +33,11 @@ def main() -> None:
         result = render(model, units, steps=args.steps, seed=0, redirect_steps=redirect, batch=None, progress=False,
                         **EARLIER_RENDER)
         grey = (result.images.flatten(1).std(1) < 0.02) | (result.activations == 0)
-        rows.append([f"{redirect}", f"{int(grey.sum())} / {len(units)}", f"{result.activations.mean():.3f}"])
+        rows.append({"redirect_steps": redirect, "grey": int(grey.sum()), "units": len(units),
+                     "mean_activation": result.activations.mean().item()})
         print(rows[-1], flush=True)
-    print(f"\nmobilenet_v2_1.0_224_quant, {args.layer}:{args.channels}, {args.steps} steps, fft, standard "
-          "transforms:\n")
-    print(table(["redirect steps", "grey renders", "mean final activation"], rows))
-
+    save_results("redirect", {"model": "mobilenet_v2_1.0_224_quant", "render": {**EARLIER_RENDER, "param": "fft"},
+                              "rows": rows}, args)
 
 if __name__ == "__main__":
     main()

@@ -3,28 +3,20 @@ the loop for every change) and the full suite (`python -m pytest`, what CI runs)
 process, one after the other on a quiet machine. Writes bench/results/test_tiers.json with the
 wall times, the outcome counts, the slowest tests and what produced them.
 
-    python bench/test_tiers.py [--tiers fast,full,full-xdist] [--out bench/results/test_tiers.json]
+    python bench/test_tiers.py [--tiers fast,full,full-xdist]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
-import json
-import os
-import platform
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import torch
+from common import ROOT, save_results
 
-import vizneuron
-
-ROOT = Path(__file__).resolve().parents[1]
 #: tier -> pytest's arguments; `full-xdist` is the full suite over 2 pytest-xdist workers, to weigh
 #: whether CI should use them
 TIERS = {"fast": ["-m", "not slow"], "full": [], "full-xdist": ["-n", "2"]}
@@ -53,25 +45,15 @@ def run_tier(name: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiers", default="fast,full,full-xdist")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "test_tiers.json"))
     args = parser.parse_args()
     tiers = args.tiers.split(",")
     if "full-xdist" in tiers and importlib.util.find_spec("xdist") is None:
         print("full-xdist left out: pip install pytest-xdist to time it")
         tiers.remove("full-xdist")
-    results = {name: run_tier(name) for name in tiers}
-    for name, found in results.items():
+    for name in tiers:  # one part per tier: timing one tier keeps the others'
+        found = run_tier(name)
         print(f"{name}: {found['wall_s']:.0f} s, {found['summary']}")
-    record = {"script": "bench/test_tiers.py", "arguments": sys.argv[1:], "tiers": results,
-              "vizneuron": vizneuron.__version__, "torch": torch.__version__, "python": platform.python_version(),
-              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "system": platform.platform(), "torch_threads": torch.get_num_threads()},
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"written: {out}")
-
+        save_results("test_tiers", found, args, part=name)
 
 if __name__ == "__main__":
     main()

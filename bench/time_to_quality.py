@@ -28,8 +28,6 @@ render), then times a render of exactly that many steps, interleaved with lucent
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import EARLIER_SCHEDULE, SHARED, coral, table, top5_rate
+from common import EARLIER_SCHEDULE, SHARED, coral, save_results, top5_rate
 from torch import nn
 
 from vizneuron import RenderConfig, capture, load_model, objectives, parse_units, render
@@ -190,7 +188,7 @@ def first_match(name: str, label: str, model: Model, units, settings: dict, judg
     return None
 
 
-def run(name: str, work: Workload, repeats: int) -> list[list[str]]:
+def run(name: str, work: Workload, repeats: int) -> list[dict]:
     model = load_model(work.spec)
     units = parse_units(work.units, model)
     judge = load_model(work.judge) if work.judge else None
@@ -202,8 +200,8 @@ def run(name: str, work: Workload, repeats: int) -> list[list[str]]:
     for label, settings in work.candidates.items():
         step = first_match(name, label, model, units, settings, judge, real, target)
         if step is None:
-            rows.append([work.title, label, f"not within {max(CHECKPOINTS)} steps", "", fmt(target), "",
-                         f"{lucent_time:.1f}", ""])
+            rows.append({"workload": work.title, "setting": label, "steps": None, "lucent_quality": target,
+                         "lucent_s": [lucent_time], "within_steps": max(CHECKPOINTS)})
             continue
         ours, theirs = [], [lucent_time]
         for round_ in range(repeats):
@@ -213,10 +211,10 @@ def run(name: str, work: Workload, repeats: int) -> list[list[str]]:
             if round_ + 1 < repeats:
                 theirs.append(timed(lambda: lucent_render(model, units, work.lucent_size))[0])
         q = quality(model, units, result.images, judge, real)  # the timed render's own quality
-        t_ours, t_theirs = statistics.median(ours), statistics.median(theirs)
-        rows.append([work.title, label, str(step), fmt(q), fmt(target), f"{t_ours:.1f}", f"{t_theirs:.1f}",
-                     f"{t_ours / t_theirs:.2f}"])
-        print(rows[-1], flush=True)
+        rows.append({"workload": work.title, "setting": label, "steps": step, "quality": q, "lucent_quality": target,
+                     "seconds": ours, "lucent_s": theirs})
+        print(f"[{name}] {label}: {step} steps, {fmt(q)}, {statistics.median(ours):.1f} s against lucent's "
+              f"{statistics.median(theirs):.1f} s", flush=True)
     return rows
 
 
@@ -225,7 +223,6 @@ def main() -> None:
     ap.add_argument("--workloads", default="resnet18,default-layer3,mobilenet-v2-logits")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="timing rounds (lucent's 512 steps each time)")
-    ap.add_argument("--json", default=None, help="also write the table rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -233,15 +230,8 @@ def main() -> None:
     except ImportError:
         raise SystemExit("needs torch-lucent: pip install -e '.[lucent]'") from None
     known = workloads()
-    rows = []
-    for name in args.workloads.split(","):
-        rows += run(name, known[name], args.repeats)
-    print(f"\nmachine: {platform.machine()}, {args.threads} threads, torch {torch.__version__}")
-    print(table(["workload", "vizneuron setting", "steps to match", "vizneuron quality", "lucent-512 quality",
-                 "vizneuron s", "lucent s", "time ratio"], rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-
+    for name in args.workloads.split(","):  # one part per workload
+        save_results("time_to_quality", run(name, known[name], args.repeats), args, part=name)
 
 if __name__ == "__main__":
     main()

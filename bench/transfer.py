@@ -12,7 +12,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import EARLIER_RENDER, coral, table, top5_rate
+from common import EARLIER_RENDER, coral, save_results, top5_rate
 
 from vizneuron import load_model, parse_unit, render
 
@@ -52,7 +52,6 @@ def main() -> None:
     judge = load_model(coral("mobilenet_v1_0.5_160_quant"))
     units = [parse_unit(f"logit:{name}", source) for name in CLASSES]
     targets = torch.tensor([u.index for u in units])
-    rows = []
     for name in args.settings.split(";"):
         start = time.perf_counter()
         result = render(source, units, seed=0, batch=None, progress=False, **SETTINGS[name])  # one batch, as measured
@@ -60,13 +59,11 @@ def main() -> None:
         with torch.no_grad():
             own_top1 = (source(own).argmax(1) == targets).float().mean().item()
         hits = top5_rate(judge, result.images, targets)
-        rows.append([name, f"{own_top1:.0%}", f"{hits:.0%}", f"{time.perf_counter() - start:.0f}"])
-        print(rows[-1], flush=True)
-    print(f"\n{len(CLASSES)} ImageNet classes rendered on mobilenet_v2_1.0_224_quant (224 px unless "
-          "stated), judged by "
-          "mobilenet_v1_0.5_160_quant (renders resized to 160 px):\n")
-    print(table(["settings", "source top-1", "other model top-5", "seconds"], rows))
-
+        row = {"source": "mobilenet_v2_1.0_224_quant", "judge": "mobilenet_v1_0.5_160_quant", "classes": CLASSES,
+               "render": SETTINGS[name], "source_top1": own_top1, "judge_top5": hits,
+               "seconds": time.perf_counter() - start}
+        print(name, own_top1, hits, flush=True)
+        save_results("transfer", row, args, part=name)  # one part per setting: a partial rerun keeps the rest
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 
 import torch
-from common import EARLIER_SCHEDULE, table
+from common import EARLIER_SCHEDULE, save_results
 
 import vizneuron.optim.render as render_module
 from vizneuron import load_model, render
@@ -52,7 +52,7 @@ def folding(on: bool) -> Iterator[None]:
         render_module.folded_batchnorm = real
 
 
-def mixed4e(device: str, batch: int, steps: int) -> None:
+def mixed4e(device: str, batch: int, steps: int) -> dict:
     """Every channel of lucent's InceptionV1 `mixed4e` (832 channels, random init: no download) at 128 px fed at
     224, 512 steps each: timed on one batch of `batch` channels for `steps` steps, then scaled to the
     whole layer (the batches are independent and equal in cost). bfloat16 autocast where native."""
@@ -67,6 +67,8 @@ def mixed4e(device: str, batch: int, steps: int) -> None:
     whole = per_step * 512 * -(-channels // batch)
     print(f"mixed4e on {device}: {per_step:.3f} s per step for {batch} channels; all {channels} channels x 512 "
           f"steps: {whole:.0f} s ({whole / 60:.1f} min)")
+    return {"device": device, "batch": batch, "steps_timed": steps, "channels": channels,
+            "seconds_per_step": per_step, "whole_layer_512_steps_s": whole}
 
 
 def main() -> None:
@@ -81,7 +83,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.mixed4e:
-        return mixed4e(args.device, args.batch, args.steps)
+        save_results("whole_layer", mixed4e(args.device, args.batch, args.steps), args, part=f"mixed4e-{args.device}")
+        return
     model = load_model("default")
     names = args.settings.split(";")
     seconds: dict[str, list[float]] = {name: [] for name in names}
@@ -95,12 +98,9 @@ def main() -> None:
                 seconds[name].append(time.perf_counter() - start)
             value[name] = result.activations.mean().item()
             print(name, f"{seconds[name][-1]:.1f} s", f"mean activation {value[name]:.3f}", flush=True)
-    base = names[0]
-    rows = [[name, f"{statistics.median(seconds[name]):.1f}",
-             f"{statistics.median(seconds[base]) / statistics.median(seconds[name]):.2f}x",
-             f"{value[name]:.3f}", f"{value[name] / value[base]:.2f}"] for name in names]
-    print(table(["setting", "seconds", "speed-up", "mean activation", "vs before"], rows))
-
+    rows = [{"setting": name, "render": {k: v for k, v in SETTINGS[name].items()}, "seconds": seconds[name],
+             "median_s": statistics.median(seconds[name]), "mean_activation": value[name]} for name in names]
+    save_results("whole_layer", {"units": "layer3:*", "model": "default", "rows": rows}, args)
 
 if __name__ == "__main__":
     main()
