@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: where the shared models live, and the one way results are kept: `save_results` writes `bench/results/NAME.json` with what produced them."""
+"""Helpers shared by the benchmark scripts: where the shared models live, and the one way results
+are kept: `save_results` writes `bench/results/NAME.json` with what produced them."""
 
 from __future__ import annotations
 
