@@ -19,7 +19,7 @@ from vizneuron.imageio import to_pil
 from vizneuron.probe import label_groups
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "assets"
+ASSETS = ROOT / "docs" / "assets"
 CORAL = ROOT.parent / "shared" / "models" / "coral" / "mobilenet_v2_1.0_224_quant.tflite"
 CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "test"
 

@@ -4,13 +4,14 @@ A page marks a table with `<!-- table: NAME -->` ... `<!-- /table -->`; this scr
 between with the table NAME renders from its results file (or, with no file yet, the command that
 makes it), followed by a line saying what produced the figures. Nobody types a measured number.
 
-    python scripts/tables.py           # rewrite the tables in README.md and docs/**/*.md
+    python scripts/tables.py           # rewrite the tables in README.md and docs/**/*.md, redraw FIGURES
     python scripts/tables.py --check   # exit 1, naming each table that differs from its results
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
@@ -64,17 +65,370 @@ def percent(value: float) -> str:
 
 # --- the tables: NAME -> markdown ---------------------------------------------------------------
 
+def parts(name: str, prefix: str = "") -> list[tuple[str, object, dict]]:
+    """Every part of a results file whose name starts with `prefix`, in the order they were written."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise Missing(name)
+    found = [(part, record["results"], record["produced_by"])
+             for part, record in json.loads(path.read_text())["parts"].items() if part.startswith(prefix)]
+    if not found:
+        raise Missing(f"{name} ({prefix}...)")
+    return found
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """Mean over seeds, with their range when there are several."""
+    mean = sum(values) / len(values)
+    text = f"{mean:.{digits}f}"
+    return text if len(values) == 1 else f"{text} ({min(values):.{digits}f} to {max(values):.{digits}f})"
+
+
 def test_tiers() -> str:
-    found, source = results("test_tiers")
-    rows = [[name, tier["counts"].get("passed", 0), f"{tier['wall_s']:.0f}", tier["command"]]
-            for name, tier in found.items()]
-    return grid(["tier", "tests passed", "wall s", "command"], rows) + "\n\n" + produced(source)
+    found = parts("test_tiers")
+    rows = [[name, tier["counts"].get("passed", 0), f"{tier['wall_s']:.0f}", f"`{tier['command']}`"]
+            for name, tier, _ in found]
+    return grid(["tier", "tests passed", "wall s", "command"], rows) + "\n\n" + produced(*(s for *_, s in found))
+
+
+def app_defaults() -> str:
+    rows, source = results("app_defaults")
+    shown = [[row["action"], f"{row['seconds'] * 1000:.1f} ms" if row["seconds"] < 1 else f"{row['seconds']:.1f} s"]
+             for row in rows]
+    return grid(["app action (bundled model, CPU)", "time"], shown) + "\n\n" + produced(source)
+
+
+def cli_start() -> str:
+    rows, source = results("cli_start")
+    shown = [[f"`{row['command']}`", f"{row['median_s']:.2f}", f"{row['min_s']:.2f}-{row['max_s']:.2f}"]
+             for row in rows]
+    return grid(["command", "median s", "range s"], shown) + "\n\n" + produced(source)
+
+
+def redirect() -> str:
+    found, source = results("redirect")
+    rows = [[row["redirect_steps"], f"{row['grey']} / {row['units']}", f"{row['mean_activation']:.3f}"]
+            for row in found["rows"]]
+    return grid(["redirect steps", "grey renders", "mean final activation"], rows) + "\n\n" + produced(source)
+
+
+def transfer() -> str:
+    found = parts("transfer")
+    rows = [[name, percent(row["source_top1"]), percent(row["judge_top5"]), f"{row['seconds']:.0f}"]
+            for name, row, _ in found]
+    return (grid(["settings", "mobilenet_v2's own top-1", "mobilenet_v1_0.5 top-5", "seconds"], rows) + "\n\n"
+            + produced(*(s for *_, s in found)))
+
+
+def whole_layer() -> str:
+    found, source = results("whole_layer")
+    base = found["rows"][0]
+    rows = [[row["setting"], f"{row['median_s']:.1f}", f"{base['median_s'] / row['median_s']:.2f}x",
+             f"{row['mean_activation']:.3f}", f"{row['mean_activation'] / base['mean_activation']:.2f}"]
+            for row in found["rows"]]
+    return (grid(["setting", "seconds", "speed-up", "mean activation", "vs the first row"], rows) + "\n\n"
+            + produced(source))
+
+
+def lucent() -> str:
+    found = parts("lucent")
+    rows = []
+    for _, row, _ in found:
+        step = row["seconds_per_step"]
+        rows.append([row["workload"], row["device"], f"{step['lucent']:.3f}", f"{step['vizneuron']:.3f}",
+                     f"{step['plain']:.3f}", f"{step['vizneuron'] / step['plain']:.2f}x",
+                     f"{step['lucent'] / step['vizneuron']:.2f}x"])
+    return (grid(["workload", "device", "lucent s/step", "vizneuron s/step", "plain frozen loop s/step",
+                  "vizneuron vs plain", "speed-up vs lucent"], rows) + "\n\n" + produced(*(s for *_, s in found)))
+
+
+def _quality(q: dict) -> str:
+    top5 = f", top-5 {percent(q['top-5'])}" if q.get("top-5") is not None else ""
+    return f"{q['activation']:.3f} ({q['real ratio']:.2f} of real){top5}"
+
+
+def time_to_quality() -> str:
+    found = parts("time_to_quality")
+    rows = []
+    for _, workload, _ in found:
+        for row in workload:
+            lucent_s = median(row["lucent_s"])
+            if row["steps"] is None:
+                rows.append([row["workload"], row["setting"], f"not within {row['within_steps']}", "-",
+                             _quality(row["lucent_quality"]), "-", f"{lucent_s:.1f}", "-"])
+                continue
+            ours = median(row["seconds"])
+            rows.append([row["workload"], row["setting"], row["steps"], _quality(row["quality"]),
+                         _quality(row["lucent_quality"]), f"{ours:.1f}", f"{lucent_s:.1f}", f"{ours / lucent_s:.2f}"])
+    return (grid(["workload", "vizneuron setting", "steps to match", "vizneuron quality", "lucent-512 quality",
+                  "vizneuron s", "lucent s", "time ratio"], rows) + "\n\n" + produced(*(s for *_, s in found)))
+
+
+def compile_step() -> str:
+    found, source = results("compile_step")
+    step = found["seconds_per_step"]
+    rows = [["eager", f"{median(step['eager']):.3f}", "-"],
+            ["torch.compile", f"{median(step['compiled']):.3f}", f"{found['compile_and_first_step_s']:.1f}"]]
+    return grid(["step", "s per step", "compile + first step s"], rows) + "\n\n" + produced(source)
+
+
+def accentuation_sweep() -> str:
+    found = parts("accentuation_sweep")
+    closes = [row["stay_close"] for row in found[0][1]["rows"]]
+    default = found[0][1]["default_stay_close"]
+    header = ["unit (its top example)", "on the seed"] + [
+        f"**stay_close {c:g} (default)**" if c == default else f"stay_close {c:g}" for c in closes]
+    rows = [[f"{unit} ({r['seed_label']})", f"{r['rows'][0]['on_seed']:.2f}"]
+            + [f"{row['after']:.2f} / {row['rms']:.3f}" for row in r["rows"]] for unit, r, _ in found]
+    return grid(header, rows) + "\n\n" + produced(*(s for *_, s in found))
+
+
+def accentuation_faccent() -> str:
+    found, source = results("accentuation_faccent")
+    ours = sorted(found["vizneuron"], key=lambda row: row["rms"])
+    seed = found["on_seed"]
+    mean_time = sum(row["seconds"] for row in ours) / len(ours)
+    rows = []
+    for row in found["faccent"]:
+        matched = _interpolate(row["rms"], [r["rms"] for r in ours], [r["unit"] for r in ours])
+        gain = (f"{(matched - seed) / (row['unit'] - seed):.2f}x" if row["unit"] - seed > 0.01 * abs(seed)
+                else "faccent: no gain")
+        rows.append([f"{row['alpha']:g}", f"{row['unit']:.3f} / {row['rms']:.3f} / {row['seconds']:.1f}",
+                     f"{matched:.3f}", gain, f"{row['seconds'] / mean_time:.0f}x"])
+    return (grid(["faccent `accent_reg_alpha`", "faccent: unit / RMS from seed / seconds",
+                  "vizneuron at that distance", "gain over the seed vs faccent's", "faccent's time / vizneuron's"],
+                 rows) + f"\n\nUnit `{found['unit']}` on its top example ({found['seed_label']}), "
+            f"{found['on_seed']:.3f} on the seed, {found['steps']} steps.\n\n" + produced(source))
+
+
+def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
+    if x <= xs[0]:
+        return ys[0]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+    return ys[-1]
+
+
+def mine_speed() -> str:
+    found, source = results("mine")
+    rows = []
+    for row in found["rows"]:
+        plain, mining = median(row["plain_images_per_s"]), median(row["mining_images_per_s"])
+        rows.append([f"{row['model']} {row['layer']} ({row['channels']} ch)", f"{plain:.0f}", f"{mining:.0f}",
+                     f"{mining / plain:.2f}x", f"{median(row['finalise_s']):.1f}"])
+    memory = [[f"{row['images']:,}", f"{row['peak_rss_mib']:.0f}"] for row in found["memory"]]
+    return (grid(["layer mined (all channels)", "plain forward img/s", "mining img/s", "ratio",
+                  "crop/heatmap pass s"], rows) + "\n\n" + grid(["images mined (peak memory)", "peak RSS MiB"], memory)
+            + "\n\n" + produced(source))
+
+
+def ray() -> str:
+    found, source = results("ray")
+    images, engines = found["images"], found["engines"]
+    best = {name: min(run[0] for run in e["runs"]) for name, e in engines.items()}
+    stream = {name: min(run[1] for run in e["runs"]) for name, e in engines.items()}
+    rows = [[name, f"{images / best[name]:.0f}", f"{best[name]:.1f}", f"{images / stream[name]:.0f}",
+             f"{best[name] / best[e['against']]:.2f}x" if e["against"] else "-",
+             ("yes" if e["bit_identical"] else "no") if e["against"] else "-"] for name, e in engines.items()]
+    memory = [[name, f"{mib:.0f}"] for name, mib in found["driver_max_rss_mib"].items()]
+    return (grid(["engine", "images/s (whole run)", "seconds", "images/s (streaming pass)",
+                  "time vs local at equal CPU", "index bit-identical to local"], rows) + "\n\n"
+            + grid(["driver (Ray, 2 actors)", "max RSS MiB"], memory) + "\n\n" + produced(source))
+
+
+def sae_field(prefix: str) -> Callable[[], str]:
+    def table() -> str:
+        found = parts("sae", prefix)
+        has_truth = any("mmcs" in row for _, row, _ in found)
+        has_accuracy = any("accuracy" in row for _, row, _ in found)
+        header = ["method", "L0", "FVU", "dead"] + (["MMCS"] if has_truth else []) + (
+            ["spliced accuracy"] if has_accuracy else []) + ["samples", "s", "samples/s", "note"]
+        rows = []
+        for _, row, _ in found:
+            rows.append([row["method"], f"{row['l0']:.1f}", f"{row['fvu']:.3f}", percent(row["dead"])]
+                        + ([f"{row['mmcs']:.3f}"] if has_truth else [])
+                        + ([percent(row["accuracy"])] if has_accuracy else [])
+                        + [f"{row['samples']:,}", f"{row['seconds']:.0f}", f"{row['samples_per_s']:,.0f}", row["note"]])
+        first = found[0][1]
+        context = (f"{first['train_rows']:,} training rows, {first['held_rows']:,} held out, d_sae {first['d_sae']}, "
+                   f"k {first['k']}, {first['epochs']} epochs")
+        if "clean_accuracy" in first:
+            context += f"; clean accuracy {percent(first['clean_accuracy'])}"
+        return grid(header, rows) + f"\n\n{context}.\n\n" + produced(*(s for *_, s in found))
+    return table
+
+
+def sae_speed() -> str:
+    found, source = results("sae_speed")
+    ratios = found["minimal_over_vizneuron"]
+    return (grid(["rounds", "minimal step's speed / vizneuron's (median)", "each round"],
+                 [[len(ratios), f"{median(ratios):.2f}x", ", ".join(f"{r:.2f}" for r in ratios)]])
+            + "\n\n" + produced(source))
+
+
+def sae_layers() -> str:
+    found = parts("sae_layers")
+    rows = []
+    for _, row, _ in found:
+        m, t = row["metrics"], row["training"]
+        rows.append([f"{row['model']} `{row['layer']}`, {'defaults' if not row['recipe'] else row['recipe']}",
+                     f"{row['train_images']:,}", t.get("steps", "-"), "yes" if t.get("converged") else "no",
+                     f"{m['l0']:.1f}", f"{m['fvu']:.3f}", percent(m["dead"]),
+                     " / ".join(percent(m[k]) for k in ("accuracy_clean", "accuracy_sae", "accuracy_mean_ablated")
+                                if k in m) or "-", f"{row['train_s']:.0f}"])
+    return (grid(["SAE", "training images", "steps", "converged", "L0", "FVU", "dead",
+                  "accuracy clean / SAE / mean-ablated", "training s"], rows) + "\n\n"
+            + produced(*(s for *_, s in found)))
+
+
+def absorption() -> str:
+    found = parts("absorption")
+    kinds: dict[str, list[dict]] = {}
+    for _, row, _ in found:
+        kinds.setdefault(row["kind"], []).append(row)
+    rows = [[kind, len(runs), spread([r["absorption"] for r in runs]),
+             spread([r["parent_recall_alone"] for r in runs], 2), spread([r["child_parent_cosine"] for r in runs], 2),
+             spread([r["l0"] for r in runs], 1)] for kind, runs in kinds.items()]
+    return (grid(["kind", "seeds", "absorption: mean (range)", "parent recall alone", "child→parent cos",
+                  "L0 (k 8)"], rows) + "\n\n" + produced(found[0][2]))
+
+
+def monosemantic(prefix: str) -> Callable[[], str]:
+    def table() -> str:
+        found = parts("monosemantic", prefix)
+        rows = []
+        for _, row, _ in found:
+            shares, counts = row["fractions"], row["counts"]
+            rows.append([row["units"], row["count"], percent(shares["monosemantic"]), percent(shares["polysemantic"]),
+                         percent(shares["unclear"]), f"{counts['rare']} ({percent(shares['rare'])})",
+                         f"{row['mean_score']:.2f}"])
+        rare = found[0][1]["min_firing"]
+        return (grid(["units", "count", "monosemantic", "polysemantic", "unclear", f"rare (< {rare} images)",
+                      "mean score"], rows) + "\n\n" + produced(*(s for *_, s in found)))
+    return table
+
+
+def probe_layer() -> str:
+    found, source = results("probe_layer")
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in found["counts"].items())
+    judged = sorted((e for e in found["entries"] if e["verdict"] == "polysemantic"), key=lambda e: -e["score"])[:5]
+    rows = [[e["unit"], e["verdict"], f"{e['score']:.2f}", " + ".join(" / ".join(g) for g in e["groups"])]
+            for e in judged]
+    return (f"All {len(found['entries'])} channels: {counts}. The most polysemantic:\n\n"
+            + grid(["channel", "verdict", "score", "driving concept groups"], rows) + "\n\n" + produced(source))
+
+
+def circuit(prefix: str) -> Callable[[], str]:
+    def table() -> str:
+        (_, found, source), = parts("circuit", prefix)
+        counts, curves = found["counts"], found["curves"]
+        mean = lambda values: sum(values) / len(values)  # noqa: E731
+        rows = [[ranking] + [percent(mean([c[ranking][i] for c in curves])) for i in range(len(counts))]
+                for ranking in curves[0]]
+        if found["greedy"]:
+            greedy = [percent(mean([g[i] for g in found["greedy"]])) for i in range(len(found["greedy_counts"]))]
+            rows.append(["greedy search (oracle)"] + greedy + ["-"] * (len(counts) - len(greedy)))
+        gaps = found["completeness_gaps"]
+        return (grid(["ablated by"] + [f"top {m}" for m in counts], rows)
+                + f"\n\n{found['title']}: {len(curves)} units; share of each unit's mean value on its top images kept "
+                  f"when the top-m upstream units are mean-ablated. Completeness gap {percent(mean(gaps))} on average "
+                  f"(largest {percent(max(gaps))}); {mean(found['seconds']):.1f} s per circuit.\n\n" + produced(source))
+    return table
+
+
+def shift() -> str:
+    found, source = results("shift")
+    rows_in = found["rows"]
+    low = rows_in["biased model"]["balanced"]
+    high = rows_in["oracle (trained with the cue balanced)"]["balanced"]
+    shown = lambda v: "-" if v is None else percent(v)  # noqa: E731
+    rows = [[name, shown(s["balanced"]), shown(s["worst"]), shown(s["cuefree"]), shown(s["cue_readable"]),
+             percent((s["balanced"] - low) / (high - low))] for name, s in rows_in.items()]
+    return (grid(["model", "balanced", "worst group", "cue-free", "cue readable", "gap recovered"], rows)
+            + f"\n\nSHIFT ablated {found['ablated']} features of `{found['layer']}`.\n\n" + produced(source))
 
 
 TABLES: dict[str, tuple[Callable[[], str], str]] = {
     # name: (renderer, the command that makes its results)
     "test-tiers": (test_tiers, "python bench/test_tiers.py"),
+    "app-defaults": (app_defaults, "python bench/app_defaults.py"),
+    "cli-start": (cli_start, "python bench/cli_start.py --runs 5"),
+    "redirect": (redirect, "python bench/redirect.py --channels 0-31 --steps 48"),
+    "transfer": (transfer, "python bench/transfer.py"),
+    "whole-layer": (whole_layer, "python bench/whole_layer.py"),
+    "lucent": (lucent, "python bench/bench_lucent.py --threads 2 --steps 32 --repeats 3"),
+    "time-to-quality": (time_to_quality, "python bench/time_to_quality.py"),
+    "compile-step": (compile_step, "python bench/compile_step.py"),
+    "accentuation-sweep": (accentuation_sweep, "python bench/accentuation_sweep.py"),
+    "accentuation-faccent": (accentuation_faccent, "python bench/bench_accentuation.py --faccent-python "
+                                                   "/tmp/fvenv/bin/python --threads 1 --alphas 0.25,1,4,16"),
+    "mine": (mine_speed, "python bench/bench_mine.py --threads 1 --images 5000"),
+    "ray": (ray, "python bench/bench_ray.py"),
+    "sae-toy": (sae_field("toy"), "python bench/bench_sae.py toy"),
+    "sae-layer3": (sae_field("bundled"), "python bench/bench_sae.py layer3"),
+    "sae-mobilenet": (sae_field("MobileNet"), "python bench/bench_sae.py mobilenet"),
+    "sae-speed": (sae_speed, "python bench/bench_sae.py speed"),
+    "sae-layers": (sae_layers, "python bench/sae_layers.py"),
+    "absorption": (absorption, "python bench/bench_absorption.py"),
+    "monosemantic-layer3": (monosemantic("bundled"), "python bench/bench_monosemantic.py layer3"),
+    "monosemantic-mobilenet": (monosemantic("MobileNet"), "python bench/bench_monosemantic.py mobilenet"),
+    "probe-layer": (probe_layer, "python bench/probe_layer.py"),
+    "circuit-bundled": (circuit("bundled"), "python bench/bench_circuit.py bundled"),
+    "circuit-mobilenet": (circuit("MobileNet"), "python bench/bench_circuit.py mobilenet"),
+    "shift": (shift, "python bench/bench_shift.py"),
 }
+
+
+def monosemantic_bars() -> bytes | None:
+    """Stacked bars of the monosemantic / polysemantic / unclear shares of every unit set in
+    bench/results/monosemantic.json, grouped by layer; None without results."""
+    from PIL import Image, ImageDraw
+
+    try:
+        found = parts("monosemantic")
+    except Missing:
+        return None
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for _, row, _ in found:
+        groups.setdefault(row["set"], []).append((row["units"], row["fractions"]))
+    colours = {"monosemantic": (76, 145, 80), "polysemantic": (220, 140, 40), "unclear": (170, 170, 170)}
+    width, row_height, left = 760, 26, 300
+    bars = sum(len(rows) for rows in groups.values())
+    image = Image.new("RGB", (width, 40 + row_height * (bars + len(groups)) + 30), "white")
+    draw = ImageDraw.Draw(image)
+    y = 10
+    for title, rows in groups.items():
+        draw.text((10, y), title, fill="black")
+        y += row_height
+        for units, shares in rows:
+            draw.text((20, y + 6), units, fill="black")
+            x = left
+            for verdict, colour in colours.items():
+                span = int(shares[verdict] * (width - left - 20))
+                draw.rectangle([x, y + 2, x + span, y + row_height - 4], fill=colour)
+                if span > 30:
+                    draw.text((x + 4, y + 6), f"{shares[verdict]:.0%}", fill="white")
+                x += span
+            y += row_height
+    x = left
+    for verdict, colour in colours.items():
+        draw.rectangle([x, y + 8, x + 12, y + 20], fill=colour)
+        draw.text((x + 16, y + 8), verdict, fill="black")
+        x += 130
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+#: pictures drawn from results: path in the repository -> drawing (PNG bytes, None without results)
+FIGURES: dict[str, Callable[[], bytes | None]] = {"docs/assets/monosemantic.png": monosemantic_bars}
 
 
 def render(name: str) -> str:
@@ -104,6 +458,12 @@ def main() -> int:
                       if m.group("body") != render(m.group("name"))]
             if not args.check:
                 page.write_text(new)
+    for relative, draw in FIGURES.items():
+        picture, path = draw(), ROOT / relative
+        if picture is not None and (not path.is_file() or path.read_bytes() != picture):
+            stale.append(f"{relative} (picture)")
+            if not args.check:
+                path.write_bytes(picture)
     if args.check and stale:
         print("tables that differ from their results (run python scripts/tables.py):\n  " + "\n  ".join(stale))
         return 1

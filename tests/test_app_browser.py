@@ -1,7 +1,7 @@
 """End to end in a real browser: `streamlit run streamlit_app.py`, driven by Playwright in Debian's
 chromium (never a downloaded browser). Mine a small folder, pick a unit, render, probe; images and
 the verdict must appear and the page must show no exception. Set VIZNEURON_SCREENSHOT=PATH to keep
-the screenshot (the README's picture comes from `VIZNEURON_SCREENSHOT=assets/app.png`).
+the screenshot (the docs' picture comes from `VIZNEURON_SCREENSHOT=docs/assets/app.png`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,58 @@
+"""The docs cannot rot: every `python` block of the guides and of Getting started runs as written
+(page by page, in one namespace, in a fresh folder), and every generated table equals what its
+results file gives."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"^(?P<before>[^\n]*)\n```python\n(?P<code>.*?)^```", re.M | re.S)
+NO_RUN = "<!-- no-run:"
+PAGES = [ROOT / "docs" / "getting-started.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
+RUNNABLE = [page for page in PAGES if "```python" in page.read_text()]
+
+
+def code_blocks(page: Path) -> tuple[list[str], list[str]]:
+    """The page's python blocks to run, and the reasons given for those it skips."""
+    runs, skipped = [], []
+    for match in BLOCK.finditer(page.read_text()):
+        before = match.group("before").rsplit("\n", 1)[-1]
+        if before.startswith(NO_RUN):
+            skipped.append(before[len(NO_RUN):].strip(" ->"))
+        else:
+            runs.append(match.group("code"))
+    return runs, skipped
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.stem)
+def test_the_pages_python_blocks_run_as_written(page, tmp_path, monkeypatch):
+    runs, skipped = code_blocks(page)
+    assert all(skipped), f"{page.name}: a no-run block must say why"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    for number, code in enumerate(runs, 1):
+        try:
+            exec(compile(code, f"{page.name} block {number}", "exec"), namespace)  # noqa: S102 (our own docs)
+        except Exception as err:
+            raise AssertionError(f"{page.relative_to(ROOT)}, python block {number} fails:\n{code}") from err
+
+
+def test_block_extraction_sees_runnable_and_skipped_blocks(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("text\n```python\nx = 1\n```\n<!-- no-run: needs a cluster -->\n```python\ny\n```\n"
+                    "```bash\nls\n```\n")
+    assert code_blocks(page) == (["x = 1\n"], ["needs a cluster"])
+
+
+def test_every_generated_table_matches_its_results_file():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "tables.py"), "--check"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
