@@ -59,8 +59,8 @@ def produced(*sources: dict) -> str:
     return "\n".join(lines)
 
 
-def percent(value: float) -> str:
-    return f"{value:.0%}".replace("%", " %")
+def percent(value: float, digits: int = 0) -> str:
+    return f"{value:.{digits}%}".replace("%", " %")
 
 
 # --- the tables: NAME -> markdown ---------------------------------------------------------------
@@ -331,15 +331,15 @@ def circuit(prefix: str) -> Callable[[], str]:
         counts, curves = found["counts"], found["curves"]
         mean = lambda values: sum(values) / len(values)  # noqa: E731
         rows = [[ranking] + [percent(mean([c[ranking][i] for c in curves])) for i in range(len(counts))]
-                for ranking in curves[0]]
+                for ranking in ("contribution", "gradient norm", "random")]
         if found["greedy"]:
             greedy = [percent(mean([g[i] for g in found["greedy"]])) for i in range(len(found["greedy_counts"]))]
             rows.append(["greedy search (oracle)"] + greedy + ["-"] * (len(counts) - len(greedy)))
         gaps = found["completeness_gaps"]
-        return (grid(["ablated by"] + [f"top {m}" for m in counts], rows)
-                + f"\n\n{found['title']}: {len(curves)} units; share of each unit's mean value on its top images kept "
-                  f"when the top-m upstream units are mean-ablated. Completeness gap {percent(mean(gaps))} on average "
-                  f"(largest {percent(max(gaps))}); {mean(found['seconds']):.1f} s per circuit.\n\n" + produced(source))
+        note = (f"{found['title']}: {len(curves)} units; share of each unit's mean value on its top images kept "
+                f"when the top-m upstream units are mean-ablated. Completeness gap {percent(mean(gaps), 1)} on "
+                f"average (largest {percent(max(gaps), 1)}); {mean(found['seconds']):.1f} s per circuit.")
+        return grid(["ablated by"] + [f"top {m}" for m in counts], rows) + f"\n\n{note}\n\n" + produced(source)
     return table
 
 
@@ -355,7 +355,48 @@ def shift() -> str:
             + f"\n\nSHIFT ablated {found['ablated']} features of `{found['layer']}`.\n\n" + produced(source))
 
 
+def headlines() -> str:
+    """Three figures for the README, each from its results file (or the command that makes it)."""
+    rows = []
+
+    def figure(question: str, page: str, command: str, compute: Callable[[], str]) -> None:
+        link = f"[{page}](docs/benchmarks/{page.lower()}.md)"
+        try:
+            rows.append([question, compute(), link])
+        except Missing:
+            rows.append([question, f"not measured yet: `{command}`", link])
+
+    def render_speed() -> str:
+        ratios = [median(row["seconds"]) / median(row["lucent_s"]) for _, workload, _ in parts("time_to_quality")
+                  for row in workload if row["setting"].startswith("defaults") and row["steps"] is not None]
+        if not ratios:
+            raise Missing("time_to_quality (defaults)")
+        return (f"the defaults match lucent's 512-step quality in {min(ratios):.2f}-{max(ratios):.2f}x of its time "
+                f"({len(ratios)} workloads)")
+
+    def circuit_faithfulness() -> str:
+        (_, found, _), = parts("circuit", "bundled")
+        eight = found["counts"].index(8)
+        kept = {r: sum(c[r][eight] for c in found["curves"]) / len(found["curves"]) for r in ("contribution", "random")}
+        return (f"ablating a unit's top 8 upstream channels removes {percent(1 - kept['contribution'])} of its value; "
+                f"8 random ones {percent(1 - kept['random'])} (bundled model, {len(found['curves'])} units)")
+
+    def shift_gap() -> str:
+        found, _ = results("shift")
+        rows_in = found["rows"]
+        low = rows_in["biased model"]["balanced"]
+        high = rows_in["oracle (trained with the cue balanced)"]["balanced"]
+        return (f"SHIFT closes {percent((rows_in['SHIFT']['balanced'] - low) / (high - low))} of the balanced-accuracy "
+                f"gap to a model trained without the cue")
+
+    figure("How fast is a good render?", "Rendering", "python bench/time_to_quality.py", render_speed)
+    figure("Do circuits find what carries a unit?", "Circuits", "python bench/bench_circuit.py", circuit_faithfulness)
+    figure("Can an edit take a cue out of a classifier?", "SHIFT", "python bench/bench_shift.py", shift_gap)
+    return grid(["question", "figure", "details"], rows)
+
+
 TABLES: dict[str, tuple[Callable[[], str], str]] = {
+    "headlines": (headlines, "python scripts/tables.py"),
     # name: (renderer, the command that makes its results)
     "test-tiers": (test_tiers, "python bench/test_tiers.py"),
     "app-defaults": (app_defaults, "python bench/app_defaults.py"),

@@ -1,6 +1,6 @@
-"""The docs cannot rot: every `python` block of the guides and of Getting started runs as written
-(page by page, in one namespace, in a fresh folder), and every generated table equals what its
-results file gives."""
+"""The docs cannot rot: every `python` block of the guides, of Getting started and of the README runs
+as written (page by page, in one namespace, in a fresh folder; the README's "images/" is the bundled
+sample), and every generated table equals what its results file gives."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from vizneuron.samples import SAMPLE_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^(?P<before>[^\n]*)\n```python\n(?P<code>.*?)^```", re.M | re.S)
 NO_RUN = "<!-- no-run:"
 PAGES = [ROOT / "docs" / "getting-started.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
-RUNNABLE = [page for page in PAGES if "```python" in page.read_text()]
+RUNNABLE = [page for page in PAGES if "```python" in page.read_text()] + [ROOT / "README.md"]
 
 
 def code_blocks(page: Path) -> tuple[list[str], list[str]]:
@@ -39,6 +41,8 @@ def test_the_pages_python_blocks_run_as_written(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for number, code in enumerate(runs, 1):
+        if page.name == "README.md":  # its examples name a folder of the reader's; here, the bundled sample
+            code = code.replace('"images/"', repr(str(SAMPLE_DIR)))
         try:
             exec(compile(code, f"{page.name} block {number}", "exec"), namespace)  # noqa: S102 (our own docs)
         except Exception as err:
