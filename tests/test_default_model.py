@@ -36,7 +36,7 @@ def test_default_model_accuracy_on_jpeg_test_split(cifar_test):
 
 @pytest.mark.slow
 def test_default_diversity_weight_keeps_samples_alive():
-    """The README's claim: lucid's 1e2 diversity weight kills most samples of the bundled model,
+    """The docs' claim (docs/index.md): lucid's 1e2 diversity weight kills most samples of the bundled model,
     while the default weight 1 pushed apart on layer2 keeps every sample near full strength."""
     from vizneuron import render
 
