@@ -42,7 +42,7 @@ def test_atlas_of_channels_agrees_with_the_probe_and_is_cached(model, concepts, 
         assert (by_unit[unit].verdict, by_unit[unit].concepts) == (report.verdict, report.concepts)
         assert by_unit[unit].score == pytest.approx(report.score, abs=1e-4)
     counts = atlas.counts()
-    assert counts["monosemantic"] > 0 and counts["polysemantic"] > 0  # the layer has both (docs: bench/results/probe_layer.json)
+    assert counts["monosemantic"] > 0 and counts["polysemantic"] > 0  # the layer has both
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached atlas was measured again")

@@ -4,6 +4,7 @@ sample), and every generated table equals what its results file gives."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -60,3 +61,22 @@ def test_every_generated_table_matches_its_results_file():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "tables.py"), "--check"], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly_and_fetches_nothing(tmp_path):
+    """`mkdocs build --strict` (as CI runs it) passes, and no page loads a font, script or stylesheet
+    from the network: the site works offline."""
+    pytest.importorskip("mkdocs", reason="the docs extra builds the site: pip install -e '.[docs]'")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages = list(tmp_path.rglob("*.html"))
+    assert len(pages) >= 20
+    remote = re.compile(r"<(?:script|link|img)[^>]+(?:src|href)=\"(?:https?:)?//", re.I)
+    for page in pages:
+        found = remote.search(page.read_text())
+        assert not found, f"{page.relative_to(tmp_path)} fetches {found.group(0)}"
+    api = (tmp_path / "reference" / "api" / "index.html").read_text()
+    assert "RenderConfig" in api and "train_sae" in api  # the API reference came from the docstrings
+    assert "vizneuron sae train" in (tmp_path / "reference" / "cli" / "index.html").read_text()  # and the CLI's
