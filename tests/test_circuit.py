@@ -152,7 +152,9 @@ def test_per_concept_paths_differ_for_a_planted_polysemantic_unit_and_agree_for_
         assert (cosine > 0.8 and overlap >= 3) if same else (cosine < 0.65 and overlap <= 2)
 
 
-def _faithfulness(model, layer: str, upstream: str, channels, data, **options) -> None:
+def _faithfulness(model, layer: str, upstream: str, channels, data, gap: float, **options) -> None:
+    """Top-8 ablation removes over 3x what 8 random channels do (and over 20 %), and contributions add
+    up to the unit's value within `gap` on average (at most twice that on any unit)."""
     removed, random_removed, gaps = [], [], []
     for channel in channels:
         found = circuit(model, f"{layer}:{channel}", upstream=upstream, data=data, **options)
@@ -163,21 +165,21 @@ def _faithfulness(model, layer: str, upstream: str, channels, data, **options) -
     mean = lambda values: sum(values) / len(values)  # noqa: E731
     print(f"top-8 removes {mean(removed):.0%}, random 8 {mean(random_removed):.0%}; completeness gap {mean(gaps):.1%}")
     assert mean(removed) > 3 * mean(random_removed) and mean(removed) > 0.2
-    assert mean(gaps) < 0.1
+    assert mean(gaps) < gap and max(gaps) < 2 * gap, gaps
 
 
 @pytest.mark.slow
 def test_ablating_top_contributors_removes_far_more_than_random_ones_on_the_bundled_model():
-    """Measured: the top 8 of 128 remove 29 %, 8 random ones 3 %; completeness within 0.5 %."""
+    """bench/results/circuit.json has the figures (bench_circuit.py, the same units and settings)."""
     _faithfulness(vz.load_model("default"), "layer3", "layer2", range(0, 128, 12),
-                  shared_path("data", "cifar10", "test"))
+                  shared_path("data", "cifar10", "test"), gap=0.01)
 
 
 @pytest.mark.slow
 def test_ablating_top_contributors_removes_far_more_than_random_ones_on_mobilenet_v2():
     model = vz.load_model(f"tflite:{shared_path('models', 'coral', 'mobilenet_v2_1.0_224_quant.tflite')}")
     _faithfulness(model, "Conv_1", "expanded_conv_16_project", range(0, 1280, 128),
-                  shared_path("data", "imagenet-sample"),
+                  shared_path("data", "imagenet-sample"), gap=0.02,
                   examples=16, steps=4, reference_images=128)
 
 def test_cli_writes_the_circuit_page_and_json(tmp_path, capsys):
@@ -187,11 +189,22 @@ def test_cli_writes_the_circuit_page_and_json(tmp_path, capsys):
     assert main(["circuit", "default", "layer3.conv.1:5", "--upstream", "layer2", "--steps", "4", "--k", "3",
                  "--examples", "8", "--quiet", "--out", str(out)]) == 0
     data = __import__("json").loads((out / "circuit.json").read_text())
-    assert len(data["edges"]) == 3 and data["side"] == "upstream" and data["completeness"] < 0.1
+    assert len(data["edges"]) == 3 and data["side"] == "upstream" and data["completeness"] < 1e-3  # a linear path
     assert set(data["files"][data["edges"][0]["unit"]]) == {"render", "kernel"}  # a linear path: a weights view
     assert "layer3.conv.1:5 fed by layer2" in (out / "index.html").read_text()
     assert main(["circuit", "default", "layer3:5", "--upstream", "layer4", "--out", str(out)]) == 2
     assert "closest: layer3" in capsys.readouterr().err
+
+
+def test_too_few_images_for_a_reference_and_its_examples_is_refused(tmp_path):
+    """Contributions are relative to the mean over `data`; averaged over most of those same images
+    they cancel towards zero, so ranking and signs would be noise: refused, saying what to give."""
+    folder = tmp_path / "ten.txt"
+    folder.write_text("".join(f"{path}\n" for path in sorted(Path(SAMPLES).rglob("*.jpg"))[:10]))
+    with pytest.raises(CircuitError, match="only 10 readable images.*give at least 64 images"):
+        circuit(vz.load_model("default"), "layer3:5", upstream="layer2", data=folder)
+    found = circuit(vz.load_model("default"), "layer3:5", upstream="layer2", data=folder, examples=2, steps=2)
+    assert found.reference_count == 10 and len(found.images) == 2 and found.to_dict()["reference_images"] == 10
 
 
 def test_vit_token_layers_circuit_adds_up_and_has_no_weights_view():

@@ -64,6 +64,7 @@ class Circuit:
     inputs: torch.Tensor | None = field(default=None, repr=False)  # the images, as the model saw them
     target: Unit | None = field(default=None, repr=False)  # the unit, as parsed once
     others: list[Unit] = field(default_factory=list, repr=False)  # every unit of the other end, parsed
+    reference_count: int = 0  # images whose mean is the reference (the contributions are relative to it)
 
     @property
     def completeness(self) -> float | None:
@@ -91,7 +92,7 @@ class Circuit:
 
         return {"unit": self.unit, "side": self.side, "layer": self.layer, "edges": [edge(e) for e in self.edges],
                 "value": self.value, "baseline": self.baseline, "error": self.error,
-                "completeness": self.completeness, "images": self.images,
+                "completeness": self.completeness, "images": self.images, "reference_images": self.reference_count,
                 "paths": {c: [edge(e) for e in edges] for c, edges in self.paths.items()},
                 "path_images": self.path_images,
                 "path_agreement": {f"{a} | {b}": v for (a, b), v in self.path_agreement().items()}}
@@ -209,6 +210,13 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
                                "cannot feed it")
     ref_layer = other_layer if upstream is not None else unit.layer
     ref = reference(model, unit, [ref_layer], data, reference_images, batch_size)
+    if index is None and min(examples, len(ref.ids)) > len(ref.ids) // 2:
+        raise CircuitError(
+            f"only {len(ref.ids)} readable images in data: the {min(examples, len(ref.ids))} top examples the "
+            f"contributions are averaged over would be most of the images whose mean is the reference, so the "
+            f"contributions would cancel towards zero and their ranking and signs would be noise; give at least "
+            f"{2 * examples} images, fewer examples (examples={max(1, len(ref.ids) // 4)}), or an index= of the "
+            "unit's top examples mined from a larger dataset")
     if index is not None:
         images, keys = _index_images(index, unit, examples)
     else:
@@ -222,7 +230,7 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     found = Circuit(unit.name, "upstream" if upstream is not None else "downstream", end, _top(names, result.mean, k),
                     names, result.mean, result.value, result.baseline, result.error, keys,
                     gradient_norm=result.gradient_norm, reference_mean=ref.means[ref_layer], inputs=images,
-                    target=unit, others=others)
+                    target=unit, others=others, reference_count=len(ref.ids))
     for concept, source in (concepts or {}).items():
         concept_source = as_source(source)
         concept_ref = reference(model, unit, [], concept_source, None, batch_size)
