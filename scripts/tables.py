@@ -332,14 +332,25 @@ def circuit(prefix: str) -> Callable[[], str]:
         mean = lambda values: sum(values) / len(values)  # noqa: E731
         rows = [[ranking] + [percent(mean([c[ranking][i] for c in curves])) for i in range(len(counts))]
                 for ranking in ("contribution", "gradient norm", "random")]
-        if found["greedy"]:
-            greedy = [percent(mean([g[i] for g in found["greedy"]])) for i in range(len(found["greedy_counts"]))]
-            rows.append(["greedy search (oracle)"] + greedy + ["-"] * (len(counts) - len(greedy)))
+        searches = found.get("searches") or []
+        for search in ("greedy", "swap search"):
+            if searches:
+                shares = [percent(mean([c[search][i] for c in searches])) for i in range(len(found["search_counts"]))]
+                rows.append([f"{search} (heuristic)"] + shares + ["-"] * (len(counts) - len(shares)))
         gaps = found["completeness_gaps"]
         note = (f"{found['title']}: {len(curves)} units; share of each unit's mean value on its top images kept "
                 f"when the top-m upstream units are mean-ablated. Completeness gap {percent(mean(gaps), 1)} on "
                 f"average (largest {percent(max(gaps), 1)}); {mean(found['seconds']):.1f} s per circuit.")
-        return grid(["ablated by"] + [f"top {m}" for m in counts], rows) + f"\n\n{note}\n\n" + produced(source)
+        table = grid(["ablated by"] + [f"top {m}" for m in counts], rows) + f"\n\n{note}\n\n"
+        if searches:  # every unit, at the largest count the searches reach
+            at = len(found["search_counts"]) - 1
+            m = found["search_counts"][at]
+            table += f"Per unit, share kept with {m} channels ablated:\n\n" + grid(
+                ["unit", "contribution", "greedy", "swap search", "random"],
+                [[unit, percent(c["contribution"][at], 1), percent(g["greedy"][at], 1),
+                  percent(g["swap search"][at], 1), percent(c["random"][at], 1)]
+                 for unit, c, g in zip(found["units"], curves, searches)]) + "\n\n"
+        return table + produced(source)
     return table
 
 
