@@ -258,3 +258,28 @@ def mine_in_app(at, folder: Path) -> None:
 def fresh_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`code` run by a new interpreter (nothing imported before it), its output captured as text."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+# --- planted units: directions whose answer is known (the probe's, the atlas's, circuits' tests) ---
+
+def concept_means(model: Model, layer: str, concepts: dict) -> dict[str, torch.Tensor]:
+    """Each concept's mean activation vector at `layer` (pooled over positions)."""
+    from vizneuron.capture import capture
+    from vizneuron.sources import ModelInputs
+
+    means = {}
+    with capture(model, [layer]) as cap, torch.no_grad():
+        for name, source in concepts.items():
+            inputs = ModelInputs(source, model.input_size, model.inputs.crop_fraction)
+            act = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))[layer]
+            means[name] = act.mean((0, 2, 3))
+    return means
+
+
+def planted_direction(means: dict[str, torch.Tensor], members: tuple[str, ...]) -> torch.Tensor:
+    """A unit-norm direction on which every member concept's mean (centred on all concepts) scores the
+    same, of minimum norm: a unit along it fires equally on exactly these concepts."""
+    centre = torch.stack(list(means.values())).mean(0)
+    rows = torch.stack([means[c] - centre for c in members])
+    direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
+    return direction / direction.norm()

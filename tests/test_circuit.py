@@ -16,7 +16,7 @@ from vizneuron.probe import label_groups
 from vizneuron.sae import train_sae
 from vizneuron.units import Unit
 
-from helpers import shared_path
+from helpers import concept_means, planted_direction, shared_path
 
 SAMPLES = Path(vz.__file__).parent / "samples" / "cifar10"
 PLANTED = {2: 3.0, 5: -2.0, 6: 1.0}  # target channel 0 = 3 up2 - 2 up5 + up6; every other weight 0
@@ -118,18 +118,8 @@ def test_weights_view_on_a_linear_path_and_why_not_elsewhere(planted):
 
 def _planted_direction(model, concepts, members):
     """The probe's planted unit: a layer3 direction that fires equally on exactly `members`."""
-    from vizneuron.capture import capture
-    from vizneuron.sources import ModelInputs
-
-    means = {}
-    with capture(model, ["layer3"]) as cap, torch.no_grad():
-        for name, source in concepts.items():
-            inputs = ModelInputs(source, model.input_size, 1.0)
-            means[name] = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))["layer3"].mean((0, 2, 3))
-    centre = torch.stack(list(means.values())).mean(0)
-    rows = torch.stack([means[c] - centre for c in members])
-    direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
-    return Unit("layer3", "direction", direction=direction / direction.norm(), source="+".join(members))
+    direction = planted_direction(concept_means(model, "layer3", concepts), members)
+    return Unit("layer3", "direction", direction=direction, source="+".join(members))
 
 
 @pytest.mark.slow

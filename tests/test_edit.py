@@ -102,8 +102,13 @@ def test_edit_file_round_trips_and_pins_its_sae(tmp_path):
         assert not torch.allclose(loaded(images), model(images), atol=1e-3)
     assert loaded.fingerprint == retrained.fingerprint != edited.fingerprint != model.fingerprint
     assert torch.equal(loaded.module.fc.weight, head["weight"])
-    # the edited model works where a model does: a render of one of its units
-    assert vz.render(loaded, "layer3:1", steps=4, progress=False).images.shape[0] == 1
+    # renders run the edited network: the held channel stays at its value whatever the image, while
+    # the same render on the base model drives it up; an unedited unit downstream renders differently
+    held = next(a["value"] for a in saved["ablate"] if a["unit"] == "layer2:1")
+    assert torch.allclose(vz.render(loaded, "layer2:1", steps=8, progress=False).activations, torch.tensor([held]))
+    assert vz.render(model, "layer2:1", steps=8, progress=False).activations[0] > held + 0.5
+    assert not torch.equal(vz.render(loaded, "layer3:1", steps=8, progress=False).images,
+                           vz.render(model, "layer3:1", steps=8, progress=False).images)
     (tmp_path / "l3.safetensors").write_bytes((tmp_path / "l3.safetensors").read_bytes() + b" ")
     with pytest.raises(EditError, match="changed since the edit was saved"):
         vz.load_model(f"edit:{path}")
@@ -146,8 +151,11 @@ def test_an_edited_model_mines_probes_and_traces_circuits_like_any_model(tmp_pat
                        reference_images=64)
     ablated = next(i for i, name in enumerate(found.names) if name == "layer2:11")
     assert found.contributions[ablated] == 0  # a channel held fixed contributes nothing
-    report = vz.probe(edited, "layer3:0", {"cat": SAMPLE_DIR / "cat", "truck": SAMPLE_DIR / "truck"}, renders=0)
-    assert report.verdict in ("monosemantic", "polysemantic", "unclear")
+    concepts = {"cat": SAMPLE_DIR / "cat", "truck": SAMPLE_DIR / "truck", "ship": SAMPLE_DIR / "ship"}
+    held = vz.probe(edited, "layer2:11", concepts, renders=0)  # held at zero: no concept drives it
+    assert held.verdict == "unclear" and held.concepts == []
+    assert all(e.mean == 0 and e.firing == 0 and not e.drives for e in held.evidence)
+    assert vz.probe(vz.load_model("default"), "layer2:11", concepts, renders=0).verdict != "unclear"
 
 
 def test_an_edit_file_loads_in_a_fresh_interpreter(tmp_path):

@@ -8,42 +8,24 @@ import pytest
 import torch
 
 from vizneuron import load_model, probe
-from vizneuron.capture import capture
 from vizneuron.imageio import image_files
 from vizneuron.probe import label_groups, penultimate_layer, verdict_of
 from vizneuron.probe.run import measure
-from vizneuron.sources import ModelInputs
 from vizneuron.units import Unit
 
-from helpers import shared_path
+from helpers import concept_means, planted_direction, shared_path
 
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _concept_means(model, layer: str, concepts: dict) -> dict[str, torch.Tensor]:
-    """Each concept's mean activation vector at `layer` (pooled over positions)."""
-    means = {}
-    with capture(model, [layer]) as cap, torch.no_grad():
-        for name, source in concepts.items():
-            inputs = ModelInputs(source, model.input_size, model.inputs.crop_fraction)
-            act = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))[layer]
-            means[name] = act.mean((0, 2, 3))
-    return means
-
-
 def _planted(layer: str, means: dict[str, torch.Tensor], members: tuple[str, ...]) -> Unit:
-    """A direction on which every member concept's mean (centred on all concepts) scores the same,
-    of minimum norm: a unit that fires equally on exactly these concepts."""
-    centre = torch.stack(list(means.values())).mean(0)
-    rows = torch.stack([means[c] - centre for c in members])
-    direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
-    return Unit(layer, "direction", direction=direction / direction.norm(), source="+".join(members))
+    return Unit(layer, "direction", direction=planted_direction(means, members), source="+".join(members))
 
 
 def _check_planted(model, layer: str, concepts: dict, cases: list[tuple[tuple[str, ...], str]]) -> None:
     """At least 40 planted units, and the probe's verdict right (naming every member) on >= 90 %."""
     assert len(cases) >= 40
-    means = _concept_means(model, layer, concepts)
+    means = concept_means(model, layer, concepts)
     units = [_planted(layer, means, members) for members, _ in cases]
     penultimate = penultimate_layer(model)
     measured = {c: measure(model, units, s, penultimate) for c, s in concepts.items()}
@@ -109,7 +91,7 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     model = load_model("default")
     test = shared_path("data", "cifar10", "test")
     concepts = label_groups(test, {c: [c] for c in CIFAR}, per_concept=100)
-    means = _concept_means(model, "layer3", concepts)
+    means = concept_means(model, "layer3", concepts)
     unit = _planted("layer3", means, ("cat", "automobile"))
     rows = torch.cat(list(layer_activations(model, "layer3", shared_path("data", "cifar10", "train"),
                                             max_images=3000, batch_size=500)))
