@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
@@ -287,6 +289,45 @@ def test_webdataset_shards_mine_exactly_as_the_folder_they_were_written_from(tmp
         assert fields(from_folder.stats(unit)) == fields(from_shards.stats(unit))
     assert [(a, r) for _, a, r in from_folder.notes()] == [(a, r) for _, a, r in from_shards.notes()]
     assert from_folder.summary()["skipped"] == from_shards.summary()["skipped"] == 4
+
+
+def test_shards_written_by_webdataset_read_as_webdataset_reads_them(tmp_path):
+    """Shards from the `webdataset` library's own writer (not vizneuron's), read back by its own
+    reader as the reference: keys with folders and dots, JPEG, PNG and WebP images, an image beside
+    a mask (`KEY.mask.png`, written first), class indices (`.cls`), a sample with no image at all. The
+    same keys in the same order, the same labels, the same pixels (JPEG decoded alike)."""
+    wds = pytest.importorskip("webdataset", reason="the reference WebDataset writer and reader: pip install webdataset")
+    rng = np.random.default_rng(0)
+    (tmp_path / "shards").mkdir()
+    samples = []
+    for shard in range(2):
+        with wds.TarWriter(str(tmp_path / "shards" / f"part-{shard:06d}.tar")) as sink:
+            for i in range(5):
+                key = f"train/n{shard}/img{i}" if i != 3 else f"train/n{shard}.v1/img{i}"  # a dot in a folder
+                extension = ("jpg", "png", "webp", "jpg", "png")[i]
+                sample = {"__key__": key, extension: _encoded(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8),
+                                                              extension), "cls": 3 * shard + i}
+                if i == 1:
+                    sample["mask.png"] = _encoded(np.zeros((24, 20), dtype=np.uint8), "png")  # written first
+                sink.write(sample)
+                samples.append(key)
+            sink.write({"__key__": f"train/n{shard}/meta", "json": {"note": "no image in this sample"}})
+    pattern = str(tmp_path / "shards" / "part-{000000..000001}.tar")
+    reference = [s for s in wds.WebDataset(pattern, shardshuffle=False).decode("rgb8")
+                 if any(k in s for k in ("jpg", "png", "webp"))]
+    source = as_source(pattern)
+    assert len(source) == len(reference) == len(samples) == 10
+    for i, expected in enumerate(reference):
+        assert source.key(i).split(":", 1)[1] == expected["__key__"]
+        assert source.label(i) == str(expected["cls"])
+        image = next(expected[k] for k in ("jpg", "png", "webp") if k in expected)
+        assert np.array_equal(source.read(i)[0], image), expected["__key__"]
+
+
+def _encoded(pixels: np.ndarray, extension: str) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format={"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[extension])
+    return out.getvalue()
 
 
 def test_shards_with_labels_feed_the_probe_and_bad_shards_say_why(tmp_path):

@@ -223,7 +223,8 @@ def _check_whole(shard: Path, images: dict[str, tuple[int, int]]) -> None:
 
 class ShardSource(ImageSource):
     """WebDataset tar shards: each key (a member path without its extensions) is one image, numbered
-    in shard and member order; a `.cls` (class index) or `.txt` (class name) member is its label.
+    in shard and member order (`KEY.jpg`, `.png`, ...; a field such as `KEY.mask.png` only when the
+    sample has no plain image); a `.cls` (class index) or `.txt` (class name) member is its label.
     Members are located once; each image is then read straight from its byte range."""
 
     kind = "webdataset"
@@ -241,6 +242,7 @@ class ShardSource(ImageSource):
             if within is not None and not any(shard.is_relative_to(Path(f).resolve()) for f in within):
                 raise VizneuronError(f"shard {shard} is outside the folders this app may read")
             images: dict[str, tuple[int, int]] = {}
+            plain_images: set[str] = set()
             labels: dict[str, str] = {}
             try:
                 with tarfile.open(shard, "r:") as tar:
@@ -248,8 +250,14 @@ class ShardSource(ImageSource):
                         if not member.isfile():
                             continue
                         key, extension = shard_key(member.name)
-                        if Path("x" + extension).suffix in IMAGE_SUFFIXES and key not in images:
-                            images[key] = (member.offset_data, member.size)
+                        if Path("x" + extension).suffix in IMAGE_SUFFIXES:
+                            # the image is `KEY.jpg` (one extension); `KEY.mask.png` is another field of the
+                            # sample, used only when there is no plain one
+                            plain = extension.count(".") == 1
+                            if key not in images or (plain and key not in plain_images):
+                                images[key] = (member.offset_data, member.size)
+                            if plain:
+                                plain_images.add(key)
                         elif extension in SHARD_LABELS and member.size < 1024:
                             labels[key] = tar.extractfile(member).read().decode("utf-8", "replace").strip()
             except (tarfile.TarError, EOFError) as err:
