@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -376,18 +377,34 @@ def test_written_files_follow_the_umask(tmp_path):
     assert set(modes.values()) == {0o644}, modes
 
 
-def _mount_tmpfs(where: Path, options: str) -> None:
+def _mount_tmpfs(where: Path, options: str, request) -> bool:
+    """Mount a size-limited tmpfs at `where` and say True. Without the right to (not root), rerun this
+    test inside a new user and mount namespace (`unshare --map-root-user --mount`), where an
+    unprivileged user may mount a tmpfs of their own, and say False: the rerun made the assertions."""
     where.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}): needs root")
+    if done.returncode == 0:
+        return True
+    if os.environ.get("VIZNEURON_TEST_NAMESPACE"):
+        pytest.fail(f"cannot mount a tmpfs even in a user namespace: {done.stderr.decode().strip()}")
+    if shutil.which("unshare") is None:
+        pytest.skip("cannot mount a tmpfs (not root) and `unshare` is missing to make a namespace for it")
+    rerun = subprocess.run(["unshare", "--map-root-user", "--mount", sys.executable, "-m", "pytest", "-q", "-p",
+                            "no:cacheprovider", "-p", "no:randomly", request.node.nodeid],
+                           capture_output=True, text=True, cwd=request.config.rootpath,
+                           env={**os.environ, "VIZNEURON_TEST_NAMESPACE": "1"})
+    if "unshare failed" in rerun.stderr:
+        pytest.skip(f"cannot mount a tmpfs: not root, and user namespaces are off ({rerun.stderr.strip()})")
+    assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-2000:]
+    return False
 
 
-def test_full_disk_stops_with_a_message_and_resumes(tmp_path, capsys):
+def test_full_disk_stops_with_a_message_and_resumes(tmp_path, capsys, request):
     """A 4 MB tmpfs: render and mine stop with one line; after space is freed the same mine resumes
     and ends with the examples of an uninterrupted run."""
     small = tmp_path / "small"
-    _mount_tmpfs(small, "size=4m")
+    if not _mount_tmpfs(small, "size=4m", request):
+        return
     try:
         filler = small / "filler"
         filler.write_bytes(b"\0" * (4 * 2**20 - 16 * 1024))
@@ -411,9 +428,10 @@ def test_full_disk_stops_with_a_message_and_resumes(tmp_path, capsys):
         subprocess.run(["umount", "-l", str(small)])
 
 
-def test_an_index_on_read_only_storage_is_read_without_writing(kit, tmp_path, capsys):
+def test_an_index_on_read_only_storage_is_read_without_writing(kit, tmp_path, capsys, request):
     shelf = tmp_path / "ro"
-    _mount_tmpfs(shelf, "size=16m")
+    if not _mount_tmpfs(shelf, "size=16m", request):
+        return
     try:
         (shelf / "index.sqlite").write_bytes((kit / "index.sqlite").read_bytes())
         subprocess.run(["mount", "-o", "remount,ro", str(shelf)], check=True)
@@ -447,7 +465,7 @@ def test_files_that_do_not_fit_are_messages_and_a_damaged_cache_entry_is_redone(
     assert torch.equal(again.images, first.images) and cache.get(model, "layer3:0", steps=2) is not None
 
 
-def test_sae_extract_and_train_on_a_full_disk_or_damaged_rows_say_so(tmp_path, capsys):
+def test_sae_extract_and_train_on_a_full_disk_or_damaged_rows_say_so(tmp_path, capsys, request):
     """A full disk during `sae extract` or under `sae train`'s checkpoint, and a rows file cut short:
     one line each, no traceback, no temporary file left behind."""
     rows = tmp_path / "rows"
@@ -461,7 +479,8 @@ def test_sae_extract_and_train_on_a_full_disk_or_damaged_rows_say_so(tmp_path, c
     err = capsys.readouterr().err
     assert "is damaged" in err and first.name in err and "Traceback" not in err, err
     small = tmp_path / "small"
-    _mount_tmpfs(small, "size=1m")
+    if not _mount_tmpfs(small, "size=1m", request):
+        return
     try:
         (small / "filler").write_bytes(b"\0" * (2**20 - 64 * 1024))
         assert main(argv + [str(small / "rows")]) == 2
