@@ -21,8 +21,9 @@ is not upsampled. All units of a workload are one batch for both tools; one unit
 For each candidate setting, vizneuron finds the fewest of CHECKPOINTS steps at which (a) and (b) reach
 lucent-512's (with a constant step size one render with snapshots answers, since a snapshot at step s
 is exactly an s-step render; a schedule depends on the run's length, so there each length is its own
-render), then times a render of exactly that many steps, interleaved with lucent's 512-step run
-(`--repeats` rounds, medians). The quality shown is that timed render's own.
+render). Then the clock: both tools warmed up, then `--repeats` rounds (default 3), each timing
+lucent's 512-step render and every setting's render of its matched step count in turn; medians. The
+quality shown is the timed render's own.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class ForLucent(nn.Module):
         return self.logits(self.net(self.preprocess(x)))
 
 
-def lucent_render(model: Model, units, size: int) -> torch.Tensor:
+def lucent_render(model: Model, units, size: int, steps: int = LUCENT_STEPS) -> torch.Tensor:
     """lucent's default render of every unit, one batch slot each; images (N, 3, size, size)."""
     from lucent.optvis import objectives as lobj
     from lucent.optvis import param
@@ -113,7 +114,7 @@ def lucent_render(model: Model, units, size: int) -> torch.Tensor:
     goal = sum(lobj.channel("logits" if u.layer == OUTPUT_LAYER else "net_" + u.layer.replace(".", "_"), u.index,
                             batch=i)
                for i, u in enumerate(units))
-    images = lrender.render_vis(wrapped, goal, lambda: param.image(size, batch=len(units)), thresholds=(LUCENT_STEPS,),
+    images = lrender.render_vis(wrapped, goal, lambda: param.image(size, batch=len(units)), thresholds=(steps,),
                                 preprocess=False, fixed_image_size=size if size < 224 else None, show_image=False,
                                 progress=False)[-1]
     model.module.requires_grad_(False)
@@ -189,32 +190,41 @@ def first_match(name: str, label: str, model: Model, units, settings: dict, judg
 
 
 def run(name: str, work: Workload, repeats: int) -> list[dict]:
+    """Quality first (lucent-512's, then each setting's matching step count), then the clock: both
+    tools warmed up, then `repeats` rounds, each timing lucent's 512-step render and every setting's
+    matched render in turn, so machine drift hits all alike; medians."""
     model = load_model(work.spec)
     units = parse_units(work.units, model)
     judge = load_model(work.judge) if work.judge else None
     real = best_real(model, units, work.real_images)
-    lucent_time, lucent_images = timed(lambda: lucent_render(model, units, work.lucent_size))
-    target = quality(model, units, lucent_images, judge, real)
-    print(f"[{name}] lucent-512: {fmt(target)} in {lucent_time:.1f} s", flush=True)
+    target = quality(model, units, lucent_render(model, units, work.lucent_size), judge, real)
+    print(f"[{name}] lucent-512: {fmt(target)}", flush=True)
+    matched = {label: first_match(name, label, model, units, settings, judge, real, target)
+               for label, settings in work.candidates.items()}
+    lucent_render(model, units, work.lucent_size, steps=8)  # warm-ups, both tools
+    render(model, units, steps=8, batch=None, progress=False)
+    lucent_s: list[float] = []
+    ours: dict[str, list[float]] = {label: [] for label, step in matched.items() if step is not None}
+    last: dict[str, object] = {}
+    for round_ in range(repeats):
+        lucent_s.append(timed(lambda: lucent_render(model, units, work.lucent_size))[0])
+        for label in ours:
+            settings = work.candidates[label]
+            seconds, last[label] = timed(lambda step=matched[label], settings=settings: render(
+                model, units, steps=step, batch=None, progress=False, **settings))
+            ours[label].append(seconds)
+        print(f"[{name}] round {round_ + 1}: lucent {lucent_s[-1]:.1f} s", flush=True)
     rows = []
-    for label, settings in work.candidates.items():
-        step = first_match(name, label, model, units, settings, judge, real, target)
+    for label, step in matched.items():
         if step is None:
             rows.append({"workload": work.title, "setting": label, "steps": None, "lucent_quality": target,
-                         "lucent_s": [lucent_time], "within_steps": max(CHECKPOINTS)})
+                         "lucent_s": lucent_s, "within_steps": max(CHECKPOINTS)})
             continue
-        ours, theirs = [], [lucent_time]
-        for round_ in range(repeats):
-            seconds, result = timed(lambda step=step, settings=settings: render(
-                model, units, steps=step, batch=None, progress=False, **settings))
-            ours.append(seconds)
-            if round_ + 1 < repeats:
-                theirs.append(timed(lambda: lucent_render(model, units, work.lucent_size))[0])
-        q = quality(model, units, result.images, judge, real)  # the timed render's own quality
+        q = quality(model, units, last[label].images, judge, real)  # the timed render's own quality
         rows.append({"workload": work.title, "setting": label, "steps": step, "quality": q, "lucent_quality": target,
-                     "seconds": ours, "lucent_s": theirs})
-        print(f"[{name}] {label}: {step} steps, {fmt(q)}, {statistics.median(ours):.1f} s against lucent's "
-              f"{statistics.median(theirs):.1f} s", flush=True)
+                     "seconds": ours[label], "lucent_s": lucent_s})
+        print(f"[{name}] {label}: {step} steps, {fmt(q)}, {statistics.median(ours[label]):.1f} s against lucent's "
+              f"{statistics.median(lucent_s):.1f} s", flush=True)
     return rows
 
 
@@ -222,7 +232,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="resnet18,default-layer3,mobilenet-v2-logits")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=1, help="timing rounds (lucent's 512 steps each time)")
+    ap.add_argument("--repeats", type=int, default=3, help="timing rounds (lucent's 512 steps each time)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     try:
