@@ -359,9 +359,9 @@ def shift() -> str:
     rows_in = found["rows"]
     low = rows_in["biased model"]["balanced"]
     high = rows_in["oracle (trained with the cue balanced)"]["balanced"]
-    shown = lambda v: "-" if v is None else percent(v)  # noqa: E731
+    shown = lambda v: "-" if v is None else percent(v, 1)  # noqa: E731
     rows = [[name, shown(s["balanced"]), shown(s["worst"]), shown(s["cuefree"]), shown(s["cue_readable"]),
-             percent((s["balanced"] - low) / (high - low))] for name, s in rows_in.items()]
+             percent((s["balanced"] - low) / (high - low), 1)] for name, s in rows_in.items()]
     return (grid(["model", "balanced", "worst group", "cue-free", "cue readable", "gap recovered"], rows)
             + f"\n\nSHIFT ablated {found['ablated']} features of `{found['layer']}`.\n\n" + produced(source))
 
@@ -397,7 +397,7 @@ def headlines() -> str:
         rows_in = found["rows"]
         low = rows_in["biased model"]["balanced"]
         high = rows_in["oracle (trained with the cue balanced)"]["balanced"]
-        return (f"SHIFT closes {percent((rows_in['SHIFT']['balanced'] - low) / (high - low))} of the balanced-accuracy "
+        return (f"SHIFT closes {percent((rows_in['SHIFT']['balanced'] - low) / (high - low), 1)} of the balanced-accuracy "
                 f"gap to a model trained without the cue")
 
     figure("How fast is a good render?", "Rendering", "python bench/time_to_quality.py", render_speed)
