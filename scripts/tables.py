@@ -397,8 +397,8 @@ def headlines() -> str:
         rows_in = found["rows"]
         low = rows_in["biased model"]["balanced"]
         high = rows_in["oracle (trained with the cue balanced)"]["balanced"]
-        return (f"SHIFT closes {percent((rows_in['SHIFT']['balanced'] - low) / (high - low), 1)} of the balanced-accuracy "
-                f"gap to a model trained without the cue")
+        closed = percent((rows_in["SHIFT"]["balanced"] - low) / (high - low), 1)
+        return f"SHIFT closes {closed} of the balanced-accuracy gap to a model trained without the cue"
 
     figure("How fast is a good render?", "Rendering", "python bench/time_to_quality.py", render_speed)
     figure("Do circuits find what carries a unit?", "Circuits", "python bench/bench_circuit.py", circuit_faithfulness)
