@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kind", choices=list(KINDS), default=None, help=f"(default {sae_base.kind})")
     train.add_argument("--prefixes", type=int, default=None,
                        help=f"nested prefixes, matryoshka (default {sae_base.prefixes}: d_sae/16 ... d_sae)")
-    train.add_argument("--l1", type=float, default=None, help=f"sparsity weight, relu (default {sae_base.l1:g})")
+    train.add_argument("--l1", type=float, default=None,
+                       help="relu's sparsity weight (default: steered during training to hold the mean L0 at --k)")
     train.add_argument("--lr", type=float, default=None, help=f"(default {sae_base.lr:g})")
     train.add_argument("--epochs", type=int, default=None,
                        help=f"passes over the data (default: until the FVU levels off, at least {sae_base.min_steps} "

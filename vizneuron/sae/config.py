@@ -64,8 +64,8 @@ class SAETrainConfig:
     expansion: int = 8
     d_sae: int | None = None
     kind: str = "topk"  # one of KINDS: "topk" | "relu" | "batchtopk" | "jumprelu" | "matryoshka"
-    k: int = 16  # active latents per sample (topk; the target mean for the other sparse kinds)
-    l1: float = 5e-3  # sparsity weight (relu)
+    k: int = 16  # active latents per sample (topk; the target mean for the other kinds, relu included)
+    l1: float | None = None  # relu's sparsity weight; None: steered during training to hold the mean L0 at k
     prefixes: int = 5  # matryoshka: nested prefixes d_sae/2**(prefixes-1), ..., d_sae/2, d_sae
     lr: float = 3e-3
     batch_size: int | None = None  # rows per optimiser step (default: scaled to the data, 256-4096)
@@ -89,7 +89,7 @@ class SAETrainConfig:
                 raise VizneuronError(f"SAE training: {name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0:
             raise VizneuronError(f"SAE training: lr must be positive, not {self.lr}")
-        if not (self.l1 >= 0 and self.aux_weight >= 0 and 0 < self.plateau < 1):
+        if not ((self.l1 is None or self.l1 >= 0) and self.aux_weight >= 0 and 0 < self.plateau < 1):
             raise VizneuronError("SAE training: l1 and aux_weight must be 0 or more, plateau between 0 and 1")
         if not 0 <= self.seed < 2**63:
             raise VizneuronError(f"SAE training: seed must be between 0 and 2**63 - 1, not {self.seed}")

@@ -111,8 +111,11 @@ def train_sae(
     optimiser = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     since_fired = torch.zeros(d_sae, dtype=torch.long, device=device)
     monitor = Plateau(cfg.plateau)
-    # jumprelu: running mean of the training L0 (converged only once it is within L0_TOLERANCE of k)
+    # jumprelu, and relu with its L1 weight steered: running mean of the training L0 (converged only
+    # once it is within L0_TOLERANCE of k)
     l0_mean = float(cfg.k)
+    steer_l1 = cfg.kind == "relu" and cfg.l1 is None
+    l1 = cfg.l1 if cfg.l1 is not None else L1_START
     identity = {"d_in": d_in, **asdict(cfg)}  # what must match for a checkpoint to be resumed
     step, skip, samples = 0, 0, 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -127,7 +130,7 @@ def train_sae(
         optimiser.load_state_dict(state["optimiser"])
         since_fired, skip = state["since_fired"].to(device), int(state["step"])
         monitor = Plateau.from_state(cfg.plateau, state["monitor"])
-        l0_mean = float(state["l0_mean"])
+        l0_mean, l1 = float(state["l0_mean"]), float(state.get("l1", l1))
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
     stopped = "epochs" if cfg.epochs else "data"  # what ended the run, unless a plateau does first
     for batch in _chain(first, stream):
@@ -149,7 +152,10 @@ def train_sae(
         error = errors[-1]
         loss = sum(e.pow(2).sum(1).mean() for e in errors) / (len(errors) * d_in)
         if cfg.kind == "relu":
-            loss = loss + cfg.l1 * z.sum(1).mean()
+            loss = loss + l1 * z.sum(1).mean()
+            if steer_l1:
+                l0_now = (z > 0).sum(1).float().mean().item()
+                l0_mean += (l0_now - l0_mean) / WINDOW
         if cfg.kind == "jumprelu":
             l0 = sae.l0_estimate(pre)
             loss = loss + L0_WEIGHT * l0
@@ -177,13 +183,16 @@ def train_sae(
         if cfg.kind == "jumprelu":  # the penalty shapes which latents fire; this shift keeps how many at k
             with torch.no_grad():
                 sae.log_threshold.add_(L0_GAIN * (l0_now / cfg.k - 1))
+        if steer_l1:  # relu: the L1 weight rises while more than k latents fire, falls while fewer (at most
+            # L1_GAIN a step, so it neither overshoots at the start, when half the latents fire, nor collapses)
+            l1 *= math.exp(L1_GAIN * max(-1.0, min(1.0, math.log(max(l0_now, 1e-3) / cfg.k))))
         with torch.no_grad():
             monitor.add(float(error.pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp(min=1e-12)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", dead=int(dead.sum()), refresh=False)
         if checkpoint is not None and step % checkpoint_every == 0:
-            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean)
-        settled = cfg.kind != "jumprelu" or abs(l0_mean / cfg.k - 1) <= L0_TOLERANCE
+            _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean, l1)
+        settled = not (cfg.kind == "jumprelu" or steer_l1) or abs(l0_mean / cfg.k - 1) <= L0_TOLERANCE
         if cfg.epochs is None and step >= cfg.min_steps and monitor.converged and settled:
             stopped = "plateau"
             break
@@ -197,7 +206,7 @@ def train_sae(
     if not converged:
         warnings.warn(_not_converged(record, cfg, monitor, l0_mean), NotConverged, stacklevel=2)
     if checkpoint is not None:
-        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean)
+        _save_checkpoint(checkpoint, sae, optimiser, since_fired, step, identity, monitor, l0_mean, l1)
     return sae.eval().requires_grad_(False)
 
 
@@ -205,7 +214,9 @@ WINDOW = 200  # optimiser steps per convergence window
 MIN_THRESHOLD = 1e-3  # jumprelu: the lowest starting threshold (normalised space, pre-activations ~ 1)
 L0_WEIGHT = 3e-2  # jumprelu: the L0 penalty's weight (per latent, against FVU-scale error)
 L0_GAIN = 0.05  # jumprelu: log-threshold shift per step, per unit of relative L0 error (holds L0 at k)
-L0_TOLERANCE = 0.1  # jumprelu: converged only with the mean training L0 within 10 % of k
+L0_TOLERANCE = 0.1  # jumprelu, steered relu: converged only with the mean training L0 within 10 % of k
+L1_START = 5e-3  # relu: the L1 weight a steered run starts from
+L1_GAIN = 0.01  # relu: the most the steered L1 weight changes a step (relative, log scale)
 
 
 def matryoshka_prefixes(d_sae: int, prefixes: int) -> list[int]:
@@ -292,13 +303,13 @@ def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.
 
 
 def _save_checkpoint(path: str | Path, sae: SAE, optimiser, since_fired: torch.Tensor, step: int,
-                     identity: dict[str, Any], monitor: Plateau, l0_mean: float) -> None:
+                     identity: dict[str, Any], monitor: Plateau, l0_mean: float, l1: float) -> None:
     """The training state, serialised in memory and written atomically (a full disk is an OSError and
     leaves the previous checkpoint and no temporary file)."""
     buffer = io.BytesIO()
     torch.save({"sae": sae.state_dict(), "optimiser": optimiser.state_dict(), "since_fired": since_fired.cpu(),
                 "step": step, "settings": identity, "monitor": monitor.state(),
-                "l0_mean": l0_mean}, buffer)
+                "l0_mean": l0_mean, "l1": l1}, buffer)
     write_atomic(Path(path), buffer.getvalue())
 
 
