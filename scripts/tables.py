@@ -280,12 +280,26 @@ def sae_layers() -> str:
         m, t = row["metrics"], row["training"]
         rows.append([f"{row['model']} `{row['layer']}`, {'defaults' if not row['recipe'] else row['recipe']}",
                      f"{row['train_images']:,}", t.get("steps", "-"), "yes" if t.get("converged") else "no",
-                     f"{m['l0']:.1f}", f"{m['fvu']:.3f}", percent(m["dead"]),
-                     " / ".join(percent(m[k]) for k in ("accuracy_clean", "accuracy_sae", "accuracy_mean_ablated")
+                     f"{m['l0']:.1f}", f"{m['fvu']:.3f}", percent(m["dead_fraction"], 1),
+                     " / ".join(percent(m[k], 1) for k in ("accuracy_clean", "accuracy_sae", "accuracy_mean_ablated")
                                 if k in m) or "-", f"{row['train_s']:.0f}"])
     return (grid(["SAE", "training images", "steps", "converged", "L0", "FVU", "dead",
                   "accuracy clean / SAE / mean-ablated", "training s"], rows) + "\n\n"
             + produced(*(s for *_, s in found)))
+
+
+def sae_convergence() -> str:
+    found = parts("sae_convergence")
+    rows = []
+    for _, row, _ in found:
+        plain, longer = row["plain"], row["longer"]
+        shape = f"{row['shape']}: {row['n']} in {row['d']} d, {row['rows']:,} rows, d_sae {row['d_sae']}, k {row['k']}"
+        rows.append([shape, row["kind"], f"{plain['mmcs']:.3f}", percent(plain["recovered_0.9"]), f"{plain['l0']:.1f}",
+                     f"{plain['fvu']:.3f}", plain["training"].get("steps"),
+                     "yes" if plain["training"].get("converged") else "no",
+                     f"{longer['mmcs']:.3f}", f"{longer['mmcs'] - plain['mmcs']:+.3f}"])
+    return (grid(["toy shape", "kind", "plain MMCS", "features at cos > 0.9", "L0", "FVU", "steps", "converged",
+                  "4x longer MMCS", "4x - plain"], rows) + "\n\n" + produced(*(s for *_, s in found)))
 
 
 def absorption() -> str:
@@ -429,6 +443,7 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "sae-speed": (sae_speed, "python bench/bench_sae.py speed"),
     "sae-layers": (sae_layers, "python bench/sae_layers.py"),
     "absorption": (absorption, "python bench/bench_absorption.py"),
+    "sae-convergence": (sae_convergence, "python bench/sae_convergence.py"),
     "monosemantic-layer3": (monosemantic("bundled"), "python bench/bench_monosemantic.py layer3"),
     "monosemantic-mobilenet": (monosemantic("MobileNet"), "python bench/bench_monosemantic.py mobilenet"),
     "probe-layer": (probe_layer, "python bench/probe_layer.py"),
