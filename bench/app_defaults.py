@@ -10,13 +10,12 @@ cold run (no cache) after a warm-up render.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import SHARED, save_results
+from common import save_results, shared
 
 import vizneuron as vz
 from vizneuron import PRESETS, RenderCache
@@ -35,9 +34,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = SHARED / "data" / "cifar10" / "test"
-    if not data.exists():
-        sys.exit(f"needs {data}")
+    data = shared("data", "cifar10", "test")
     model = vz.load_model("default")
     vz.render(model, "layer3:0", steps=8, progress=False)  # warm-up
     cache = RenderCache(tempfile.mkdtemp())

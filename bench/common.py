@@ -26,12 +26,17 @@ EARLIER_SCHEDULE = dict(lr=0.05, schedule="constant")
 EARLIER_RENDER = dict(**EARLIER_SCHEDULE, precision="float32")
 
 
-def coral(name: str) -> str:
-    """Spec of one of the Coral TFLite classifiers in ../shared."""
-    path = SHARED / "models" / "coral" / f"{name}.tflite"
+def shared(*parts: str) -> Path:
+    """A path in ../shared, or exit saying it is needed (the benches read real data from there)."""
+    path = SHARED.joinpath(*parts)
     if not path.exists():
         sys.exit(f"needs {path} (the ../shared folder beside the project)")
-    return f"tflite:{path}"
+    return path
+
+
+def coral(name: str) -> str:
+    """Spec of one of the Coral TFLite classifiers in ../shared."""
+    return f"tflite:{shared('models', 'coral', f'{name}.tflite')}"
 
 
 def top5_rate(judge, images: torch.Tensor, targets: torch.Tensor) -> float:

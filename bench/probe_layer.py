@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 
 import torch
-from common import SHARED, save_results
+from common import save_results, shared
 
 from vizneuron import load_model
 from vizneuron.probe import label_groups, layer_atlas
@@ -27,9 +27,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = SHARED / "data" / "cifar10" / "test"
-    if not data.exists():
-        raise SystemExit(f"needs {data} (the ../shared folder beside the project)")
+    data = shared("data", "cifar10", "test")
     model = load_model("default")
     concepts = label_groups(data, {c: [c] for c in CLASSES}, per_concept=args.per_concept)
     atlas = layer_atlas(model, args.layer, concepts, progress=False)
