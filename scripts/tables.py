@@ -396,8 +396,10 @@ def headlines() -> str:
                   for row in workload if row["setting"].startswith("defaults") and row["steps"] is not None]
         if not ratios:
             raise Missing("time_to_quality (defaults)")
-        return (f"the defaults match lucent's 512-step quality in {min(ratios):.2f}-{max(ratios):.2f}x of its time "
-                f"({len(ratios)} workloads)")
+        span = f"{min(ratios):.2f}" if f"{min(ratios):.2f}" == f"{max(ratios):.2f}" else \
+            f"{min(ratios):.2f}-{max(ratios):.2f}"
+        return (f"the defaults reach lucent's 512-step quality in {span} of its time ({len(ratios)} "
+                f"workload{'s' if len(ratios) > 1 else ''}, median of interleaved rounds)")
 
     def circuit_faithfulness() -> str:
         (_, found, _), = parts("circuit", "bundled")
