@@ -92,9 +92,10 @@ def spread(values: list[float], digits: int = 3) -> str:
 
 def test_tiers() -> str:
     found = parts("test_tiers")
-    rows = [[name, tier["counts"].get("passed", 0), f"{tier['wall_s']:.0f}", f"`{tier['command']}`"]
-            for name, tier, _ in found]
-    return grid(["tier", "tests passed", "wall s", "command"], rows) + "\n\n" + produced(*(s for *_, s in found))
+    rows = [[name, tier["counts"].get("passed", 0), tier["counts"].get("failed", 0), f"{tier['wall_s']:.0f}",
+             f"`{tier['command']}`"] for name, tier, _ in found]
+    table = grid(["tier", "tests passed", "failed", "wall s", "command"], rows)
+    return table + "\n\n" + produced(*(s for *_, s in found))
 
 
 def app_defaults() -> str:
