@@ -29,13 +29,10 @@ class Missing(Exception):
 
 def results(name: str, part: str = "all") -> tuple[object, dict]:
     """The results and provenance of `part` of bench/results/NAME.json."""
-    path = RESULTS / f"{name}.json"
-    if not path.is_file():
-        raise Missing(name)
-    record = json.loads(path.read_text())
-    if part not in record["parts"]:
-        raise Missing(f"{name} ({part})")
-    return record["parts"][part]["results"], record["parts"][part]["produced_by"]
+    for found, record, source in parts(name):
+        if found == part:
+            return record, source
+    raise Missing(f"{name} ({part})")
 
 
 def grid(header: list[str], rows: list[list[object]]) -> str:
@@ -522,12 +519,12 @@ def main() -> int:
     stale = []
     for page in pages():
         text = page.read_text()
-        new = MARKED.sub(lambda m: m.group(1) + render(m.group("name")) + m.group(4), text)
-        if new != text:
-            stale += [f"{page.relative_to(ROOT)}: {m.group('name')}" for m in MARKED.finditer(text)
-                      if m.group("body") != render(m.group("name"))]
-            if not args.check:
-                page.write_text(new)
+        rendered = {m.group("name"): render(m.group("name")) for m in MARKED.finditer(text)}
+        stale += [f"{page.relative_to(ROOT)}: {m.group('name')}" for m in MARKED.finditer(text)
+                  if m.group("body") != rendered[m.group("name")]]
+        new = MARKED.sub(lambda m, rendered=rendered: m.group(1) + rendered[m.group("name")] + m.group(4), text)
+        if new != text and not args.check:
+            page.write_text(new)
     for relative, draw in FIGURES.items():
         picture, path = draw(), ROOT / relative
         if picture is not None and (not path.is_file() or path.read_bytes() != picture):
