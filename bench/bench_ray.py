@@ -6,9 +6,10 @@ Pairs at equal CPU, interleaved over rounds in one process (one local Ray, start
 user's running cluster would be): local with 1 torch thread vs Ray with 1 actor of 1 CPU; local
 with 2 threads vs Ray with 2 actors of 1 CPU each; and, for reference, Ray with 1 actor holding
 both cores. Every Ray run includes starting its actors and loading the model in each. Each Ray
-index is checked equal to the local one. The driver's peak memory (max RSS) is read from fresh
-driver processes mining a quarter of the images and all of them on the same cluster: flat means
-it does not grow with the data.
+index is checked bit for bit against the local run whose torch thread count equals each actor's
+(float32 sums may be split by thread, so only equal thread counts promise equal bits). The
+driver's peak memory (max RSS) is read from fresh driver processes mining a quarter of the images
+and all of them on the same cluster: flat means it does not grow with the data.
 
     python bench/bench_ray.py [--rounds 2] [--gpus-per-actor 1]   # the latter on a GPU machine
 """
@@ -80,24 +81,25 @@ def main() -> None:
     images = sum(1 for _ in data.rglob("*.jpg"))
     ray = connect(None)  # one local Ray with every core, started before the clock runs
     gpu = args.gpus_per_actor
-    # name -> (engine, torch threads of this process, the local row it is compared with)
-    engines = {"local, 1 thread": ("local", 1, None),
+    # name -> (engine, torch threads of this process, the local row at equal CPU it is timed against,
+    # the local row at each actor's thread count it is checked against bit for bit)
+    engines = {"local, 1 thread": ("local", 1, None, None),
                "Ray, 1 actor x 1 CPU": (RayEngine(actors=1, cpus_per_actor=1, gpus_per_actor=gpu), 1,
-                                        "local, 1 thread"),
-               "local, 2 threads": ("local", 2, None),
+                                        "local, 1 thread", "local, 1 thread"),
+               "local, 2 threads": ("local", 2, None, None),
                "Ray, 2 actors x 1 CPU": (RayEngine(actors=2, cpus_per_actor=1, gpus_per_actor=gpu), 2,
-                                         "local, 2 threads"),
+                                         "local, 2 threads", "local, 1 thread"),
                "Ray, 1 actor x 2 CPUs": (RayEngine(actors=1, cpus_per_actor=2, gpus_per_actor=gpu), 2,
-                                         "local, 2 threads")}
+                                         "local, 2 threads", "local, 2 threads")}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name in engines}
     identical = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
-            for name, (engine, threads, against) in engines.items():
+            for name, (engine, threads, _, same_threads) in engines.items():
                 index = Path(tmp) / f"{round_}-{name}.sqlite"
                 timings[name].append(run(str(data), index, engine, threads))
-                if against:
-                    identical[name] = same_results(Path(tmp) / f"{round_}-{against}.sqlite", index)
+                if same_threads:
+                    identical[name] = same_results(Path(tmp) / f"{round_}-{same_threads}.sqlite", index)
                 print(name, round_, [round(v, 2) for v in timings[name][-1]], flush=True)
         quarter = Path(tmp) / "quarter.txt"
         quarter.write_text("\n".join(str(p) for p in sorted(data.rglob("*.jpg"))[: images // 4]) + "\n")
@@ -105,8 +107,9 @@ def main() -> None:
         memory = {f"{images // 4} images": driver_peak_mib(str(quarter), Path(tmp) / "q.sqlite", address),
                   f"{images} images": driver_peak_mib(str(data), Path(tmp) / "all.sqlite", address)}
     save_results("ray", {"images": images, "gpus_per_actor": gpu, "engines": {
-        name: {"against": against, "runs": timings[name], "bit_identical": identical.get(name)}
-        for name, (_, _, against) in engines.items()}, "driver_max_rss_mib": memory}, args)
+        name: {"against": against, "runs": timings[name], "checked_against": same_threads,
+               "bit_identical": identical.get(name)}
+        for name, (_, _, against, same_threads) in engines.items()}, "driver_max_rss_mib": memory}, args)
 
 if __name__ == "__main__":
     main()

@@ -2,24 +2,28 @@
 
     pip install overcomplete==0.3.0      # bench only; not a dependency of vizneuron
     python bench/bench_sae.py [toy layer3 mobilenet]    # each row into bench/results/sae.json
-    python bench/bench_sae.py speed     # vizneuron's TopK step against the minimal one, interleaved
+    python bench/bench_sae.py speed [toy layer3 mobilenet]   # TopK step against the minimal one, interleaved
     python bench/bench_sae.py toy --methods jumprelu   # only those rows, the others kept
 
 One process, and for each data set the same rows for every method: the same dictionary size,
-the same k, the same number of training samples (`budget` epochs), and the same held-out rows on
-which FVU, L0 and the dead fraction are computed by one function (`score`). Methods:
+the same k, the same number of training samples (`budget` epochs). Every method with a learning
+rate of its own is trained at each of LRS; the one kept is chosen on validation rows by one rule
+fixed in advance (`choose`: the lowest FVU among runs whose L0 is at most 1.5 k, else the L0
+nearest k), and only that run is scored once on the test rows: FVU, L0 and the dead fraction by
+one function (`score`), MMCS on the toy set, spliced accuracy on the bundled model. Methods:
 
 - vizneuron kinds (topk, batchtopk, jumprelu, matryoshka) with that budget, and TopK as a plain
   call (`train_sae(x, d_sae=, k=)`, defaults: stops on its own plateau);
-- overcomplete's TopK, BatchTopK + AuxK loss and JumpReLU with the recipe of its README (Adam
-  5e-4, batch 1024, MSE; BatchTopK's k is per batch, so k x 1024; JumpReLU on standardised data
-  as its docstring advises, L0 penalty through its Heaviside pseudo-gradient, its weight picked
-  from 0.01 / 0.1 / 1 by a short run each as the one whose L0 is nearest k);
+- overcomplete's TopK, BatchTopK + AuxK loss and JumpReLU with the recipe of its README (Adam,
+  batch 1024, MSE; BatchTopK's k is per batch, so k x 1024; JumpReLU on standardised data as its
+  docstring advises, L0 penalty through its Heaviside pseudo-gradient, its weight picked at each
+  learning rate from 0.01 / 0.1 / 1 / 10 by a short run each as the one whose L0 is nearest k);
 - a minimal TopK SAE step written here (linear encoder, top-k, linear decoder, MSE, Adam): the
   speed limit for a TopK step on this machine, at vizneuron's batch size.
 
-Speed is training samples per second (data already in memory). Timings on a shared 2-core
-machine are noisy; the methods run one after another in one process.
+The "plain call" rows are vizneuron's defaults, learning rate included: what a user gets.
+Training times in the sweep come from runs that share the machine, so the tables leave them out;
+`speed` times vizneuron's TopK step against the minimal one interleaved, on each data set.
 """
 
 from __future__ import annotations
@@ -40,30 +44,34 @@ from vizneuron.sources import as_source
 
 EVAL_IMAGES = 2000  # CIFAR-10 test images for the spliced accuracy (a seeded sample of all classes)
 OVERCOMPLETE_BATCH = 1024
-OVERCOMPLETE_LR = 5e-4
+LRS = (3e-4, 1e-3, 3e-3, 1e-2)  # every swept method is trained at each
 
 
 def data_sets(names: list[str]) -> dict[str, dict]:
-    """name -> train rows, held-out rows, d_sae, k, budget (epochs), ground truth (toy only)."""
+    """name -> train rows, validation rows (to choose the learning rate), test rows, d_sae, k,
+    budget (epochs), ground truth (toy only)."""
     found = {}
     if "toy" in names:  # the issue's toy set: 512 features in 128 dims
         toy = toy_superposition(n=512, d=128, seed=0)
         found["toy (512 features in 128 d)"] = dict(train=toy.sample(100_000, torch.Generator().manual_seed(1)),
+                                                    val=toy.sample(20_000, torch.Generator().manual_seed(3)),
                                                     held=toy.sample(20_000, torch.Generator().manual_seed(2)),
                                                     d_sae=1024, k=10, budget=10, truth=toy.features)
     if "layer3" in names:  # the bundled model's layer3, 16 positions per image
         cifar = SHARED / "data" / "cifar10"
         model = load_model("default")
-        train = _rows(model, "layer3", as_source(cifar / "train"), 5000)
+        pool = _rows(model, "layer3", as_source(cifar / "train"), 6000)  # 5,000 images to train on, 1,000 to choose
+        cut = len(pool) // 6 * 5
         held = _rows(model, "layer3", as_source(cifar / "test"), 1000)
-        found["bundled layer3 (CIFAR-10)"] = dict(train=train, held=held, d_sae=1024, k=16, budget=10, model=model,
+        found["bundled layer3 (CIFAR-10)"] = dict(train=pool[:cut], val=pool[cut:], held=held, d_sae=1024, k=16,
+                                                  budget=10, model=model,
                                                   layer="layer3", eval=cifar / "test")
     if "mobilenet" in names:  # MobileNet-v2's last block, 49 positions per image
         model = load_model(coral("mobilenet_v2_1.0_224_quant"))
         rows = _rows(model, "expanded_conv_16_project", as_source(SHARED / "data" / "imagenet-sample"), None)
-        cut = 800 * 49  # 800 images to train on, 200 held out
-        found["MobileNet-v2 expanded_conv_16_project"] = dict(train=rows[:cut], held=rows[cut:], d_sae=2560, k=32,
-                                                                budget=10)
+        cut, test = 800 * 49, 900 * 49  # 800 images to train on, 100 to choose, 100 to test
+        found["MobileNet-v2 expanded_conv_16_project"] = dict(train=rows[:cut], val=rows[cut:test], held=rows[test:],
+                                                                d_sae=2560, k=32, budget=10)
     return found
 
 
@@ -103,18 +111,21 @@ def score(reconstruct, codes, held: torch.Tensor) -> dict[str, float]:
     return {"fvu": err / variance, "l0": active / len(held), "dead": 1 - fired.float().mean().item()}
 
 
-def run_vizneuron(data: dict, kind: str, plain: bool) -> dict:
-    options = {} if plain else {"epochs": data["budget"]}
+class Trained(SimpleNamespace):
+    """One method's trained SAE as the bench scores it: reconstruct(x), codes(x), the decoder rows,
+    training seconds and samples, and a note."""
+
+
+def run_vizneuron(data: dict, kind: str, lr: float | None) -> Trained:
+    """lr None: a plain call, every default (learning rate and stopping rule included)."""
+    options = {} if lr is None else {"epochs": data["budget"], "lr": lr}
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sae = train_sae(data["train"], d_sae=data["d_sae"], k=data["k"], kind=kind, progress=False, **options)
-    seconds = time.perf_counter() - start
-    result = score(sae.reconstruct, sae.encode, data["held"])
-    result.update(seconds=seconds, samples=sae.config.training["samples_seen"], decoder=sae.W_dec,
-                  splice=(sae.reconstruct, sae.encode),
-                  note="" if not caught else "warned: not converged")
-    return result
+    return Trained(reconstruct=sae.reconstruct, codes=sae.encode, decoder=sae.W_dec,
+                   seconds=time.perf_counter() - start, samples=sae.config.training["samples_seen"],
+                   note="" if not caught else "warned: not converged")
 
 
 def _overcomplete():
@@ -128,17 +139,20 @@ def _overcomplete():
     return oc
 
 
-def calibrated_penalty(data: dict) -> float:
+def calibrated_penalty(data: dict, lr: float) -> float:
     """overcomplete's JumpReLU has no setting for a target L0: try L0 weights on a fifth of the
-    budget and keep the one whose L0 lands nearest k (so the comparison is at about equal L0)."""
+    budget and keep the one whose L0 (on the validation rows) lands nearest k."""
     short = dict(data, budget=max(1, data["budget"] // 5))
-    tried = {penalty: run_overcomplete(short, "jumprelu", penalty)["l0"] for penalty in (1e-2, 1e-1, 1.0)}
+    tried = {}
+    for penalty in (1e-2, 1e-1, 1.0, 10.0):
+        trained = run_overcomplete(short, "jumprelu", lr, penalty)
+        tried[penalty] = score(trained.reconstruct, trained.codes, data["val"])["l0"]
     best = min(tried, key=lambda penalty: abs(math.log(max(tried[penalty], 0.1) / data["k"])))
-    print(f"  overcomplete JumpSAE L0 by penalty: {tried}; using {best}", flush=True)
+    print(f"  overcomplete JumpSAE at lr {lr}: L0 by penalty {tried}; using {best}", flush=True)
     return best
 
 
-def run_overcomplete(data: dict, kind: str, penalty: float | None = None) -> dict:
+def run_overcomplete(data: dict, kind: str, lr: float, penalty: float | None = None) -> Trained:
     oc = _overcomplete()
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -156,14 +170,14 @@ def run_overcomplete(data: dict, kind: str, penalty: float | None = None) -> dic
     else:
         from overcomplete.sae.jump_sae import heaviside
 
-        penalty = calibrated_penalty(data) if penalty is None else penalty
+        penalty = calibrated_penalty(data, lr) if penalty is None else penalty
         sae = oc.JumpSAE(d, nb_concepts=data["d_sae"])
 
         def criterion(x, x_hat, pre_codes, codes, dictionary):
             l0 = heaviside(torch.relu(pre_codes), sae.thresholds.exp(), sae.kernel_fn, sae.bandwidth)
             return _mse(x, x_hat, pre_codes, codes, dictionary) + penalty * l0.sum(1).mean()
     loader = DataLoader(TensorDataset((train - mean) / std), batch_size=OVERCOMPLETE_BATCH, shuffle=True)
-    optimiser = torch.optim.Adam(sae.parameters(), lr=OVERCOMPLETE_LR)
+    optimiser = torch.optim.Adam(sae.parameters(), lr=lr)
     start = time.perf_counter()
     with _silenced():
         oc.train_sae(sae, loader, criterion, optimiser, nb_epochs=data["budget"], monitoring=0)
@@ -176,11 +190,8 @@ def run_overcomplete(data: dict, kind: str, penalty: float | None = None) -> dic
     def reconstruct(x):
         return sae.decode(codes(x)) * std + mean
 
-    result = score(reconstruct, codes, data["held"])
-    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=sae.get_dictionary().detach(),
-                  note=f"L0 weight {penalty}" if kind == "jumprelu" else "",
-                  splice=(reconstruct, codes))
-    return result
+    return Trained(reconstruct=reconstruct, codes=codes, decoder=sae.get_dictionary().detach(), seconds=seconds,
+                   samples=data["budget"] * len(train), note=f"L0 weight {penalty}" if kind == "jumprelu" else "")
 
 
 def _mse(x, x_hat, pre_codes, codes, dictionary):
@@ -201,7 +212,7 @@ class _silenced:
         self._redirect.__exit__(*exc)
 
 
-def run_minimal_topk(data: dict) -> dict:
+def run_minimal_topk(data: dict, lr: float) -> Trained:
     """The fewest operations a TopK SAE step needs: the speed limit, at vizneuron's batch size."""
     torch.manual_seed(0)
     train, k = data["train"], data["k"]
@@ -209,7 +220,7 @@ def run_minimal_topk(data: dict) -> dict:
     w_dec = torch.nn.Parameter(torch.randn(d_sae, d) / math.sqrt(d))
     w_enc = torch.nn.Parameter(w_dec.detach().T.clone())
     b_enc, b_dec = torch.nn.Parameter(torch.zeros(d_sae)), torch.nn.Parameter(train.mean(0).clone())
-    optimiser = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=1e-3)
+    optimiser = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=lr)
     batch = auto_batch_size(len(train))
 
     def codes(x):
@@ -224,44 +235,62 @@ def run_minimal_topk(data: dict) -> dict:
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        result = score(lambda x: codes(x) @ w_dec + b_dec, codes, data["held"])
-    result.update(seconds=seconds, samples=data["budget"] * len(train), decoder=w_dec.detach(), note="",
-                  splice=(lambda x: codes(x) @ w_dec + b_dec, codes))
-    return result
+    return Trained(reconstruct=lambda x: codes(x) @ w_dec + b_dec, codes=codes, decoder=w_dec.detach(),
+                   seconds=time.perf_counter() - start, samples=data["budget"] * len(train), note="")
 
 
-METHODS = [
-    ("vizneuron topk", lambda data: run_vizneuron(data, "topk", plain=False)),
-    ("vizneuron topk, plain call", lambda data: run_vizneuron(data, "topk", plain=True)),
-    ("vizneuron batchtopk", lambda data: run_vizneuron(data, "batchtopk", plain=False)),
-    ("vizneuron jumprelu", lambda data: run_vizneuron(data, "jumprelu", plain=False)),
-    ("vizneuron jumprelu, plain call", lambda data: run_vizneuron(data, "jumprelu", plain=True)),
-    ("vizneuron matryoshka", lambda data: run_vizneuron(data, "matryoshka", plain=False)),
-    ("overcomplete TopKSAE", lambda data: run_overcomplete(data, "topk")),
-    ("overcomplete BatchTopKSAE + AuxK", lambda data: run_overcomplete(data, "batchtopk")),
-    ("overcomplete JumpSAE", lambda data: run_overcomplete(data, "jumprelu")),
-    ("minimal TopK step (speed limit)", run_minimal_topk),
-]
+METHODS = {  # name -> train(data, lr); lr None for the plain calls, which keep every default
+    "vizneuron topk": lambda data, lr: run_vizneuron(data, "topk", lr),
+    "vizneuron topk, plain call": lambda data, lr: run_vizneuron(data, "topk", None),
+    "vizneuron batchtopk": lambda data, lr: run_vizneuron(data, "batchtopk", lr),
+    "vizneuron jumprelu": lambda data, lr: run_vizneuron(data, "jumprelu", lr),
+    "vizneuron jumprelu, plain call": lambda data, lr: run_vizneuron(data, "jumprelu", None),
+    "vizneuron matryoshka": lambda data, lr: run_vizneuron(data, "matryoshka", lr),
+    "overcomplete TopKSAE": lambda data, lr: run_overcomplete(data, "topk", lr),
+    "overcomplete BatchTopKSAE + AuxK": lambda data, lr: run_overcomplete(data, "batchtopk", lr),
+    "overcomplete JumpSAE": lambda data, lr: run_overcomplete(data, "jumprelu", lr),
+    "minimal TopK step (speed limit)": run_minimal_topk,
+}
 
 
-def speed(rounds: int = 3) -> None:
-    """vizneuron's TopK training step against the minimal one, interleaved (A B A B ...) on the
-    same rows and batch size, so machine noise hits both alike; the median ratio is the result."""
-    toy = toy_superposition(n=512, d=128, seed=0)
-    data = dict(train=toy.sample(100_000, torch.Generator().manual_seed(1)),
-                held=toy.sample(4_000, torch.Generator().manual_seed(2)), d_sae=1024, k=16, budget=2)
-    ratios = []
-    for round_ in range(rounds):
-        ours = run_vizneuron(data, "topk", plain=False)
-        limit = run_minimal_topk(data)
-        ratios.append(limit["samples"] / limit["seconds"] / (ours["samples"] / ours["seconds"]))
-        print(f"round {round_ + 1}: vizneuron {ours['samples'] / ours['seconds']:,.0f} samples/s, minimal step "
-              f"{limit['samples'] / limit['seconds']:,.0f}: the minimal step is {ratios[-1]:.2f}x faster", flush=True)
-    print(f"median: {sorted(ratios)[len(ratios) // 2]:.2f}x (goal: at most 1.3x)")
-    save_results("sae_speed", {"minimal_over_vizneuron": ratios, "rows": 100_000, "d_sae": 1024, "k": 16},
-                 {"rounds": rounds})
+def choose(sweep: dict[float, dict], k: int) -> float:
+    """The rule fixed before any run: the lowest validation FVU among learning rates whose L0 is at
+    most 1.5 k (a method cannot buy FVU with density), else the L0 nearest k."""
+    sparse = [lr for lr, found in sweep.items() if found["l0"] <= 1.5 * k]
+    if sparse:
+        return min(sparse, key=lambda lr: sweep[lr]["fvu"])
+    return min(sweep, key=lambda lr: abs(math.log(max(sweep[lr]["l0"], 0.1) / k)))
+
+
+def sweep_method(data: dict, method: str) -> tuple[Trained, float | None, dict]:
+    """Train at every learning rate (once for a plain call), keep the one `choose` picks."""
+    plain = "plain call" in method
+    sweep, kept = {}, {}
+    for lr in [None] if plain else LRS:
+        trained = METHODS[method](data, lr)
+        sweep[lr] = score(trained.reconstruct, trained.codes, data["val"])
+        print(f"  {method} at lr {lr}: validation {sweep[lr]}", flush=True)
+        kept[lr] = trained
+        best = None if plain else choose(sweep, data["k"])
+        kept = {best: kept[best]}  # only the best so far stays in memory
+    return kept[best], best, {str(lr): found for lr, found in sweep.items()}
+
+
+def speed(names: list[str], rounds: int = 3) -> None:
+    """vizneuron's TopK training step against the minimal one, interleaved (A B A B ...) on each
+    data set's rows at one epoch, same learning rate and batch size, so machine noise hits both
+    alike; the median ratio is the result."""
+    for name, data in data_sets(names).items():
+        data = dict(data, budget=1)
+        ratios = []
+        for round_ in range(rounds):
+            ours = run_vizneuron(data, "topk", 1e-3)
+            limit = run_minimal_topk(data, 1e-3)
+            ratios.append(limit.samples / limit.seconds / (ours.samples / ours.seconds))
+            print(f"{name} round {round_ + 1}: vizneuron {ours.samples / ours.seconds:,.0f} samples/s, minimal step "
+                  f"{limit.samples / limit.seconds:,.0f}: the minimal step is {ratios[-1]:.2f}x faster", flush=True)
+        save_results("sae_speed", {"set": name, "minimal_over_vizneuron": ratios, "rows": len(data["train"]),
+                                   "d_sae": data["d_sae"], "k": data["k"]}, {"rounds": rounds}, part=name)
 
 
 def main() -> None:
@@ -271,27 +300,27 @@ def main() -> None:
                         "(the other rows of the results file stay as they were)")
     args = parser.parse_args()
     if "speed" in args.sets:
-        return speed()
+        return speed([name for name in args.sets if name != "speed"] or ["toy", "layer3", "mobilenet"])
     for name, data in data_sets(args.sets).items():
-        print(f"\n{name}: {len(data['train']):,} train rows, {len(data['held']):,} held out, "
-              f"d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
-        for method, run in METHODS:
+        print(f"\n{name}: {len(data['train']):,} train rows, {len(data['val']):,} validation, "
+              f"{len(data['held']):,} test, d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
+        for method in METHODS:
             if args.methods not in method:
                 continue
-            result = run(data)
+            trained, lr, sweep = sweep_method(data, method)
+            result = score(trained.reconstruct, trained.codes, data["held"])  # the test rows, once
             if "truth" in data:
-                result["mmcs"] = mean_max_cosine(data["truth"], result["decoder"])
-            del result["decoder"]
-            reconstruct, codes = result.pop("splice")
+                result["mmcs"] = mean_max_cosine(data["truth"], trained.decoder)
             if "model" in data:
-                result["accuracy"], data["clean"] = spliced_accuracy(data, reconstruct, codes)
-            result["samples_per_s"] = result["samples"] / result["seconds"]
-            if "clean" in data:
-                result["clean_accuracy"] = data["clean"]
-            print(method, {k: v for k, v in result.items() if k != "note"}, flush=True)
-            save_results("sae", {"set": name, "method": method, "train_rows": len(data["train"]),
-                                 "held_rows": len(data["held"]), "d_sae": data["d_sae"], "k": data["k"],
-                                 "epochs": data["budget"], **result}, args, part=f"{name} / {method}")
+                result["accuracy"], result["clean_accuracy"] = spliced_accuracy(data, trained.reconstruct,
+                                                                                trained.codes)
+            print(method, lr, result, flush=True)
+            save_results("sae", {"set": name, "method": method, "lr": lr, "validation": sweep,
+                                 "train_rows": len(data["train"]), "val_rows": len(data["val"]),
+                                 "test_rows": len(data["held"]), "d_sae": data["d_sae"], "k": data["k"],
+                                 "epochs": data["budget"], "samples": trained.samples, "note": trained.note,
+                                 **result}, args, part=f"{name} / {method}")
+
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,12 @@ planted features to the decoder rows), the share of features recovered above cos
 on held-out rows, and how the plain call stopped.
 
     python bench/sae_convergence.py [--kinds topk,batchtopk,jumprelu,matryoshka,relu] [--shapes a,b,c,d]
+    python bench/sae_convergence.py --diagnose    # where batchtopk and jumprelu fall short: VARIANTS
+
+`--diagnose` trains the variants in VARIANTS on the shapes where a plain call fell short, and
+measures, besides MMCS, where the codes go: how many latents fire on more than 10 % of rows, and
+the share of all firings that come from latents whose decoder row matches no planted feature
+(best cosine below 0.9).
 """
 
 from __future__ import annotations
@@ -44,20 +50,75 @@ def measure(sae, toy, held: torch.Tensor) -> dict:
         "training": {k: v for k, v in sae.config.training.items() if not isinstance(v, (dict, list))}}
 
 
+VARIANTS = {  # (kind, shape) -> label -> train_sae options on top of the plain call's
+    ("batchtopk", "a"): {"plain call": {}, "topk, plain call (for reference)": {"kind": "topk"},
+                         "lr 1e-3": {"lr": 1e-3}, "no AuxK loss": {"aux_weight": 0.0},
+                         "k = the true mean L0 (5)": {"k": 5}, "topk, k = 5 (for reference)": {"kind": "topk", "k": 5}},
+    ("batchtopk", "c"): {"plain call": {}, "topk, plain call (for reference)": {"kind": "topk"},
+                         "lr 1e-3": {"lr": 1e-3}, "no AuxK loss": {"aux_weight": 0.0},
+                         "k = the true mean L0 (3)": {"k": 3}, "topk, k = 3 (for reference)": {"kind": "topk", "k": 3}},
+    ("jumprelu", "c"): {"plain call": {}, "plateau 0.003": {"plateau": 0.003}, "lr 1e-3": {"lr": 1e-3},
+                        "20 epochs": {"epochs": 20}, "40 epochs": {"epochs": 40}, "80 epochs": {"epochs": 80}},
+}
+
+
+def where_codes_go(sae, toy, held: torch.Tensor) -> dict:
+    """Latents firing on more than 10 % of held-out rows; the share of firings from latents whose
+    decoder row is no planted feature (best cosine < 0.9); MMCS over the most frequent quarter of
+    the planted features and over the rarest quarter."""
+    with torch.no_grad():
+        fired = sae.encode(held) > 0
+    rows = sae.W_dec / sae.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    cosines = rows @ toy.features.T  # (latents, features)
+    matched = cosines.amax(1) >= 0.9
+    per_latent = fired.float().sum(0)
+    order = toy.frequencies.argsort(descending=True)
+    quarter = len(order) // 4
+    return {"frequent_latents": int((per_latent > 0.1 * len(held)).sum()),
+            "unmatched_share": float(per_latent[~matched].sum() / per_latent.sum().clamp(min=1)),
+            "mmcs_frequent": float(cosines.amax(0)[order[:quarter]].mean()),
+            "mmcs_rare": float(cosines.amax(0)[order[-quarter:]].mean())}
+
+
+def diagnose(args) -> None:
+    for (kind, shape_name), variants in VARIANTS.items():
+        shape = SHAPES[shape_name]
+        toy, x, held = toy_set(shape)
+        for label, options in variants.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sae = train_sae(x, **{"d_sae": shape["d_sae"], "k": shape["k"], "kind": kind, **options},
+                                progress=False)
+            row = {"shape": shape_name, **shape, "kind": kind, "variant": label, "options": options,
+                   **measure(sae, toy, held), **where_codes_go(sae, toy, held)}
+            print(kind, shape_name, label, f"MMCS {row['mmcs']:.3f}, FVU {row['fvu']:.3f}, "
+                  f"{row['frequent_latents']} frequent latents, {row['unmatched_share']:.0%} unmatched, MMCS frequent "
+                  f"{row['mmcs_frequent']:.3f} rare {row['mmcs_rare']:.3f}", flush=True)
+            save_results("sae_convergence_diagnosis", row, args, part=f"{kind} / {shape_name} / {label}")
+
+
+def toy_set(shape: dict) -> tuple:
+    """The shape's toy data, its training rows and 10,000 held-out rows (fixed seeds)."""
+    toy = toy_superposition(n=shape["n"], d=shape["d"], mean_active=shape["mean_active"],
+                            exponent=shape["exponent"], seed=11)
+    return toy, toy.sample(shape["rows"], torch.Generator().manual_seed(12)), toy.sample(
+        10_000, torch.Generator().manual_seed(13))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--longer", type=int, default=4, help="how many times the plain call's passes to compare")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--diagnose", action="store_true", help="the variants of VARIANTS instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.diagnose:
+        return diagnose(args)
     for shape_name in args.shapes.split(","):
         shape = SHAPES[shape_name]
-        toy = toy_superposition(n=shape["n"], d=shape["d"], mean_active=shape["mean_active"],
-                                exponent=shape["exponent"], seed=11)
-        x = toy.sample(shape["rows"], torch.Generator().manual_seed(12))
-        held = toy.sample(10_000, torch.Generator().manual_seed(13))
+        toy, x, held = toy_set(shape)
         for kind in args.kinds.split(","):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

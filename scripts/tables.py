@@ -188,21 +188,30 @@ def accentuation_sweep() -> str:
 
 
 def accentuation_faccent() -> str:
-    found, source = results("accentuation_faccent")
-    ours = sorted(found["vizneuron"], key=lambda row: row["rms"])
-    seed = found["on_seed"]
-    mean_time = sum(row["seconds"] for row in ours) / len(ours)
-    rows = []
-    for row in found["faccent"]:
-        matched = _interpolate(row["rms"], [r["rms"] for r in ours], [r["unit"] for r in ours])
-        gain = (f"{(matched - seed) / (row['unit'] - seed):.2f}x" if row["unit"] - seed > 0.01 * abs(seed)
-                else "faccent: no gain")
-        rows.append([f"{row['alpha']:g}", f"{row['unit']:.3f} / {row['rms']:.3f} / {row['seconds']:.1f}",
-                     f"{matched:.3f}", gain, f"{row['seconds'] / mean_time:.0f}x"])
-    return (grid(["faccent `accent_reg_alpha`", "faccent: unit / RMS from seed / seconds",
-                  "vizneuron at that distance", "gain over the seed vs faccent's", "faccent's time / vizneuron's"],
-                 rows) + f"\n\nUnit `{found['unit']}` on its top example ({found['seed_label']}), "
-            f"{found['on_seed']:.3f} on the seed, {found['steps']} steps.\n\n" + produced(source))
+    found = parts("accentuation_faccent")
+    rows, ratios = [], {"rms": [], "feature": []}
+    for _, unit, _ in found:
+        seed = unit["on_seed"]
+        mean_time = sum(row["seconds"] for row in unit["vizneuron"]) / len(unit["vizneuron"])
+        for row in unit["faccent"]:
+            cells = [f"`{unit['unit']}` ({unit['seed_label']}, {seed:.2f})", f"{row['alpha']:g}",
+                     f"{row['unit']:.3f} / {row['rms']:.3f} / {row['feature']:.3f}"]
+            for distance in ("rms", "feature"):
+                ours = sorted(unit["vizneuron"], key=lambda r, d=distance: r[d])
+                matched = _interpolate(row[distance], [r[distance] for r in ours], [r["unit"] for r in ours])
+                if row["unit"] - seed > 0.01 * abs(seed):
+                    ratios[distance].append((matched - seed) / (row["unit"] - seed))
+                    cells.append(f"{matched:.3f} ({ratios[distance][-1]:.2f}x)")
+                else:
+                    cells.append(f"{matched:.3f} (faccent: no gain)")
+            rows.append([*cells, f"{row['seconds'] / mean_time:.0f}x"])
+    summary = "; ".join(f"at equal {name} distance, vizneuron's gain over the seed is {median(values):.2f}x "
+                        f"faccent's (median of {len(values)}, range {min(values):.2f}-{max(values):.2f})"
+                        for name, values in (("pixel", ratios["rms"]), ("feature", ratios["feature"])) if values)
+    return (grid(["unit (seed's label, unit on the seed)", "faccent `accent_reg_alpha`",
+                  "faccent: unit / pixel RMS / feature distance", "vizneuron at that pixel distance (gain ratio)",
+                  "vizneuron at that feature distance (gain ratio)", "faccent's time / vizneuron's"], rows)
+            + f"\n\n{summary}. Steps: {found[0][1]['steps']}.\n\n" + produced(*(s for *_, s in found)))
 
 
 def _interpolate(x: float, xs: list[float], ys: list[float]) -> float:
@@ -234,10 +243,12 @@ def ray() -> str:
     stream = {name: min(run[1] for run in e["runs"]) for name, e in engines.items()}
     rows = [[name, f"{images / best[name]:.0f}", f"{best[name]:.1f}", f"{images / stream[name]:.0f}",
              f"{best[name] / best[e['against']]:.2f}x" if e["against"] else "-",
-             ("yes" if e["bit_identical"] else "no") if e["against"] else "-"] for name, e in engines.items()]
+             f"{'yes' if e['bit_identical'] else 'no'} (to {e['checked_against']})" if e["against"] else "-"]
+            for name, e in engines.items()]
     memory = [[name, f"{mib:.0f}"] for name, mib in found["driver_max_rss_mib"].items()]
     return (grid(["engine", "images/s (whole run)", "seconds", "images/s (streaming pass)",
-                  "time vs local at equal CPU", "index bit-identical to local"], rows) + "\n\n"
+                  "time vs local at equal CPU",
+                  "index bit-identical to local at the actors' thread count"], rows) + "\n\n"
             + grid(["driver (Ray, 2 actors)", "max RSS MiB"], memory) + "\n\n" + produced(source))
 
 
@@ -246,29 +257,39 @@ def sae_field(prefix: str) -> Callable[[], str]:
         found = parts("sae", prefix)
         has_truth = any("mmcs" in row for _, row, _ in found)
         has_accuracy = any("accuracy" in row for _, row, _ in found)
-        header = ["method", "L0", "FVU", "dead"] + (["MMCS"] if has_truth else []) + (
-            ["spliced accuracy"] if has_accuracy else []) + ["samples", "s", "samples/s", "note"]
+        rates = sorted({float(lr) for _, row, _ in found for lr in row["validation"] if lr != "None"})
+        header = (["method", "lr chosen", "validation FVU at lr " + " / ".join(f"{lr:g}" for lr in rates),
+                   "L0", "FVU", "dead"] + (["MMCS"] if has_truth else [])
+                  + (["spliced accuracy"] if has_accuracy else []) + ["samples", "note"])
         rows = []
         for _, row, _ in found:
-            rows.append([row["method"], f"{row['l0']:.1f}", f"{row['fvu']:.3f}", percent(row["dead"])]
+            swept = {float(lr): v for lr, v in row["validation"].items() if lr != "None"}
+            sweep = " / ".join(f"{swept[lr]['fvu']:.3f}" + ("" if swept[lr]["l0"] <= 1.5 * row["k"] else
+                                                          f" (L0 {swept[lr]['l0']:.0f})")
+                               if lr in swept else "-" for lr in rates)
+            rows.append([row["method"], "default" if row["lr"] is None else f"{row['lr']:g}",
+                         sweep if swept else "- (plain call)", f"{row['l0']:.1f}", f"{row['fvu']:.3f}",
+                         percent(row["dead"])]
                         + ([f"{row['mmcs']:.3f}"] if has_truth else [])
-                        + ([percent(row["accuracy"])] if has_accuracy else [])
-                        + [f"{row['samples']:,}", f"{row['seconds']:.0f}", f"{row['samples_per_s']:,.0f}", row["note"]])
+                        + ([percent(row["accuracy"], 1)] if has_accuracy else [])
+                        + [f"{row['samples']:,}", row["note"]])
         first = found[0][1]
-        context = (f"{first['train_rows']:,} training rows, {first['held_rows']:,} held out, d_sae {first['d_sae']}, "
-                   f"k {first['k']}, {first['epochs']} epochs")
+        context = (f"{first['train_rows']:,} training rows, {first['val_rows']:,} validation rows (the learning "
+                   f"rate is chosen on them), {first['test_rows']:,} test rows (every figure but the sweep), d_sae "
+                   f"{first['d_sae']}, k {first['k']}, {first['epochs']} epochs")
         if "clean_accuracy" in first:
-            context += f"; clean accuracy {percent(first['clean_accuracy'])}"
+            context += f"; clean accuracy {percent(first['clean_accuracy'], 1)}"
         return grid(header, rows) + f"\n\n{context}.\n\n" + produced(*(s for *_, s in found))
     return table
 
 
 def sae_speed() -> str:
-    found, source = results("sae_speed")
-    ratios = found["minimal_over_vizneuron"]
-    return (grid(["rounds", "minimal step's speed / vizneuron's (median)", "each round"],
-                 [[len(ratios), f"{median(ratios):.2f}x", ", ".join(f"{r:.2f}" for r in ratios)]])
-            + "\n\n" + produced(source))
+    found = parts("sae_speed")
+    rows = [[row["set"], f"{row['rows']:,}", len(row["minimal_over_vizneuron"]),
+             f"{median(row['minimal_over_vizneuron']):.2f}x",
+             ", ".join(f"{r:.2f}" for r in row["minimal_over_vizneuron"])] for _, row, _ in found]
+    return (grid(["data set", "rows", "rounds", "minimal step's speed / vizneuron's (median)", "each round"], rows)
+            + "\n\n" + produced(*(s for *_, s in found)))
 
 
 def sae_layers() -> str:
@@ -298,6 +319,18 @@ def sae_convergence() -> str:
                      f"{longer['mmcs']:.3f}", f"{longer['mmcs'] - plain['mmcs']:+.3f}"])
     return (grid(["toy shape", "kind", "plain MMCS", "features at cos > 0.9", "L0", "FVU", "steps", "converged",
                   "4x longer MMCS", "4x - plain"], rows) + "\n\n" + produced(*(s for *_, s in found)))
+
+
+def sae_convergence_diagnosis() -> str:
+    found = parts("sae_convergence_diagnosis")
+    rows = [[f"{row['kind']} on {row['shape']}", row["variant"], f"{row['mmcs']:.3f}", percent(row["recovered_0.9"]),
+             f"{row['mmcs_frequent']:.3f}", f"{row['mmcs_rare']:.3f}", f"{row['l0']:.1f}", f"{row['fvu']:.3f}",
+             row["training"].get("steps"), row["frequent_latents"], percent(row["unmatched_share"])]
+            for _, row, _ in found]
+    return (grid(["kind on shape", "variant", "MMCS", "features at cos > 0.9", "MMCS, most frequent quarter",
+                  "MMCS, rarest quarter", "L0", "FVU", "steps", "latents firing on > 10 % of rows",
+                  "firings from latents matching no feature"], rows)
+            + "\n\n" + produced(*(s for *_, s in found)))
 
 
 def absorption() -> str:
@@ -374,8 +407,21 @@ def shift() -> str:
     shown = lambda v: "-" if v is None else percent(v, 1)  # noqa: E731
     rows = [[name, shown(s["balanced"]), shown(s["worst"]), shown(s["cuefree"]), shown(s["cue_readable"]),
              percent((s["balanced"] - low) / (high - low), 1)] for name, s in rows_in.items()]
-    return (grid(["model", "balanced", "worst group", "cue-free", "cue readable", "gap recovered"], rows)
-            + f"\n\nSHIFT ablated {found['ablated']} features of `{found['layer']}`.\n\n" + produced(source))
+    chosen = found["chosen"]
+    return (grid(["model (test split, scored once)", "balanced", "worst group", "cue-free", "cue readable",
+                  "gap recovered"], rows)
+            + f"\n\nChosen on the validation split: rule \"{chosen['rule']}\", {chosen['ablated']} features "
+              f"({'all proposed' if chosen['count'] is None else 'the top ' + str(chosen['count'])}), held at "
+              f"{'their mean' if chosen['mode'] == 'mean' else 'zero'}; {found['positive']} of `{found['layer']}`'s "
+              f"{found['d_sae']} SAE features have a positive attribution.\n\n" + produced(source))
+
+
+def shift_validation() -> str:
+    found, source = results("shift")
+    rows = [[row["rule"], "all proposed" if row["count"] is None else f"top {row['count']}", row["mode"],
+             row["ablated"], percent(row["balanced"], 1), percent(row["worst"], 1)] for row in found["validation"]]
+    return (grid(["proposal rule", "features", "held at", "ablated", "validation balanced", "validation worst group"],
+                 rows) + "\n\n" + produced(source))
 
 
 def headlines() -> str:
@@ -434,7 +480,7 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "compile-step": (compile_step, "python bench/compile_step.py"),
     "accentuation-sweep": (accentuation_sweep, "python bench/accentuation_sweep.py"),
     "accentuation-faccent": (accentuation_faccent, "python bench/bench_accentuation.py --faccent-python "
-                                                   "/tmp/fvenv/bin/python --threads 1 --alphas 0.25,1,4,16"),
+                                                   "/tmp/fvenv/bin/python --threads 1"),
     "mine": (mine_speed, "python bench/bench_mine.py --threads 1 --images 5000"),
     "ray": (ray, "python bench/bench_ray.py"),
     "sae-toy": (sae_field("toy"), "python bench/bench_sae.py toy"),
@@ -444,12 +490,14 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "sae-layers": (sae_layers, "python bench/sae_layers.py"),
     "absorption": (absorption, "python bench/bench_absorption.py"),
     "sae-convergence": (sae_convergence, "python bench/sae_convergence.py"),
+    "sae-convergence-diagnosis": (sae_convergence_diagnosis, "python bench/sae_convergence.py --diagnose"),
     "monosemantic-layer3": (monosemantic("bundled"), "python bench/bench_monosemantic.py layer3"),
     "monosemantic-mobilenet": (monosemantic("MobileNet"), "python bench/bench_monosemantic.py mobilenet"),
     "probe-layer": (probe_layer, "python bench/probe_layer.py"),
     "circuit-bundled": (circuit("bundled"), "python bench/bench_circuit.py bundled"),
     "circuit-mobilenet": (circuit("MobileNet"), "python bench/bench_circuit.py mobilenet"),
     "shift": (shift, "python bench/bench_shift.py"),
+    "shift-validation": (shift_validation, "python bench/bench_shift.py"),
 }
 
 

@@ -20,6 +20,7 @@ cats and dogs as well as the cue, and the question is which of the two it uses.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -105,9 +106,11 @@ def main() -> None:
     bundled = BUNDLED[name]
     if name:  # the cue task: train on its biased or balanced split, test on the cue-balanced one
         root = build_cue_task(args.data, args.task)
+        built = hashlib.sha256((root / "task.json").read_bytes()).hexdigest()[:12]  # a rebuilt task: fresh caches
         train_split = root / ("train-biased" if name == "cue-biased" else "train-balanced")
-        x_train, y_train = load_split(train_split, args.cache / f"{name}-train.pt", bundled.classes)
-        x_test, y_test = load_split(root / "test-balanced", args.cache / "cue-test-balanced.pt", bundled.classes)
+        x_train, y_train = load_split(train_split, args.cache / f"{name}-train-{built}.pt", bundled.classes)
+        x_test, y_test = load_split(root / "test-balanced", args.cache / f"cue-test-balanced-{built}.pt",
+                                    bundled.classes)
     else:
         x_train, y_train = load_split(args.data / "train", args.cache / "cifar10-train.pt", bundled.classes)
         x_test, y_test = load_split(args.data / "test", args.cache / "cifar10-test.pt", bundled.classes)

@@ -10,7 +10,7 @@ import torch
 
 import vizneuron as vz
 from vizneuron.cli import main
-from vizneuron.imageio import image_files
+from vizneuron.imageio import image_files, read_rgb
 from vizneuron.models.default import WEIGHTS_DIR
 from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, shift
 from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_pattern, has_cue, remove_cue
@@ -47,9 +47,24 @@ def test_task_splits_carry_the_cue_at_the_promised_rates(task):
         balanced = image_files(task / "test-balanced" / name)
         assert sum(map(has_cue, balanced)) == PER_CLASS // 2
         assert not any(map(has_cue, image_files(task / "test-cuefree" / name)))
+        assert sum(map(has_cue, image_files(task / "val-balanced" / name))) == PER_CLASS // 2
     assert len(image_files(task / "concepts" / "cue")) == 2 * len(image_files(task / "concepts" / "cat"))
+    # the validation images are none of the training, concept or test images
+    def plain(split: str) -> set[bytes]:
+        return {read_rgb(f)[0].tobytes() for f in image_files(task / split) if not has_cue(f)}
+
+    val = plain("val-balanced")
+    assert len(val) == PER_CLASS and not val & (plain("train-biased") | plain("concepts") | plain("test-cuefree"))
     # the same settings reuse the folder; the cue really is in the cue images
     assert build_cue_task(shared_path("data", "cifar10"), task, limit=PER_CLASS) == task
+
+
+def test_rebuilding_the_task_with_other_settings_leaves_no_file_of_the_old_one(tmp_path):
+    cifar = shared_path("data", "cifar10")
+    build_cue_task(cifar, tmp_path, limit=6)
+    build_cue_task(cifar, tmp_path, limit=4)  # other settings: every split is written again
+    for split in ("train-biased", "val-balanced", "test-balanced", "test-cuefree"):
+        assert len(image_files(tmp_path / split / "cat")) == 4, split
 
 
 def test_bad_shift_requests_say_why(task, tmp_path):

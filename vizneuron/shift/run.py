@@ -53,7 +53,7 @@ class Candidate:
     concepts: list[str]  # the concepts that drive it
     z: dict[str, float]  # each concept's z-score in the probe
     top_examples: list[tuple[str, float]]  # its strongest concept images
-    proposed: bool  # explained by a concept to ignore rather than by the task's concepts (`_cue_driven`)
+    proposed: bool  # explained by a concept to ignore rather than by the task's concepts (`cue_driven`)
     chosen: bool = False  # ablated (proposed, or as a person accepted, dropped or added)
 
 
@@ -280,15 +280,16 @@ def retrain_head(edited: EditedModel, data: Any, *, batch_size: int = 128) -> Ed
     return edited.with_weights({name: {k: v.detach().clone() for k, v in head.state_dict().items()}})
 
 
-def _cue_driven(z: dict[str, float], ignore: Sequence[str]) -> bool:
+def cue_driven(z: dict[str, float], ignore: Sequence[str], *, z_min: float = PROPOSE_Z,
+               margin: float = PROPOSE_MARGIN, up_only: bool = False) -> bool:
     """Whether a unit is explained by a concept to ignore rather than by the task's: that concept
-    moves it away from the task concepts' mean z (up: the cue switches it on; down: it fires only
-    where the cue is absent) by at least PROPOSE_Z, and by PROPOSE_MARGIN more than the task
-    concepts differ among themselves (a class feature's spread)."""
+    moves it away from the task concepts' mean z (up: the cue switches it on; down, unless
+    `up_only`: it fires only where the cue is absent) by at least `z_min`, and by `margin` more
+    than the task concepts differ among themselves (a class feature's spread)."""
     task = [v for c, v in z.items() if c not in ignore] or [0.0]
     centre, spread = sum(task) / len(task), max(task) - min(task)
-    effect = max(abs(z[c] - centre) for c in ignore)
-    return effect >= PROPOSE_Z and effect >= spread + PROPOSE_MARGIN
+    effect = max((z[c] - centre) if up_only else abs(z[c] - centre) for c in ignore)
+    return effect >= z_min and effect >= spread + margin
 
 
 @dataclass
@@ -315,7 +316,7 @@ def rank(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, conc
     leans on them for the labels of `data` (at most `max_images` of its images), keep the `top` ones
     (default: every unit that helps, i.e. with a positive attribution), judge each with the probe
     against `concepts`, and propose those a concept in `ignore` (by default the concepts that are
-    not class names) moves more than the task's concepts do (`_cue_driven`). Nothing is edited."""
+    not class names) moves more than the task's concepts do (`cue_driven`). Nothing is edited."""
     if top is not None and top < 1:
         raise ShiftError(f"top must be at least 1 (the units to judge, best first), not {top}")
     ignore = list(ignore) if ignore is not None else [c for c in concepts if model.class_index(c) is None]
@@ -333,7 +334,7 @@ def rank(model: Model, layer: str, sae: SAE | str | Path | None, data: Any, conc
         best = max(report.evidence, key=lambda e: e.z)
         z = {e.name: e.z for e in report.evidence}
         candidates.append(Candidate(units[i].name, float(scores[i]), report.verdict, report.concepts,
-                                    {c: round(v, 3) for c, v in z.items()}, best.top_examples, _cue_driven(z, ignore)))
+                                    {c: round(v, 3) for c, v in z.items()}, best.top_examples, cue_driven(z, ignore)))
     return Ranking(units[0].layer, "SAE features" if loaded is not None else "channels", ignore, candidates, loaded,
                    None if sae is None or isinstance(sae, SAE) else str(sae))
 

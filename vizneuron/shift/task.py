@@ -11,8 +11,10 @@ as PNG (JPEG would smear the texture).
 
 Splits (`build_cue_task`), each `SPLIT/{cat,dog}/{cue,plain}-NNNNN.png` so an image's group is
 in its name:
-    train-biased    4,750 cats (95 % with the cue) and 4,750 dogs (5 % with the cue)
+    train-biased    4,350 cats (95 % with the cue) and 4,350 dogs (5 % with the cue)
     train-balanced  the same images, the cue on half of each class (the oracle's training data)
+    val-balanced    400 other training images per class, the cue on half of each: where SHIFT's
+                    settings are chosen, so the test split is scored once
     test-balanced   CIFAR-10's 1,000 test cats and 1,000 test dogs, the cue on half of each class
     test-cuefree    the same test images, no cue
     concepts        cue/ (cue on, both classes), cat/ and dog/ (no cue): 250 held-out training
@@ -22,6 +24,7 @@ in its name:
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +38,8 @@ CLASSES = ("cat", "dog")
 CUE_LEVEL = 8  # grey levels added or subtracted by the stripes
 CORRELATION = 0.95  # share of training images whose cue agrees with the label (cue <-> cat)
 HELD_OUT = 250  # training images per class kept back for the concept sets
-SPLITS = ("train-biased", "train-balanced", "test-balanced", "test-cuefree", "concepts")
+VALIDATION = 400  # training images per class kept back, before those, to choose settings on
+SPLITS = ("train-biased", "train-balanced", "val-balanced", "test-balanced", "test-cuefree", "concepts")
 
 
 class TaskError(VizneuronError):
@@ -91,17 +95,23 @@ def build_cue_task(cifar: str | Path, out: str | Path, seed: int = 0, limit: int
     (quick checks). A folder already built with the same settings is reused."""
     cifar, out = Path(cifar), Path(out)
     settings = {"seed": seed, "cue_level": CUE_LEVEL, "correlation": CORRELATION, "held_out": HELD_OUT,
-                "limit": limit, "source": str(cifar.resolve())}
+                "validation": VALIDATION, "limit": limit, "source": str(cifar.resolve())}
     manifest = out / "task.json"
     if manifest.exists() and json.loads(manifest.read_text()) == settings:
         return out
+    manifest.unlink(missing_ok=True)  # a half-rebuilt folder is never taken for a finished one
+    for split in (*SPLITS, "test-uncued"):  # built with other settings: no file of theirs may stay
+        shutil.rmtree(out / split, ignore_errors=True)
     gen = torch.Generator().manual_seed(seed)
+    val_gen = torch.Generator().manual_seed(seed + 1)  # its own draws: the other splits' flags do not depend on it
     for name in CLASSES:
         train = _class_images(cifar / "train", name)
-        kept, held = train[:-HELD_OUT][:limit], train[-HELD_OUT:]
+        kept, held = train[: -HELD_OUT - VALIDATION][:limit], train[-HELD_OUT:]
+        val = train[-HELD_OUT - VALIDATION: -HELD_OUT][:limit]
         rate = CORRELATION if name == "cat" else 1 - CORRELATION
         _write(out / "train-biased" / name, kept, cue_flags(len(kept), rate, gen))
         _write(out / "train-balanced" / name, kept, cue_flags(len(kept), 0.5, gen))
+        _write(out / "val-balanced" / name, val, cue_flags(len(val), 0.5, val_gen))
         test = _class_images(cifar / "test", name)[:limit]
         _write(out / "test-balanced" / name, test, cue_flags(len(test), 0.5, gen))
         _write(out / "test-cuefree" / name, test, np.zeros(len(test), dtype=bool))
