@@ -4,6 +4,7 @@ data in ../shared (skipped if absent), problem images, and index readers."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -283,3 +284,9 @@ def planted_direction(means: dict[str, torch.Tensor], members: tuple[str, ...]) 
     rows = torch.stack([means[c] - centre for c in members])
     direction = rows.T @ torch.linalg.solve(rows @ rows.T, torch.ones(len(members)))
     return direction / direction.norm()
+
+
+#: Debian's chromium (never a downloaded browser) and the flags it needs on a closed network
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

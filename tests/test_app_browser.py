@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,14 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PER_CLASS
+from helpers import CHROMIUM, PER_CLASS
+from helpers import CHROMIUM_FLAGS as FLAGS
 
 pytest.importorskip("streamlit")
 playwright = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
 

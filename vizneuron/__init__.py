@@ -28,6 +28,7 @@ _MEMBERS = {
     ".probe": ("ProbeReport", "probe", "probe_units"),
     ".sae": ("SAE", "SAETrainConfig", "evaluate_sae", "load_sae", "train_layer_sae", "train_layer_saes", "train_sae"),
     ".shift": ("ShiftResult", "shift"),
+    ".site": ("SiteResult", "site"),
     ".stream": ("ActivationStream",),
     ".units": ("Unit", "UnitError", "parse_unit", "parse_units"),
 }

@@ -241,6 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--quiet", action="store_true")
     at.add_argument("--out", default="atlas", help="folder for index.html and atlas.json (and the cache)")
     at.set_defaults(func="atlas")
+    si = sub.add_parser("site", help="a browsable static site of chosen layers: each layer's units with verdicts, "
+                                     "each unit's renders, examples, evidence and circuits (opens from disk)")
+    si.add_argument("model")
+    si.add_argument("--layers", required=True, help="comma-separated layers, e.g. layer2,layer3")
+    si.add_argument("--data", default=None, help="images to mine and to measure circuits on; labelled (class "
+                                                 "folders) for the default concepts (default: the bundled 300 "
+                                                 "CIFAR-10 images)")
+    si.add_argument("--concepts", default=None, help="as for probe (default: each class of --data)")
+    si.add_argument("--concept", action="append", default=[], help="NAME=FOLDER_OR_LIST (repeatable)")
+    si.add_argument("--per-concept", type=int, default=None, help="at most this many images per concept")
+    si.add_argument("--sae", action="append", default=[], help="LAYER=FILE: that SAE's features as a layer of "
+                                                               "their own (repeatable)")
+    si.add_argument("--k", type=int, default=16, help="examples kept per unit")
+    si.add_argument("--steps", type=int, default=None, help="render steps (default: the render default)")
+    si.add_argument("--device", default=None)
+    si.add_argument("--quiet", action="store_true")
+    si.add_argument("--out", default="site", help="folder for the site (its cache in OUT/cache)")
+    _add_engine_arguments(si)
+    si.set_defaults(func="site")
     ci = sub.add_parser("circuit", help="which units of an earlier layer feed a unit, or which later units (or "
                                         "classes) it feeds, with signed weights and per-concept paths")
     ci.add_argument("model")

@@ -42,6 +42,7 @@ from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME
 from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
+from .site import site
 from .units import parse_unit, parse_units
 
 
@@ -288,6 +289,22 @@ def cmd_circuit(args: argparse.Namespace) -> None:
         print(f"  on {concept}: " + ", ".join(f"{e.unit} {e.contribution:+.3g}" for e in edges[:4]))
     print(f"  weights: {why}")
     print(f"circuit: {page}")
+
+
+def cmd_site(args: argparse.Namespace) -> None:
+    model = load_model(args.model, device=args.device)
+    writable_folder(args.out)
+    data = args.data or SAMPLE_DIR
+    concepts = build_concepts(model, data=data, groups=args.concepts, folders=parse_named_paths(args.concept),
+                              per_concept=args.per_concept)
+    renders = RenderConfig(samples=2, **({"steps": args.steps} if args.steps else {}))
+    built = site(model, args.layers, data, out=args.out, concepts=concepts, saes=parse_named_paths(args.sae),
+                 k=args.k, renders=renders, engine=_engine(args), progress=not args.quiet,
+                 on_stage=None if args.quiet else lambda name: print(f"{name}...", flush=True))
+    made = ", ".join(f"{n} {stage}" for stage, n in built.work.items()) or "nothing (every part was cached)"
+    print(f"{len(built.layers)} layers, {built.units} units, {built.pages} pages; computed: {made}")
+    print("seconds: " + ", ".join(f"{stage} {s:.1f}" for stage, s in built.seconds.items()))
+    print(f"site: {built.home}")
 
 
 def _units_list(text: str | None) -> list[str]:

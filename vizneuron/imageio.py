@@ -155,6 +155,13 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
+    """Photographs (dataset examples) as JPEG: a few times smaller than PNG at no visible loss."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

@@ -107,6 +107,7 @@ class Reference:
     values: torch.Tensor  # (N,) the unit's value per reference image
     ids: torch.Tensor  # (N,) their ids in the source
     source: ImageSource
+    unit: str = ""  # the unit whose values these are
 
 
 def reference(model: Model, unit: Unit, layers: Sequence[str], data: Any, max_images: int = 512,
@@ -128,7 +129,7 @@ def reference(model: Model, unit: Unit, layers: Sequence[str], data: Any, max_im
     if not count:
         raise VizneuronError(f"no readable images in {stream.source.describe().get('root', data)}")
     return Reference({layer: (s / count).float() for layer, s in sums.items()}, torch.cat(values), torch.cat(ids),
-                     stream.source)
+                     stream.source, unit.name)
 
 
 def _images(source: ImageSource, ids: Sequence[int], model: Model) -> torch.Tensor:
@@ -180,7 +181,7 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
             data: Any, index=None, k: int = 8, examples: int = 32, steps: int = 8,
             concepts: dict[str, Any] | None = None,
             per_concept: int = 16, reference_images: int = 512, saes: SAEs | None = None,
-            batch_size: int = 64) -> Circuit:
+            batch_size: int = 64, shared: Reference | None = None) -> Circuit:
     """The units of `upstream` (a layer before the unit's, or `LAYER/SAE` for an SAE's features)
     that feed `unit` most, or the units of `downstream` (a later layer, `LAYER/SAE`, or "logits")
     it pushes up or down most, each with a signed contribution, top `k` by size.
@@ -189,7 +190,10 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
     holding the unit) is given, the unit's `examples` top images among them are the images the
     contributions are averaged over. `steps`: points on the integrated-gradients path (upstream).
     `concepts` (name -> images, as the probe takes): the same, restricted to each concept's
-    `per_concept` images where the unit fires most: one path per concept.
+    `per_concept` images where the unit fires most: one path per concept. `shared`: a `reference`
+    over `data` already measured for the other end's layer (upstream) or the unit's (downstream),
+    so that many units of a layer pay for one pass over `data`; with it, give `index` (or make it
+    for this unit), since the top examples are read from there.
     """
     if (upstream is None) == (downstream is None):
         raise CircuitError("give exactly one of upstream= (what feeds the unit) or downstream= (what it feeds)")
@@ -209,7 +213,11 @@ def circuit(model: Model, unit: str | Unit, *, upstream: str | None = None, down
             raise CircuitError(f"downstream layer {other_layer} does not come after {unit.layer}: {unit.name} "
                                "cannot feed it")
     ref_layer = other_layer if upstream is not None else unit.layer
-    ref = reference(model, unit, [ref_layer], data, reference_images, batch_size)
+    if shared is not None and (ref_layer not in shared.means or (index is None and shared.unit != unit.name)):
+        raise CircuitError(f"the shared reference holds {', '.join(shared.means) or 'no layer'} for "
+                           f"{shared.unit or 'no unit'}: it needs {ref_layer}, and an index= unless it was made for "
+                           f"{unit.name}")
+    ref = shared if shared is not None else reference(model, unit, [ref_layer], data, reference_images, batch_size)
     if index is None and min(examples, len(ref.ids)) > len(ref.ids) // 2:
         raise CircuitError(
             f"only {len(ref.ids)} readable images in data: the {min(examples, len(ref.ids))} top examples the "

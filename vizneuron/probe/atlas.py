@@ -27,7 +27,7 @@ from ..units import parse_units
 from .concepts import as_concepts, concepts_key
 from .run import probe_units
 
-ATLAS_VERSION = 1  # bump when the probe's measure changes, so old atlases are not reused
+ATLAS_VERSION = 2  # bump when the probe's measure changes, so old atlases are not reused
 MIN_FIRING = 10  # concept images a unit must fire on for the probe to judge it
 
 
@@ -39,6 +39,7 @@ class AtlasEntry:
     concepts: list[str]  # driving concepts, strongest group first
     groups: list[list[str]]
     firing: int  # concept images on which the unit fires
+    z: dict[str, float] = field(default_factory=dict)  # each concept's z-score (the probe's evidence)
 
 
 @dataclass
@@ -127,7 +128,8 @@ def layer_atlas(model: Model, layer: str, concepts: dict[str, Any], *, sae: SAE 
     for report in reports:
         firing = sum(e.firing for e in report.evidence)
         verdict = "rare" if firing < MIN_FIRING else report.verdict
-        entries.append(AtlasEntry(report.unit, verdict, round(report.score, 4), report.concepts, report.groups, firing))
+        entries.append(AtlasEntry(report.unit, verdict, round(report.score, 4), report.concepts, report.groups, firing,
+                                  {e.name: round(e.z, 3) for e in report.evidence}))
     notes = sorted({w for r in reports for w in r.warnings})
     atlas = Atlas(model.name, layer, sae_name if sae is not None else None, list(sources), images, entries, key,
                   notes=notes)
