@@ -296,8 +296,8 @@ def speed(names: list[str], rounds: int = 3) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", default=["toy", "layer3", "mobilenet"])
-    parser.add_argument("--methods", default="", help="run only the methods whose names contain this text "
-                        "(the other rows of the results file stay as they were)")
+    parser.add_argument("--methods", default="", help="run only the methods whose names contain one of these "
+                        "comma-separated texts (the other rows of the results file stay as they were)")
     args = parser.parse_args()
     if "speed" in args.sets:
         return speed([name for name in args.sets if name != "speed"] or ["toy", "layer3", "mobilenet"])
@@ -305,7 +305,7 @@ def main() -> None:
         print(f"\n{name}: {len(data['train']):,} train rows, {len(data['val']):,} validation, "
               f"{len(data['held']):,} test, d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
         for method in METHODS:
-            if args.methods not in method:
+            if not any(text in method for text in args.methods.split(",")):
                 continue
             trained, lr, sweep = sweep_method(data, method)
             result = score(trained.reconstruct, trained.codes, data["held"])  # the test rows, once

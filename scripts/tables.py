@@ -325,6 +325,20 @@ def sae_convergence() -> str:
                   "4x longer MMCS", "4x - plain"], rows) + "\n\n" + produced(*(s for *_, s in found)))
 
 
+def site_cost() -> str:
+    found = parts("site")
+    rows = []
+    for _, row, _ in found:
+        first, again = row["runs"]["first build"], row["runs"]["rerun, nothing changed"]
+        stages = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in first["stages"].items())
+        rows.append([f"{row['model']}: {', '.join(row['layers'])}", row["units"], row["pages"],
+                     f"{row['bytes'] / 1e6:.1f} MB", f"{row['largest_page_bytes'] / 1e3:.0f} KB",
+                     f"{first['seconds']:.0f} ({stages})", f"{again['seconds']:.1f}",
+                     ", ".join(f"{n} {w}" for w, n in again["work"].items()) or "nothing"])
+    return (grid(["site", "units", "pages", "size (cache left out)", "largest page", "first build, s (per stage)",
+                  "rerun, s", "computed by the rerun"], rows) + "\n\n" + produced(*(s for *_, s in found)))
+
+
 def sae_convergence_diagnosis() -> str:
     found = parts("sae_convergence_diagnosis")
     rows = [[f"{row['kind']} on {row['shape']}", row["variant"], f"{row['mmcs']:.3f}", percent(row["recovered_0.9"]),
@@ -502,6 +516,7 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "circuit-bundled": (circuit("bundled"), "python bench/bench_circuit.py bundled"),
     "circuit-mobilenet": (circuit("MobileNet"), "python bench/bench_circuit.py mobilenet"),
     "shift": (shift, "python bench/bench_shift.py"),
+    "site": (site_cost, "python bench/site.py bundled mobilenet"),
     "shift-validation": (shift_validation, "python bench/bench_shift.py"),
 }
 
