@@ -208,3 +208,22 @@ def test_vit_token_layers_circuit_adds_up_and_has_no_weights_view():
     assert found.completeness < 0.05, found.completeness
     kernels, why = expanded_weights(model, "blocks.2:5", "blocks.1")
     assert kernels is None and "spatial" in why
+
+
+def test_a_shared_reference_gives_each_unit_the_circuit_it_would_get_alone(tmp_path):
+    """The site measures one reference per layer for all its units: the same edges and values as each
+    unit's own pass, and a reference of the wrong layer (or of another unit, without an index) refused."""
+    from vizneuron.circuit.run import reference
+
+    model = vz.load_model("default")
+    index = vz.mine(model, "layer3", SAMPLES, k=8, index=tmp_path / "index.sqlite", progress=False)
+    shared = reference(model, vz.parse_unit("layer3:0", model), ["layer2"], SAMPLES)
+    for unit in ("layer3:0", "layer3:7"):
+        alone = circuit(model, unit, upstream="layer2", data=SAMPLES, index=index, examples=8)
+        together = circuit(model, unit, upstream="layer2", data=SAMPLES, index=index, examples=8, shared=shared)
+        assert [e.unit for e in together.edges] == [e.unit for e in alone.edges]
+        assert torch.allclose(together.contributions, alone.contributions, rtol=1e-5, atol=1e-6)
+    with pytest.raises(CircuitError, match="needs layer1"):
+        circuit(model, "layer3:7", upstream="layer1", data=SAMPLES, index=index, shared=shared)
+    with pytest.raises(CircuitError, match="index"):
+        circuit(model, "layer3:7", upstream="layer2", data=SAMPLES, examples=8, shared=shared)

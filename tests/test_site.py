@@ -63,6 +63,9 @@ def test_the_site_holds_every_layer_unit_and_planted_feature(built):
     assert "What feeds it from layer2" in page and "href='../units/layer2_" in page
     assert "What it pushes in logits" in page and re.search(r"logit:\d \((cat|dog|truck|ship|airplane|automobile|"
                                                             r"bird|deer|frog|horse)\)", page)
+    # below the last layer, the next layer's units it pushes and, past them, the classes
+    page = (folder / "out" / "units" / "layer2_0.html").read_text()
+    assert "What it pushes in layer3" in page and "Which classes it pushes" in page
     assert max(path.stat().st_size for path in (folder / "out").rglob("*.html")) < 2_000_000
 
 

@@ -36,6 +36,8 @@ from ..units import parse_units
 from .pages import write_pages
 
 RENDER_CHUNK = 32  # units per render cache entry: an interrupted run loses at most one chunk
+CIRCUITS_VERSION = 2  # bump when what a unit's circuits file holds changes, so old files are measured again
+EDGES = 8  # edges kept per circuit
 SITE_RENDER = RenderConfig(samples=2)  # two diverse samples per unit
 
 
@@ -195,6 +197,7 @@ class UnitCircuits:
     paths: dict[str, list[dict[str, Any]]]
     downstream: str | None
     pushes: list[dict[str, Any]]
+    classes: list[dict[str, Any]] = field(default_factory=list)  # the logits it pushes (also past a next layer)
     notes: list[str] = field(default_factory=list)
 
 
@@ -221,8 +224,8 @@ def _circuits(model: Model, site_layers: list[SiteLayer], chosen: list[str], dat
             for unit in entry.units:
                 atlas_entry = next(e for e in entry.atlas.entries if e.unit == unit)
                 driving = atlas_entry.concepts if atlas_entry.verdict == "polysemantic" else []
-                key = hashlib.sha256(json.dumps([model.name, model.fingerprint, unit, upstream, downstream,
-                                                 description, driving, 8]).encode()).hexdigest()[:24]
+                key = hashlib.sha256(json.dumps([CIRCUITS_VERSION, model.name, model.fingerprint, unit, upstream,
+                                                 downstream, description, driving, EDGES]).encode()).hexdigest()[:24]
                 path = folder / f"{key}.json"
                 if path.is_file():
                     try:
@@ -241,15 +244,18 @@ def _circuits(model: Model, site_layers: list[SiteLayer], chosen: list[str], dat
 def _unit_circuits(model: Model, unit: str, upstream: str | None, downstream: str, data: Any, index: ExampleIndex,
                    sources: dict[str, Any], driving: list[str], shared: dict[str, Any]) -> UnitCircuits:
     parsed = parse_units(unit, model)[0]
-    feeds, paths, pushes, notes = [], {}, [], []
-    for side, end in (("upstream", upstream), ("downstream", downstream)):
+    feeds, paths, pushes, classes, notes = [], {}, [], [], []
+    ends = [("upstream", upstream), ("downstream", downstream)]
+    if downstream != OUTPUT_LAYER:  # past the next chosen layer, the classes too
+        ends.append(("downstream", OUTPUT_LAYER))
+    for side, end in ends:
         if end is None:
             continue
         ref_layer = end if side == "upstream" else parsed.layer
         if ref_layer not in shared:  # one pass over the data per layer, shared by all its units
             shared[ref_layer] = reference(model, parsed, [ref_layer], data)
         try:
-            measured = circuit(model, parsed, data=data, index=index, shared=shared[ref_layer],
+            measured = circuit(model, parsed, data=data, index=index, shared=shared[ref_layer], k=EDGES,
                                concepts={c: sources[c] for c in driving} if side == "upstream" else None,
                                **{side: end})
         except CircuitError as err:
@@ -259,9 +265,13 @@ def _unit_circuits(model: Model, unit: str, upstream: str | None, downstream: st
             feeds = _edges(measured)
             paths = {concept: [{"unit": e.unit, "contribution": round(e.contribution, 6)} for e in edges]
                      for concept, edges in measured.paths.items()}
+        elif end == OUTPUT_LAYER:
+            classes = _edges(measured)
         else:
             pushes = _edges(measured)
-    return UnitCircuits(upstream, feeds, paths, downstream, pushes, notes)
+    if downstream == OUTPUT_LAYER:
+        pushes = classes
+    return UnitCircuits(upstream, feeds, paths, downstream, pushes, classes, notes)
 
 
 def _commands(model: Model, chosen: list[str], data: Any, saes: dict[str, str | Path], k: int) -> dict[str, str]:

@@ -15,7 +15,7 @@ from ..choices import VERDICTS
 from ..gallery import safe_name
 from ..imageio import enlarged, jpeg_bytes, png_bytes, write_atomic
 from ..mine.index import ExampleIndex, read_meta
-from ..models.base import Model
+from ..models.base import OUTPUT_LAYER, Model
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -287,6 +287,9 @@ def _circuit_html(model: Model, circuits: UnitCircuits, known: set[str]) -> str:
             parts.append(f"<h3>on {html.escape(concept)}</h3><table>{_edge_rows(model, edges[:5], known)}</table>")
     parts.append(f"<h2>What it pushes in {html.escape(circuits.downstream or '')}</h2><table><tr><th>unit</th>"
                  f"<th>contribution</th></tr>{_edge_rows(model, circuits.pushes, known)}</table>")
+    if circuits.downstream != OUTPUT_LAYER and circuits.classes:
+        parts.append(f"<h2>Which classes it pushes</h2><table><tr><th>class</th><th>contribution</th></tr>"
+                     f"{_edge_rows(model, circuits.classes, known)}</table>")
     parts.extend(f"<p class='muted'>{html.escape(note)}</p>" for note in circuits.notes)
     return "".join(parts)
 
