@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CHROMIUM, PER_CLASS
+from helpers import CHROMIUM, PER_CLASS, first_unit
 from helpers import CHROMIUM_FLAGS as FLAGS
 
 pytest.importorskip("streamlit")
@@ -67,7 +67,12 @@ def idle(page) -> None:
 def drive(page, app_url: str, cifar_folder: Path, tmp_path: Path) -> Path:
     """Mine, pick channel 5, render, probe; returns the screenshot's path."""
     page.goto(app_url)
-    page.get_by_role("heading", name="layer3:0").wait_for(timeout=120_000)
+    page.get_by_role("heading", name=first_unit()).wait_for(timeout=120_000)
+    # the first screen answers the question: the unit's verdict and driving concepts are in view
+    verdict = page.get_by_text(re.compile("^Polysemantic on the bundled sample")).first
+    verdict.wait_for(timeout=120_000)
+    box = verdict.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 900, box  # above the fold of a 1400x900 screen
 
     # Data view: mine the small labelled folder
     page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Data$")).click()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import PER_CLASS, captions, errors, index_picker, make_app, render_captions
+from helpers import PER_CLASS, captions, errors, first_unit, index_picker, make_app, render_captions
 
 pytest.importorskip("streamlit")
 
 
 def test_opens_on_default_model_renders_with_progress_and_caches(monkeypatch, tmp_path):
     at = make_app(monkeypatch, tmp_path)
-    assert at.title[0].value == "layer3:0"  # the deepest spatial layer of the bundled model
+    assert at.title[0].value == first_unit()  # in the deepest spatial layer of the bundled model
     assert "128 channels" in at.sidebar.selectbox(key="layer").format_func("layer3")
     assert "Not rendered with these settings yet." in [c.value for c in at.caption]
     at.number_input(key="steps").set_value(64)
@@ -29,12 +29,32 @@ def test_opens_on_default_model_renders_with_progress_and_caches(monkeypatch, tm
     assert not at.button(key="render").disabled and not render_captions(at)
 
 
+def test_the_first_screen_answers_the_question_without_a_click(monkeypatch, tmp_path):
+    """Opened as a new user would: a unit the bundled sample's atlas calls polysemantic, its verdict,
+    the concepts that drive it and each one's top examples, and a strip of the layer's other
+    polysemantic units that opens each."""
+    from vizneuron.models import load_model
+    from vizneuron.probe.atlas import most_polysemantic, sample_atlas
+
+    ranked = most_polysemantic(sample_atlas(load_model("default"), "layer3"))
+    at = make_app(monkeypatch, tmp_path)
+    first = ranked[0]
+    assert at.title[0].value == first.unit and not errors(at)
+    verdict = next(m.value for m in at.markdown if m.value.startswith("**Polysemantic**"))
+    assert all(concept in verdict for concept in first.concepts), verdict
+    shown = [m.value for m in at.markdown if m.value.startswith("*") and not m.value.startswith("**")]
+    assert [s.strip("*") for s in shown] == first.concepts[:3]  # a column of top examples per driving concept
+    at.button(key=f"poly_{ranked[1].unit}").click().run()
+    assert at.title[0].value == ranked[1].unit and not errors(at)
+    assert at.button(key=f"poly_{ranked[1].unit}").disabled
+
+
 def test_first_start_shows_the_bundled_sample_and_a_probe_verdict(monkeypatch, tmp_path):
     """No data of the user's: the bundled 300 CIFAR-10 images are mined on first start."""
     at = make_app(monkeypatch, tmp_path)
     picker = index_picker(at)
     assert picker.format_func(picker.value).startswith("bundled sample")
-    assert len([c for c in captions(at) if c.endswith(".jpg")]) == 16  # 8 top + 8 bottom examples of layer3:0
+    assert len([c for c in captions(at) if c.endswith(".jpg")]) == 16  # 8 top + 8 bottom examples
     assert "images" in [m.label for m in at.metric] and at.metric[0].value == "300"
     at.number_input(key="probe_renders").set_value(0)
     at.button(key="probe").click().run()
@@ -52,7 +72,7 @@ def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tm
     renders = tmp_path / "home" / "renders"
     at = make_app(monkeypatch, tmp_path)
     at.number_input(key="steps").set_value(32)
-    at.button(key="render").click().run()  # the app renders layer3:0 ...
+    at.button(key="render").click().run()  # the app renders the unit it opened on ...
     assert not at.exception and len(render_captions(at)) == 4
 
     def must_not_render(*args, **kwargs):
@@ -60,7 +80,7 @@ def test_render_cache_is_shared_by_the_app_and_the_cli_both_ways(monkeypatch, tm
 
     with monkeypatch.context() as patch:
         patch.setattr("vizneuron.optim.cache.render", must_not_render)
-        cli = ["render", "default", "--units", "layer3:0", "--samples", "4", "--steps", "32", "--quiet",
+        cli = ["render", "default", "--units", first_unit(), "--samples", "4", "--steps", "32", "--quiet",
                "--cache", str(renders)]
         assert main(cli + ["--out", str(tmp_path / "a")]) == 0  # ... and the CLI reads it back
         assert main(cli[:4] + ["--preset", "neuron-view"] + cli[6:] + ["--out", str(tmp_path / "b")]) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import captions, errors, index_picker, make_app, mine_in_app, shared_path
+from helpers import captions, errors, first_unit, index_picker, make_app, mine_in_app, shared_path
 
 pytest.importorskip("streamlit")
 
@@ -38,7 +38,7 @@ def test_bad_model_specs_are_messages(monkeypatch, tmp_path):
         assert not at.exception, (spec, at.exception)
         assert any(message in e for e in errors(at)), (spec, errors(at))
     at.sidebar.text_input(key="model_spec").input("default").run()
-    assert not errors(at) and at.title[0].value == "layer3:0"
+    assert not errors(at) and at.title[0].value == first_unit()
 
 
 def test_uploaded_checkpoint_and_index_from_another_model(monkeypatch, tmp_path, cifar_folder):

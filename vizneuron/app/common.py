@@ -19,6 +19,7 @@ from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex
 from vizneuron.models import Model, load_model
 from vizneuron.probe import build_concepts
+from vizneuron.probe.atlas import Atlas, sample_atlas
 from vizneuron.sae import SAE
 from vizneuron.units import Unit
 from vizneuron.workspace import Workspace
@@ -163,3 +164,17 @@ def index_top_labels(index: ExampleIndex, units: list[str]) -> dict[str, tuple[s
 def labelled_concepts(_model: Model, _ws: Workspace, weights: str, data: str, groups: str, per_concept: int) -> dict:
     """Label-group concepts of a folder (listing a big folder once, not on every rerun)."""
     return build_concepts(_model, data=_ws.source(data), groups=groups, per_concept=per_concept)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Judging every unit of the layer on the bundled sample (once)…")
+def _first_look(_model: Model, _ws: Workspace, weights: str, layer: str) -> Atlas | None:
+    return sample_atlas(_model, layer, _ws.folder("atlases"))
+
+
+def first_look(model: Model, ws: Workspace, layer: str) -> Atlas | None:
+    """The atlas of `layer` on the bundled sample's classes (None for a model without them): the
+    first screen's verdicts and its strip of polysemantic units."""
+    try:
+        return _first_look(model, ws, model.fingerprint, layer)
+    except expected():  # a layer the probe cannot judge: the first screen shows no verdict
+        return None

@@ -10,10 +10,11 @@ import streamlit as st
 from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex, mine_sample
 from vizneuron.models import Model, ModelSpec
+from vizneuron.probe.atlas import most_polysemantic
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 
-from .common import Loaded, fail, held_job, index_top_labels, keep_upload, kept_choice, load, open_index
+from .common import Loaded, fail, first_look, held_job, index_top_labels, keep_upload, kept_choice, load, open_index
 
 
 def pick_model(ws: Workspace) -> Loaded | None:
@@ -95,8 +96,11 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
     units = [f"{layer}:{c}" for c in range(info.channels)]
     tops = index_top_labels(index, units) if index is not None else {}
     hints = {unit: f"{label} {count}/{labelled}" for unit, (label, count, labelled) in tops.items()}
+    atlas = first_look(model, ws, layer)
+    ranked = most_polysemantic(atlas) if atlas is not None else []  # a first look opens on the most polysemantic
+    start = int(ranked[0].unit.rsplit(":", 1)[1]) if ranked else 0
     channel = kept_choice(bar, f"Channel (of {info.channels}; type a label to search top examples)",
-                          list(range(info.channels)), "channel", 0, salt=(layer, sorted(hints.items())),
+                          list(range(info.channels)), "channel", start, salt=(layer, sorted(hints.items())),
                           format_func=lambda c: f"{c}" + (f"  · top: {hints[units[c]]}" if units[c] in hints else ""))
     if kind == "neuron":
         h, w = info.shape[1], info.shape[2]

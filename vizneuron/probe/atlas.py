@@ -147,3 +147,23 @@ def cached_atlas(key: str, folder: str | Path | None) -> Atlas | None:
         return Atlas.load(path)
     except (ValueError, TypeError, KeyError, OSError):  # damaged: the caller measures again and overwrites it
         return None
+
+
+def sample_atlas(model: Model, layer: str, folder: str | Path | None = None) -> Atlas | None:
+    """The atlas of `layer` over the bundled sample, its classes as the concepts, for a model that
+    has those classes (the bundled CIFAR-10 models); None for any other. What a first look at a
+    model starts from: the app opens on the unit it calls most polysemantic."""
+    from ..samples import SAMPLE_DIR
+
+    classes = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
+    if not model.labels or not set(classes) <= set(model.labels):
+        return None
+    from .concepts import label_groups
+
+    concepts = label_groups(SAMPLE_DIR, {name: [name] for name in classes}, model)
+    return layer_atlas(model, layer, concepts, folder=folder, progress=False)
+
+
+def most_polysemantic(atlas: Atlas) -> list[AtlasEntry]:
+    """The atlas's polysemantic units, highest score (most evenly split) first."""
+    return sorted((e for e in atlas.entries if e.verdict == "polysemantic"), key=lambda e: -e.score)

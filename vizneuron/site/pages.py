@@ -16,6 +16,7 @@ from ..gallery import safe_name
 from ..imageio import enlarged, jpeg_bytes, png_bytes, write_atomic
 from ..mine.index import ExampleIndex, read_meta
 from ..models.base import OUTPUT_LAYER, Model
+from ..probe.atlas import most_polysemantic
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ def _model(model: Model, site_layers: list[SiteLayer]) -> str:
         rows.append(f"<tr><td><a href='{layer_page(entry.name)}'>{html.escape(entry.name)}</a></td>"
                     f"<td>{len(entry.units)}</td>" + "".join(f"<td>{counts[v]}</td>" for v in VERDICTS)
                     + f"<td>{_bar(counts)}</td></tr>")
-    polysemantic = sorted((e for entry in site_layers for e in entry.atlas.entries if e.verdict == "polysemantic"),
+    polysemantic = sorted((e for entry in site_layers for e in most_polysemantic(entry.atlas)),
                           key=lambda e: -e.score)[:MOST_POLYSEMANTIC]
     thumbs = "".join(f"<figure><a href='{unit_page(e.unit)}'><img class='thumb' loading='lazy' alt='{e.unit}' "
                      f"src='img/{safe_name(e.unit)}_r0.png'></a><br>{_link(e.unit, {e.unit}, 0)}<br>"
