@@ -18,8 +18,8 @@ one function (`score`), MMCS on the toy set, spliced accuracy on the bundled mod
   batch 1024, MSE; BatchTopK's k is per batch, so k x 1024; JumpReLU on standardised data as its
   docstring advises, L0 penalty through its Heaviside pseudo-gradient, its weight picked at each
   learning rate from 0.01 / 0.1 / 1 / 10 by a short run each as the one whose L0 is nearest k);
-- a minimal TopK SAE step written here (linear encoder, top-k, linear decoder, MSE, Adam): the
-  speed limit for a TopK step on this machine, at vizneuron's batch size.
+- a minimal TopK SAE step written here (linear encoder, top-k, dense linear decoder, MSE, Adam),
+  at vizneuron's batch size: the fewest operations of a TopK step, the reference for its speed.
 
 The "plain call" rows are vizneuron's defaults, learning rate included: what a user gets.
 Training times in the sweep come from runs that share the machine, so the tables leave them out;
@@ -35,7 +35,7 @@ import warnings
 from types import SimpleNamespace
 
 import torch
-from common import SHARED, coral, save_results
+from common import SHARED, coral, drop_stale_parts, save_results
 
 from vizneuron import load_model
 from vizneuron.sae import evaluate_sae, layer_activations, mean_max_cosine, toy_superposition, train_sae
@@ -213,7 +213,7 @@ class _silenced:
 
 
 def run_minimal_topk(data: dict, lr: float) -> Trained:
-    """The fewest operations a TopK SAE step needs: the speed limit, at vizneuron's batch size."""
+    """The fewest operations of a TopK SAE step with a dense decoder, at vizneuron's batch size."""
     torch.manual_seed(0)
     train, k = data["train"], data["k"]
     d, d_sae = train.shape[1], data["d_sae"]
@@ -249,7 +249,7 @@ METHODS = {  # name -> train(data, lr); lr None for the plain calls, which keep 
     "overcomplete TopKSAE": lambda data, lr: run_overcomplete(data, "topk", lr),
     "overcomplete BatchTopKSAE + AuxK": lambda data, lr: run_overcomplete(data, "batchtopk", lr),
     "overcomplete JumpSAE": lambda data, lr: run_overcomplete(data, "jumprelu", lr),
-    "minimal TopK step (speed limit)": run_minimal_topk,
+    "minimal TopK step (dense decoder)": run_minimal_topk,
 }
 
 
@@ -302,6 +302,7 @@ def main() -> None:
     if "speed" in args.sets:
         return speed([name for name in args.sets if name != "speed"] or ["toy", "layer3", "mobilenet"])
     for name, data in data_sets(args.sets).items():
+        drop_stale_parts("sae", {f"{name} / {method}" for method in METHODS}, prefix=f"{name} / ")
         print(f"\n{name}: {len(data['train']):,} train rows, {len(data['val']):,} validation, "
               f"{len(data['held']):,} test, d_sae {data['d_sae']}, k {data['k']}, {data['budget']} epochs", flush=True)
         for method in METHODS:

@@ -74,3 +74,18 @@ def save_results(name: str, results: object, args: argparse.Namespace | dict | N
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"written: {path.relative_to(ROOT)} ({part})")
     return path
+
+
+def drop_stale_parts(name: str, current: set[str], prefix: str = "") -> None:
+    """Remove the parts of `bench/results/NAME.json` under `prefix` that the script no longer makes
+    (a method renamed or dropped), so no table shows a row today's script cannot reproduce."""
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        return
+    record = json.loads(path.read_text())
+    stale = [part for part in record["parts"] if part.startswith(prefix) and part not in current]
+    for part in stale:
+        del record["parts"][part]
+        print(f"dropped from {path.relative_to(ROOT)}: {part} (no longer made by the script)")
+    if stale:
+        path.write_text(json.dumps(record, indent=1) + "\n")
