@@ -235,7 +235,7 @@ def first_unit() -> str:
     """The unit the app opens on with the bundled model: the one the bundled sample's atlas of its
     default layer calls most polysemantic."""
     from vizneuron.models import load_model
-    from vizneuron.probe.atlas import most_polysemantic, sample_atlas
+    from vizneuron.probe import most_polysemantic, sample_atlas
 
     model = load_model("default")
     return most_polysemantic(sample_atlas(model, model.default_layer))[0].unit

@@ -34,7 +34,7 @@ def test_the_first_screen_answers_the_question_without_a_click(monkeypatch, tmp_
     the concepts that drive it and each one's top examples, and a strip of the layer's other
     polysemantic units that opens each."""
     from vizneuron.models import load_model
-    from vizneuron.probe.atlas import most_polysemantic, sample_atlas
+    from vizneuron.probe import most_polysemantic, sample_atlas
 
     ranked = most_polysemantic(sample_atlas(load_model("default"), "layer3"))
     at = make_app(monkeypatch, tmp_path)

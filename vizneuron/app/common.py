@@ -18,8 +18,7 @@ import streamlit as st
 from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex
 from vizneuron.models import Model, load_model
-from vizneuron.probe import build_concepts
-from vizneuron.probe.atlas import Atlas, sample_atlas
+from vizneuron.probe import Atlas, build_concepts, sample_atlas
 from vizneuron.sae import SAE
 from vizneuron.units import Unit
 from vizneuron.workspace import Workspace

@@ -10,7 +10,7 @@ import streamlit as st
 from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex, mine_sample
 from vizneuron.models import Model, ModelSpec
-from vizneuron.probe.atlas import most_polysemantic
+from vizneuron.probe import most_polysemantic
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 

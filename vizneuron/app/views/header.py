@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vizneuron.probe.atlas import most_polysemantic
+from vizneuron.probe import most_polysemantic
 
 from ..common import Context, first_look, open_channel
 
