@@ -9,11 +9,9 @@ import streamlit as st
 
 from vizneuron.errors import expected
 from vizneuron.probe import build_concepts, default_groups, parse_named_paths
-from vizneuron.samples import SAMPLE_DIR
+from vizneuron.samples import SAMPLE_CLASSES, SAMPLE_DIR
 
 from .common import Loaded, fail, keep_upload, labelled_concepts
-
-SAMPLE_CLASSES = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
 
 
 def concept_inputs(ws, loaded: Loaded) -> dict:

@@ -23,7 +23,7 @@ from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model, weights_digest
 from ..sae.model import SAE
-from ..samples import SAMPLE_DIR
+from ..samples import SAMPLE_CLASSES, SAMPLE_DIR
 from ..units import parse_units
 from .concepts import as_concepts, concepts_key, label_groups
 from .run import probe_units
@@ -154,10 +154,9 @@ def sample_atlas(model: Model, layer: str, folder: str | Path | None = None) -> 
     """The atlas of `layer` over the bundled sample, its classes as the concepts, for a model that
     has those classes (the bundled CIFAR-10 models); None for any other. What a first look at a
     model starts from: the app opens on the unit it calls most polysemantic."""
-    classes = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
-    if not model.labels or not set(classes) <= set(model.labels):
+    if not set(SAMPLE_CLASSES) <= set(model.labels or ()):
         return None
-    concepts = label_groups(SAMPLE_DIR, {name: [name] for name in classes}, model)
+    concepts = label_groups(SAMPLE_DIR, {name: [name] for name in SAMPLE_CLASSES}, model)
     return layer_atlas(model, layer, concepts, folder=folder, progress=False)
 
 

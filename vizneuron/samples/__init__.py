@@ -9,3 +9,4 @@ from pathlib import Path
 SAMPLE_NAME = "sample"
 SAMPLE_DIR = Path(__file__).resolve().parent / "cifar10"
 SAMPLE_K = 16  # top and bottom examples kept per unit: 300 images, so about 5% each
+SAMPLE_CLASSES = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())  # its class folders

@@ -120,10 +120,11 @@ def site(model: Model, layers: str | Sequence[str], data: Any, *, out: str | Pat
             mine(model, spec, data, k=k, index=index_file, saes=named, engine=engine, progress=progress).db.close()
             done("mine", started)
             started = stage("probe")
-            if cached_atlas(atlas_key(model, layer, sources, sae), cache / "atlases") is None:
+            atlas = cached_atlas(atlas_key(model, layer, sources, sae), cache / "atlases")
+            if atlas is None:
                 result.work["probe"] = result.work.get("probe", 0) + 1
-            atlas = layer_atlas(model, layer, sources, sae=sae, sae_name=sae_name, folder=cache / "atlases",
-                                progress=False)
+                atlas = layer_atlas(model, layer, sources, sae=sae, sae_name=sae_name, folder=cache / "atlases",
+                                    progress=False)
             done("probe", started)
             units = [u.name for u in parse_units(spec, model, named)]
             site_layers.append(SiteLayer(shown, spec, units, atlas, index_file))
@@ -179,9 +180,10 @@ def _renders(model: Model, site_layers: list[SiteLayer], saes: dict[str, dict[st
     for entry in site_layers:
         for start in range(0, len(entry.units), RENDER_CHUNK):
             chunk = entry.units[start:start + RENDER_CHUNK]
-            if cache.get(model, chunk, config, saes=named) is None:
+            result = cache.get(model, chunk, config, saes=named)
+            if result is None:
                 work["render"] = work.get("render", 0) + len(chunk)
-            result = cache.render(model, chunk, config, saes=named, engine=engine, progress=progress)
+                result = cache.render(model, chunk, config, saes=named, engine=engine, progress=progress)
             for i, unit in enumerate(chunk):
                 pictures[unit] = [result.images[i * result.samples + s] for s in range(result.samples)]
     return pictures
@@ -220,9 +222,10 @@ def _circuits(model: Model, site_layers: list[SiteLayer], chosen: list[str], dat
         downstream = chosen[position + 1] if position + 1 < len(chosen) else OUTPUT_LAYER
         index = ExampleIndex(entry.index)
         shared: dict[str, Any] = {}
+        judged = {e.unit: e for e in entry.atlas.entries}
         try:
             for unit in entry.units:
-                atlas_entry = next(e for e in entry.atlas.entries if e.unit == unit)
+                atlas_entry = judged[unit]
                 driving = atlas_entry.concepts if atlas_entry.verdict == "polysemantic" else []
                 key = hashlib.sha256(json.dumps([CIRCUITS_VERSION, model.name, model.fingerprint, unit, upstream,
                                                  downstream, description, driving, EDGES]).encode()).hexdigest()[:24]

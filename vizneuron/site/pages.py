@@ -143,7 +143,7 @@ def write_pages(model: Model, site_layers: list[SiteLayer], pictures: dict[str, 
     writer = _Writer(out)
     writer.text("style.css", CSS)
     known = {unit for entry in site_layers for unit in entry.units}
-    entries = {e.unit: (entry, e) for entry in site_layers for e in entry.atlas.entries}
+    judged = {e.unit: e for entry in site_layers for e in entry.atlas.entries}
     stamps_file = out / "cache" / "pages.json"
     try:
         written = json.loads(stamps_file.read_text())
@@ -157,7 +157,7 @@ def write_pages(model: Model, site_layers: list[SiteLayer], pictures: dict[str, 
         try:
             meta = read_meta(index.db)
             for unit in entry.units:
-                found = entries[unit][1]
+                found = judged[unit]
                 stamp = _stamp(unit, meta, found, pictures[unit], circuits.get(unit), site_key)
                 before = written.get(unit)
                 if before and before["stamp"] == stamp and (out / unit_page(unit)).is_file():
