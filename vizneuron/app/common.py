@@ -166,14 +166,15 @@ def labelled_concepts(_model: Model, _ws: Workspace, weights: str, data: str, gr
 
 
 @st.cache_resource(max_entries=8, show_spinner="Judging every unit of the layer on the bundled sample (once)…")
-def _first_look(_model: Model, _ws: Workspace, weights: str, layer: str) -> Atlas | None:
-    return sample_atlas(_model, layer, _ws.folder("atlases"))
+def _first_look(_model: Model, folder: str, weights: str, layer: str) -> Atlas | None:
+    # keyed by the folder too: the atlas is kept in each workspace's home, where the Atlas view reads it
+    return sample_atlas(_model, layer, folder)
 
 
 def first_look(model: Model, ws: Workspace, layer: str) -> Atlas | None:
     """The atlas of `layer` on the bundled sample's classes (None for a model without them): the
     first screen's verdicts and its strip of polysemantic units."""
     try:
-        return _first_look(model, ws, model.fingerprint, layer)
+        return _first_look(model, str(ws.folder("atlases")), model.fingerprint, layer)
     except expected():  # a layer the probe cannot judge: the first screen shows no verdict
         return None
