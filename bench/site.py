@@ -4,8 +4,9 @@ on disk and its largest page, for a first build and for a rerun with nothing cha
     python bench/site.py [bundled] [mobilenet] [--threads 2]
 
 - bundled: the bundled model's layer1, layer2 and layer3 over the bundled 300-image sample;
-- mobilenet: MobileNet-v2 (Coral, ../shared) `expanded_conv_12_project` and
-  `expanded_conv_16_project` over the ImageNet sample (one image per class).
+- mobilenet: MobileNet-v2 (Coral, ../shared) `expanded_conv_11_project` and
+  `expanded_conv_12_project` (96 channels each, 14x14, one block apart so the circuit between them is
+  direct) over the ImageNet sample (one image per class).
 Every part uses the site's defaults (two diverse renders per unit, 16 examples).
 """
 
@@ -26,7 +27,7 @@ from vizneuron.samples import SAMPLE_DIR
 SITES = {
     "bundled": lambda: (load_model("default"), "layer1,layer2,layer3", SAMPLE_DIR),
     "mobilenet": lambda: (load_model(coral("mobilenet_v2_1.0_224_quant")),
-                          "expanded_conv_12_project,expanded_conv_16_project", SHARED / "data" / "imagenet-sample"),
+                          "expanded_conv_11_project,expanded_conv_12_project", SHARED / "data" / "imagenet-sample"),
 }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vizneuron.models import MODEL_PRESETS
+
 from helpers import captions, errors, first_unit, index_picker, make_app, mine_in_app, shared_path
 
 pytest.importorskip("streamlit")
@@ -39,6 +41,44 @@ def test_bad_model_specs_are_messages(monkeypatch, tmp_path):
         assert any(message in e for e in errors(at)), (spec, errors(at))
     at.sidebar.text_input(key="model_spec").input("default").run()
     assert not errors(at) and at.title[0].value == first_unit()
+
+
+def test_named_models_say_what_they_download_and_fail_clearly_offline(monkeypatch, tmp_path):
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    at = make_app(monkeypatch, tmp_path)
+    picker = at.sidebar.selectbox(key="model_preset")
+    assert picker.value == "Bundled CIFAR-10 classifier" and at.title[0].value == first_unit()
+    assert picker.options == [preset.title for preset in MODEL_PRESETS]
+    picker.set_value("InceptionV1 (lucid / lucent)").run()
+    assert not at.exception
+    note = next(c.value for c in at.sidebar.caption if "cat/car neuron" in c.value)
+    assert "downloads lucent's weights file" in note and "Offline before that first download" in note
+    assert any("could not download" in e and "lucent:inceptionv1?weights=" in e for e in errors(at)), errors(at)
+    assert not (tmp_path / "home" / "downloads" / "checkpoints" / "inception5h.pth").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_model_files_in_the_app_folders_are_offered(monkeypatch, tmp_path):
+    folder = shared_path("models")
+    if not (folder / "coral" / "mobilenet_v1_0.25_128_quant.tflite").exists():
+        pytest.skip(f"no Coral MobileNet under {folder}")
+    at = make_app(monkeypatch, tmp_path, folder)
+    at.sidebar.radio(key="model_source").set_value("model file").run()
+    picker = at.sidebar.selectbox(key="model_file")
+    assert {"cifar-resnet/resnet20-12fca82f.th", "coral/mobilenet_v1_0.25_128_quant.tflite"} <= set(picker.options)
+    picker.set_value(str(folder / "coral" / "mobilenet_v1_0.25_128_quant.tflite")).run()
+    assert not at.exception and not errors(at), errors(at)
+    assert "model_arch" not in [box.key for box in at.sidebar.text_input]  # a TFLite graph needs no architecture
+    assert at.sidebar.selectbox(key="layer").value == "MobilenetV1_Conv2d_13_pointwise"  # MobileNet-v1's layers
+    at.sidebar.selectbox(key="model_file").set_value(str(folder / "cifar-resnet" / "resnet20-12fca82f.th")).run()
+    assert not errors(at) and at.sidebar.text_input(key="model_arch").value == "cifar-resnet"
+    assert at.sidebar.selectbox(key="layer").value == "layer3"  # ResNet-20 for CIFAR
+    empty = make_app(monkeypatch, tmp_path / "empty-app", tmp_path / "empty-app")
+    empty.sidebar.radio(key="model_source").set_value("model file").run()
+    assert any("No model files" in i.value for i in empty.sidebar.info)
 
 
 def test_uploaded_checkpoint_and_index_from_another_model(monkeypatch, tmp_path, cifar_folder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from vizneuron.cli import main
+from vizneuron.models import MODEL_PRESETS
 
 from helpers import fresh_python
 
@@ -171,6 +172,7 @@ def test_models_command_lists_the_sources(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert all(source in out for source in ("default", "torchvision", "timm", "tflite", "cifar-resnet", "python"))
+    assert all(preset.spec in out and preset.title in out for preset in MODEL_PRESETS)
 
 
 def test_help_and_argument_errors_do_not_load_torch():

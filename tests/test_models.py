@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vizneuron import load_model
-from vizneuron.models import WeightsUnavailable
+from vizneuron.models import MODEL_PRESETS, ModelSpec, WeightsUnavailable
 from vizneuron.models.weights import load_state_dict
 
 from helpers import shared_path
@@ -70,6 +70,18 @@ def test_local_weights_file_and_refusal_to_unpickle(tmp_path):
         load_state_dict(evil)
     with pytest.raises(WeightsUnavailable, match="not found"):
         load_state_dict(tmp_path / "missing.safetensors")
+
+
+def test_every_named_model_is_a_real_architecture_with_its_inputs():
+    """The presets' specs name models their libraries build (weights left out: no download), and
+    each opens on a layer with a spatial grid or tokens."""
+    pytest.importorskip("lucent")
+    for preset in MODEL_PRESETS:
+        spec = ModelSpec.parse(preset.spec)
+        model = load_model(spec.with_option("weights", "none"))
+        assert model.layers[model.default_layer].channels, preset
+        if spec.source in ("torchvision", "timm"):
+            assert model.input_size == (224, 224) and len(model.labels) == 1000, preset
 
 
 def test_bad_specs():

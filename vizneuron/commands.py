@@ -22,7 +22,7 @@ from .errors import VizneuronError, warn_user
 from .gallery import write_examples_page, write_gallery
 from .imageio import writable_folder
 from .mine import ExampleIndex, index_path, merge, mine, mine_sample
-from .models import list_sources, load_model
+from .models import MODEL_PRESETS, list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import RenderConfig, preset
 from .optim.render import render
@@ -50,6 +50,10 @@ def cmd_models(args: argparse.Namespace) -> None:
     width = max(len(name) for name, _, _ in list_sources())
     for name, summary, example in list_sources():
         print(f"{name.ljust(width)}  {summary}  (e.g. {example})")
+    print("\nNamed models (pass the spec):")
+    for named in MODEL_PRESETS:
+        where = f"downloads {named.downloads} once" if named.downloads else "nothing to download"
+        print(f"  {named.spec}\n      {named.title}: {named.about} ({where})")
 
 
 def cmd_layers(args: argparse.Namespace) -> None:

@@ -124,6 +124,22 @@ class Workspace:
                 self.resolve(Path(checked.name).parent / content["weights"]["file"])
         return checked
 
+    def model_files(self, depth: int = 3, limit: int = 200, scan: int = 20_000) -> list[Path]:
+        """Model files (`MODEL_SUFFIXES`) in the roots, at most `depth` folders down, for the app's
+        picker: at most `limit` files, and a root holding a large image set is given up on after
+        `scan` entries rather than walked whole. Hidden folders are skipped."""
+        found: list[Path] = []
+        for root in self.roots:
+            seen = 0
+            for folder, subfolders, files in os.walk(root):
+                level = len(Path(folder).relative_to(root).parts)
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith(".")) if level < depth else []
+                seen += len(files) + len(subfolders)
+                found += [Path(folder, f) for f in sorted(files) if Path(f).suffix.lower() in MODEL_SUFFIXES]
+                if seen > scan or len(found) >= limit:
+                    break
+        return sorted(set(found))[:limit]
+
     def session_dir(self, session: str | None = None) -> Path:
         """A fresh private folder for one browser session's uploads (name unguessable)."""
         safe = re.sub(r"[^A-Za-z0-9_-]", "", session or "")[:40]

@@ -9,42 +9,89 @@ import streamlit as st
 
 from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex, mine_sample
-from vizneuron.models import Model, ModelSpec
+from vizneuron.models import MODEL_PRESETS, Model, ModelPreset, ModelSpec
 from vizneuron.probe import most_polysemantic
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
 
 from .common import Loaded, fail, first_look, held_job, index_top_labels, keep_upload, kept_choice, load, open_index
 
+SOURCE_CHOICES = {"preset": "named model", "model file": "file in the app's folders", "model spec": "spec",
+                  "upload": "upload"}
+
 
 def pick_model(ws: Workspace) -> Loaded | None:
     bar = st.sidebar
     bar.header("Model")
-    source = bar.radio("Source", ["bundled default", "model spec", "upload"], key="model_source", horizontal=True)
-    if source == "bundled default":
-        spec = "default"
+    source = bar.radio("Source", list(SOURCE_CHOICES), key="model_source", horizontal=True,
+                       format_func=SOURCE_CHOICES.get)
+    if source == "preset":
+        titles = {preset.title: preset for preset in MODEL_PRESETS}
+        chosen = titles[bar.selectbox("Model", list(titles), key="model_preset")]
+        bar.caption(preset_note(chosen))
+        spec = chosen.spec
     elif source == "model spec":
         spec = bar.text_input("Model spec", value="default", key="model_spec",
                               help="default, torchvision:resnet18?weights=PATH, timm:NAME, lucent:inceptionv1, "
                                    "cifar-resnet:PATH, tflite:PATH (paths inside the app's folders)")
     else:
-        file = bar.file_uploader("Checkpoint or TFLite file", type=[s[1:] for s in MODEL_SUFFIXES], key="model_upload")
-        arch = bar.text_input("Architecture of .pt/.pth/.safetensors weights", value="cifar-resnet", key="model_arch",
-                              help="cifar-resnet, default, or a spec such as torchvision:resnet18")
-        if file is None:
-            bar.info("Upload a .tflite file or a weights file (plain tensors: loaded with weights_only=True).")
+        spec = model_file(ws, source)
+        if spec is None:
             return None
-        try:
-            path = keep_upload(ws, file, "model")
-        except expected() as err:
-            fail(bar, "Upload refused", err)
-            return None
-        spec = ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
     try:
         return load(str(ws.check_spec(spec)))
     except expected() as err:
         fail(bar, f"Cannot load model '{spec}'", err)  # the spec as typed, never its repr
         return None
+
+
+def preset_note(preset: ModelPreset) -> str:
+    if preset.downloads is None:
+        return f"{preset.about.capitalize()}. Nothing to download: it works offline."
+    return (f"{preset.about.capitalize()}. The first load downloads {preset.downloads} into the app's home; "
+            "later loads work offline. Offline before that first download, loading stops and says which file "
+            "to fetch elsewhere and pass as a spec's `weights=`.")
+
+
+def model_file(ws: Workspace, source: str) -> ModelSpec | None:
+    """The spec of a model file found in the app's folders or uploaded: a .tflite graph, or weights
+    for the architecture the user names."""
+    bar = st.sidebar
+    path = None
+    if source == "model file":
+        files = ws.model_files()
+        if not files:
+            bar.info(f"No model files ({', '.join(MODEL_SUFFIXES)}) in the app's folders: start the app with "
+                     "`--root` on the folder that holds one, or upload it.")
+            return None
+        path = Path(bar.selectbox("File", [str(p) for p in files], key="model_file",
+                                  format_func=lambda p: short_path(ws, Path(p))))
+        name = path.name
+    else:
+        file = bar.file_uploader("Checkpoint or TFLite file", type=[s[1:] for s in MODEL_SUFFIXES], key="model_upload")
+        if file is None:
+            bar.info("Upload a .tflite file or a weights file (plain tensors: loaded with weights_only=True).")
+            return None
+        name = file.name
+    arch = "cifar-resnet"
+    if not name.lower().endswith(".tflite"):
+        arch = bar.text_input("Architecture of the weights", value="cifar-resnet", key="model_arch",
+                              help="cifar-resnet, default, or a spec such as torchvision:resnet18")
+    if path is None:
+        try:
+            path = keep_upload(ws, file, "model")
+        except expected() as err:
+            fail(bar, "Upload refused", err)
+            return None
+    return ModelSpec.for_file(path, arch.strip() or "cifar-resnet")
+
+
+def short_path(ws: Workspace, path: Path) -> str:
+    """`path` relative to the root that holds it."""
+    for root in ws.roots:
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return str(path)
 
 
 def session_saes(found: dict[str, Path]) -> dict[str, SAE]:

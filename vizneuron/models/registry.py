@@ -153,6 +153,37 @@ def load_model(spec: str | ModelSpec | Model, device: str | None = None) -> Mode
     return ModelSpec.parse(spec).load(device)
 
 
+@dataclass(frozen=True)
+class ModelPreset:
+    """A model a newcomer can pick by name, without spec syntax: its spec, why one would look at it,
+    and where its weights come from on first use (None: nothing is downloaded, it works offline).
+    Downloaded weights are kept (`download_dir()`), so later loads work offline; offline before the
+    first download, loading stops with `WeightsUnavailable`, which names the file to pass instead."""
+
+    title: str
+    spec: str
+    about: str
+    downloads: str | None = None
+
+
+#: the app's model picker and `vizneuron models` list these, in this order
+MODEL_PRESETS: tuple[ModelPreset, ...] = (
+    ModelPreset("Bundled CIFAR-10 classifier", "default",
+                "the small residual network inside the package (32 px, 10 classes)"),
+    ModelPreset("InceptionV1 (lucid / lucent)", "lucent:inceptionv1",
+                "the network of the Distill circuits articles and the cat/car neuron mixed4e:55",
+                "lucent's weights file (inception5h.pth) from GitHub"),
+    ModelPreset("ResNet-50 (torchvision, ImageNet)", "torchvision:resnet50?weights=IMAGENET1K_V2",
+                "the most studied ImageNet CNN", "torchvision's IMAGENET1K_V2 weights from download.pytorch.org"),
+    ModelPreset("MobileNet-v3 large (torchvision, ImageNet)", "torchvision:mobilenet_v3_large?weights=IMAGENET1K_V2",
+                "a small ImageNet CNN: renders and mining are fast on a CPU",
+                "torchvision's IMAGENET1K_V2 weights from download.pytorch.org"),
+    ModelPreset("ViT-B/16 (timm, ImageNet)", "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k",
+                "a vision transformer: token layers, patch tokens averaged per channel",
+                "timm's weights from the Hugging Face Hub"),
+)
+
+
 def list_sources() -> list[tuple[str, str, str]]:
     """(source, what it is, an example spec) for every model source."""
     return [(name, source.summary, source.example) for name, source in SOURCES.items()]
