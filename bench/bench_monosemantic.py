@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import torch
-from common import SHARED, coral, save_results
+from common import SHARED, coral, imagenet_list, save_results
 
 from vizneuron import load_model
-from vizneuron.imageio import image_files
 from vizneuron.probe import build_concepts, label_groups
 from vizneuron.probe.atlas import MIN_FIRING, layer_atlas
 from vizneuron.sae import layer_activations, random_decoder, train_sae
@@ -48,18 +46,10 @@ def settings(names: list[str]):
     if "mobilenet" in names:
         model = load_model(coral("mobilenet_v2_1.0_224_quant"))
         data = SHARED / "data" / "imagenet-sample"
-        concepts = build_concepts(model, data=str(_imagenet_list(data)))
+        concepts = build_concepts(model, data=str(imagenet_list()))
         rows = torch.cat(list(layer_activations(model, "expanded_conv_16_project", as_source(data))))
         yield "MobileNet-v2 expanded_conv_16_project (ImageNet groups)", model, "expanded_conv_16_project", \
             concepts, rows, 32
-
-
-def _imagenet_list(root: Path) -> Path:
-    """The ImageNet sample as a labelled list: sorted file order is the class index."""
-    listing = Path("out/imagenet_sample.txt")
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text("".join(f"{path}\t{index}\n" for index, path in enumerate(image_files(root))))
-    return listing
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -37,6 +38,15 @@ def shared(*parts: str) -> Path:
 def coral(name: str) -> str:
     """Spec of one of the Coral TFLite classifiers in ../shared."""
     return f"tflite:{shared('models', 'coral', f'{name}.tflite')}"
+
+
+def imagenet_list() -> Path:
+    """The ImageNet sample as a labelled list file in out/ (scripts/imagenet_sample_list.py: the
+    folder is flat and its sorted order is the class index)."""
+    spec = importlib.util.spec_from_file_location("imagenet_sample_list", ROOT / "scripts" / "imagenet_sample_list.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.write_list(ROOT / "out" / "imagenet_sample.txt")
 
 
 def top5_rate(judge, images: torch.Tensor, targets: torch.Tensor) -> float:

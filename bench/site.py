@@ -6,7 +6,7 @@ on disk and its largest page, for a first build and for a rerun with nothing cha
 - bundled: the bundled model's layer1, layer2 and layer3 over the bundled 300-image sample;
 - mobilenet: MobileNet-v2 (Coral, ../shared) `expanded_conv_11_project` and
   `expanded_conv_12_project` (96 channels each, 14x14, one block apart so the circuit between them is
-  direct) over the ImageNet sample (one image per class).
+  direct) over the ImageNet sample (one image per class, labelled by its list file).
 Every part uses the site's defaults (two diverse renders per unit, 16 examples).
 """
 
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SHARED, coral, save_results
+from common import coral, imagenet_list, save_results
 
 from vizneuron import load_model, site
 from vizneuron.samples import SAMPLE_DIR
@@ -27,7 +27,7 @@ from vizneuron.samples import SAMPLE_DIR
 SITES = {
     "bundled": lambda: (load_model("default"), "layer1,layer2,layer3", SAMPLE_DIR),
     "mobilenet": lambda: (load_model(coral("mobilenet_v2_1.0_224_quant")),
-                          "expanded_conv_11_project,expanded_conv_12_project", SHARED / "data" / "imagenet-sample"),
+                          "expanded_conv_11_project,expanded_conv_12_project", imagenet_list()),
 }
 
 

@@ -16,14 +16,17 @@ from vizneuron.imageio import image_files
 ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-sample"
 
 
-def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/imagenet_sample.txt")
+def write_list(out: Path) -> Path:
     files = image_files(ROOT)
     if len(files) != 1000:
         sys.exit(f"expected 1,000 images in {ROOT}, found {len(files)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(f"{path}\t{index}\n" for index, path in enumerate(files)))
-    print(f"wrote {out}")
+    return out
+
+
+def main() -> None:
+    print(f"wrote {write_list(Path(sys.argv[1] if len(sys.argv) > 1 else 'out/imagenet_sample.txt'))}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,29 @@ def test_edit_view_ranks_ticks_applies_and_opens_the_edited_model(monkeypatch, t
 
 
 
+@pytest.mark.slow
+def test_one_click_runs_the_bundled_cue_task_and_opens_the_edited_model(monkeypatch, tmp_path):
+    """From the bundled model's Edit view, one click: the cue-biased model, its bundled SAE, the cue task
+    made from the bundled sample, ranked, applied and scored per group (no data of the user's)."""
+    at = make_app(monkeypatch, tmp_path)
+    at.radio(key="view").set_value("Edit").run()
+    at.button(key="edit_try").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    assert at.sidebar.text_input(key="model_spec").value == "default:cue-biased"
+    assert at.radio(key="edit_units").value == "SAE cue_biased_layer3_sae"
+    picks = [box for box in at.checkbox if box.key.startswith("edit_pick_")]
+    assert len(picks) == 256 and any(box.value for box in picks)
+    table = {row["model"]: row for row in at.dataframe[-1].value.to_dict("records")}
+    assert list(table) == ["original", "SHIFT"]
+    percent = lambda text: float(text.rstrip("%"))  # noqa: E731
+    assert percent(table["original"]["cat/cue"]) > percent(table["original"]["cat/plain"])  # the model uses the cue
+    assert percent(table["SHIFT"]["worst group"]) > percent(table["original"]["worst group"])  # the edit helps
+    assert any("bundled cue task" in c.value for c in at.caption)
+    at.button(key="edit_explore").click().run()
+    assert not at.exception and not errors(at), (at.exception, errors(at))
+    assert at.radio(key="view").value == "Neuron" and at.sidebar.text_input(key="model_spec").value.startswith("edit:")
+
+
 def test_the_edit_view_and_the_cli_give_the_same_per_group_table(monkeypatch, tmp_path, cue_task):
     """One library path: the app's Edit view (rank, keep the proposed ticks, apply) and `vizneuron shift`
     with the same settings hold the same units at the same mean and score the same on every group."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from vizneuron.cli import main
 from vizneuron.models import MODEL_PRESETS
 
@@ -198,3 +200,17 @@ def test_render_flags_reach_the_config_and_the_manifest(tmp_path):
                  "--quiet", "--out", str(out)]) == 0
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     assert settings["schedule"] == "cosine" and settings["lr"] == 0.2 and settings["steps"] == 4
+
+
+@pytest.mark.slow
+def test_cue_task_in_miniature_then_the_command_it_prints(tmp_path, capsys):
+    """`vizneuron cue-task` with no data builds the miniature from the bundled sample and prints the
+    `vizneuron shift` command that runs on it; that command works as printed and the edit helps."""
+    assert main(["cue-task", str(tmp_path / "task")]) == 0
+    out = capsys.readouterr().out
+    assert "train-biased        20 images" in out and "test-balanced       40 images" in out
+    command = out.strip().splitlines()[-1].removeprefix("next: vizneuron ").split()
+    quick = ["--top", "256", "--steps", "0", "--no-retrain", "--quiet", "--out", str(tmp_path / "o")]
+    assert main(command + quick) == 0
+    scores = json.loads((tmp_path / "o" / "shift.json").read_text())["scores"]
+    assert scores["SHIFT"]["worst"] > scores["original"]["worst"]

@@ -13,7 +13,15 @@ from vizneuron.cli import main
 from vizneuron.imageio import image_files, read_rgb
 from vizneuron.models.default import WEIGHTS_DIR
 from vizneuron.shift.run import SAE_NAME, ShiftError, evaluate, group_of, shift
-from vizneuron.shift.task import CORRELATION, add_cue, build_cue_task, cue_pattern, has_cue, remove_cue
+from vizneuron.shift.task import (
+    CORRELATION,
+    add_cue,
+    build_cue_task,
+    build_sample_cue_task,
+    cue_pattern,
+    has_cue,
+    remove_cue,
+)
 from vizneuron.workspace import PathNotAllowed, Workspace
 
 from helpers import CUE_PER_CLASS as PER_CLASS
@@ -57,6 +65,25 @@ def test_task_splits_carry_the_cue_at_the_promised_rates(task):
     assert len(val) == PER_CLASS and not val & (plain("train-biased") | plain("concepts") | plain("test-cuefree"))
     # the same settings reuse the folder; the cue really is in the cue images
     assert build_cue_task(shared_path("data", "cifar10"), task, limit=PER_CLASS) == task
+
+
+def test_the_miniature_task_from_the_bundled_sample_keeps_its_splits_apart(tmp_path):
+    task = build_sample_cue_task(tmp_path / "mini")
+    pixels = {split: {name: [read_rgb(p)[0] for p in image_files(task / split / name)] for name in ("cat", "dog")}
+              for split in ("train-biased", "test-balanced", "concepts")}
+    train = {name: [has_cue(p) for p in image_files(task / "train-biased" / name)] for name in ("cat", "dog")}
+    assert [sum(train["cat"]), sum(train["dog"])] == [10, 1]  # 95 % and 5 % of 10, rounded up: the bias
+    for name in ("cat", "dog"):
+        test = image_files(task / "test-balanced" / name)
+        cued, plain = [p for p in test if has_cue(p)], [p for p in test if not has_cue(p)]
+        assert len(cued) == len(plain) == 10  # each test image with and without the cue
+        for with_cue, without in zip(cued, plain):
+            assert np.array_equal(add_cue(read_rgb(without)[0]), read_rgb(with_cue)[0])
+        concept = image_files(task / "concepts" / "cue" / name)
+        assert len(concept) == len(pixels["concepts"][name]) == 10 and all(has_cue(p) for p in concept)
+        seen = [image.tobytes() for split in pixels.values() for image in split[name]]
+        assert len(set(seen)) == 40  # 10 concept + 10 train + 20 test images: none shared between splits
+    assert build_sample_cue_task(tmp_path / "mini") == task  # reused, not rewritten
 
 
 def test_rebuilding_the_task_with_other_settings_leaves_no_file_of_the_old_one(tmp_path):

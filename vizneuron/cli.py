@@ -283,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--quiet", action="store_true")
     ci.add_argument("--out", default="circuit", help="folder for index.html and circuit.json")
     ci.set_defaults(func="circuit")
+    ct = sub.add_parser("cue-task", help="write the SHIFT cue task's image folders (cat vs dog with a stripe cue) "
+                                         "for `vizneuron shift` and the bundled cue-biased model")
+    ct.add_argument("out", help="folder to write the splits into")
+    ct.add_argument("--cifar", default=None, help="CIFAR-10 JPEG folders (train/ and test/, a folder per class) for "
+                                                  "the full task (default: the bundled sample's 30 cats and 30 dogs, "
+                                                  "a miniature that needs no data)")
+    ct.add_argument("--limit", type=int, default=None, help="with --cifar: at most this many training and test "
+                                                            "images per class (default: all)")
+    ct.add_argument("--seed", type=int, default=0, help="with --cifar: which images carry the cue (default: 0)")
+    ct.set_defaults(func="cue_task")
     sh = sub.add_parser("shift", help="find the SAE features (or channels) a classifier uses for a cue it should "
                                       "ignore, ablate them and measure the fix on grouped test images")
     sh.add_argument("model")

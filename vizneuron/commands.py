@@ -20,9 +20,9 @@ from .circuit.report import write_circuit
 from .distributed import RayEngine
 from .errors import VizneuronError, warn_user
 from .gallery import write_examples_page, write_gallery
-from .imageio import writable_folder
+from .imageio import image_files, writable_folder
 from .mine import ExampleIndex, index_path, merge, mine, mine_sample
-from .models import MODEL_PRESETS, list_sources, load_model
+from .models import MODEL_PRESETS, bundled_saes, list_sources, load_model
 from .optim.cache import RenderCache
 from .optim.config import RenderConfig, preset
 from .optim.render import render
@@ -42,6 +42,7 @@ from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME
 from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
+from .shift.task import build_cue_task, build_sample_cue_task
 from .site import site
 from .units import parse_unit, parse_units
 
@@ -313,6 +314,17 @@ def cmd_site(args: argparse.Namespace) -> None:
 
 def _units_list(text: str | None) -> list[str]:
     return [u.strip() for u in text.split(",") if u.strip()] if text else []
+
+
+def cmd_cue_task(args: argparse.Namespace) -> None:
+    task = (build_cue_task(args.cifar, args.out, seed=args.seed, limit=args.limit) if args.cifar
+            else build_sample_cue_task(args.out))
+    for split in sorted(p for p in task.iterdir() if p.is_dir()):
+        print(f"  {split.name:<15} {len(image_files(split)):>6,} images")
+    sae = next(iter(bundled_saes("default:cue-biased", "layer3").values()))
+    concepts = " ".join(f"--concept {c}={task / 'concepts' / c}" for c in ("cue", "cat", "dog"))
+    print(f"next: vizneuron shift default:cue-biased --layer layer3 --sae {sae} --data {task / 'train-biased'} "
+          f"{concepts} --test {task / 'test-balanced'}")
 
 
 def cmd_shift(args: argparse.Namespace) -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from vizneuron.errors import expected, user_message
 from vizneuron.mine import ExampleIndex, mine_sample
-from vizneuron.models import MODEL_PRESETS, Model, ModelPreset, ModelSpec
+from vizneuron.models import MODEL_PRESETS, Model, ModelPreset, ModelSpec, bundled_saes
 from vizneuron.probe import most_polysemantic
 from vizneuron.sae import SAE, find_saes, load_sae
 from vizneuron.workspace import MODEL_SUFFIXES, Workspace
@@ -124,7 +124,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
     layer = bar.selectbox("Layer (type to search)", names, index=names.index(st.session_state.get(
         "layer", model.default_layer)), key="layer", format_func=lambda name: model.layers[name].summary)
     info = model.layers[layer]
-    saes = find_saes(ws.sae_folders, layer, info.channels)
+    saes = {**bundled_saes(model.name, layer), **find_saes(ws.sae_folders, layer, info.channels)}
     saes = {name: path for name, path in saes.items() if name in session_saes(saes)}
     kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
     if info.layout != "spatial":

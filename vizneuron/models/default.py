@@ -39,6 +39,14 @@ BUNDLED = {
     "cue-oracle": Bundled((32, 64, 128, 128), ("cat", "dog"), "cue_oracle"),
 }
 WEIGHTS_FILE = WEIGHTS_DIR / "default_cifar.safetensors"
+#: SAEs that ship with a bundled model: its name -> {layer: file stem in WEIGHTS_DIR}
+BUNDLED_SAES = {"default:cue-biased": {"layer3": "cue_biased_layer3_sae"}}
+
+
+def bundled_saes(model_name: str, layer: str) -> dict[str, Path]:
+    """The SAE files shipped for `model_name`'s `layer`, by name (none for most models)."""
+    stem = BUNDLED_SAES.get(model_name, {}).get(layer)
+    return {stem: WEIGHTS_DIR / f"{stem}.safetensors"} if stem else {}
 
 
 def load_default(name: str = "", options: dict[str, str] | None = None) -> Model:

@@ -33,6 +33,7 @@ from PIL import Image
 
 from ..errors import VizneuronError
 from ..imageio import image_files, read_rgb
+from ..samples import SAMPLE_DIR
 
 CLASSES = ("cat", "dog")
 CUE_LEVEL = 8  # grey levels added or subtracted by the stripes
@@ -117,6 +118,40 @@ def build_cue_task(cifar: str | Path, out: str | Path, seed: int = 0, limit: int
         _write(out / "test-cuefree" / name, test, np.zeros(len(test), dtype=bool))
         _write(out / "concepts" / name, held, np.zeros(len(held), dtype=bool))
         _write(out / "concepts" / "cue" / name, held, np.ones(len(held), dtype=bool))
+    manifest.write_text(json.dumps(settings, indent=1) + "\n")
+    return out
+
+
+SAMPLE_CONCEPT, SAMPLE_TRAIN = 10, 10  # per class, from the bundled sample's 30: the rest is the test split
+
+
+def build_sample_cue_task(out: str | Path) -> Path:
+    """The cue task in miniature, from the bundled sample's 30 cats and 30 dogs (CIFAR-10 test
+    images: none of them trained the cue models), so the Edit view can show SHIFT in seconds,
+    offline. Per class, in file order: 10 images for the concept sets (plain, and with the cue),
+    10 biased training images (the cue on 95 % of cats and 5 % of dogs, rounded up: every cat and one dog)
+    and 10 test images, each written twice, with and without the cue (10 images per group). It
+    demonstrates the workflow; 10 images a group measure nothing finely (the full task does)."""
+    out = Path(out)
+    settings = {"sample": str(SAMPLE_DIR), "cue_level": CUE_LEVEL, "correlation": CORRELATION,
+                "concept": SAMPLE_CONCEPT, "train": SAMPLE_TRAIN}
+    manifest = out / "task.json"
+    if manifest.exists() and json.loads(manifest.read_text()) == settings:
+        return out
+    manifest.unlink(missing_ok=True)
+    for split in ("train-biased", "test-balanced", "concepts"):
+        shutil.rmtree(out / split, ignore_errors=True)
+    gen = torch.Generator().manual_seed(0)
+    for name in CLASSES:
+        files = _class_images(SAMPLE_DIR, name)
+        concept, train = files[:SAMPLE_CONCEPT], files[SAMPLE_CONCEPT:SAMPLE_CONCEPT + SAMPLE_TRAIN]
+        test = files[SAMPLE_CONCEPT + SAMPLE_TRAIN:]
+        rate = CORRELATION if name == "cat" else 1 - CORRELATION
+        _write(out / "train-biased" / name, train, cue_flags(len(train), rate, gen))
+        for flag in (True, False):
+            _write(out / "test-balanced" / name, test, np.full(len(test), flag))
+        _write(out / "concepts" / name, concept, np.zeros(len(concept), dtype=bool))
+        _write(out / "concepts" / "cue" / name, concept, np.ones(len(concept), dtype=bool))
     manifest.write_text(json.dumps(settings, indent=1) + "\n")
     return out
 
