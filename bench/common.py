@@ -10,10 +10,13 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import torchvision
+from PIL import Image
 
 import vizneuron
 
@@ -49,6 +52,70 @@ def imagenet_list() -> Path:
     return script.write_list(ROOT / "out" / "imagenet_sample.txt")
 
 
+def imagenet_sized(count: int, side: int = 256) -> Path:
+    """`count` JPEGs of ImageNet size, made once into out/ (git-ignored): CIFAR-10 training images
+    (../shared) taken in turn from each class, upsampled to side x side (bicubic) and re-encoded at
+    quality 90, in class folders. Their content is CIFAR's; what matters for speed is the file
+    size and decoding cost of a 256 px JPEG."""
+    folder = ROOT / "out" / f"imagenet-sized-{count}-{side}"
+    done = folder / "done"
+    if done.exists():
+        return folder
+    train = shared("data", "cifar10", "train")
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    files = {name: sorted((train / name).glob("*.jpg")) for name in classes}
+    for i in range(count):
+        name = classes[i % len(classes)]
+        target = folder / name / f"{i:06d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(files[name][i // len(classes)]) as image:
+            image.convert("RGB").resize((side, side), Image.BICUBIC).save(target, quality=90)
+    done.write_text(f"{count}\n")
+    return folder
+
+
+def plain_loop(model: vizneuron.Model, layers: str, data: Path, workers: int, batch_size: int = 64,
+               device: str = "cpu") -> float:
+    """Images/s of the loop a user writes: ImageFolder (or the list's files), DataLoader (pinned
+    memory on CUDA), forward through the model's top-level children up to the deepest layer asked for."""
+    side = model.input_size
+    crop = round(256 * model.inputs.crop_fraction) if model.inputs.crop_fraction < 1 else side  # of 256 px files
+    transform = torchvision.transforms.Compose([
+        torchvision.transforms.CenterCrop(crop), torchvision.transforms.Resize(side, antialias=True),
+        torchvision.transforms.ToTensor(), torchvision.transforms.Normalize(model.inputs.mean, model.inputs.std)])
+    if data.is_dir():
+        dataset = torchvision.datasets.ImageFolder(str(data), transform=transform)
+    else:
+        dataset = _Listed([line.split("\t")[0] for line in data.read_text().splitlines()], transform)
+    children = list(model.module.named_children())
+    last = max(i for i, (name, _) in enumerate(children) if name in layers.split(","))
+    trunk = torch.nn.Sequential(*(module for _, module in children[: last + 1])).eval().to(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=device == "cuda")
+    started = time.perf_counter()
+    count = 0
+    with torch.no_grad():
+        for images, _ in loader:
+            trunk(images.to(device, non_blocking=True))
+            count += len(images)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return count / (time.perf_counter() - started)
+
+
+class _Listed(torch.utils.data.Dataset):
+    """The files of a list, as ImageFolder reads them (PIL, RGB)."""
+
+    def __init__(self, files: list[str], transform) -> None:
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        return self.transform(torchvision.datasets.folder.default_loader(self.files[i])), 0
+
+
 def top5_rate(judge, images: torch.Tensor, targets: torch.Tensor) -> float:
     """How often `judge` (a second network) puts each image's target class in its top 5: the
     transferability check of renders (MACO's), images resized to the judge's input size."""
@@ -73,16 +140,16 @@ def provenance(args: argparse.Namespace | dict | None = None) -> dict:
 
 
 def save_results(name: str, results: object, args: argparse.Namespace | dict | None = None,
-                 part: str = "all") -> Path:
-    """Write `results` (plain JSON: figures at full precision) as `part` of `bench/results/NAME.json`,
-    with their provenance; other parts of the file (another model, another set) are kept, each with its
-    own. The docs' tables are generated from these files (`python scripts/tables.py`)."""
-    path = RESULTS / f"{name}.json"
+                 part: str = "all", path: Path | None = None) -> Path:
+    """Write `results` (plain JSON: figures at full precision) as `part` of `bench/results/NAME.json`
+    (or of `path`), with their provenance; other parts of the file (another model, another set) are
+    kept, each with its own. The docs' tables are generated from these files (`python scripts/tables.py`)."""
+    path = Path(path) if path is not None else RESULTS / f"{name}.json"
     record = json.loads(path.read_text()) if path.is_file() else {"name": name, "parts": {}}
     record["parts"][part] = {"produced_by": provenance(args), "results": results}
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"written: {path.relative_to(ROOT)} ({part})")
+    print(f"written: {path} ({part})")
     return path
 
 

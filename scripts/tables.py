@@ -339,6 +339,77 @@ def site_cost() -> str:
                   "rerun, s", "computed by the rerun"], rows) + "\n\n" + produced(*(s for *_, s in found)))
 
 
+def loader() -> str:
+    found = parts("loader")
+    rows = []
+    for _, row, _ in found:
+        for measured in row["rows"]:
+            whole = measured.get("whole_images_per_s")
+            rows.append([f"{row['model']} {row['layers']}, {row['images']:,} images", measured["tool"],
+                         measured["workers"], f"{measured['images_per_s']:.1f}", f"{measured['vs_best_plain']:.2f}x",
+                         "-" if whole is None else f"{whole:.1f}",
+                         "-" if whole is None else f"{measured['whole_vs_best_plain']:.2f}x"])
+    return (grid(["workload", "loop", "decoding workers", "images/s streaming", "vs the best plain loop",
+                  "images/s, whole job", "whole job vs the best plain loop"], rows)
+            + "\n\n" + produced(*(s for *_, s in found)))
+
+
+def loader_decoders() -> str:
+    found, source = results("loader_decoders")
+    rows = [[name, f"{seconds:.2f}", f"{found['identical']:,} of {found['images']:,}" if name != "PIL" else "-"]
+            for name, seconds in found["median_s"].items()]
+    return grid(["decoder (CPU, 1 thread)", f"seconds for {found['images']:,} JPEGs", "pixels identical to PIL's"],
+                rows) + "\n\n" + produced(source)
+
+
+def scale_mine() -> str:
+    found, source = results("scale_mine", "mine")
+    ours, plain = found["vizneuron"], found["plain"]
+    rss = ", ".join(f"{int(n):,} images: {r['peak_rss_mb']:,.0f} MB" for n, r in found["rss_by_images"].items())
+    rows = [[f"{found['model'].split('?')[0]} {found['layers']} (k {found['k']}), {found['images']:,} images",
+             f"{median([r['images_per_s'] for r in ours]):.1f}", f"{median([r['images_per_s'] for r in plain]):.1f}",
+             f"{found['stream_vs_plain']:.2f}x", f"{found['whole_vs_plain']:.2f}x", rss]]
+    return (grid(["job", "vizneuron images/s (streaming)", "plain loop images/s", "streaming vs plain",
+                  "whole job vs plain", "vizneuron peak RSS"], rows) + "\n\n" + produced(source))
+
+
+def scale_sae() -> str:
+    found, source = results("scale_sae", "sae")
+    extract = found["extract"]
+    rows = [["extract (layer3, every position)", f"{extract['rows']:,}", f"{extract['rows_per_s']:,.0f} rows/s", "-",
+             "-", f"{extract['peak_rss_mb']:,.0f}"]]
+    for name, by_rows in found["runs"].items():
+        for count, runs in by_rows.items():
+            ours = median([r["samples_per_s"] for r in runs["vizneuron"]])
+            minimal = median([r["samples_per_s"] for r in runs["minimal"]])
+            rows.append([f"train, {name} rows", f"{int(count):,}", f"{ours:,.0f}", f"{minimal:,.0f}",
+                         f"{ours / minimal:.2f}x", f"{max(r['peak_rss_mb'] for r in runs['vizneuron']):,.0f}"])
+    return (grid(["step", "rows", "vizneuron samples/s", "minimal TopK step samples/s", "vizneuron vs minimal",
+                  "vizneuron peak RSS, MB"], rows) + "\n\n" + produced(source))
+
+
+def scale_render() -> str:
+    found, source = results("scale_render", "render")
+    rows = [[f"{found['batches']} batches of {found['batch']} units", f"{found['seconds']:.0f}",
+             f"{found['full_layer_estimate_s'] / 60:.0f} min"]]
+    return grid(["timed", "seconds", "whole layer4 (2,048 channels), estimated"], rows) + "\n\n" + produced(source)
+
+
+def gpu() -> str:
+    found = parts("gpu")
+    rows = []
+    for _, run, _ in found:
+        for part, measured in run["parts"].items():
+            for what, figures in measured.items():
+                memory = figures.get("peak_gpu_memory_gb")
+                shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in figures.items() if k != "peak_gpu_memory_gb")
+                rows.append([run["device"] + (" (tiny sizes)" if run["tiny"] else ""), part, what, shown,
+                             "-" if memory is None else f"{memory:.1f} GB"])
+    return grid(["device", "part", "what", "figures", "peak GPU memory"], rows) + "\n\n" + produced(
+        *(s for *_, s in found))
+
+
 def sae_convergence_diagnosis() -> str:
     found = parts("sae_convergence_diagnosis")
     rows = [[f"{row['kind']} on {row['shape']}", row["variant"], f"{row['mmcs']:.3f}", percent(row["recovered_0.9"]),
@@ -518,6 +589,12 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "shift": (shift, "python bench/bench_shift.py"),
     "site": (site_cost, "python bench/site.py bundled mobilenet"),
     "shift-validation": (shift_validation, "python bench/bench_shift.py"),
+    "loader": (loader, "python bench/bench_loader.py"),
+    "loader-decoders": (loader_decoders, "python bench/bench_loader.py decoders"),
+    "scale-mine": (scale_mine, "python bench/bench_scale.py mine"),
+    "scale-sae": (scale_sae, "python bench/bench_scale.py sae"),
+    "scale-render": (scale_render, "python bench/bench_scale.py render"),
+    "gpu": (gpu, "python bench/gpu_suite.py --out bench/results/gpu.json"),
 }
 
 

@@ -19,6 +19,7 @@ from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
 from vizneuron.mine.tracker import Tracker
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.sources import as_source, write_shards
+from vizneuron.stream import ActivationStream
 
 from helpers import (
     CIFAR_INDEX_SETTINGS,
@@ -242,15 +243,45 @@ def test_tracker_is_independent_of_batching_and_ties_go_to_the_lower_id():
     values[7, 0] = float("nan")
     where = torch.randint(0, 9, (50, 3), generator=gen)
     ids = torch.arange(50)
-    one = Tracker.from_batch(values, where, ids).merge(Tracker.empty(3), 6)
-    parts = Tracker.empty(3)
+    heat = torch.randn(50, 3, 4, generator=gen).half()  # each example's heatmap travels with it
+    one = Tracker.from_batch(values, where, ids, heat).merge(Tracker.empty(3, 4), 6)
+    parts = Tracker.empty(3, 4)
     for chunk in (slice(30, 50), slice(0, 11), slice(11, 30)):  # out of order, uneven
-        parts = parts.merge(Tracker.from_batch(values[chunk], where[chunk], ids[chunk]), 6)
-    for field in ("top_value", "top_id", "top_where", "bottom_value", "bottom_id", "histogram", "count", "active"):
+        parts = parts.merge(Tracker.from_batch(values[chunk], where[chunk], ids[chunk], heat[chunk], k=6), 6)
+    for field in ("top_value", "top_id", "top_where", "top_heat", "bottom_value", "bottom_id", "bottom_heat",
+                  "histogram", "count", "active"):
         assert torch.equal(getattr(one, field), getattr(parts, field)), field
+    for side in ("top", "bottom"):
+        kept = getattr(one, f"{side}_id")
+        assert torch.equal(getattr(one, f"{side}_heat"), heat[kept, torch.arange(3)[:, None]])
     expected_ids, _ = _brute_force(np.nan_to_num(values.numpy(), nan=-np.inf), 6, False)
     assert one.top_id.tolist() == expected_ids.tolist()
     assert one.count.tolist() == [49, 50, 50] and 7 not in one.bottom_id[0].tolist()
+
+
+def test_heatmaps_kept_while_streaming_equal_a_forward_pass_of_each_example_alone():
+    """The index's heatmaps come from the streaming pass (no second forward): each equals the unit's
+    map on a forward pass of that one image, pooled to at most 16x16 (the stem's 32x32 grid is pooled,
+    layer3's 4x4 is not), to float16 rounding; a top example's position is that map's peak."""
+    model = load_model("default")
+    index = mine(model, "stem,layer3", SAMPLE_DIR, k=4, batch_size=48, progress=False)
+    source = as_source(SAMPLE_DIR)
+    checked = 0
+    for unit in ("stem:3", "stem:30", "layer3:0", "layer3:77"):
+        layer, channel = unit.split(":")
+        for bottom in (False, True):
+            for example in index.examples(unit, bottom=bottom):
+                alone = next(iter(ActivationStream(model, [layer], source, ids=[example.image]))).activations[layer]
+                alone = alone[0, int(channel)]
+                pooled = torch.nn.functional.adaptive_avg_pool2d(alone[None, None], example.heatmap.shape)[0, 0]
+                scale = 2e-3 * float(alone.abs().max())
+                assert np.allclose(example.heatmap, pooled.numpy(), rtol=2e-3, atol=scale), unit
+                assert example.heatmap.shape == ((16, 16) if layer == "stem" else (4, 4))
+                if not bottom:
+                    assert example.position == divmod(int(alone.argmax()), alone.shape[1]), unit
+                    assert float(alone.max()) == pytest.approx(example.value, rel=1e-4)
+                checked += 1
+    assert checked == 32
 
 
 def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):

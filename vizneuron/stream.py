@@ -11,6 +11,7 @@ resumed run starts. Files that cannot be read are left out of a batch and report
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -69,6 +70,28 @@ def capped(ids: list[int], max_images: int | None) -> list[int]:
     return [ids[i] for i in pick.sort().values.tolist()]
 
 
+Workers = int | str  # decoding processes, or "auto"
+MIN_BATCHES_FOR_WORKERS = 4  # fewer batches than this: starting worker processes costs more than it saves
+
+
+def decode_workers(workers: Workers, device: torch.device, batches: int) -> int:
+    """How many DataLoader processes decode images: `workers` as given, or for "auto" what
+    measured fastest (bench/bench_loader.py): none for a stream of a few batches (a worker's start
+    outweighs it), on a GPU one per spare core up to 8 (the model's forward leaves the CPUs to
+    decoding), and on the CPU one per two cores beyond the first two (the forward uses every core,
+    so a worker takes cores from it; on 2 cores decoding in the main process is fastest)."""
+    if workers != "auto":
+        if not isinstance(workers, int) or workers < 0:
+            raise VizneuronError(f"workers must be 0 or more, or 'auto', not {workers!r}")
+        return workers
+    if batches < MIN_BATCHES_FOR_WORKERS:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cuda":
+        return min(8, max(cpus - 1, 0))
+    return max(cpus - 2, 0) // 2
+
+
 def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     ids, images, notes, skips = zip(*batch)
     return torch.tensor(ids), torch.stack(images), list(notes), list(skips)
@@ -77,7 +100,8 @@ def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[s
 class ActivationStream:
     """Iterate over `ActivationBatch`es of `layers` of `model` over the images of `data`."""
 
-    def __init__(self, model: Model, layers: Sequence[str], data: Any, *, batch_size: int = 64, workers: int = 0,
+    def __init__(self, model: Model, layers: Sequence[str], data: Any, *, batch_size: int = 64,
+                 workers: Workers = "auto",
                  max_images: int | None = None, shard: str | tuple[int, int] = (0, 1),
                  ids: Sequence[int] | None = None, full_pass: bool = False,
                  edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None, autocast: bool = False,
@@ -113,8 +137,10 @@ class ActivationStream:
         which batches (0-based numbers), default all."""
         inputs = ModelInputs(self.source, self.model.input_size, self.model.inputs.crop_fraction)
         chosen = self.batches if todo is None else [self.batches[i] for i in todo]
-        return torch.utils.data.DataLoader(inputs, batch_sampler=chosen, num_workers=self.workers,
-                                           collate_fn=_collate)
+        device = self.model.device
+        return torch.utils.data.DataLoader(inputs, batch_sampler=chosen, collate_fn=_collate,
+                                           num_workers=decode_workers(self.workers, device, len(chosen)),
+                                           pin_memory=device.type == "cuda")
 
     def blocks(self, blocks: Sequence[Sequence[int]],
                fold: Callable[[T | None, ActivationBatch], T]) -> Iterator[tuple[list[int], T | None]]:
@@ -144,7 +170,8 @@ class ActivationStream:
                 acts, output = {}, None
                 if ok.any():
                     with amp:
-                        acts = cap.run(images[ok].to(model.device))
+                        on_device = images.to(model.device, non_blocking=True)  # from pinned memory on CUDA
+                        acts = cap.run(on_device if ok.all() else on_device[ok.to(on_device.device)])
                     output = cap.output if self.full_pass else None
                 reported = [(i, "skipped" if reason else "converted", reason or note)
                             for i, note, reason in zip(ids.tolist(), notes, skips) if note or reason]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -110,16 +110,19 @@ def unit_maps(units: Sequence[Unit], act: torch.Tensor) -> torch.Tensor:
     return torch.stack(maps, 1)
 
 
-def unit_peaks(units: Sequence[Unit], acts: dict[str, torch.Tensor], reduce: str = "max"
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def unit_peaks(units: Sequence[Unit], acts: dict[str, torch.Tensor], reduce: str = "max",
+               on_maps: Callable[[list[int], torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each unit's value on each image, (N, U) in the order given: its peak over positions (or the
-    mean, `reduce="mean"`), and the flat position of the peak. Units sharing a view are mapped once."""
+    mean, `reduce="mean"`), and the flat position of the peak. Units sharing a view are mapped once;
+    `on_maps(columns, maps)` sees each such group's maps (N, len(columns), S), e.g. to keep heatmaps."""
     groups: dict[tuple, list[int]] = {}
     for i, unit in enumerate(units):
         groups.setdefault(map_group(unit), []).append(i)
     values = where = None
     for members in groups.values():
         maps = unit_maps([units[i] for i in members], acts[units[members[0]].layer]).float()
+        if on_maps is not None:
+            on_maps(members, maps)
         peak, position = maps.max(2)
         if values is None:
             values = peak.new_empty(peak.shape[0], len(units))

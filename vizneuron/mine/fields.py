@@ -64,9 +64,16 @@ def crop_box(position: tuple[int, int], grid: tuple[int, int], field: int,
     return top, left, bottom, right
 
 
-def heatmap(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """A unit's flat map (S,) on its grid, pooled down to at most 16x16."""
-    grid_map = values.float().reshape(1, 1, *grid)
-    if max(grid) > HEATMAP_MAX:
-        grid_map = F.adaptive_avg_pool2d(grid_map, (min(grid[0], HEATMAP_MAX), min(grid[1], HEATMAP_MAX)))
-    return grid_map[0, 0]
+def heat_grid(grid: tuple[int, int]) -> tuple[int, int]:
+    """The size a grid's heatmaps are kept at: the grid, at most HEATMAP_MAX a side."""
+    return min(grid[0], HEATMAP_MAX), min(grid[1], HEATMAP_MAX)
+
+
+def heatmaps(maps: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Units' flat maps (N, U, S) on their grid, pooled down to `heat_grid` (adaptive average
+    pooling) and flat again: (N, U, cells)."""
+    n, u = maps.shape[:2]
+    grid_maps = maps.float().reshape(n * u, 1, *grid)
+    if heat_grid(grid) != tuple(grid):
+        grid_maps = F.adaptive_avg_pool2d(grid_maps, heat_grid(grid))
+    return grid_maps.reshape(n, u, -1)

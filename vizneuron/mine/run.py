@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,10 @@ from ..imageio import MAX_PIXELS, to_pil
 from ..models.base import Model
 from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..sources import ImageSource
-from ..stream import ActivationStream
-from ..units import SAEs, Unit, map_group, parse_units, unit_maps, unit_peaks
+from ..stream import ActivationStream, Workers
+from ..units import SAEs, Unit, map_group, parse_units, unit_peaks
 from ..version import __version__
-from .fields import crop_box, effective_field, grid_of, heatmap
+from .fields import crop_box, effective_field, grid_of, heat_grid, heatmaps
 from .index import (
     ExampleIndex,
     claim,
@@ -121,7 +122,7 @@ def mine(
     k: int = 32,
     index: str | Path | None = None,
     batch_size: int = 64,
-    workers: int = 0,
+    workers: Workers = "auto",
     shard: str | tuple[int, int] = (0, 1),
     reduce: str = "max",
     device: str | torch.device | None = None,
@@ -154,7 +155,8 @@ def mine(
     if device is not None:
         model.to(device)
     units_in_order, groups = _groups(model, mining_units(model, units, saes))
-    job = _MineBlock(model, units_in_order, data, batch_size, workers, shard, reduce, k, autocast, max_pixels)
+    grids = [group.grid for group in groups for _ in group.units]
+    job = _MineBlock(model, units_in_order, data, batch_size, workers, shard, reduce, k, autocast, max_pixels, grids)
     stream = job.stream()
     source = stream.source
     part, parts = stream.shard
@@ -175,7 +177,10 @@ def mine(
     try:  # a failure (disk full, Ctrl-C, a killed driver) loses only the blocks not yet committed
         claim(db, meta, str(index))
         checkpoint = load_checkpoint(db)
-        done, tracker = checkpoint if checkpoint else (set(), Tracker.empty(len(units_in_order)))
+        if checkpoint and checkpoint[1].top_heat.shape[2] != job.cells:
+            raise VizneuronError(f"{index} holds a run begun by an older vizneuron (its checkpoint keeps no "
+                                 "heatmaps): delete it to mine again")
+        done, tracker = checkpoint if checkpoint else (set(), job.empty())
         every = (ray.block_batches if ray and ray.block_batches else checkpoint_every)
         blocks = [todo for start in range(0, len(stream), every)
                   if (todo := [i for i in range(start, min(start + every, len(stream))) if i not in done])]
@@ -218,13 +223,22 @@ class _MineBlock(Job):
     units: list[Unit]
     data: Any
     batch_size: int
-    workers: int
+    workers: Workers
     shard: str | tuple[int, int]
     reduce: str
     k: int
     autocast: bool
     max_pixels: int | None
+    grids: list[tuple[int, int] | None]  # each unit's grid (None: a map of one value, no heatmap)
     _stream: ActivationStream | None = None
+
+    @property
+    def cells(self) -> int:
+        """Heatmap cells kept per example: the largest of the units' pooled grids."""
+        return max((math.prod(heat_grid(grid)) for grid in self.grids if grid is not None), default=0)
+
+    def empty(self) -> Tracker:
+        return Tracker.empty(len(self.units), self.cells)
 
     def stream(self) -> ActivationStream:
         if self._stream is None:
@@ -242,49 +256,65 @@ class _MineBlock(Job):
             yield block, tracker, notes
 
     def _fold(self, so_far: tuple[Tracker, list] | None, batch) -> tuple[Tracker, list[tuple[int, str, str, str]]]:
-        tracker, notes = so_far or (Tracker.empty(len(self.units)), [])
+        tracker, notes = so_far or (self.empty(), [])
         if batch.activations:
-            values, where = unit_peaks(self.units, batch.activations, self.reduce)
-            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids), self.k)
+            heat = torch.zeros(len(batch.ids), len(self.units), self.cells, dtype=torch.float16)
+
+            def keep_heat(columns: list[int], maps: torch.Tensor) -> None:
+                grid = self.grids[columns[0]]
+                if grid is not None:
+                    heat[:, columns, :math.prod(heat_grid(grid))] = heatmaps(maps, grid).half().cpu()
+
+            values, where = unit_peaks(self.units, batch.activations, self.reduce, on_maps=keep_heat)
+            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids, heat, self.k), self.k)
         source = self.stream().source
         return tracker, notes + [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
 
 
-DETAIL_BATCH = 64  # images per batch of the crops-and-heatmaps pass, whichever engine runs it
+DETAIL_BATCH = 64  # images per batch of the thumbnail pass, whichever engine runs it
 
 
 def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: Tracker, pool: ActorPool | None,
               progress: bool, timing: dict[str, float]) -> None:
-    """Crops, heatmaps and thumbnails for every kept example (one more pass over those images only,
-    spread over the actors on Ray)."""
+    """Crops and heatmaps of every kept example from what the streaming pass kept (its position and
+    pooled map), and thumbnails from one more read of those images only (no forward pass; spread
+    over the actors on Ray)."""
     started = time.perf_counter()
     for group in groups:
         if group.grid is not None:
             with torch.enable_grad():
                 group.field = effective_field(model, group.units[0], group.grid)
-    wanted: dict[int, list[tuple[int, str, int]]] = {}  # image -> [(unit column, side, flat position)]
+    group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
+    details: dict[tuple[int, str, int], tuple] = {}
     for side in ("top", "bottom"):
         ids, where = getattr(tracker, f"{side}_id").tolist(), getattr(tracker, f"{side}_where").tolist()
+        heat = getattr(tracker, f"{side}_heat")
         for column, (row, places) in enumerate(zip(ids, where)):
-            for image, flat in zip(row, places):
-                wanted.setdefault(image, []).append((column, side, flat))
-    details_job = _ExampleDetails(model, job.units, groups, job.stream().source, wanted)
-    batches = len(details_job.stream())
-    bar = tqdm(total=batches, unit="batch", disable=not progress, desc="crops and heatmaps")
-    details: dict[tuple[int, str, int], tuple] = {}
+            group, unit = group_of[column], job.units[column]
+            for rank, (image, flat) in enumerate(zip(row, places)):
+                if group.grid is None:
+                    details[(column, side, image)] = (*(unit.position or (None, None)), None, None, None)
+                    continue
+                position = divmod(flat, group.grid[1])
+                box = crop_box(position, group.grid, group.field, model.input_size)
+                cells = heat_grid(group.grid)
+                details[(column, side, image)] = (*position, json.dumps(box),
+                                                  heat[column, rank, :math.prod(cells)].numpy().tobytes(),
+                                                  json.dumps(list(cells)))
+    thumbnails = _Thumbnails(model, job.stream().source, sorted({image for _, _, image in details}))
+    batches = len(thumbnails.stream())
+    bar = tqdm(total=batches, unit="batch", disable=not progress, desc="thumbnails")
     images: dict[int, tuple[str, str | None, bytes]] = {}
     if pool:
         every = pool.engine.block_batches or 1
         blocks = [list(range(i, min(i + every, batches))) for i in range(0, batches, every)]
-        results = (result for _, result in pool.run(details_job, blocks))
+        results = (result for _, result in pool.run(thumbnails, blocks))
     else:
-        results = (details_job([i]) for i in range(batches))
-    for block_details, block_images, count in results:
-        details.update(block_details)
+        results = (thumbnails([i]) for i in range(batches))
+    for block_images, count in results:
         images.update(block_images)
         bar.update(count)
     bar.close()
-    group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
     static = [(u.name, u.layer, u.kind, *(group_of[c].grid or (None, None)), group_of[c].field)
               for c, u in enumerate(job.units)]
     timing["finalise_seconds"] = round(time.perf_counter() - started, 3)
@@ -292,41 +322,24 @@ def _finalise(db, model: Model, job: _MineBlock, groups: list[Group], tracker: T
 
 
 @dataclass
-class _ExampleDetails(Job):
-    """The crops-and-heatmaps pass over batches of the kept images: for each, its thumbnail and,
-    per (unit, side) that kept it, the position of the maximum, the receptive-field box and the heatmap."""
+class _Thumbnails(Job):
+    """The thumbnail pass over batches of the kept images: each read and prepared as the model
+    takes it (the crop the boxes refer to), never run through the model."""
 
     model: Model
-    units: list[Unit]
-    groups: list[Group]
     source: ImageSource
-    wanted: dict[int, list[tuple[int, str, int]]]
+    ids: list[int]
     _stream: ActivationStream | None = None
 
     def stream(self) -> ActivationStream:
         if self._stream is None:
-            self._stream = ActivationStream(self.model, sorted({u.layer for u in self.units}), self.source,
-                                            batch_size=DETAIL_BATCH, ids=sorted(self.wanted))
+            self._stream = ActivationStream(self.model, [], self.source, batch_size=DETAIL_BATCH, ids=self.ids)
         return self._stream
 
-    def __call__(self, block: list[int]) -> tuple[dict, dict, int]:
-        model, source, groups = self.model, self.source, self.groups
-        group_of = {column: group for group in groups for column in range(group.columns.start, group.columns.stop)}
-        details: dict[tuple[int, str, int], tuple] = {}
-        images: dict[int, tuple[str, str | None, bytes]] = {}
-        for batch in self.stream().select(block):
-            maps = {id(g): unit_maps(g.units, batch.activations[g.units[0].layer]).float().cpu()
-                    for g in groups if g.grid}
-            for b, (image, picture) in enumerate(zip(batch.ids.tolist(), batch.images)):
-                images[image] = (source.key(image), source.label(image), encode_image(to_pil(picture)))
-                for column, side, flat in self.wanted[image]:
-                    group, unit = group_of[column], self.units[column]
-                    if group.grid is None:
-                        details[(column, side, image)] = (*(unit.position or (None, None)), None, None, None)
-                        continue
-                    position = divmod(flat, group.grid[1])
-                    box = crop_box(position, group.grid, group.field, model.input_size)
-                    heat = heatmap(maps[id(group)][b, column - group.columns.start], group.grid)
-                    details[(column, side, image)] = (*position, json.dumps(box),
-                                                      heat.half().numpy().tobytes(), json.dumps(list(heat.shape)))
-        return details, images, len(block)
+    def __call__(self, block: list[int]) -> tuple[dict[int, tuple[str, str | None, bytes]], int]:
+        images = {}
+        for ids, pictures, _, skips in self.stream().inputs(block):
+            for image, picture, skipped in zip(ids.tolist(), pictures, skips):
+                if not skipped:
+                    images[image] = (self.source.key(image), self.source.label(image), encode_image(to_pil(picture)))
+        return images, len(block)

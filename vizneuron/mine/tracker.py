@@ -1,9 +1,11 @@
 """Streaming top-k / bottom-k and summary statistics for many units at once.
 
-Memory is units x k, whatever the dataset size. A batch becomes a small `Tracker` of its own and is
-merged in, so one rule serves streaming, resuming and merging shards: candidates are ranked by value
-(descending for top, ascending for bottom) and ties go to the lower image id. That makes the result
-independent of batch boundaries and of how a dataset was split into shards.
+Memory is units x k (times the heatmap's cells), whatever the dataset size. Each kept example
+keeps the unit's heatmap from the pass that ranked it, so drawing it needs no second forward pass.
+A batch becomes a small `Tracker` of its own and is merged in, so one rule serves streaming,
+resuming and merging shards: candidates are ranked by value (descending for top, ascending for
+bottom) and ties go to the lower image id. That makes the result independent of batch boundaries
+and of how a dataset was split into shards.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ class Tracker:
     top_value: torch.Tensor  # (U, <=k) float32, best first
     top_id: torch.Tensor  # (U, <=k) int64
     top_where: torch.Tensor  # (U, <=k) int64, flat position of the unit's maximum in that image
+    top_heat: torch.Tensor  # (U, <=k, C) float16: the unit's pooled map on that image (C: 0 without grids)
     bottom_value: torch.Tensor  # (U, <=k) float32, lowest first
     bottom_id: torch.Tensor
     bottom_where: torch.Tensor
+    bottom_heat: torch.Tensor
     count: torch.Tensor  # (U,) int64: images with a finite value
     total: torch.Tensor  # (U,) float64
     total_sq: torch.Tensor  # (U,) float64
@@ -38,14 +42,17 @@ class Tracker:
     histogram: torch.Tensor  # (U, BINS) int64
 
     @classmethod
-    def empty(cls, units: int) -> Tracker:
+    def empty(cls, units: int, cells: int = 0) -> Tracker:
         return cls.from_batch(torch.empty(0, units), torch.empty(0, units, dtype=torch.long),
-                              torch.empty(0, dtype=torch.long))
+                              torch.empty(0, dtype=torch.long), torch.empty(0, units, cells, dtype=torch.float16))
 
     @classmethod
-    def from_batch(cls, values: torch.Tensor, where: torch.Tensor, ids: torch.Tensor) -> Tracker:
-        """A batch's values (B, U), flat positions (B, U) and image ids (B,) as a tracker (k = B)."""
+    def from_batch(cls, values: torch.Tensor, where: torch.Tensor, ids: torch.Tensor,
+                   heat: torch.Tensor | None = None, k: int | None = None) -> Tracker:
+        """A batch's values (B, U), flat positions (B, U), image ids (B,) and heatmaps (B, U, C) as a
+        tracker keeping the batch's k best and worst per unit (all of them when k is None)."""
         values, where, ids = values.float().cpu(), where.long().cpu(), ids.long().cpu()
+        heat = torch.empty(*values.shape, 0, dtype=torch.float16) if heat is None else heat.half().cpu()
         finite = torch.isfinite(values)
         clean = torch.where(finite, values, torch.zeros(()))
         u = values.shape[1]
@@ -54,8 +61,9 @@ class Tracker:
         ranked_ids = ids[None].expand(u, -1)
         top_value = torch.where(finite, values, -torch.inf).T  # a non-finite value ranks last
         bottom_value = torch.where(finite, values, torch.inf).T
-        top, bottom = _select(top_value, ranked_ids, where.T, None, True), _select(
-            bottom_value, ranked_ids, where.T, None, False)
+        heat = heat.transpose(0, 1)
+        top, bottom = _select(top_value, ranked_ids, where.T, heat, k, True), _select(
+            bottom_value, ranked_ids, where.T, heat, k, False)
         return cls(*top, *bottom,
                    count=finite.sum(0),
                    total=clean.double().sum(0),
@@ -68,11 +76,9 @@ class Tracker:
 
     def merge(self, other: Tracker, k: int) -> Tracker:
         """Both trackers' images, keeping the k best and worst per unit."""
-        top = _select(torch.cat([self.top_value, other.top_value], 1), torch.cat([self.top_id, other.top_id], 1),
-                      torch.cat([self.top_where, other.top_where], 1), k, True)
-        bottom = _select(torch.cat([self.bottom_value, other.bottom_value], 1),
-                         torch.cat([self.bottom_id, other.bottom_id], 1),
-                         torch.cat([self.bottom_where, other.bottom_where], 1), k, False)
+        top, bottom = (_select(*(torch.cat([getattr(self, f"{side}_{name}"), getattr(other, f"{side}_{name}")], 1)
+                                 for name in ("value", "id", "where", "heat")), k, side == "top")
+                       for side in ("top", "bottom"))
         return Tracker(*top, *bottom, count=self.count + other.count, total=self.total + other.total,
                        total_sq=self.total_sq + other.total_sq, minimum=torch.minimum(self.minimum, other.minimum),
                        maximum=torch.maximum(self.maximum, other.maximum), active=self.active + other.active,
@@ -84,6 +90,10 @@ class Tracker:
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> Tracker:
+        """A checkpoint's tracker; one written before heatmaps were kept while streaming has none
+        (0 cells): fine for merging finished shards, whose heatmaps are in their examples."""
+        for side in ("top", "bottom"):
+            state.setdefault(f"{side}_heat", torch.empty(*state[f"{side}_id"].shape, 0, dtype=torch.float16))
         return cls(**{f.name: state[f.name] for f in fields(cls)})
 
     @property
@@ -96,10 +106,12 @@ class Tracker:
         return variance.clamp(min=0).sqrt()
 
 
-def _select(values: torch.Tensor, ids: torch.Tensor, where: torch.Tensor, k: int | None,
-            descending: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rank each row by value (ties: lower id first) and keep the first k (all when k is None)."""
+def _select(values: torch.Tensor, ids: torch.Tensor, where: torch.Tensor, heat: torch.Tensor, k: int | None,
+            descending: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank each row by value (ties: lower id first) and keep the first k (all when k is None); the
+    heatmaps (U, n, C) follow their examples."""
     by_id = ids.argsort(dim=1, stable=True)
-    values, ids, where = values.gather(1, by_id), ids.gather(1, by_id), where.gather(1, by_id)
-    order = values.argsort(dim=1, descending=descending, stable=True)[:, :k]
-    return values.gather(1, order), ids.gather(1, order), where.gather(1, order)
+    ranked = values.gather(1, by_id).argsort(dim=1, descending=descending, stable=True)[:, :k]
+    order = by_id.gather(1, ranked)  # columns of the inputs, best first
+    return (values.gather(1, order), ids.gather(1, order), where.gather(1, order),
+            heat.gather(1, order[..., None].expand(-1, -1, heat.shape[2])))

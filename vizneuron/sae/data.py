@@ -24,11 +24,11 @@ from ..distributed import Job, RayEngine, as_engine
 from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model
-from ..stream import ActivationStream
+from ..stream import ActivationStream, Workers
 
 
 def layer_activations(model: Model, layer: str, data: Any, *, pool: bool = False, batch_size: int = 64,
-                      workers: int = 0, max_images: int | None = None) -> Iterator[torch.Tensor]:
+                      workers: Workers = "auto", max_images: int | None = None) -> Iterator[torch.Tensor]:
     """Chunks of rows (n, C), one per batch of images, in dataset order."""
     layer = model.resolve_layer(layer)
     for rows in layers_activations(model, [layer], data, pool=pool, batch_size=batch_size, workers=workers,
@@ -37,7 +37,7 @@ def layer_activations(model: Model, layer: str, data: Any, *, pool: bool = False
 
 
 def layers_activations(model: Model, layers: Sequence[str], data: Any, *, pool: bool = False, batch_size: int = 64,
-                       workers: int = 0, max_images: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+                       workers: Workers = "auto", max_images: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """The rows of several layers from one pass over the images: per batch, layer -> (n, C)."""
     layers = [model.resolve_layer(layer) for layer in layers]
     stream = ActivationStream(model, layers, data, batch_size=batch_size, workers=workers, max_images=max_images)
@@ -86,7 +86,7 @@ class ActivationFolder:
 
 def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,
                         batch_size: int = 64, batches_per_file: int = 16, max_images: int | None = None,
-                        workers: int = 0, engine: str | RayEngine | None = "local",
+                        workers: Workers = "auto", engine: str | RayEngine | None = "local",
                         progress: bool = True) -> ActivationFolder:
     """Write `layer`'s rows over `data` into `out` as an `ActivationFolder`, `batches_per_file` image
     batches per file. Rerunning the same call resumes with the files not yet written (a file and the
@@ -144,7 +144,7 @@ class _LayerRows(Job):
     data: Any
     pool: bool
     batch_size: int
-    workers: int
+    workers: Workers
     max_images: int | None
     _stream: ActivationStream | None = None
 

@@ -22,6 +22,7 @@ from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model
 from ..sources import as_source
+from ..stream import Workers
 from .config import THRESHOLDED, SAETrainConfig
 from .data import ActivationFolder, layer_activations, layers_activations
 from .model import SAE
@@ -319,8 +320,8 @@ def train_layer_sae(model: Model, layer: str, data: Any, config: SAETrainConfig 
 
 
 def train_layer_saes(model: Model, layers: Sequence[str], data: Any, config: SAETrainConfig | None = None, *,
-                     pool: bool = False, max_images: int | None = None, image_batch: int = 128, workers: int = 0,
-                     cache_bytes: int = 1 << 30, checkpoint: str | Path | None = None,
+                     pool: bool = False, max_images: int | None = None, image_batch: int = 128,
+                     workers: Workers = "auto", cache_bytes: int = 1 << 30, checkpoint: str | Path | None = None,
                      **options: Any) -> dict[str, SAE]:
     """One SAE per layer of `layers` over the images of `data` (a folder, list or dataset): every
     position of every image is a sample (`pool=True`: one per image). When all layers' samples fit
