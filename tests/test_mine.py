@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 
 from vizneuron import ExampleIndex, IndexMismatch, load_model, merge, mine
+from vizneuron.errors import VizneuronError
 from vizneuron.mine.tracker import Tracker
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.sources import as_source, write_shards
-from vizneuron.stream import ActivationStream
+from vizneuron.stream import ActivationStream, decode_workers, stream_batch
 
 from helpers import (
     CIFAR_INDEX_SETTINGS,
@@ -282,6 +283,31 @@ def test_heatmaps_kept_while_streaming_equal_a_forward_pass_of_each_example_alon
                     assert float(alone.max()) == pytest.approx(example.value, rel=1e-4)
                 checked += 1
     assert checked == 32
+
+
+def test_auto_workers_follow_the_machine_and_bad_counts_are_refused(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert decode_workers("auto", gpu, 2) == 0  # a stream of a few batches: a worker's start costs more
+    assert decode_workers("auto", gpu, 100) == 8 and decode_workers("auto", cpu, 100) == 7
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert decode_workers("auto", cpu, 100) == 0 and decode_workers("auto", gpu, 100) == 1  # 2 cores
+    assert decode_workers(3, cpu, 1) == 3  # a number is kept as given
+    for bad in (-1, "many", 1.5):
+        with pytest.raises(VizneuronError, match="workers must be"):
+            decode_workers(bad, cpu, 100)
+
+
+def test_auto_batches_are_64_on_the_cpu_and_follow_the_card_on_a_gpu(monkeypatch):
+    model = load_model("torchvision:resnet50?weights=none")
+    assert stream_batch(model, "auto") == 64 and stream_batch(model, 48) == 48
+    with pytest.raises(VizneuronError, match="batch size must be positive"):
+        stream_batch(model, 0)
+    assert model.layers  # traced on the CPU, before the model claims a card
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cuda")))
+    for card_gib, batch in ((80, 256), (8, 64), (1000, 512)):  # conv1's 64x112x112 output leads; 64 to 512
+        monkeypatch.setattr(type(model), "memory_bytes", property(lambda self, gib=card_gib: gib * 2**30))
+        assert stream_batch(model, "auto") == batch, card_gib
 
 
 def test_torchvision_dataset_source_and_worker_processes_agree(tmp_path):

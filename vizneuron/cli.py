@@ -51,16 +51,28 @@ WORKERS_HELP = ("processes decoding images beside the model (default: auto, what
                 "machine: none on 2 CPU cores, more with more cores or a GPU)")
 
 
-def workers_arg(text: str) -> int | str:
-    """`--workers`: a number of decoding processes, or 'auto'."""
+BATCH_HELP = "images per batch (default: auto, 64 on the CPU, from the GPU's memory on CUDA)"
+
+
+def _count_or_auto(text: str, least: int, wanted: str) -> int | str:
     if text == "auto":
         return text
     try:
-        if int(text) >= 0:
+        if int(text) >= least:
             return int(text)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"{text!r}: give a number of processes (0: decode in this one) or 'auto'")
+    raise argparse.ArgumentTypeError(f"{text!r}: give {wanted} or 'auto'")
+
+
+def workers_arg(text: str) -> int | str:
+    """`--workers`: a number of decoding processes, or 'auto'."""
+    return _count_or_auto(text, 0, "a number of processes (0: decode in this one)")
+
+
+def batch_arg(text: str) -> int | str:
+    """`--batch` of the jobs that read images: a number of images, or 'auto'."""
+    return _count_or_auto(text, 1, "a number of images (at least 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     mine_cmd.add_argument("--k", type=int, default=32, help="top and bottom images kept per unit")
     mine_cmd.add_argument("--index", default=None, help="SQLite index to write (default: one named after the model, "
                                                     "data and settings under ./indexes); rerun to resume")
-    mine_cmd.add_argument("--batch", type=int, default=64)
+    mine_cmd.add_argument("--batch", type=batch_arg, default="auto", help=BATCH_HELP)
     mine_cmd.add_argument("--workers", type=workers_arg, default="auto", help=WORKERS_HELP)
     mine_cmd.add_argument("--shard", default="0/1", help="mine the I-th of N slices (I/N); combine with `merge`")
     mine_cmd.add_argument("--reduce", choices=["max", "mean"], default="max",
@@ -214,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--layer", required=True)
     extract.add_argument("--data", required=True, help="image folder, text file of paths, or tar shards")
     extract.add_argument("--pool", action="store_true", help="one row per image (the mean over positions)")
-    extract.add_argument("--batch", type=int, default=64, help="images per batch")
+    extract.add_argument("--batch", type=batch_arg, default="auto", help=BATCH_HELP)
     extract.add_argument("--batches-per-file", type=int, default=16)
     extract.add_argument("--max-images", type=int, default=None)
     extract.add_argument("--workers", type=workers_arg, default="auto", help=WORKERS_HELP)

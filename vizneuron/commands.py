@@ -44,6 +44,7 @@ from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
 from .shift.task import build_cue_task, build_sample_cue_task
 from .site import site
+from .stream import stream_batch
 from .units import parse_unit, parse_units
 
 
@@ -116,7 +117,8 @@ def cmd_mine(args: argparse.Namespace) -> None:
     engine = _engine(args)
     model = load_model(args.model, device=args.device)
     what = ";".join(part for part in (args.layers, args.units) if part)
-    args.index = args.index or str(index_path("indexes", model, args.data, what, args.k, args.batch))
+    args.index = args.index or str(index_path("indexes", model, args.data, what, args.k,
+                                              stream_batch(model, args.batch)))
     index = mine(model, what, args.data, k=args.k, index=args.index, batch_size=args.batch, workers=args.workers,
                  shard=args.shard, reduce=args.reduce, autocast=args.autocast,
                  checkpoint_every=args.checkpoint_every, engine=engine, progress=not args.quiet)

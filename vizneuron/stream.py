@@ -11,6 +11,7 @@ resumed run starts. Files that cannot be read are left out of a batch and report
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,26 @@ def capped(ids: list[int], max_images: int | None) -> list[int]:
 
 
 Workers = int | str  # decoding processes, or "auto"
+Batch = int | str  # images per batch, or "auto"
+AUTO_BATCH_CPU = 64  # on the CPU larger batches run no faster and hold more memory
+AUTO_BATCH_GPU = (64, 512)  # on a GPU: as many as fit, a power of 2 in this range
+AUTO_BATCH_MEMORY_SHARE = 16  # a batch may hold at most this share of the GPU's memory
+
+
+def stream_batch(model: Model, batch: Batch) -> int:
+    """Images per batch of a stream: `batch` as given, or for "auto" AUTO_BATCH_CPU on the CPU and,
+    on a GPU, as many as fit 1/AUTO_BATCH_MEMORY_SHARE of its memory at four of the model's largest
+    layer outputs per image (a pass without gradients holds a few outputs at once), a power of 2."""
+    if batch != "auto":
+        if not isinstance(batch, int) or batch < 1:
+            raise VizneuronError(f"batch size must be positive, or 'auto', not {batch!r}")
+        return batch
+    if model.device.type != "cuda":
+        return AUTO_BATCH_CPU
+    largest = max(math.prod(info.shape) for info in model.layers.values() if info.shape is not None)
+    fit = max(1, model.memory_bytes // AUTO_BATCH_MEMORY_SHARE // (4 * 4 * largest))
+    low, high = AUTO_BATCH_GPU
+    return min(high, max(low, 2 ** (fit.bit_length() - 1)))
 MIN_BATCHES_FOR_WORKERS = 4  # fewer batches than this: starting worker processes costs more than it saves
 
 
@@ -100,14 +121,13 @@ def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str], list[s
 class ActivationStream:
     """Iterate over `ActivationBatch`es of `layers` of `model` over the images of `data`."""
 
-    def __init__(self, model: Model, layers: Sequence[str], data: Any, *, batch_size: int = 64,
+    def __init__(self, model: Model, layers: Sequence[str], data: Any, *, batch_size: Batch = "auto",
                  workers: Workers = "auto",
                  max_images: int | None = None, shard: str | tuple[int, int] = (0, 1),
                  ids: Sequence[int] | None = None, full_pass: bool = False,
                  edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None, autocast: bool = False,
                  max_pixels: int | None = MAX_PIXELS) -> None:
-        if batch_size < 1:
-            raise VizneuronError(f"batch size must be positive, not {batch_size}")
+        batch_size = stream_batch(model, batch_size)
         self.model, self.layers = model, list(layers)
         self.source: ImageSource = as_source(data, max_pixels)
         self.shard = parse_shard(shard) if ids is None else None  # (I, N) of a sharded stream

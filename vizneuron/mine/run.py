@@ -27,7 +27,7 @@ from ..imageio import MAX_PIXELS, to_pil
 from ..models.base import Model
 from ..samples import SAMPLE_DIR, SAMPLE_K
 from ..sources import ImageSource
-from ..stream import ActivationStream, Workers
+from ..stream import ActivationStream, Batch, Workers, stream_batch
 from ..units import SAEs, Unit, map_group, parse_units, unit_peaks
 from ..version import __version__
 from .fields import crop_box, effective_field, grid_of, heat_grid, heatmaps
@@ -84,6 +84,9 @@ def index_path(folder: str | Path, model: Model, data: str | Path, units: str, k
     return Path(folder) / f"{stem}_{digest}.sqlite"
 
 
+SAMPLE_BATCH = 64  # the bundled sample's 300 images: the same batches (and index file) on every device
+
+
 def sample_layers(model: Model) -> list[str]:
     """The layers the bundled sample is mined for by default: the model's top-level blocks."""
     return [name for name, info in model.layers.items() if "." not in name and info.channels]
@@ -97,9 +100,9 @@ def mine_sample(model: Model, units: str | Sequence[str | Unit] | None = None, f
     if units is None:
         units = ",".join(sample_layers(model))
     spec = units if isinstance(units, str) else ";".join(str(u) for u in units)
-    path = index_path(folder, model, SAMPLE_DIR, spec, SAMPLE_K, 64)
-    return mine(model, units, SAMPLE_DIR, k=SAMPLE_K, index=path, saes=saes, progress=progress,
-                on_progress=on_progress)
+    path = index_path(folder, model, SAMPLE_DIR, spec, SAMPLE_K, SAMPLE_BATCH)
+    return mine(model, units, SAMPLE_DIR, k=SAMPLE_K, index=path, batch_size=SAMPLE_BATCH, saes=saes,
+                progress=progress, on_progress=on_progress)
 
 
 def _groups(model: Model, units: list[Unit]) -> tuple[list[Unit], list[Group]]:
@@ -121,7 +124,7 @@ def mine(
     *,
     k: int = 32,
     index: str | Path | None = None,
-    batch_size: int = 64,
+    batch_size: Batch = "auto",
     workers: Workers = "auto",
     shard: str | tuple[int, int] = (0, 1),
     reduce: str = "max",
@@ -140,20 +143,23 @@ def mine(
     (class subfolders become labels), a text file of image paths, tar shards, or a torchvision dataset.
     `index`: SQLite file to write (and resume); None keeps it in memory. `reduce`: an image's value
     for a spatial unit is its maximum over positions ("max", as dataset examples usually are) or
-    the mean ("mean", what `render` maximises). `shard="I/N"` mines the I-th of N slices. `saes`:
+    the mean ("mean", what `render` maximises). `batch_size` and `workers`: images per batch and
+    decoding processes, "auto" from the device and its cores (`stream_batch`, `decode_workers`).
+    `shard="I/N"` mines the I-th of N slices. `saes`:
     the SAEs `LAYER/NAME:F` unit specs name. `engine`: "local" (this process) or "ray" / a
     `RayEngine` (blocks of `checkpoint_every` batches spread over actors); both give the same index,
     and either resumes what the other left. `on_progress(done, total)`: images streamed so far.
     """
     if reduce not in ("max", "mean"):
         raise VizneuronError(f"reduce must be 'max' or 'mean', not {reduce!r}")
-    if k < 1 or batch_size < 1 or checkpoint_every < 1:
-        raise VizneuronError("k, batch_size and checkpoint_every must be positive")
+    if k < 1 or checkpoint_every < 1:
+        raise VizneuronError("k and checkpoint_every must be positive")
     ray = as_engine(engine)
     if ray:
         ray.start()
     if device is not None:
         model.to(device)
+    batch_size = stream_batch(model, batch_size)  # once, here: every engine's workers cut the same batches
     units_in_order, groups = _groups(model, mining_units(model, units, saes))
     grids = [group.grid for group in groups for _ in group.units]
     job = _MineBlock(model, units_in_order, data, batch_size, workers, shard, reduce, k, autocast, max_pixels, grids)
@@ -164,7 +170,7 @@ def mine(
         "version": __version__, "model": model.name, "weights": model.fingerprint,
         "preprocessing": model.inputs.preprocessing(),
         "dataset": source.describe(), "units": [u.name for u in units_in_order], "k": k, "reduce": reduce,
-        "shard": f"{part}/{parts}", "images": list(stream.span), "batch_size": batch_size,
+        "shard": f"{part}/{parts}", "images": list(stream.span), "batch_size": stream.batch_size,
     }
     if index is not None and Path(index).is_file() and Path(index).stat().st_size:
         finished = connect(index)  # read-only: a finished index is checked and returned unchanged
@@ -222,7 +228,7 @@ class _MineBlock(Job):
     model: Model
     units: list[Unit]
     data: Any
-    batch_size: int
+    batch_size: Batch
     workers: Workers
     shard: str | tuple[int, int]
     reduce: str

@@ -24,10 +24,10 @@ from ..distributed import Job, RayEngine, as_engine
 from ..errors import VizneuronError
 from ..imageio import write_atomic
 from ..models.base import Model
-from ..stream import ActivationStream, Workers
+from ..stream import ActivationStream, Batch, Workers, stream_batch
 
 
-def layer_activations(model: Model, layer: str, data: Any, *, pool: bool = False, batch_size: int = 64,
+def layer_activations(model: Model, layer: str, data: Any, *, pool: bool = False, batch_size: Batch = "auto",
                       workers: Workers = "auto", max_images: int | None = None) -> Iterator[torch.Tensor]:
     """Chunks of rows (n, C), one per batch of images, in dataset order."""
     layer = model.resolve_layer(layer)
@@ -36,8 +36,9 @@ def layer_activations(model: Model, layer: str, data: Any, *, pool: bool = False
         yield rows[layer]
 
 
-def layers_activations(model: Model, layers: Sequence[str], data: Any, *, pool: bool = False, batch_size: int = 64,
-                       workers: Workers = "auto", max_images: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+def layers_activations(model: Model, layers: Sequence[str], data: Any, *, pool: bool = False,
+                       batch_size: Batch = "auto", workers: Workers = "auto",
+                       max_images: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """The rows of several layers from one pass over the images: per batch, layer -> (n, C)."""
     layers = [model.resolve_layer(layer) for layer in layers]
     stream = ActivationStream(model, layers, data, batch_size=batch_size, workers=workers, max_images=max_images)
@@ -85,7 +86,7 @@ class ActivationFolder:
 
 
 def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,
-                        batch_size: int = 64, batches_per_file: int = 16, max_images: int | None = None,
+                        batch_size: Batch = "auto", batches_per_file: int = 16, max_images: int | None = None,
                         workers: Workers = "auto", engine: str | RayEngine | None = "local",
                         progress: bool = True) -> ActivationFolder:
     """Write `layer`'s rows over `data` into `out` as an `ActivationFolder`, `batches_per_file` image
@@ -99,6 +100,7 @@ def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *,
     if ray:
         ray.start()
     layer = model.resolve_layer(layer)
+    batch_size = stream_batch(model, batch_size)  # once, here: every engine's workers cut the same batches
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     job = _LayerRows(model, layer, data, pool, batch_size, workers, max_images)
@@ -143,7 +145,7 @@ class _LayerRows(Job):
     layer: str
     data: Any
     pool: bool
-    batch_size: int
+    batch_size: Batch
     workers: Workers
     max_images: int | None
     _stream: ActivationStream | None = None
