@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from vizneuron.cli import main
+from vizneuron.cli import build_parser, main, parsers
 from vizneuron.models import MODEL_PRESETS
 
 from helpers import fresh_python
@@ -180,7 +181,7 @@ def test_models_command_lists_the_sources(capsys):
 def test_help_and_argument_errors_do_not_load_torch():
     """`vizneuron --help` and a wrong command line answer at once (bench/cli_start.py times them):
     neither the package, the parser, nor an argument error may import torch, numpy or the models."""
-    code = ("import sys\nfrom vizneuron.cli import main\n"
+    code = ("import sys\nfrom vizneuron.cli import build_parser, main, parsers\n"
             "for argv in (['--help'], ['render', 'default'], ['render', 'default', '--units', 'x', '--param', 'fff'], "
             "['sae', 'train', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit as exit:\n        assert exit.code in (0, 2), "
@@ -214,3 +215,24 @@ def test_cue_task_in_miniature_then_the_command_it_prints(tmp_path, capsys):
     assert main(command + quick) == 0
     scores = json.loads((tmp_path / "o" / "shift.json").read_text())["scores"]
     assert scores["SHIFT"]["worst"] > scores["original"]["worst"]
+
+
+def test_every_flag_says_what_it_does_and_its_default():
+    """Each flag and argument of every command has help, and each flag with a default names it in its
+    help as `--help` prints it (e.g. `--k K  top and bottom images kept per unit (default: 32)`)."""
+    for parser in parsers(build_parser()):
+        blocks: dict[str, str] = {}
+        for line in parser.format_help().splitlines():
+            if line.startswith("  ") and line.strip().startswith("-"):
+                current = line.strip().split()[0].rstrip(",")
+                blocks[current] = ""
+            if blocks:
+                blocks[current] += " " + line.strip()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help, f"{name} has no help"
+            if action.option_strings and action.default not in (None, False, "", [], argparse.SUPPRESS):
+                shown = " ".join(blocks[action.option_strings[0]].split())
+                assert "default" in shown and str(action.default) in shown.replace("\n", " "), (name, shown)

@@ -51,6 +51,10 @@ WORKERS_HELP = ("processes decoding images beside the model (default: auto, what
                 "machine: none on 2 CPU cores, more with more cores or a GPU)")
 
 
+MODEL_HELP = "model spec: default, torchvision:NAME, timm:NAME, tflite:PATH, ... (`vizneuron models` lists them)"
+DEVICE_HELP = "torch device: cpu, cuda, cuda:1, mps (default: cpu)"
+THREADS_HELP = "CPU threads for torch (default: torch's, one per core)"
+QUIET_HELP = "no progress bars"
 BATCH_HELP = "images per batch (default: auto, 64 on the CPU, from the GPU's memory on CUDA)"
 
 
@@ -73,6 +77,27 @@ def workers_arg(text: str) -> int | str:
 def batch_arg(text: str) -> int | str:
     """`--batch` of the jobs that read images: a number of images, or 'auto'."""
     return _count_or_auto(text, 1, "a number of images (at least 1)")
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Every flag's help says its default, unless its text already does or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default in (None, False, "", [])
+                or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every subcommand's parser under it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += parsers(child)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an image's value for a spatial unit: its max over positions, or the mean")
     mine_cmd.add_argument("--checkpoint-every", type=int, default=8, help="batches between checkpoints")
     mine_cmd.add_argument("--autocast", action="store_true", help="float16 autocast on CUDA")
-    mine_cmd.add_argument("--device", default=None)
-    mine_cmd.add_argument("--threads", type=int, default=None)
-    mine_cmd.add_argument("--quiet", action="store_true")
+    mine_cmd.add_argument("--device", default=None, help=DEVICE_HELP)
+    mine_cmd.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    mine_cmd.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_engine_arguments(mine_cmd)
     mine_cmd.set_defaults(func="mine")
 
@@ -178,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="print a unit's top (or bottom) dataset examples and write a small gallery")
     top.add_argument("model", help="the model spec the index was mined with")
     top.add_argument("unit", help="e.g. layer3:5")
-    top.add_argument("--index", required=True)
+    top.add_argument("--index", required=True, help="the SQLite index `vizneuron mine` wrote")
     top.add_argument("--k", type=int, default=None, help="how many (default: all kept)")
     top.add_argument("--bottom", action="store_true", help="the lowest-scoring images instead")
     top.add_argument("--json", action="store_true", help="print JSON: path, activation, position; best first")
@@ -188,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     sae_sub = sae.add_subparsers(dest="sae_command", required=True)
     sae_sub.add_parser = functools.partial(sae_sub.add_parser, parents=[common])
     train = sae_sub.add_parser("train", help="train an SAE on a layer's activations over a dataset")
-    train.add_argument("model")
+    train.add_argument("model", help=MODEL_HELP)
     train.add_argument("--layer", required=True, help="a layer, or several separated by commas (the images are "
                                                        "read once, one SAE per layer)")
     train.add_argument("--data", required=True, help="image folder, text file of paths, tar shards, or a folder "
@@ -214,64 +239,69 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rows per optimiser step (default: about 1/100 of the data, 256-4096)")
     train.add_argument("--seed", type=int, default=None, help=f"(default {sae_base.seed})")
     train.add_argument("--pool", action="store_true", help="one sample per image (mean over positions)")
-    train.add_argument("--max-images", type=int, default=None)
+    train.add_argument("--max-images", type=int, default=None,
+                       help="train on at most this many images, a seeded sample of all (default: every image)")
     train.add_argument("--eval-data", default=None, help="labelled images to evaluate on after training")
-    train.add_argument("--eval-max-images", type=int, default=None)
-    train.add_argument("--device", default=None)
-    train.add_argument("--threads", type=int, default=None)
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--eval-max-images", type=int, default=None,
+                       help="evaluate on at most this many images of --eval-data (default: every image)")
+    train.add_argument("--device", default=None, help=DEVICE_HELP)
+    train.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    train.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     train.set_defaults(func="sae_train")
     extract = sae_sub.add_parser("extract", help="write a layer's activation rows to files that `sae train` streams")
-    extract.add_argument("model")
-    extract.add_argument("--layer", required=True)
+    extract.add_argument("model", help=MODEL_HELP)
+    extract.add_argument("--layer", required=True, help="the layer whose rows are written")
     extract.add_argument("--data", required=True, help="image folder, text file of paths, or tar shards")
     extract.add_argument("--pool", action="store_true", help="one row per image (the mean over positions)")
     extract.add_argument("--batch", type=batch_arg, default="auto", help=BATCH_HELP)
-    extract.add_argument("--batches-per-file", type=int, default=16)
-    extract.add_argument("--max-images", type=int, default=None)
+    extract.add_argument("--batches-per-file", type=int, default=16,
+                         help="image batches per file: what an interrupted run loses at most (default: 16)")
+    extract.add_argument("--max-images", type=int, default=None,
+                         help="at most this many images, a seeded sample of all (default: every image)")
     extract.add_argument("--workers", type=workers_arg, default="auto", help=WORKERS_HELP)
-    extract.add_argument("--device", default=None)
-    extract.add_argument("--quiet", action="store_true")
+    extract.add_argument("--device", default=None, help=DEVICE_HELP)
+    extract.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     extract.add_argument("--out", required=True, help="folder for rows-*.safetensors and activations.json")
     _add_engine_arguments(extract)
     extract.set_defaults(func="sae_extract")
     evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
-    evaluate.add_argument("model")
+    evaluate.add_argument("model", help=MODEL_HELP)
     evaluate.add_argument("sae", help="SAE file")
     evaluate.add_argument("--data", required=True, help="labelled images (class folders named like the model's labels)")
     evaluate.add_argument("--layer", default=None, help="only for SAE files that do not record their layer")
-    evaluate.add_argument("--max-images", type=int, default=None)
-    evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--max-images", type=int, default=None,
+                          help="at most this many images, a seeded sample of all (default: every image)")
+    evaluate.add_argument("--device", default=None, help=DEVICE_HELP)
+    evaluate.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     evaluate.set_defaults(func="sae_eval")
     pr = sub.add_parser("probe", help="does a unit fire on unrelated concepts? verdict, score and evidence")
-    pr.add_argument("model")
+    pr.add_argument("model", help=MODEL_HELP)
     pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
     _concept_arguments(pr)
     pr.add_argument("--index", default=None, help="example index of the unit: its distribution is the baseline")
     pr.add_argument("--sae", default=None, help="SAE of the unit's layer: split the unit into features")
     pr.add_argument("--renders", type=int, default=4, help="diverse renders to classify (0: none)")
     pr.add_argument("--upstream", default=None, help="an earlier layer: each driving concept's input path from it")
-    pr.add_argument("--steps", type=int, default=128)
-    pr.add_argument("--device", default=None)
+    pr.add_argument("--steps", type=int, default=128, help="render steps per render (default: 128)")
+    pr.add_argument("--device", default=None, help=DEVICE_HELP)
     pr.add_argument("--out", default="probe", help="folder for index.html and report.json")
     pr.set_defaults(func="probe")
     at = sub.add_parser("atlas", help="probe every unit of a layer (or every feature of its SAE) with the same "
                                       "concepts: verdicts, scores, driving concepts")
-    at.add_argument("model")
-    at.add_argument("--layer", required=True)
+    at.add_argument("model", help=MODEL_HELP)
+    at.add_argument("--layer", required=True, help="the layer whose every unit is probed")
     at.add_argument("--sae", default=None, help="SAE file of the layer: its features instead of the channels")
     _concept_arguments(at)
     at.add_argument("--driven-by", default=None, help="list the units driven by all these concepts (comma-separated)")
     at.add_argument("--verdict", choices=list(VERDICTS), default=None, help="list only units with this verdict")
     at.add_argument("--show", type=int, default=20, help="units to list (most polysemantic first)")
-    at.add_argument("--device", default=None)
-    at.add_argument("--quiet", action="store_true")
+    at.add_argument("--device", default=None, help=DEVICE_HELP)
+    at.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     at.add_argument("--out", default="atlas", help="folder for index.html and atlas.json (and the cache)")
     at.set_defaults(func="atlas")
     si = sub.add_parser("site", help="a browsable static site of chosen layers: each layer's units with verdicts, "
                                      "each unit's renders, examples, evidence and circuits (opens from disk)")
-    si.add_argument("model")
+    si.add_argument("model", help=MODEL_HELP)
     si.add_argument("--layers", required=True, help="comma-separated layers, e.g. layer2,layer3")
     si.add_argument("--data", default=None, help="images to mine and to measure circuits on; labelled (class "
                                                  "folders) for the default concepts (default: the bundled 300 "
@@ -283,14 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "their own (repeatable)")
     si.add_argument("--k", type=int, default=16, help="examples kept per unit")
     si.add_argument("--steps", type=int, default=None, help="render steps (default: the render default)")
-    si.add_argument("--device", default=None)
-    si.add_argument("--quiet", action="store_true")
+    si.add_argument("--device", default=None, help=DEVICE_HELP)
+    si.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     si.add_argument("--out", default="site", help="folder for the site (its cache in OUT/cache)")
     _add_engine_arguments(si)
     si.set_defaults(func="site")
     ci = sub.add_parser("circuit", help="which units of an earlier layer feed a unit, or which later units (or "
                                         "classes) it feeds, with signed weights and per-concept paths")
-    ci.add_argument("model")
+    ci.add_argument("model", help=MODEL_HELP)
     ci.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")
     side = ci.add_mutually_exclusive_group(required=True)
     side.add_argument("--upstream", default=None, help="an earlier layer, or LAYER/SAE for an SAE's features")
@@ -307,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--k", type=int, default=8, help="edges to keep")
     ci.add_argument("--examples", type=int, default=32, help="images to average the contributions over")
     ci.add_argument("--steps", type=int, default=128, help="render steps per unit (0: no renders)")
-    ci.add_argument("--device", default=None)
-    ci.add_argument("--quiet", action="store_true")
+    ci.add_argument("--device", default=None, help=DEVICE_HELP)
+    ci.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     ci.add_argument("--out", default="circuit", help="folder for index.html and circuit.json")
     ci.set_defaults(func="circuit")
     ct = sub.add_parser("cue-task", help="write the SHIFT cue task's image folders (cat vs dog with a stripe cue) "
@@ -323,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     ct.set_defaults(func="cue_task")
     sh = sub.add_parser("shift", help="find the SAE features (or channels) a classifier uses for a cue it should "
                                       "ignore, ablate them and measure the fix on grouped test images")
-    sh.add_argument("model")
-    sh.add_argument("--layer", required=True)
+    sh.add_argument("model", help=MODEL_HELP)
+    sh.add_argument("--layer", required=True, help="the layer whose units (or SAE features) are ranked")
     sh.add_argument("--sae", default=None, help="SAE file of the layer (without: rank and ablate its channels)")
     sh.add_argument("--data", required=True, help="the classifier's training images, in folders named after classes")
     sh.add_argument("--concept", action="append", default=[], required=True,
@@ -344,10 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--no-retrain", action="store_true", help="skip refitting the head with the edit in place")
     sh.add_argument("--max-images", type=int, default=None, help="rank on at most this many training images")
     sh.add_argument("--steps", type=int, default=64, help="render steps per ranked unit (0: no renders)")
-    sh.add_argument("--device", default=None)
-    sh.add_argument("--quiet", action="store_true")
+    sh.add_argument("--device", default=None, help=DEVICE_HELP)
+    sh.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     sh.add_argument("--out", default="shift", help="folder for index.html, shift.json and edit.json")
     sh.set_defaults(func="shift")
+    for each in parsers(parser):
+        each.formatter_class = DefaultsFormatter
     return parser
 
 
