@@ -260,6 +260,52 @@ def test_tracker_is_independent_of_batching_and_ties_go_to_the_lower_id():
     assert one.count.tolist() == [49, 50, 50] and 7 not in one.bottom_id[0].tolist()
 
 
+def test_equal_values_are_ordered_by_the_second_key_then_the_lower_id():
+    gen = torch.Generator().manual_seed(1)
+    values = torch.randint(0, 3, (40, 2), generator=gen).float()  # saturated: few distinct values
+    tie = torch.randint(0, 4, (40, 2), generator=gen).float()  # a second key with ties of its own
+    ids = torch.arange(40)
+    where = torch.zeros(40, 2, dtype=torch.long)
+    parts = Tracker.empty(2)
+    for chunk in (slice(25, 40), slice(0, 9), slice(9, 25)):
+        parts = parts.merge(Tracker.from_batch(values[chunk], where[chunk], ids[chunk], k=5, tie=tie[chunk]), 5)
+    for unit in range(2):
+        v, t, i = values[:, unit].numpy(), tie[:, unit].numpy(), ids.numpy()
+        assert parts.top_id[unit].tolist() == np.lexsort((i, -t, -v))[:5].tolist()
+        assert parts.bottom_id[unit].tolist() == np.lexsort((i, t, v))[:5].tolist()
+        assert parts.top_tie[unit].tolist() == t[np.lexsort((i, -t, -v))[:5]].tolist()
+
+
+@pytest.mark.slow
+def test_a_relu6_models_saturated_top_examples_are_ordered_by_their_mean(tmp_path):
+    """MobileNet-v1 (Coral, ReLU6) clips many top examples at exactly 6: those are ordered by the
+    unit's mean over positions on each image (what the index records as its tie key), not by file."""
+    model_file = shared_path("models", "coral", "mobilenet_v1_0.25_128_quant.tflite")
+    if not model_file.exists():
+        pytest.skip(f"no Coral MobileNet at {model_file}")
+    model = load_model(f"tflite:{model_file}")
+    data = shared_path("data", "imagenet-sample")
+    layer = "MobilenetV1_Conv2d_13_pointwise"
+    index = mine(model, f"{layer}:0-31", data, k=8, progress=False)
+    assert index.meta["ties"] == "mean over positions"
+    saturated = 0
+    for channel in range(32):
+        top = index.examples(f"{layer}:{channel}")
+        clipped = [e for e in top if e.value == top[0].value]
+        if len(clipped) < 2:
+            continue
+        saturated += 1
+        stream = ActivationStream(model, [layer], data, ids=sorted(e.image for e in clipped))
+        means = {}
+        for batch in stream:
+            for image, act in zip(batch.ids.tolist(), batch.activations[layer][:, channel]):
+                means[image] = float(act.mean())
+        order = [means[e.image] for e in clipped]
+        assert order == sorted(order, reverse=True), (channel, order)
+        assert "equal values are ordered by the unit's mean over positions" in index.tie_note(top)
+    assert saturated >= 16  # most of the layer's units clip several of their top images at 6
+
+
 def test_heatmaps_kept_while_streaming_equal_a_forward_pass_of_each_example_alone():
     """The index's heatmaps come from the streaming pass (no second forward): each equals the unit's
     map on a forward pass of that one image, pooled to at most 16x16 (the stem's 32x32 grid is pooled,

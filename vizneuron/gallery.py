@@ -144,6 +144,8 @@ def write_examples_page(index, unit: str, out: str | Path, k: int | None = None,
     stats = index.stats(unit)
     esc = html.escape
     title = f"{unit}: {'bottom' if bottom else 'top'} {len(records)} of {stats.count} images"
+    note = index.tie_note(index.examples(unit, bottom=bottom, k=k))
+    tie = f"<p>{esc(note)}</p>" if note else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:1.5em}}.row{{display:flex;flex-wrap:wrap;gap:8px}}
@@ -151,7 +153,7 @@ figure{{margin:0;text-align:center;font-size:12px;color:#555}}img{{width:128px;h
 </head><body><h1>{esc(title)}</h1>
 <p>{esc(index.meta["model"])} on {esc(index.meta["dataset"]["root"])}. mean {stats.mean:.3g}, std {stats.std:.3g},
 max {stats.max:.3g}, active on {stats.active:.0%} of images.</p>
-<div class="row">{_example_cells(records)}</div></body></html>
+<div class="row">{_example_cells(records)}</div>{tie}</body></html>
 """
     path = out / f"{safe_name(unit)}_{'bottom' if bottom else 'top'}.html"
     write_atomic(path, page.encode())

@@ -12,6 +12,7 @@ import difflib
 import io
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,13 +195,14 @@ def save_checkpoint(db: sqlite3.Connection, done: Iterable[int], tracker: Tracke
         db.execute("INSERT OR REPLACE INTO state VALUES ('done', ?)", (json.dumps(_ranges(done)).encode(),))
 
 
-def load_checkpoint(db: sqlite3.Connection) -> tuple[set[int], Tracker] | None:
-    """The batches done so far and the tracker over them; None before the first checkpoint."""
+def load_checkpoint(db: sqlite3.Connection, strict: bool = True) -> tuple[set[int], Tracker] | None:
+    """The batches done so far and the tracker over them; None before the first checkpoint.
+    `strict`: refuse a tracker an older vizneuron wrote (`Tracker.from_state`)."""
     rows = dict(db.execute("SELECT key, value FROM state"))
     if "tracker" not in rows:
         return None
     done = {i for start, stop in json.loads(rows["done"].decode()) for i in range(start, stop)}
-    return done, Tracker.from_state(load_tensors(rows["tracker"]))
+    return done, Tracker.from_state(load_tensors(rows["tracker"]), strict)
 
 
 def _ranges(numbers: Iterable[int]) -> list[list[int]]:
@@ -284,9 +286,9 @@ def merge(output: str | Path, shards: Sequence[str | Path]) -> ExampleIndex:
     if len(parts) != 1 or seen != list(range(parts.pop())):
         raise VizneuronError(f"need every shard 0..N-1 exactly once; got {[m['shard'] for m in metas]}")
     k = metas[0]["k"]
-    tracker = load_checkpoint(dbs[0])[1]
+    tracker = load_checkpoint(dbs[0], strict=False)[1]  # finished shards: their examples hold the heatmaps
     for db in dbs[1:]:
-        tracker = tracker.merge(load_checkpoint(db)[1], k)
+        tracker = tracker.merge(load_checkpoint(db, strict=False)[1], k)
     details, images, notes = {}, {}, []
     for db in dbs:
         for column, side, image, *rest in db.execute(
@@ -355,6 +357,21 @@ class ExampleIndex:
             "FROM examples e JOIN images i ON i.id = e.image WHERE e.unit = ? AND e.side = ? ORDER BY e.rank "
             "LIMIT ?", (self._unit_id(unit), "bottom" if bottom else "top", -1 if k is None else k))
         return [_example(row) for row in rows]
+
+    def tie_note(self, examples: Sequence[Example]) -> str | None:
+        """A sentence for examples that share a value (a saturating unit, e.g. ReLU6 at 6): which key
+        ordered them (the index's `ties`; indexes from before it, the image id). None without ties."""
+        counts = Counter(e.value for e in examples)
+        tied = sorted((value for value, n in counts.items() if n > 1), key=lambda v: -counts[v])
+        if not tied:
+            return None
+        shared = sum(counts[v] for v in tied)
+        key = self.meta.get("ties", "image id")
+        return (f"{shared} of these {len(examples)} examples share a value with another (most: "
+                f"{counts[tied[0]]} at {tied[0]:.3f}); equal values are ordered by the unit's {key}"
+                if key != "image id" else
+                f"{shared} of these {len(examples)} examples share a value with another; this index orders "
+                "equal values by image id (mine again to order them by the unit's mean over positions)")
 
     def top_label(self, unit: str) -> tuple[str, int, int] | None:
         """The commonest label among the unit's top examples, its count and the number of

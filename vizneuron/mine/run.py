@@ -41,7 +41,7 @@ from .index import (
     save_checkpoint,
     write_results,
 )
-from .tracker import Tracker
+from .tracker import TIE_KEY, Tracker
 
 
 @dataclass
@@ -171,6 +171,7 @@ def mine(
         "preprocessing": model.inputs.preprocessing(),
         "dataset": source.describe(), "units": [u.name for u in units_in_order], "k": k, "reduce": reduce,
         "shard": f"{part}/{parts}", "images": list(stream.span), "batch_size": stream.batch_size,
+        "ties": TIE_KEY[reduce],
     }
     if index is not None and Path(index).is_file() and Path(index).stat().st_size:
         finished = connect(index)  # read-only: a finished index is checked and returned unchanged
@@ -183,9 +184,6 @@ def mine(
     try:  # a failure (disk full, Ctrl-C, a killed driver) loses only the blocks not yet committed
         claim(db, meta, str(index))
         checkpoint = load_checkpoint(db)
-        if checkpoint and checkpoint[1].top_heat.shape[2] != job.cells:
-            raise VizneuronError(f"{index} holds a run begun by an older vizneuron (its checkpoint keeps no "
-                                 "heatmaps): delete it to mine again")
         done, tracker = checkpoint if checkpoint else (set(), job.empty())
         every = (ray.block_batches if ray and ray.block_batches else checkpoint_every)
         blocks = [todo for start in range(0, len(stream), every)
@@ -265,14 +263,17 @@ class _MineBlock(Job):
         tracker, notes = so_far or (self.empty(), [])
         if batch.activations:
             heat = torch.zeros(len(batch.ids), len(self.units), self.cells, dtype=torch.float16)
+            tie = torch.zeros(len(batch.ids), len(self.units))
 
-            def keep_heat(columns: list[int], maps: torch.Tensor) -> None:
+            def keep(columns: list[int], maps: torch.Tensor) -> None:
+                """Each example's heatmap and second key (TIE_KEY), from the maps that rank it."""
+                tie[:, columns] = (maps.mean(2) if self.reduce == "max" else maps.amax(2)).cpu()
                 grid = self.grids[columns[0]]
                 if grid is not None:
                     heat[:, columns, :math.prod(heat_grid(grid))] = heatmaps(maps, grid).half().cpu()
 
-            values, where = unit_peaks(self.units, batch.activations, self.reduce, on_maps=keep_heat)
-            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids, heat, self.k), self.k)
+            values, where = unit_peaks(self.units, batch.activations, self.reduce, on_maps=keep)
+            tracker = tracker.merge(Tracker.from_batch(values, where, batch.ids, heat, self.k, tie), self.k)
         source = self.stream().source
         return tracker, notes + [(i, source.key(i), action, reason) for i, action, reason in batch.notes]
 

@@ -256,7 +256,9 @@ def _unit(model: Model, unit: str, entry: SiteLayer, found, index: ExampleIndex,
     for side, shown in sides.items():
         figures = "".join(f"<figure><img class='thumb' loading='lazy' alt='' src='../{src}'><br>"
                           f"{html.escape(e.label or '')} {e.value:.3g}</figure>" for src, e in shown)
-        body.append(f"<h2>{side.capitalize()} examples (where it fired)</h2><div>{figures or 'none'}</div>")
+        note = index.tie_note([e for _, e in shown])
+        body.append(f"<h2>{side.capitalize()} examples (where it fired)</h2><div>{figures or 'none'}</div>"
+                    + (f"<p class='note'>{html.escape(note)}</p>" if note else ""))
     body.append(f"<h2>Evidence per concept</h2><table><tr><th>concept</th><th>z</th><th></th></tr>{evidence}</table>")
     if circuits is not None:
         body.append(_circuit_html(model, circuits, known))

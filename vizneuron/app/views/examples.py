@@ -32,3 +32,6 @@ def show(ctx: Context) -> None:
             pictures += [index.crop(e).resize((96, 96)), index.overlay(e).resize((96, 96))]
             captions += [f"{e.value:.3f} {e.label or ''}", Path(e.path).name]
         st.image(pictures, caption=captions)
+        note = index.tie_note(examples)
+        if note:
+            st.caption(note)
