@@ -9,8 +9,10 @@ import torch
 
 from vizneuron import load_model, probe
 from vizneuron.imageio import image_files
-from vizneuron.probe import label_groups, penultimate_layer, verdict_of
+from vizneuron.probe import label_groups, layer_atlas, penultimate_layer, probe_units, verdict_of
+from vizneuron.probe.concepts import ConceptImages
 from vizneuron.probe.run import measure
+from vizneuron.samples import SAMPLE_CLASSES, SAMPLE_DIR
 from vizneuron.units import Unit
 
 from helpers import concept_means, planted_direction, shared_path
@@ -120,3 +122,26 @@ def test_probe_report_with_renders_index_and_sae_split(tmp_path):
     groups = channel.example_clusters
     assert 1 <= len(groups) <= 4 and sorted(p for g in groups for p in g["members"]) == sorted(
         e.path for e in index.examples("layer3:5"))
+
+
+def test_a_concept_too_thin_to_judge_decides_no_verdict_in_the_probe_or_the_atlas():
+    """With all 30 sample automobiles, automobile drives some layer3 units; cut to 5 images (fewer
+    than MIN_CONCEPT_IMAGES) it is still measured and listed, but drives no verdict, in the probe
+    and the atlas alike, and both say why."""
+    model = load_model("default")
+    full = label_groups(SAMPLE_DIR, {c: [c] for c in SAMPLE_CLASSES}, model)
+    thin = dict(full, automobile=ConceptImages(full["automobile"].source, full["automobile"].ids[:5], "automobile"))
+    units = [f"layer3:{c}" for c in range(32)]
+    driven = [u for u, r in zip(units, probe_units(model, units, full)) if "automobile" in r.concepts]
+    assert driven, "no unit of layer3:0-31 is driven by automobile on the whole sample"
+    for report in probe_units(model, driven, thin):
+        assert "automobile" not in report.concepts
+        evidence = {e.name: e for e in report.evidence}
+        assert not evidence["automobile"].judged and evidence["automobile"].images == 5
+        assert {row["concept"]: row["drives"] for row in report.evidence_table()}["automobile"] == \
+            "too few images to judge"
+        assert any("'automobile' has 5 readable images" in w and "left out of the verdict" in w
+                   for w in report.warnings)
+    atlas = layer_atlas(model, "layer3", thin, progress=False)
+    assert not any("automobile" in entry.concepts for entry in atlas.entries)
+    assert any("left out of the verdict" in note for note in atlas.notes)

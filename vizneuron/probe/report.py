@@ -122,6 +122,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:left}}input{{font-size:1
 <p>{len(atlas.entries)} units probed against {len(atlas.concepts)} concepts ({atlas.images:,} images):
 {', '.join(f'{n} {v}' for v, n in counts.items())}. "rare": fired on too few concept images to judge.
 Most polysemantic first.</p>
+{''.join(f"<p><b>Note:</b> {esc(note)}</p>" for note in atlas.notes)}
 <p><input id=q placeholder="filter: words that must all appear, e.g. cat automobile" oninput="filter()"></p>
 <table id=t><tr><th>unit</th><th>verdict</th><th>score</th><th>driving concepts (groups)</th><th>fires on</th></tr>
 {rows}</table>

@@ -60,6 +60,7 @@ class ConceptEvidence:
     drives: bool
     top_examples: list[tuple[str, float]]  # (image, value), best first
     firing: int = 0  # images on which the unit fired (value above zero)
+    judged: bool = True  # False: fewer than MIN_CONCEPT_IMAGES images, left out of the verdict
 
 
 @dataclass
@@ -92,7 +93,7 @@ class ProbeReport:
     def evidence_table(self) -> list[dict[str, Any]]:
         """One row per concept, most driving first (what the CLI prints and the app tabulates)."""
         return [{"concept": e.name, "images": e.images, "mean": round(e.mean, 4), "z": round(e.z, 2),
-                 "top range": f"{e.top_fraction:.0%}", "drives": e.drives}
+                 "top range": f"{e.top_fraction:.0%}", "drives": e.drives if e.judged else "too few images to judge"}
                 for e in sorted(self.evidence, key=lambda e: -e.z)]
 
     def split_table(self) -> list[dict[str, Any]]:
@@ -158,7 +159,9 @@ def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Ten
                cosine: dict[str, dict[str, float]] | None = None) -> tuple[str, float, list[list[str]],
                                                                           list[ConceptEvidence], dict]:
     """The measure above, on per-concept values (n_c,) and penultimate features (n_c, D);
-    `cosine`: their `relatedness`, when already computed (the same for every unit)."""
+    `cosine`: their `relatedness`, when already computed (the same for every unit). A concept of
+    fewer than MIN_CONCEPT_IMAGES images is measured and listed (`judged=False`) but cannot drive
+    the unit, nor set the bar the others are held to."""
     pooled = torch.cat(list(responses.values()))
     if background is None:  # the median: robust to the few concepts that do drive the unit
         top = torch.quantile(pooled, 1 - TOP_RANGE).item()
@@ -168,17 +171,20 @@ def verdict_of(responses: dict[str, torch.Tensor], features: dict[str, torch.Ten
     excess = {c: max(v.mean().item() - mean, 0.0) for c, v in responses.items()}
     top_share = {c: (v > top).float().mean().item() for c, v in responses.items()}
     lift = {c: max(f - base, 0.0) for c, f in top_share.items()}  # top-range share above the base rate
-    strongest, most_lifted = max(excess.values()), max(lift.values())
+    judged = {c for c, v in responses.items() if len(v) >= MIN_CONCEPT_IMAGES}
+    strongest = max((excess[c] for c in judged), default=0.0)
+    most_lifted = max((lift[c] for c in judged), default=0.0)
     evidence, driving, mass = [], [], {}
     for c, v in responses.items():
         z = (v.mean().item() - mean) / std
         by_mean = strongest / std >= DRIVE_Z and excess[c] > 0 and excess[c] >= DRIVE_SHARE * strongest
         by_top = top_share[c] >= TOP_LIFT * base and lift[c] >= DRIVE_SHARE * most_lifted
-        if by_mean or by_top:
+        drives = (by_mean or by_top) and c in judged
+        if drives:
             driving.append(c)
         mass[c] = (excess[c] / strongest if strongest else 0.0) + (lift[c] / most_lifted if most_lifted else 0.0)
         evidence.append(ConceptEvidence(c, len(v), v.mean().item(), v.std().item() if len(v) > 1 else 0.0, z,
-                                        top_share[c], by_mean or by_top, [], int((v > 0).sum())))
+                                        top_share[c], drives, [], int((v > 0).sum()), c in judged))
     cosine = cosine if cosine is not None else relatedness(features)
     groups: list[list[str]] = []
     for c in sorted(driving, key=lambda c: -mass[c]):  # strongest first; join the first related group
@@ -271,7 +277,8 @@ def _reports(unit_list: list[Unit], measured: dict, sources: dict[str, ImageSour
             item.top_examples = [(sources[item.name].key(i), round(values[i].item(), 6)) for i in best]
         pooled = torch.cat(list(responses.values()))
         small = [f"concept {e.name!r} has {e.images} readable image{'s' if e.images != 1 else ''}: too few to judge "
-                 f"(give it at least {MIN_CONCEPT_IMAGES})" for e in evidence if e.images < MIN_CONCEPT_IMAGES]
+                 f"(give it at least {MIN_CONCEPT_IMAGES}); left out of the verdict, its figures listed apart"
+                 for e in evidence if not e.judged]
         reports.append(ProbeReport(
             unit.name, verdict, score, [c for g in groups for c in g], groups, evidence, cosine,
             {"mean": background[0] if background else pooled.median().item(),

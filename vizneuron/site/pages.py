@@ -225,7 +225,8 @@ def _layer(entry: SiteLayer, pictures: dict[str, list], strips: dict[str, list[s
     concepts = "".join(f"<option>{html.escape(c)}</option>" for c in entry.atlas.concepts)
     body = (f"<nav><a href='index.html'>model</a> / {html.escape(entry.name)}</nav><h1>{html.escape(entry.name)}</h1>"
             f"<p>{_bar(entry.atlas.counts())}</p>"
-            "<p><select id='verdict' onchange='refilter()'><option value=''>every verdict</option>"
+            + "".join(f"<p class='muted'>{html.escape(note)}</p>" for note in entry.atlas.notes)
+            + "<p><select id='verdict' onchange='refilter()'><option value=''>every verdict</option>"
             + "".join(f"<option>{v}</option>" for v in VERDICTS) + "</select>"
             f"<select id='concept' onchange='refilter()'><option value=''>any concept</option>{concepts}</select>"
             "<select id='order' onchange='refilter()'><option value='order'>unit order</option>"

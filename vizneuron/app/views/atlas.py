@@ -56,6 +56,8 @@ def show(ctx: Context) -> None:
         column.metric(verdict, count)
     st.caption(f"{len(atlas.entries)} units, {atlas.images:,} concept images. \"rare\": fired on fewer than "
                f"{MIN_FIRING} of them, too few to judge (counted apart, not dropped).")
+    for note in atlas.notes:  # e.g. a concept too thin to judge, left out of every verdict
+        st.warning(note)
     c1, c2 = st.columns(2)
     driven_by = c1.multiselect("Driven by (all of)", atlas.concepts, key="atlas_driven_by")
     verdicts = c2.multiselect("Verdict", list(VERDICTS), key="atlas_verdicts")
