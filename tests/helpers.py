@@ -254,6 +254,18 @@ def render_captions(at) -> list[str]:
     return [c for c in captions(at) if c.startswith("activation")]
 
 
+def concept_data(at):
+    return next(box for box in at.text_input if box.label == "Labelled folder (class subfolders)")
+
+
+def concept_groups(at):
+    return next(box for box in at.text_area if box.label.startswith("Label groups"))
+
+
+def layer_picker(at):
+    return next(box for box in at.sidebar.selectbox if box.label == "Layer (type to search)")
+
+
 def index_picker(at):
     return next(box for box in at.sidebar.selectbox if box.label == "Index")
 

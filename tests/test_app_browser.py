@@ -116,6 +116,22 @@ def drive(page, app_url: str, cifar_folder: Path, tmp_path: Path) -> Path:
     shot = Path(os.environ.get("VIZNEURON_SCREENSHOT", tmp_path / "app.png"))
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))
+
+    # a second model: the layer box follows it (no stale layer3), and the examples say the 32 px
+    # sample says little about a 224 px model
+    page.get_by_text("spec", exact=True).click()
+    idle(page)
+    spec = page.get_by_role("textbox", name="Model spec")
+    spec.fill("torchvision:resnet18?weights=none")
+    spec.press("Enter")
+    page.get_by_role("heading", name=re.compile("^layer4:")).wait_for(timeout=300_000)
+    idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    layer_box = sidebar.get_by_role("combobox", name=re.compile("^Layer"))
+    assert layer_box.input_value() == "layer4 (512 channels, 7x7)", layer_box.input_value()
+    assert page.get_by_text(re.compile("^Cannot")).count() == 0  # nothing kept from the last model misleads
+    page.get_by_text(re.compile("upsampled to this model's 224x224")).wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
     return shot
 
 

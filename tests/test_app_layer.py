@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import CIFAR_CLASSES, PER_CLASS, captions, errors, index_picker, make_app, mine_in_app
+from helpers import CIFAR_CLASSES, PER_CLASS, captions, errors, index_picker, layer_picker, make_app, mine_in_app
 
 pytest.importorskip("streamlit")
 
@@ -38,12 +38,13 @@ def test_mine_then_examples_layer_grid_and_click_through(monkeypatch, tmp_path, 
     assert not at.warning and not at.sidebar.warning  # no "default value but also set via Session State"
     # mining again with the same settings reuses (resumes) the same index file
     mine_in_app(at, cifar_folder)
-    assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 2  # the bundled sample's and this
+    assert len(list((tmp_path / "home" / "indexes").glob("*.sqlite"))) == 1  # this one (resumed, not a second)
+    assert len(list((tmp_path / "home" / "indexes" / "sample").glob("*.sqlite"))) == 1  # the sample, layer3 only
 
 
 def test_layer_grid_of_renders_is_cached(monkeypatch, tmp_path):
     at = make_app(monkeypatch, tmp_path)
-    at.sidebar.selectbox(key="layer").set_value("layer1").run()
+    layer_picker(at).set_value("layer1").run()
     at.radio(key="view").set_value("Layer").run()
     at.radio(key="grid_source").set_value("renders").run()
     at.number_input(key="grid_steps").set_value(16).run()

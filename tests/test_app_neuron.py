@@ -7,7 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import PER_CLASS, captions, errors, first_unit, index_picker, make_app, render_captions
+from helpers import (
+    PER_CLASS,
+    captions,
+    concept_data,
+    concept_groups,
+    errors,
+    first_unit,
+    index_picker,
+    layer_picker,
+    make_app,
+    render_captions,
+)
 
 pytest.importorskip("streamlit")
 
@@ -15,7 +26,7 @@ pytest.importorskip("streamlit")
 def test_opens_on_default_model_renders_with_progress_and_caches(monkeypatch, tmp_path):
     at = make_app(monkeypatch, tmp_path)
     assert at.title[0].value == first_unit()  # in the deepest spatial layer of the bundled model
-    assert "128 channels" in at.sidebar.selectbox(key="layer").format_func("layer3")
+    assert "128 channels" in layer_picker(at).format_func("layer3")
     assert "Not rendered with these settings yet." in [c.value for c in at.caption]
     at.number_input(key="steps").set_value(64)
     at.button(key="render").click().run()
@@ -107,8 +118,8 @@ def test_probe_verdict_with_label_groups_uploads_and_sae_split(monkeypatch, tmp_
     sae.save(tmp_path / "home" / "saes" / "small.safetensors")
 
     at = make_app(monkeypatch, tmp_path, cifar_folder.parent)
-    at.text_input(key="concept_data").input(str(cifar_folder))
-    at.text_area(key="concept_groups").input("cat, dog, automobile, truck")
+    concept_data(at).input(str(cifar_folder))
+    concept_groups(at).input("cat, dog, automobile, truck")
     at.number_input(key="probe_renders").set_value(2)
     at.number_input(key="probe_steps").set_value(32)
     at.run()

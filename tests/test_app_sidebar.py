@@ -10,9 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from vizneuron.mine import ExampleIndex
 from vizneuron.models import MODEL_PRESETS
 
-from helpers import captions, errors, first_unit, index_picker, make_app, mine_in_app, shared_path
+from helpers import (
+    captions,
+    concept_data,
+    errors,
+    first_unit,
+    index_picker,
+    layer_picker,
+    make_app,
+    mine_in_app,
+    shared_path,
+)
 
 pytest.importorskip("streamlit")
 
@@ -72,10 +83,10 @@ def test_model_files_in_the_app_folders_are_offered(monkeypatch, tmp_path):
     picker.set_value(str(folder / "coral" / "mobilenet_v1_0.25_128_quant.tflite")).run()
     assert not at.exception and not errors(at), errors(at)
     assert "model_arch" not in [box.key for box in at.sidebar.text_input]  # a TFLite graph needs no architecture
-    assert at.sidebar.selectbox(key="layer").value == "MobilenetV1_Conv2d_13_pointwise"  # MobileNet-v1's layers
+    assert layer_picker(at).value == "MobilenetV1_Conv2d_13_pointwise"  # MobileNet-v1's layers
     at.sidebar.selectbox(key="model_file").set_value(str(folder / "cifar-resnet" / "resnet20-12fca82f.th")).run()
     assert not errors(at) and at.sidebar.text_input(key="model_arch").value == "cifar-resnet"
-    assert at.sidebar.selectbox(key="layer").value == "layer3"  # ResNet-20 for CIFAR
+    assert layer_picker(at).value == "layer3"  # ResNet-20 for CIFAR
     empty = make_app(monkeypatch, tmp_path / "empty-app", tmp_path / "empty-app")
     empty.sidebar.radio(key="model_source").set_value("model file").run()
     assert any("No model files" in i.value for i in empty.sidebar.info)
@@ -94,7 +105,7 @@ def test_uploaded_checkpoint_and_index_from_another_model(monkeypatch, tmp_path,
     assert any("Cannot load model" in e and "ModelSpec(" not in e for e in errors(at))  # the spec, not its repr
     at.sidebar.file_uploader(key="model_upload").upload(weights[0].name, weights[0].read_bytes()).run()
     assert not at.exception and not errors(at), errors(at)  # the index chosen for the default model stays with it
-    assert at.sidebar.selectbox(key="layer").value == "layer3"  # the ResNet-20 loaded; its layers are listed
+    assert layer_picker(at).value == "layer3"  # the ResNet-20 loaded; its layers are listed
     mined = next(p for p in index_picker(at).options if Path(p).name.startswith("default_cifar_small"))
     index_picker(at).set_value(mined).run()
     assert any("was mined with default" in e for e in errors(at)), errors(at)  # an index from another model
@@ -111,7 +122,7 @@ def test_paths_outside_the_app_folders_are_refused(monkeypatch, tmp_path, cifar_
         at.button(key="mine").click().run()
         assert any("outside the folders this app may read" in e for e in errors(at)), errors(at)
     at.radio(key="view").set_value("Neuron").run()
-    at.text_input(key="concept_data").input("/usr/share").run()
+    concept_data(at).input("/usr/share").run()
     assert any("outside the folders" in e for e in errors(at))
     index_picker(at).set_value("(path…)").run()
     at.sidebar.text_input(key="index_typed").input("/etc/hostname").run()
@@ -206,3 +217,32 @@ def test_a_feature_of_another_models_sae_blocks_only_the_neuron_view(monkeypatch
     assert not at.title  # no neuron view of a unit that cannot be read
     at.radio(key="view").set_value("Layer").run()
     assert not at.exception and len(at.image) == 64  # the layer's grid of top examples, first page
+
+
+@pytest.mark.slow
+def test_a_second_model_gets_its_own_layer_its_layer_mined_alone_and_a_note_on_the_sample(monkeypatch, tmp_path):
+    """Switching from the bundled model to an ImageNet one: the layer box shows the new model's
+    default layer (not the last model's), only the shown layer is mined on the bundled sample (the
+    next one when it is opened), and the examples say the 32 px sample says little about a 224 px
+    model, with one click to the Data view."""
+    at = make_app(monkeypatch, tmp_path)
+    assert layer_picker(at).value == "layer3"
+    at.sidebar.radio(key="model_source").set_value("model spec").run()
+    at.sidebar.text_input(key="model_spec").input("torchvision:resnet18?weights=none").run()
+    assert not at.exception and not errors(at), errors(at)
+    assert layer_picker(at).value == "layer4" and "stem" not in layer_picker(at).options
+    assert at.title[0].value.startswith("layer4:")
+    samples = tmp_path / "home" / "indexes" / "sample"
+
+    def mined_layers() -> list[set[str]]:
+        return sorted(sorted({u.split(":")[0] for u in ExampleIndex(p).units()}) for p in samples.glob("*.sqlite"))
+
+    assert mined_layers() == [["layer3"], ["layer4"]]  # the bundled model's layer3, this model's layer4
+    warning = next(w.value for w in at.warning if "bundled sample" in w.value)
+    assert "upsampled to this model's 224x224" in warning
+    at.button(key="examples_to_data").click().run()
+    assert at.radio(key="view").value == "Data"
+    at.radio(key="view").set_value("Neuron").run()
+    layer_picker(at).set_value("layer2").run()
+    assert not errors(at) and at.title[0].value.startswith("layer2:")
+    assert mined_layers() == [["layer2"], ["layer3"], ["layer4"]]

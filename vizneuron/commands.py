@@ -39,7 +39,7 @@ from .sae import (
     train_layer_saes,
 )
 from .sae.train import layer_checkpoint
-from .samples import SAMPLE_DIR, SAMPLE_NAME
+from .samples import SAMPLE_DIR, SAMPLE_NAME, sample_misfit
 from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
 from .shift.task import build_cue_task, build_sample_cue_task
@@ -93,6 +93,9 @@ def cmd_render(args: argparse.Namespace) -> None:
     index = None
     if args.index == SAMPLE_NAME:  # the bundled 300 images, mined for these units once (seconds)
         index = mine_sample(model, units, progress=not args.quiet)
+        misfit = sample_misfit(model.input_size, model.labels)
+        if misfit:
+            warn_user(misfit)
     elif args.index:  # checked before rendering, so a wrong index fails fast
         index = ExampleIndex(args.index)
         missing = [u.name for u in units if u.name not in index.units()]

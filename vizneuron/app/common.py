@@ -122,6 +122,11 @@ def keep_upload(ws: Workspace, file: Any, kind: str, subfolder: str = "") -> Pat
     return ws.keep_upload(ctx.session_id if ctx else "", file.file_id, file.name, file.getvalue(), kind, subfolder)
 
 
+def open_view(view: str) -> None:
+    """A click that opens another view."""
+    st.session_state.update(view=view)
+
+
 def open_neuron_view(**state: Any) -> None:
     """A click that opens the neuron view on another unit (`state`: the sidebar's choices to set)."""
     st.session_state.update(view="Neuron", **state)

@@ -20,10 +20,11 @@ def concept_inputs(ws, loaded: Loaded) -> dict:
     st.markdown("Concepts: label groups of a labelled folder, folders, and/or uploaded images (two or more).")
     c1, c2 = st.columns(2)
     sample_fits = set(SAMPLE_CLASSES) <= set(model.labels or ())  # the sample's labels are this model's
-    data = c1.text_input("Labelled folder (class subfolders)", key="concept_data",
+    mine = model.fingerprint[:12]  # the data and groups of one model are not another's: widgets of their own
+    data = c1.text_input("Labelled folder (class subfolders)", key=f"concept_data_{mine}",
                          placeholder="the bundled sample (300 CIFAR-10 images)" if sample_fits else "")
     groups = c2.text_area("Label groups (a label, NAME=LABEL+LABEL, or an ImageNet group)", default_groups(model),
-                          key="concept_groups", height=80)
+                          key=f"concept_groups_{mine}", height=80)
     per = c1.number_input("Images per concept", 8, 5000, 100, key="per_concept")
     folders = c2.text_area("Folder concepts, one NAME=FOLDER per line", key="concept_folders", height=80)
     concepts: dict = {}

@@ -15,7 +15,7 @@ from vizneuron.units import parse_unit
 from vizneuron.workspace import Workspace
 
 from .common import Context, fail, workspace
-from .sidebar import pick_index, pick_model, pick_unit, session_saes
+from .sidebar import pick_index, pick_layer, pick_model, pick_unit, session_saes
 from .views import accentuation, atlas, circuit, data, edit, examples, header, layer, probe, renders
 
 #: view -> its panels, shown top to bottom
@@ -44,8 +44,9 @@ def rerun(ws: Workspace) -> None:
         st.title("vizneuron")
         st.info("Pick a model in the sidebar.")
         return
-    index = pick_index(ws, loaded)
-    unit, layer, sae_files = pick_unit(loaded.model, ws, index)
+    layer = pick_layer(loaded.model)
+    index = pick_index(ws, loaded, layer)
+    unit, sae_files = pick_unit(loaded.model, ws, index, layer)
     saes = session_saes(sae_files)
     view = st.radio("View", list(VIEWS), key="view", horizontal=True, label_visibility="collapsed")
     target = None

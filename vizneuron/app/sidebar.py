@@ -113,16 +113,29 @@ def session_saes(found: dict[str, Path]) -> dict[str, SAE]:
     return usable
 
 
-def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[str, str, dict[str, Path]]:
-    """Sidebar: layer (searchable, with channel counts) and unit. Returns (unit spec, layer, the
+#: choices that belong to one model (its layer, unit...), forgotten when another is loaded
+MODEL_STATE = ("layer", "channel", "unit_kind", "sae_name", "feature")
+
+
+def pick_layer(model: Model) -> str:
+    """Sidebar: the layer (searchable, with channel counts). A new model opens on its default layer,
+    in a widget of its own (a kept choice keyed by the model), so the box never shows the last
+    model's layer."""
+    st.sidebar.header("Layer")
+    if st.session_state.get("layer_model") != model.fingerprint:  # another model: open on its own defaults
+        st.session_state.layer_model = model.fingerprint
+        for key in MODEL_STATE:
+            st.session_state.pop(key, None)
+    names = [n for n, info in model.layers.items() if info.channels]
+    return kept_choice(st.sidebar, "Layer (type to search)", names, "layer", model.default_layer,
+                       salt=model.fingerprint, format_func=lambda name: model.layers[name].summary)
+
+
+def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None, layer: str) -> tuple[str, dict[str, Path]]:
+    """Sidebar: the unit of `layer` (channel, neuron or SAE feature). Returns (unit spec, the
     layer's usable SAE files by name)."""
     bar = st.sidebar
     bar.header("Unit")
-    names = [n for n, info in model.layers.items() if info.channels]
-    if st.session_state.get("layer") not in names:  # a widget's default must equal its state (see kept_choice)
-        st.session_state.pop("layer", None)
-    layer = bar.selectbox("Layer (type to search)", names, index=names.index(st.session_state.get(
-        "layer", model.default_layer)), key="layer", format_func=lambda name: model.layers[name].summary)
     info = model.layers[layer]
     saes = {**bundled_saes(model.name, layer), **find_saes(ws.sae_folders, layer, info.channels)}
     saes = {name: path for name, path in saes.items() if name in session_saes(saes)}
@@ -139,7 +152,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         sae_name = bar.selectbox("SAE", list(saes), key="sae_name")
         width = session_saes(saes)[sae_name].config.d_sae
         feature = bar.number_input(f"Feature (of {width})", 0, width - 1, key="feature")
-        return f"{layer}/{sae_name}:{int(feature)}", layer, saes
+        return f"{layer}/{sae_name}:{int(feature)}", saes
     units = [f"{layer}:{c}" for c in range(info.channels)]
     tops = index_top_labels(index, units) if index is not None else {}
     hints = {unit: f"{label} {count}/{labelled}" for unit, (label, count, labelled) in tops.items()}
@@ -153,21 +166,27 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None) -> tuple[
         h, w = info.shape[1], info.shape[2]
         y = bar.number_input(f"Row (of {h})", 0, h - 1, value=h // 2, key="neuron_y")
         x = bar.number_input(f"Column (of {w})", 0, w - 1, value=w // 2, key="neuron_x")
-        return f"{layer}:{channel}@{int(y)},{int(x)}", layer, saes
-    return f"{layer}:{channel}", layer, saes
+        return f"{layer}:{channel}@{int(y)},{int(x)}", saes
+    return f"{layer}:{channel}", saes
 
 
-def sample_index(loaded: Loaded, ws: Workspace) -> str | None:
-    """The bundled sample mined for this model into home (once, seconds for the default model), so a
-    first start shows dataset examples and can run the probe without any data of the user's."""
+def sample_index(loaded: Loaded, ws: Workspace, layer: str) -> str | None:
+    """The bundled sample mined for this model's `layer` into home (once; seconds), so a first start
+    shows dataset examples and can run the probe without any data of the user's. Only the layer
+    shown is mined: another layer is mined when it is opened."""
     kept = st.session_state.setdefault("sample_indexes", {})
-    if loaded.model.fingerprint not in kept:
-        index = held_job(loaded, "mining the bundled sample images (first start)…", "Cannot mine the bundled sample",
-                         lambda progress: mine_sample(loaded.model, folder=ws.folder("indexes"), progress=False,
-                                                      on_progress=progress),
+    key = (loaded.model.fingerprint, layer)
+    if key not in kept:
+        index = held_job(loaded, f"mining the bundled sample images for {layer} (once)…",
+                         "Cannot mine the bundled sample",
+                         lambda progress: mine_sample(loaded.model, layer, folder=ws.folder("indexes") / "sample",
+                                                      progress=False, on_progress=progress),
                          where=st.sidebar)
-        kept[loaded.model.fingerprint] = index.path if index is not None else None
-    return kept[loaded.model.fingerprint]
+        kept[key] = index.path if index is not None else None
+    return kept[key]
+
+
+SAMPLE_CHOICE, SAMPLE_LABEL = "(sample)", "bundled sample (300 CIFAR-10 images)"
 
 
 def index_state(model: Model) -> str:
@@ -176,14 +195,17 @@ def index_state(model: Model) -> str:
     return f"index_kept_{model.fingerprint[:12]}"
 
 
-def pick_index(ws: Workspace, loaded: Loaded) -> ExampleIndex | None:
+def pick_index(ws: Workspace, loaded: Loaded, layer: str) -> ExampleIndex | None:
     bar = st.sidebar
     bar.header("Dataset examples")
-    sample = sample_index(loaded, ws)
+    sample = sample_index(loaded, ws, layer)
     found = sorted(str(p) for p in ws.folder("indexes").glob("*.sqlite"))  # where the Data view mines to
-    choice = kept_choice(bar, "Index", ["(none)", *found, "(path…)"], index_state(loaded.model), sample or "(none)",
-                         format_func=lambda p: p if p.startswith("(") else (
-                             "bundled sample (300 CIFAR-10 images)" if p == sample else Path(p).name))
+    options = ["(none)", *([SAMPLE_CHOICE] if sample else []), *found, "(path…)"]
+    choice = kept_choice(bar, "Index", options, index_state(loaded.model), SAMPLE_CHOICE if sample else "(none)",
+                         format_func=lambda p: SAMPLE_LABEL if p == SAMPLE_CHOICE else p if p.startswith("(")
+                         else Path(p).name)
+    if choice == SAMPLE_CHOICE:  # whichever layer is shown: its own sample index
+        choice = sample
     if choice == "(none)":
         bar.caption("No index: mine a folder in the Data view.")
         return None

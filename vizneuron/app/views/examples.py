@@ -6,7 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..common import Context
+from vizneuron.samples import SAMPLE_DIR, sample_misfit
+
+from ..common import Context, open_view
 
 
 def show(ctx: Context) -> None:
@@ -18,6 +20,11 @@ def show(ctx: Context) -> None:
     if ctx.unit_index is None:
         st.info(f"{index.path} has no examples for {ctx.unit} (mine its layer in the Data view).")
         return
+    if Path(index.meta["dataset"].get("root", "")) == SAMPLE_DIR:
+        misfit = sample_misfit(ctx.model.input_size, ctx.model.labels)
+        if misfit:
+            st.warning(misfit)
+            st.button("Open the Data view to mine a folder", key="examples_to_data", on_click=open_view, args=("Data",))
     stats = index.stats(ctx.unit)
     for column, (name, value) in zip(st.columns(4), [("images", f"{stats.count:,}"), ("mean", f"{stats.mean:.3f}"),
                                                      ("max", f"{stats.max:.3f}"), ("active", f"{stats.active:.0%}")]):
