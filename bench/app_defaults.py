@@ -1,5 +1,6 @@
 """How long the app's default actions take on the bundled model (CPU threads as given): the
-neuron view's render, the layer grid's render, mining and the probe on a CIFAR-10 sample.
+neuron view's render, the layer grid's render, mining and the probe on a CIFAR-10 sample, and the
+Edit view's one-click cue task.
 
     python bench/app_defaults.py [--threads 2] [--per-class 100]
 
@@ -19,7 +20,9 @@ from common import save_results, shared
 
 import vizneuron as vz
 from vizneuron import PRESETS, RenderCache
+from vizneuron.models import bundled_saes
 from vizneuron.probe import label_groups
+from vizneuron.shift import apply, build_sample_cue_task, rank
 
 
 def timed(fn):
@@ -59,7 +62,20 @@ def main() -> None:
     rows.append({"action": "probe (10 concepts x 100 images, 4 renders of 128 steps, example clusters)",
                  "seconds": seconds})
     print(f"torch threads: {args.threads}; {report.unit}: {report.summary}")
+    _, seconds = timed(lambda: cue_demo(Path(tempfile.mkdtemp())))
+    rows.append({"action": "Edit view, \"Try it on the bundled cue task\" (build the task from the sample, rank 256 "
+                           "SAE features, apply, score 40 test images)", "seconds": seconds})
     save_results("app_defaults", rows, args)
+
+
+def cue_demo(folder: Path) -> None:
+    """What the Edit view's one click runs, with its settings (views/edit.py `start_cue_demo`)."""
+    task = build_sample_cue_task(folder)
+    model = vz.load_model("default:cue-biased")
+    concepts = {c: task / "concepts" / c for c in ("cue", "cat", "dog")}
+    ranking = rank(model, "layer3", bundled_saes("default:cue-biased", "layer3")["cue_biased_layer3_sae"],
+                   task / "train-biased", concepts, top=256, max_images=2000)
+    apply(model, ranking, task / "train-biased", test=task / "test-balanced", retrain=False, max_images=2000)
 
 
 if __name__ == "__main__":
