@@ -35,7 +35,7 @@ import warnings
 from types import SimpleNamespace
 
 import torch
-from common import SHARED, coral, drop_stale_parts, save_results
+from common import SHARED, MinimalTopK, coral, drop_stale_parts, save_results
 
 from vizneuron import load_model
 from vizneuron.sae import evaluate_sae, layer_activations, mean_max_cosine, toy_superposition, train_sae
@@ -214,28 +214,14 @@ class _silenced:
 
 def run_minimal_topk(data: dict, lr: float) -> Trained:
     """The fewest operations of a TopK SAE step with a dense decoder, at vizneuron's batch size."""
-    torch.manual_seed(0)
-    train, k = data["train"], data["k"]
-    d, d_sae = train.shape[1], data["d_sae"]
-    w_dec = torch.nn.Parameter(torch.randn(d_sae, d) / math.sqrt(d))
-    w_enc = torch.nn.Parameter(w_dec.detach().T.clone())
-    b_enc, b_dec = torch.nn.Parameter(torch.zeros(d_sae)), torch.nn.Parameter(train.mean(0).clone())
-    optimiser = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=lr)
+    train = data["train"]
+    minimal = MinimalTopK(train.shape[1], data["d_sae"], data["k"], train.mean(0), lr)
     batch = auto_batch_size(len(train))
-
-    def codes(x):
-        pre = (x - b_dec) @ w_enc + b_enc
-        values, indices = pre.topk(k, dim=1)
-        return torch.zeros_like(pre).scatter(1, indices, torch.relu(values))
-
     start = time.perf_counter()
     for _ in range(data["budget"]):
         for x in train[torch.randperm(len(train))].split(batch):
-            loss = (x - (codes(x) @ w_dec + b_dec)).pow(2).mean()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-    return Trained(reconstruct=lambda x: codes(x) @ w_dec + b_dec, codes=codes, decoder=w_dec.detach(),
+            minimal.step(x)
+    return Trained(reconstruct=minimal.reconstruct, codes=minimal.codes, decoder=minimal.w_dec.detach(),
                    seconds=time.perf_counter() - start, samples=data["budget"] * len(train), note="")
 
 

@@ -7,6 +7,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import math
 import os
 import platform
 import sys
@@ -114,6 +115,35 @@ class _Listed(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         return self.transform(torchvision.datasets.folder.default_loader(self.files[i])), 0
+
+
+class MinimalTopK:
+    """The fewest operations of a TopK SAE step: linear encoder, top-k, dense linear decoder, MSE,
+    Adam. The reference the SAE speed figures are held against (bench_sae, bench_scale, gpu_suite)."""
+
+    def __init__(self, d: int, d_sae: int, k: int, b_dec: torch.Tensor, lr: float = 1e-3) -> None:
+        torch.manual_seed(0)
+        device = b_dec.device
+        self.k = k
+        self.w_dec = torch.nn.Parameter(torch.randn(d_sae, d, device=device) / math.sqrt(d))
+        self.w_enc = torch.nn.Parameter(self.w_dec.detach().T.clone())
+        self.b_enc = torch.nn.Parameter(torch.zeros(d_sae, device=device))
+        self.b_dec = torch.nn.Parameter(b_dec.detach().clone())
+        self.optimiser = torch.optim.Adam([self.w_enc, self.b_enc, self.w_dec, self.b_dec], lr=lr)
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        pre = (x - self.b_dec) @ self.w_enc + self.b_enc
+        values, indices = pre.topk(self.k, dim=1)
+        return torch.zeros_like(pre).scatter(1, indices, torch.relu(values))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codes(x) @ self.w_dec + self.b_dec
+
+    def step(self, x: torch.Tensor) -> None:
+        loss = (x - self.reconstruct(x)).pow(2).mean()
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
 
 
 def top5_rate(judge, images: torch.Tensor, targets: torch.Tensor) -> float:

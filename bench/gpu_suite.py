@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, plain_loop, save_results
+from common import ROOT, MinimalTopK, plain_loop, save_results
 from PIL import Image
 
 import vizneuron as vz
@@ -134,21 +134,10 @@ def _timed(job: Callable[[], object]) -> float:
 
 
 def _minimal(x: torch.Tensor) -> None:
-    """The fewest operations of a TopK step (dense decoder, MSE, Adam) at vizneuron's batch size."""
-    d, d_sae = x.shape[1], EXPANSION * x.shape[1]
-    w_dec = torch.nn.Parameter(torch.randn(d_sae, d, device=x.device) / math.sqrt(d))
-    w_enc = torch.nn.Parameter(w_dec.detach().T.clone())
-    b_enc = torch.nn.Parameter(torch.zeros(d_sae, device=x.device))
-    b_dec = torch.nn.Parameter(x[:4096].mean(0).clone())
-    optimiser = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=1e-3)
+    """The minimal TopK step (`common.MinimalTopK`) over the rows once, at vizneuron's batch size."""
+    minimal = MinimalTopK(x.shape[1], EXPANSION * x.shape[1], K, x[:4096].mean(0))
     for batch in x[torch.randperm(len(x), device=x.device)].split(auto_batch_size(len(x))):
-        pre = (batch - b_dec) @ w_enc + b_enc
-        values, indices = pre.topk(K, dim=1)
-        codes = torch.zeros_like(pre).scatter(1, indices, torch.relu(values))
-        loss = (batch - (codes @ w_dec + b_dec)).pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        minimal.step(batch)
 
 
 PARTS = {"renders": renders, "mining": mining, "sae": sae_training}

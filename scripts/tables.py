@@ -362,6 +362,28 @@ def loader_decoders() -> str:
                 rows) + "\n\n" + produced(source)
 
 
+def worked_atlas() -> str:
+    found, source = results("worked_mobilenet")
+    concepts = ", ".join(f"{name} {count}" for name, count in found["concepts"].items())
+    counts = ", ".join(f"{verdict} {count}" for verdict, count in found["counts"].items())
+    rows = [[e["unit"], f"{e['score']:.3f}", ", ".join(e["concepts"])] for e in found["most_polysemantic"]]
+    notes = "".join(f"\n\n> {note}" for note in found["notes"])
+    return (f"{found['model']} `{found['layer']}`: {found['units']:,} units; concepts (images): {concepts}. "
+            f"Verdicts: {counts}.{notes}\n\n"
+            + grid(["most polysemantic units", "score", "driving concepts"], rows) + "\n\n" + produced(source))
+
+
+def worked_probe() -> str:
+    found, source = results("worked_mobilenet")
+    report = found["probe"]
+    rows = [[e["concept"], e["images"], f"{e['mean']:.3f}", f"{e['z']:+.2f}", e["top range"], e["drives"]]
+            for e in report["evidence"]]
+    renders = report["renders"].get("summary") or ""
+    warnings = "".join(f"\n\n> {w}" for w in report["warnings"])
+    return (f"`{report['unit']}`: **{report['summary']}**, score {report['score']:.3f}. {renders}{warnings}\n\n"
+            + grid(["concept", "images", "mean", "z", "top range", "drives"], rows) + "\n\n" + produced(source))
+
+
 def scale_mine() -> str:
     found, source = results("scale_mine", "mine")
     ours, plain = found["vizneuron"], found["plain"]
@@ -590,6 +612,8 @@ TABLES: dict[str, tuple[Callable[[], str], str]] = {
     "site": (site_cost, "python bench/site.py bundled mobilenet"),
     "shift-validation": (shift_validation, "python bench/bench_shift.py"),
     "loader": (loader, "python bench/bench_loader.py"),
+    "worked-atlas": (worked_atlas, "python bench/worked_mobilenet.py"),
+    "worked-probe": (worked_probe, "python bench/worked_mobilenet.py"),
     "loader-decoders": (loader_decoders, "python bench/bench_loader.py decoders"),
     "scale-mine": (scale_mine, "python bench/bench_scale.py mine"),
     "scale-sae": (scale_sae, "python bench/bench_scale.py sae"),
