@@ -131,6 +131,7 @@ def drive(page, app_url: str, cifar_folder: Path, tmp_path: Path) -> Path:
     assert layer_box.input_value() == "layer4 (512 channels, 7x7)", layer_box.input_value()
     assert page.get_by_text(re.compile("^Cannot")).count() == 0  # nothing kept from the last model misleads
     page.get_by_text(re.compile("upsampled to this model's 224x224")).wait_for(timeout=60_000)
+    assert sidebar.get_by_text("300 images, 512 units, 0 skipped").count() == 1  # layer4 alone was mined
     assert page.locator('[data-testid="stException"]').count() == 0
     return shot
 
