@@ -88,12 +88,15 @@ def mined(model: vz.Model, layers: str, data: Path, workers: int | str) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workloads", nargs="*", default=[*WORKLOADS, "decoders"], choices=[*WORKLOADS, "decoders"])
+    parser.add_argument("workloads", nargs="*", help="resnet18, bundled, decoders (default: all of them)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    unknown = set(args.workloads) - {*WORKLOADS, "decoders"}
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}: choose from resnet18, bundled, decoders")
     torch.set_num_threads(args.threads)
-    for name in args.workloads:
+    for name in args.workloads or [*WORKLOADS, "decoders"]:
         if name == "decoders":
             torch.set_num_threads(1)
             save_results("loader_decoders", decoders(args.rounds), args)

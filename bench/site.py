@@ -40,11 +40,13 @@ def size(folder: Path) -> tuple[int, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sites", nargs="*", default=["bundled"], choices=list(SITES))
+    parser.add_argument("sites", nargs="*", help="bundled, mobilenet (default: bundled)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if set(args.sites) - set(SITES):
+        parser.error(f"unknown sites {sorted(set(args.sites) - set(SITES))}: choose from {', '.join(SITES)}")
     torch.set_num_threads(args.threads)
-    for name in args.sites:
+    for name in args.sites or ["bundled"]:
         model, layers, data = SITES[name]()
         folder = Path(tempfile.mkdtemp(prefix="site-"))
         try:

@@ -56,6 +56,12 @@ def produced(*sources: dict) -> str:
     return "\n".join(lines)
 
 
+def model_name(spec: str) -> str:
+    """A model spec as a table shows it: a file source by its file's name, not the machine's path."""
+    source, _, rest = spec.partition(":")
+    return f"{source}:{rest.split('?')[0].rsplit('/', 1)[-1]}" if "/" in rest else spec
+
+
 def percent(value: float, digits: int = 0) -> str:
     return f"{value:.{digits}%}".replace("%", " %")
 
@@ -331,7 +337,7 @@ def site_cost() -> str:
     for _, row, _ in found:
         first, again = row["runs"]["first build"], row["runs"]["rerun, nothing changed"]
         stages = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in first["stages"].items())
-        rows.append([f"{row['model']}: {', '.join(row['layers'])}", row["units"], row["pages"],
+        rows.append([f"{model_name(row['model'])}: {', '.join(row['layers'])}", row["units"], row["pages"],
                      f"{row['bytes'] / 1e6:.1f} MB", f"{row['largest_page_bytes'] / 1e3:.0f} KB",
                      f"{first['seconds']:.0f} ({stages})", f"{again['seconds']:.1f}",
                      ", ".join(f"{n} {w}" for w, n in again["work"].items()) or "nothing"])
@@ -345,7 +351,7 @@ def loader() -> str:
     for _, row, _ in found:
         for measured in row["rows"]:
             whole = measured.get("whole_images_per_s")
-            rows.append([f"{row['model']} {row['layers']}, {row['images']:,} images", measured["tool"],
+            rows.append([f"{model_name(row['model'])} {row['layers']}, {row['images']:,} images", measured["tool"],
                          measured["workers"], f"{measured['images_per_s']:.1f}", f"{measured['vs_best_plain']:.2f}x",
                          "-" if whole is None else f"{whole:.1f}",
                          "-" if whole is None else f"{measured['whole_vs_best_plain']:.2f}x"])
@@ -368,8 +374,8 @@ def worked_atlas() -> str:
     counts = ", ".join(f"{verdict} {count}" for verdict, count in found["counts"].items())
     rows = [[e["unit"], f"{e['score']:.3f}", ", ".join(e["concepts"])] for e in found["most_polysemantic"]]
     notes = "".join(f"\n\n> {note}" for note in found["notes"])
-    return (f"{found['model']} `{found['layer']}`: {found['units']:,} units; concepts (images): {concepts}. "
-            f"Verdicts: {counts}.{notes}\n\n"
+    return (f"{model_name(found['model'])} `{found['layer']}`: {found['units']:,} units; concepts (images): "
+            f"{concepts}. Verdicts: {counts}.{notes}\n\n"
             + grid(["most polysemantic units", "score", "driving concepts"], rows) + "\n\n" + produced(source))
 
 
@@ -388,7 +394,7 @@ def scale_mine() -> str:
     found, source = results("scale_mine", "mine")
     ours, plain = found["vizneuron"], found["plain"]
     rss = ", ".join(f"{int(n):,} images: {r['peak_rss_mb']:,.0f} MB" for n, r in found["rss_by_images"].items())
-    rows = [[f"{found['model'].split('?')[0]} {found['layers']} (k {found['k']}), {found['images']:,} images",
+    rows = [[f"{model_name(found['model'])} {found['layers']} (k {found['k']}), {found['images']:,} images",
              f"{median([r['images_per_s'] for r in ours]):.1f}", f"{median([r['images_per_s'] for r in plain]):.1f}",
              f"{found['stream_vs_plain']:.2f}x", f"{found['whole_vs_plain']:.2f}x", rss]]
     return (grid(["job", "vizneuron images/s (streaming)", "plain loop images/s", "streaming vs plain",
