@@ -242,8 +242,8 @@ def mine_speed() -> str:
                      f"{mining / plain:.2f}x", f"{median(row['finalise_s']):.1f}"])
     memory = [[f"{row['images']:,}", f"{row['peak_rss_mib']:.0f}"] for row in found["memory"]]
     return (grid(["layer mined (all channels)", "plain forward img/s", "mining img/s", "ratio",
-                  "crops and thumbnails pass s"], rows) + "\n\n" + grid(["images mined (peak memory)", "peak RSS MiB"], memory)
-            + "\n\n" + produced(source))
+                  "crops and thumbnails pass s"], rows)
+            + "\n\n" + grid(["images mined (peak memory)", "peak RSS MiB"], memory) + "\n\n" + produced(source))
 
 
 def ray() -> str:
