@@ -418,7 +418,8 @@ def scale_sae() -> str:
 
 def scale_render() -> str:
     found, source = results("scale_render", "render")
-    rows = [[f"{found['batches']} batches of {found['batch']} units", f"{found['seconds']:.0f}",
+    batches = f"{found['batches']} batch{'es' if found['batches'] != 1 else ''}"
+    rows = [[f"{batches} of {found['batch']} units", f"{found['seconds']:.0f}",
              f"{found['full_layer_estimate_s'] / 60:.0f} min"]]
     return grid(["timed", "seconds", "whole layer4 (2,048 channels), estimated"], rows) + "\n\n" + produced(source)
 
