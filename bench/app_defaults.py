@@ -22,7 +22,7 @@ import vizneuron as vz
 from vizneuron import PRESETS, RenderCache
 from vizneuron.models import bundled_saes
 from vizneuron.probe import label_groups
-from vizneuron.shift import apply, build_sample_cue_task, rank
+from vizneuron.shift import BIASED_MODEL, CUE_LAYER, apply, build_sample_cue_task, rank, task_concepts
 
 
 def timed(fn):
@@ -71,10 +71,9 @@ def main() -> None:
 def cue_demo(folder: Path) -> None:
     """What the Edit view's one click runs, with its settings (views/edit.py `start_cue_demo`)."""
     task = build_sample_cue_task(folder)
-    model = vz.load_model("default:cue-biased")
-    concepts = {c: task / "concepts" / c for c in ("cue", "cat", "dog")}
-    ranking = rank(model, "layer3", bundled_saes("default:cue-biased", "layer3")["cue_biased_layer3_sae"],
-                   task / "train-biased", concepts, top=256, max_images=2000)
+    model = vz.load_model(BIASED_MODEL)
+    ranking = rank(model, CUE_LAYER, next(iter(bundled_saes(BIASED_MODEL, CUE_LAYER).values())),
+                   task / "train-biased", task_concepts(task), top=256, max_images=2000)
     apply(model, ranking, task / "train-biased", test=task / "test-balanced", retrain=False, max_images=2000)
 
 

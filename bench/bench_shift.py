@@ -37,7 +37,7 @@ from vizneuron import edit, load_model, train_layer_sae
 from vizneuron.edit import unit_means
 from vizneuron.sae.model import read_sae_config
 from vizneuron.shift.run import SAE_NAME, Scores, cue_driven, evaluate, rank, retrain_head
-from vizneuron.shift.task import build_cue_task, undo_cue
+from vizneuron.shift.task import build_cue_task, task_concepts, undo_cue
 from vizneuron.units import parse_units
 
 # the grid, fixed before any run: the proposal rule (z_min, margin, up_only), how many proposed
@@ -65,7 +65,7 @@ def main() -> None:
                                                           "test-cuefree"))
     if args.train_sae:
         train_layer_sae(biased, args.layer, train, k=16, expansion=8, seed=0).save(args.sae)
-    concepts = {name: task / "concepts" / name for name in ("cue", "cat", "dog")}
+    concepts = task_concepts(task)
     start = time.perf_counter()
 
     def ablated(units: list[str], mode: str, means: dict[str, float], saes=None):

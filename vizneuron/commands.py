@@ -42,7 +42,7 @@ from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME, sample_misfit
 from .shift.report import write_shift
 from .shift.run import SAE_NAME, shift
-from .shift.task import build_cue_task, build_sample_cue_task
+from .shift.task import BIASED_MODEL, CUE_LAYER, build_cue_task, build_sample_cue_task, task_concepts
 from .site import site
 from .stream import stream_batch
 from .units import parse_unit, parse_units
@@ -326,9 +326,9 @@ def cmd_cue_task(args: argparse.Namespace) -> None:
             else build_sample_cue_task(args.out))
     for split in sorted(p for p in task.iterdir() if p.is_dir()):
         print(f"  {split.name:<15} {len(image_files(split)):>6,} images")
-    sae = next(iter(bundled_saes("default:cue-biased", "layer3").values()))
-    concepts = " ".join(f"--concept {c}={task / 'concepts' / c}" for c in ("cue", "cat", "dog"))
-    print(f"next: vizneuron shift default:cue-biased --layer layer3 --sae {sae} --data {task / 'train-biased'} "
+    sae = next(iter(bundled_saes(BIASED_MODEL, CUE_LAYER).values()))
+    concepts = " ".join(f"--concept {c}={path}" for c, path in task_concepts(task).items())
+    print(f"next: vizneuron shift {BIASED_MODEL} --layer {CUE_LAYER} --sae {sae} --data {task / 'train-biased'} "
           f"{concepts} --test {task / 'test-balanced'}")
 
 

@@ -92,15 +92,17 @@ def stream_batch(model: Model, batch: Batch) -> int:
     fit = max(1, model.memory_bytes // AUTO_BATCH_MEMORY_SHARE // (4 * 4 * largest))
     low, high = AUTO_BATCH_GPU
     return min(high, max(low, 2 ** (fit.bit_length() - 1)))
+
+
 MIN_BATCHES_FOR_WORKERS = 4  # fewer batches than this: starting worker processes costs more than it saves
 
 
 def decode_workers(workers: Workers, device: torch.device, batches: int) -> int:
-    """How many DataLoader processes decode images: `workers` as given, or for "auto" what
-    measured fastest (bench/bench_loader.py): none for a stream of a few batches (a worker's start
-    outweighs it), on a GPU one per spare core up to 8 (the model's forward leaves the CPUs to
-    decoding), and on the CPU one per two cores beyond the first two (the forward uses every core,
-    so a worker takes cores from it; on 2 cores decoding in the main process is fastest)."""
+    """How many DataLoader processes decode images: `workers` as given, or for "auto": none for a
+    stream of a few batches (a worker's start outweighs it); on the CPU one per two cores beyond the
+    first two (the forward uses every core, so a worker takes cores from it: on 2 cores decoding in
+    the main process measured fastest, bench/bench_loader.py; more cores are not yet measured); on a
+    GPU one per spare core up to 8 (the forward leaves the CPUs to decoding; not yet measured)."""
     if workers != "auto":
         if not isinstance(workers, int) or workers < 0:
             raise VizneuronError(f"workers must be 0 or more, or 'auto', not {workers!r}")

@@ -36,6 +36,13 @@ from ..imageio import image_files, read_rgb
 from ..samples import SAMPLE_DIR
 
 CLASSES = ("cat", "dog")
+CONCEPTS = ("cue", *CLASSES)  # the concept sets under every task folder's concepts/
+BIASED_MODEL, CUE_LAYER = "default:cue-biased", "layer3"  # the bundled model that learned the cue; its SAE's layer
+
+
+def task_concepts(task: str | Path) -> dict[str, Path]:
+    """A task folder's concept sets by name, as `shift.rank` and `vizneuron shift --concept` take them."""
+    return {name: Path(task) / "concepts" / name for name in CONCEPTS}
 CUE_LEVEL = 8  # grey levels added or subtracted by the stripes
 CORRELATION = 0.95  # share of training images whose cue agrees with the label (cue <-> cat)
 HELD_OUT = 250  # training images per class kept back for the concept sets

@@ -12,7 +12,7 @@ import streamlit as st
 from vizneuron.errors import expected
 from vizneuron.models import bundled_saes
 from vizneuron.probe import parse_named_paths
-from vizneuron.shift import apply, build_sample_cue_task, rank
+from vizneuron.shift import BIASED_MODEL, CUE_LAYER, apply, build_sample_cue_task, rank, task_concepts
 from vizneuron.workspace import Workspace
 
 from ..common import Context, fail, held_job
@@ -23,7 +23,6 @@ def explore_edit(path: str) -> None:
     st.session_state.update(model_source="model spec", model_spec=f"edit:{path}", view="Neuron")
 
 
-CUE_MODEL, CUE_LAYER = "default:cue-biased", "layer3"
 DEMO_NOTE = ("The bundled cue task: the cue-biased model learned that a faint stripe texture means cat. 10 training "
              "images a class (the cue on every cat and on one dog), 10 images a concept, 10 test images a group (each "
              "test image with and without the cue): a demonstration, too small to measure finely. The full task's "
@@ -35,10 +34,10 @@ def start_cue_demo(ws: Workspace) -> None:
     bundled sample) and ask the next rerun to rank and apply at once."""
     task = build_sample_cue_task(ws.folder("cue-task-sample"))
     st.session_state.update(
-        model_source="model spec", model_spec=CUE_MODEL, view="Edit", layer=CUE_LAYER,
-        edit_units=f"SAE {next(iter(bundled_saes(CUE_MODEL, CUE_LAYER)))}", edit_train=str(task / "train-biased"),
+        model_source="model spec", model_spec=BIASED_MODEL, view="Edit", layer=CUE_LAYER,
+        edit_units=f"SAE {next(iter(bundled_saes(BIASED_MODEL, CUE_LAYER)))}", edit_train=str(task / "train-biased"),
         edit_test=str(task / "test-balanced"), edit_top=256, edit_rank_images=2000, edit_retrain=False,
-        edit_concepts="\n".join(f"{c}={task / 'concepts' / c}" for c in ("cue", "cat", "dog")), edit_demo=True)
+        edit_concepts="\n".join(f"{c}={path}" for c, path in task_concepts(task).items()), edit_demo=True)
     st.session_state.pop("edit_applied", None)
 
 
@@ -48,7 +47,7 @@ def show(ctx: Context) -> None:
     st.button("Try it on the bundled cue task", key="edit_try", on_click=start_cue_demo, args=(ws,),
               help="The bundled cat-vs-dog model that learned a faint stripe cue, its SAE, and a small cue task made "
                    "from the bundled sample's cats and dogs: rank, apply and score, in seconds")
-    demo = st.session_state.pop("edit_demo", False) and model.name == CUE_MODEL and layer == CUE_LAYER
+    demo = st.session_state.pop("edit_demo", False) and model.name == BIASED_MODEL and layer == CUE_LAYER
     what = st.radio("Units", ["channels", *[f"SAE {name}" for name in ctx.sae_files]], key="edit_units",
                     horizontal=True)
     sae_file = ctx.sae_files[what.removeprefix("SAE ")] if what != "channels" else None
