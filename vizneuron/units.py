@@ -21,6 +21,7 @@ import torch
 from .errors import VizneuronError
 from .files import readable
 from .models.base import OUTPUT_LAYER, PLAIN, LayerError, Model, TokenLayout
+from .sae.formats import detect_format
 from .sae.model import SAE, SAEError, load_sae
 
 #: SAEs by the name unit specs use for them (`LAYER/NAME:F`), handed to the parser by the caller
@@ -221,7 +222,7 @@ def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Mo
     sae = saes.get(name)
     if sae is None:
         path = next((p for p in (readable(name, "SAE file"), readable(name + ".safetensors", "SAE file"))
-                     if p.is_file()), None)
+                     if p.is_file() or detect_format(p)), None)
         if path is None:
             known = f"; given: {', '.join(saes)}" if saes else ""
             raise UnitError(f"{spec!r}: no SAE named {name!r} (neither given nor a file){known}")

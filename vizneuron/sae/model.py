@@ -37,6 +37,18 @@ from ..files import readable
 from ..imageio import write_atomic
 from ..redirect import redirect_gradient
 from .config import KINDS, THRESHOLDED, SAEConfig, SAEError
+from .formats import (
+    DL_CONFIG,
+    DL_WEIGHTS,
+    SAELENS,
+    SAELENS_CONFIG,
+    SAELENS_WEIGHTS,
+    detect_format,
+    foreign_config,
+    read_foreign,
+    split_reference,
+    write_saelens,
+)
 
 BANDWIDTH = 0.1  # JumpReLU: width of the window around a threshold that passes it gradient
 CHECKSUM = "vizneuron_sha256"
@@ -138,15 +150,22 @@ class SAE(nn.Module):
     def normalise_decoder(self) -> None:
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-8))
 
-    def save(self, path: str | Path) -> None:
-        """Weights as safetensors (config in its metadata) and the config beside it as JSON."""
+    def save(self, path: str | Path, format: str = "vizneuron") -> Path:
+        """Write the SAE: `vizneuron` (default), one safetensors file with its config in the
+        metadata and beside it as JSON; `saelens`, a folder SAELens loads (`formats.write_saelens`).
+        Returns what was written."""
         path = Path(path)
+        if format == SAELENS:
+            return write_saelens(self.config, self.state_dict(), path)
+        if format != "vizneuron":
+            raise SAEError(f"SAE format must be vizneuron or {SAELENS}, not {format!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         config = json.dumps(asdict(self.config), indent=1)
         tensors = {n: p.detach().cpu().contiguous() for n, p in self.state_dict().items()}
         write_atomic(path, save_tensors(tensors, metadata={"vizneuron_sae": config,
                                                            CHECKSUM: _checksum(config, tensors)}))
         write_atomic(path.with_suffix(".json"), (config + "\n").encode())
+        return path
 
 
 def random_decoder(like: SAE, seed: int = 0) -> SAE:
@@ -205,6 +224,9 @@ def _checksum(config: str, tensors: dict[str, torch.Tensor]) -> str:
 def _read_metadata(path: Path) -> tuple[dict[str, str], SAEConfig]:
     if not path.exists():
         raise SAEError(f"SAE file {path} not found")
+    if path.is_dir():
+        raise SAEError(f"{path} is a folder but holds no SAE vizneuron reads: a SAELens SAE has {SAELENS_CONFIG} "
+                       f"and {SAELENS_WEIGHTS}, a dictionary_learning one {DL_CONFIG} and {DL_WEIGHTS}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -224,19 +246,50 @@ def _read_metadata(path: Path) -> tuple[dict[str, str], SAEConfig]:
 
 
 def read_sae_config(path: str | Path) -> SAEConfig:
-    """An SAE file's config (model, layer, sizes, metrics) without loading its weights."""
-    return _read_metadata(readable(path, "SAE file"))[1]
+    """An SAE's config (model, layer, sizes, metrics) without loading its weights: a vizneuron file,
+    or a SAELens / dictionary_learning folder (`saelens:DIR`, `dictionary_learning:DIR`, or found by
+    its files)."""
+    fmt, where, options = _locate(path)
+    if fmt is not None:
+        return foreign_config(fmt, where, options.get("layer"))
+    return _read_metadata(where)[1]
+
+
+def _locate(path: str | Path) -> tuple[str | None, Path, dict[str, str]]:
+    """(foreign format or None, the path the access allows, options) for an SAE reference."""
+    fmt, where, options = split_reference(path)
+    where = readable(where, "SAE file")
+    return fmt or detect_format(where), where, options
 
 
 def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
-    """An SAE saved by `SAE.save`, refused if its config or weights were changed after saving (the
-    checksum in the file), if the JSON beside it disagrees with the file's own config, or if its
-    width is not `d_in` (the layer's, when given)."""
-    path = readable(path, "SAE file")
-    meta, config = _read_metadata(path)
+    """An SAE from a file `SAE.save` wrote, or from a SAELens or dictionary_learning folder
+    (`saelens:DIR?layer=NAME`, `dictionary_learning:DIR`, or a folder recognised by its files;
+    `layer` names the vizneuron layer it reads when its config's hook name is not one). Ours are
+    refused if their config or weights changed after saving (the checksum in the file) or if the
+    JSON beside disagrees with the file's own config; any is refused if its width is not `d_in`
+    (the layer's, when given)."""
+    fmt, path, options = _locate(path)
+    if fmt is not None:
+        config, tensors = read_foreign(fmt, path, options.get("layer"))
+    else:
+        config, tensors = _read_vizneuron(path)
     if d_in is not None and config.d_in != d_in:
-        raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model} {config.layer}); "
-                       f"this layer has {d_in} channels")
+        raise SAEError(f"{path} was trained on a {config.d_in}-wide layer ({config.model or 'model unrecorded'} "
+                       f"{config.layer or ''}); this layer has {d_in} channels")
+    sae = SAE(config)
+    shapes = {name: tuple(p.shape) for name, p in sae.state_dict().items()}
+    if {name: tuple(t.shape) for name, t in tensors.items()} != shapes:
+        raise SAEError(f"{path}: its weights do not have the shapes its config says ({config.d_in} -> {config.d_sae})")
+    if not all(torch.isfinite(t).all() for t in tensors.values()):
+        raise SAEError(f"{path}: its weights hold NaN or infinite values")
+    sae.load_state_dict(tensors)
+    return sae.eval().requires_grad_(False)
+
+
+def _read_vizneuron(path: Path) -> tuple[SAEConfig, dict[str, torch.Tensor]]:
+    """A file `SAE.save` wrote, checked against its checksum and the JSON beside it."""
+    meta, config = _read_metadata(path)
     try:
         tensors = load_file(str(path))
     except Exception as err:  # truncated or damaged tensor data
@@ -253,22 +306,17 @@ def load_sae(path: str | Path, d_in: int | None = None) -> SAE:
         if beside != config:
             raise SAEError(f"{sidecar} does not match the config inside {path.name} (edited?): the file's own "
                            f"config is what counts; restore {sidecar.name} or delete it")
-    sae = SAE(config)
-    shapes = {name: tuple(p.shape) for name, p in sae.state_dict().items()}
-    if {name: tuple(t.shape) for name, t in tensors.items()} != shapes:
-        raise SAEError(f"{path}: its weights do not have the shapes its config says ({config.d_in} -> {config.d_sae})")
-    if not all(torch.isfinite(t).all() for t in tensors.values()):
-        raise SAEError(f"{path}: its weights hold NaN or infinite values")
-    sae.load_state_dict(tensors)
-    return sae.eval().requires_grad_(False)
+    return config, tensors
 
 
 def find_saes(folders: list[Path], layer: str, d_in: int) -> dict[str, Path]:
-    """SAE files trained on `layer` (with `d_in` channels) in `folders`, by file stem; the first
-    folder that has a name wins. Foreign and broken files are passed over."""
+    """SAEs trained on `layer` (with `d_in` channels) in `folders`: vizneuron files by stem, SAELens
+    and dictionary_learning folders by name; the first folder that has a name wins. Other and broken
+    files are passed over."""
     found: dict[str, Path] = {}
     for folder in map(Path, folders):
-        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        for path in (p for p in entries if p.suffix == ".safetensors" or (p.is_dir() and detect_format(p))):
             try:
                 config = read_sae_config(path)  # a file the access refuses (a symlink out) is passed over too
             except VizneuronError:
