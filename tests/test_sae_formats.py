@@ -12,8 +12,11 @@ import pytest
 import torch
 
 import vizneuron as vz
+from vizneuron.cli import main
+from vizneuron.models.default import bundled_saes
 from vizneuron.sae import SAE, SAEConfig, SAEError, layer_activations, load_sae, read_sae_config
 from vizneuron.samples import SAMPLE_DIR
+from vizneuron.shift.task import BIASED_MODEL, CUE_LAYER
 from vizneuron.units import parse_units
 
 pytestmark = pytest.mark.slow  # importing sae_lens alone takes seconds
@@ -221,3 +224,21 @@ def test_a_saelens_sae_is_a_unit_like_ours(tmp_path, model, rows):
         best = theirs.encode(act)[:, 0].max()
     assert best > 0
     torch.testing.assert_close(torch.tensor(first.value), best, rtol=1e-4, atol=1e-5)
+
+
+def test_the_cli_exports_the_bundled_sae_for_saelens(tmp_path, capsys):
+    """`vizneuron sae export` on the bundled cue-biased SAE: SAELens loads the folder and encodes the
+    bundled model's activations as we do; `sae eval` reads a foreign folder without rewriting it."""
+    model = vz.load_model(BIASED_MODEL)
+    [path] = bundled_saes(model.name, CUE_LAYER).values()
+    assert main(["sae", "export", str(path), str(tmp_path / "out")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    theirs, ours = sae_lens.SAE.load_from_disk(tmp_path / "out"), load_sae(path)
+    act = torch.cat(list(layer_activations(model, CUE_LAYER, SAMPLE_DIR, max_images=32, workers=0)))
+    with torch.no_grad():
+        _same(theirs.encode(act), ours.encode(act))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert main(["sae", "eval", BIASED_MODEL, str(tmp_path / "out"), "--data", str(SAMPLE_DIR), "--layer", CUE_LAYER,
+                 "--max-images", "40", "--quiet"]) == 0
+    assert "metrics printed, not stored" in capsys.readouterr().out
+    assert before == {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}

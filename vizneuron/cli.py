@@ -51,6 +51,8 @@ WORKERS_HELP = ("processes decoding images beside the model (default: auto, what
                 "machine: none on 2 CPU cores, more with more cores or a GPU)")
 
 
+SAE_REF_HELP = ("SAE: a vizneuron .safetensors file, a SAELens or dictionary_learning folder, or saelens:DIR / "
+                "dictionary_learning:DIR (add ?layer=NAME when its hook name is not a layer of the model)")
 MODEL_HELP = "model spec: default, torchvision:NAME, timm:NAME, tflite:PATH, ... (`vizneuron models` lists them)"
 DEVICE_HELP = "torch device: cpu, cuda, cuda:1, mps (default: cpu)"
 THREADS_HELP = "CPU threads for torch (default: torch's, one per core)"
@@ -266,14 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     extract.set_defaults(func="sae_extract")
     evaluate = sae_sub.add_parser("eval", help="L0, FVU, dead latents and downstream accuracy; stored in the file")
     evaluate.add_argument("model", help=MODEL_HELP)
-    evaluate.add_argument("sae", help="SAE file")
+    evaluate.add_argument("sae", help=SAE_REF_HELP)
     evaluate.add_argument("--data", required=True, help="labelled images (class folders named like the model's labels)")
-    evaluate.add_argument("--layer", default=None, help="only for SAE files that do not record their layer")
+    evaluate.add_argument("--layer", default=None,
+                          help="the layer the SAE reads, where its file records none or another library's hook name")
     evaluate.add_argument("--max-images", type=int, default=None,
                           help="at most this many images, a seeded sample of all (default: every image)")
     evaluate.add_argument("--device", default=None, help=DEVICE_HELP)
     evaluate.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     evaluate.set_defaults(func="sae_eval")
+    export = sae_sub.add_parser("export", help="write an SAE in another library's format (SAELens: a folder it loads)")
+    export.add_argument("sae", help=SAE_REF_HELP)
+    export.add_argument("out", help="folder to write")
+    export.add_argument("--format", choices=["saelens", "vizneuron"], default="saelens", help="the format to write")
+    export.set_defaults(func="sae_export")
     pr = sub.add_parser("probe", help="does a unit fire on unrelated concepts? verdict, score and evidence")
     pr.add_argument("model", help=MODEL_HELP)
     pr.add_argument("unit", help="e.g. layer3:5, layer3/l3:12")

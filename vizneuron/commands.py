@@ -38,6 +38,7 @@ from .sae import (
     read_sae_config,
     train_layer_saes,
 )
+from .sae.formats import FOREIGN
 from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME, sample_misfit
 from .shift.report import write_shift
@@ -213,14 +214,23 @@ def cmd_sae_extract(args: argparse.Namespace) -> None:
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
-    layer = read_sae_config(args.sae).layer or args.layer
+    layer = args.layer or read_sae_config(args.sae).layer
     if layer is None:
         raise VizneuronError(f"{args.sae} does not record its layer; pass --layer")
     sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)
     sae.config.metrics = evaluate_sae(sae, model, layer, args.data, max_images=args.max_images,
                                       progress=not args.quiet)
-    sae.save(args.sae)
+    if sae.config.training.get("format") in FOREIGN:  # another library's folder: reported, not rewritten
+        print(f"{args.sae} is a {sae.config.training['format']} SAE: metrics printed, not stored")
+    else:
+        sae.save(args.sae)
     _print_metrics(sae.config.metrics)
+
+
+def cmd_sae_export(args: argparse.Namespace) -> None:
+    sae = load_sae(args.sae)
+    written = sae.save(args.out, format=args.format)
+    print(f"wrote {written} ({args.format}: {sae.config.d_in} -> {sae.config.d_sae}, {sae.config.kind})")
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
