@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from .errors import VizneuronError
-from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, ImageSkipped, image_files, pil_to_rgb, read_rgb, to_model_input
+from .imageio import IMAGE_SUFFIXES, MAX_PIXELS, ImageSkipped, image_files, pil_to_rgb, read_rgb
+from .models.base import InputConfig
 
 
 class ImageSource:
@@ -380,8 +381,8 @@ def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[P
 class ModelInputs(torch.utils.data.Dataset):
     """Images as the model takes them, for a DataLoader: (id, image, note, skip reason)."""
 
-    def __init__(self, source: ImageSource, size: tuple[int, int], crop_fraction: float) -> None:
-        self.source, self.size, self.crop_fraction = source, size, crop_fraction
+    def __init__(self, source: ImageSource, inputs: InputConfig) -> None:
+        self.source, self.inputs = source, inputs
 
     def __len__(self) -> int:
         return len(self.source)
@@ -389,9 +390,9 @@ class ModelInputs(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor, str, str]:
         try:
             rgb, note = self.source.read(i)
-            return i, to_model_input(rgb, self.size, self.crop_fraction), note or "", ""
+            return i, self.inputs.to_input(rgb), note or "", ""
         except ImageSkipped as err:
-            return i, torch.zeros(3, *self.size), "", str(err)
+            return i, torch.zeros(3, *self.inputs.size), "", str(err)
 
 
 def _class_folder(path: Path, root: Path) -> str | None:

@@ -157,7 +157,7 @@ class ActivationStream:
         """The batches' images as the model takes them, without running it (for jobs that need
         gradients): (ids, images, conversion notes, skip reasons), skipped images as zeros. `todo`:
         which batches (0-based numbers), default all."""
-        inputs = ModelInputs(self.source, self.model.input_size, self.model.inputs.crop_fraction)
+        inputs = ModelInputs(self.source, self.model.inputs)
         chosen = self.batches if todo is None else [self.batches[i] for i in todo]
         device = self.model.device
         return torch.utils.data.DataLoader(inputs, batch_sampler=chosen, collate_fn=_collate,

@@ -133,7 +133,7 @@ def reference(model: Model, unit: Unit, layers: Sequence[str], data: Any, max_im
 
 
 def _images(source: ImageSource, ids: Sequence[int], model: Model) -> torch.Tensor:
-    inputs = ModelInputs(source, model.input_size, model.inputs.crop_fraction)
+    inputs = ModelInputs(source, model.inputs)
     return torch.stack([inputs[int(i)][1] for i in ids])
 
 

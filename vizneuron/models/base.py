@@ -10,12 +10,16 @@ import difflib
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import VizneuronError
+from ..imageio import to_model_input
 
 #: The pseudo-layer naming the model's final output (used by `logit:K` units).
 OUTPUT_LAYER = "logits"
@@ -92,6 +96,29 @@ class TokenLayout:
 PLAIN = TokenLayout()
 
 
+def prefix_tokens(module: nn.Module, size: tuple[int, int], patch: int | tuple[int, int] | None) -> int:
+    """Tokens before the patch tokens (CLS, registers) of a ViT built elsewhere: the encoder's
+    sequence length (the most common among token-shaped outputs of one forward) minus the patch grid."""
+    if patch is None:
+        return 0
+    side = patch if isinstance(patch, int) else patch[0]
+    lengths: Counter[int] = Counter()
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 3:
+            lengths[output.shape[1]] += 1
+
+    handles = [m.register_forward_hook(hook) for m in module.modules() if m is not module]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, *size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    tokens = lengths.most_common(1)[0][0] if lengths else 0
+    return max(tokens - (size[0] // side) * (size[1] // side), 0)
+
+
 def positions_as_rows(view: torch.Tensor, pool: bool = False) -> torch.Tensor:
     """A channels-first view (N, C, ...) as rows of width C: one per position, or per image (mean)."""
     if view.ndim == 2:
@@ -113,6 +140,9 @@ class InputConfig:
     fixed_size: bool = False  # only runs at `size`
     tokens: TokenLayout = PLAIN
     labels: tuple[str, ...] | None = None
+    #: the model's own image transform, (H, W, 3) uint8 -> (3, *size) in [0, 1], in place of the
+    #: centre crop and resize (a library's processor, e.g. Hugging Face's, up to normalisation)
+    transform: Callable[[np.ndarray], torch.Tensor] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:  # accept lists and ints from loaders, store tuples
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
@@ -126,8 +156,15 @@ class InputConfig:
         def as_stored(values) -> list:  # as indexes hold them
             return torch.tensor(values, dtype=torch.float32).tolist()
 
-        return {"input_size": list(self.size), "mean": [round(v, 6) for v in as_stored(self.mean)],
+        kept = {"input_size": list(self.size), "mean": [round(v, 6) for v in as_stored(self.mean)],
                 "std": [round(v, 6) for v in as_stored(self.std)], "crop_fraction": self.crop_fraction}
+        return kept if self.transform is None else {**kept, "transform": str(self.transform)}
+
+    def to_input(self, rgb: np.ndarray) -> torch.Tensor:
+        """A decoded image (H, W, 3) uint8 as the model takes it, (3, *size) in [0, 1]."""
+        if self.transform is not None:
+            return self.transform(rgb)
+        return to_model_input(rgb, self.size, self.crop_fraction)
 
 
 def _label_key(text: str) -> str:
