@@ -16,7 +16,7 @@ from helpers import fresh_python
 
 PACKAGE = Path(vizneuron.__file__).resolve().parent
 #: third-party modules a function may import late, each with a comment on the line saying why
-LATE_IMPORTS = ("timm", "lucent", "ray", "torchvision")
+LATE_IMPORTS = ("timm", "lucent", "ray", "torchvision", "transformers", "open_clip", "pyarrow")
 #: the package's own modules a module may import late, so that it stays torch-free (the CLI's parser)
 LATE_OWN_IMPORTS = {"vizneuron.cli": {"vizneuron.commands"}, "vizneuron.optim.config": {"vizneuron.imageio"}}
 
