@@ -12,6 +12,7 @@ import bisect
 import hashlib
 import io
 import itertools
+import json
 import re
 import tarfile
 from collections.abc import Sequence
@@ -223,9 +224,11 @@ def _check_whole(shard: Path, images: dict[str, tuple[int, int]]) -> None:
 
 
 class ShardSource(ImageSource):
-    """WebDataset tar shards: each key (a member path without its extensions) is one image, numbered
-    in shard and member order (`KEY.jpg`, `.png`, ...; a field such as `KEY.mask.png` only when the
-    sample has no plain image); a `.cls` (class index) or `.txt` (class name) member is its label.
+    """WebDataset tar shards: each key (a member path up to the first dot of its file name, as
+    webdataset splits them) is one image, numbered in shard and member order (`KEY.jpg`, `.png`, ...;
+    a field such as `KEY.mask.png` only when the sample has no plain image; a sample with several
+    images is read once, with a note naming them all); a `.txt` (class name) or `.cls` (class index)
+    member is its label.
     Members are located once; each image is then read straight from its byte range."""
 
     kind = "webdataset"
@@ -239,12 +242,14 @@ class ShardSource(ImageSource):
                                     + (f" .. {missing[-1].name}" if len(missing) > 1 else ""))
         self.entries: list[tuple[int, str, int, int]] = []  # (shard, key, offset, size) of each image
         self._labels: list[str | None] = []
+        self._notes: list[str | None] = []  # a sample with several images says which one was read
         for number, shard in enumerate(self.shards):
             if within is not None and not any(shard.is_relative_to(Path(f).resolve()) for f in within):
                 raise VizneuronError(f"shard {shard} is outside the folders this app may read")
             images: dict[str, tuple[int, int]] = {}
-            plain_images: set[str] = set()
-            labels: dict[str, str] = {}
+            chosen: dict[str, str] = {}
+            fields: dict[str, list[str]] = {}
+            labels: dict[str, dict[str, str]] = {}
             try:
                 with tarfile.open(shard, "r:") as tar:
                     for member in tar:
@@ -254,19 +259,23 @@ class ShardSource(ImageSource):
                         if Path("x" + extension).suffix in IMAGE_SUFFIXES:
                             # the image is `KEY.jpg` (one extension); `KEY.mask.png` is another field of the
                             # sample, used only when there is no plain one
+                            fields.setdefault(key, []).append(extension)
                             plain = extension.count(".") == 1
-                            if key not in images or (plain and key not in plain_images):
-                                images[key] = (member.offset_data, member.size)
-                            if plain:
-                                plain_images.add(key)
+                            if key not in images or (plain and chosen[key].count(".") > 1):
+                                images[key], chosen[key] = (member.offset_data, member.size), extension
                         elif extension in SHARD_LABELS and member.size < 1024:
-                            labels[key] = tar.extractfile(member).read().decode("utf-8", "replace").strip()
+                            text = tar.extractfile(member).read().decode("utf-8", "replace").strip()
+                            labels.setdefault(key, {})[extension] = text
             except (tarfile.TarError, EOFError) as err:
                 raise VizneuronError(f"shard {shard} is not a readable tar file, or is cut short ({err})") from None
             _check_whole(shard, images)
             for key, (offset, size) in images.items():
                 self.entries.append((number, key, offset, size))
-                self._labels.append(labels.get(key))
+                found = labels.get(key, {})
+                self._labels.append(found.get(".txt") or found.get(".cls"))  # a class name over its index
+                several = fields[key]
+                self._notes.append(None if len(several) == 1 else
+                                   f"the sample holds {len(several)} images ({', '.join(several)}): read {chosen[key]}")
         if not self.entries:
             raise VizneuronError(f"no images in {len(self.shards)} shard(s) ({self.shards[0]}"
                                  f"{' ..' if len(self.shards) > 1 else ''}): WebDataset members named KEY.jpg, "
@@ -292,7 +301,8 @@ class ShardSource(ImageSource):
             raise ImageSkipped(f"shard unreadable ({err})") from None
         if len(data) < size:
             raise ImageSkipped("truncated in its shard")
-        return read_rgb(io.BytesIO(data), self.max_pixels)
+        rgb, note = read_rgb(io.BytesIO(data), self.max_pixels)
+        return rgb, "; ".join(n for n in (self._notes[i], note) if n) or None
 
     def describe(self) -> dict[str, Any]:
         digest = hashlib.sha1()
@@ -301,6 +311,195 @@ class ShardSource(ImageSource):
         digest.update(str(len(self)).encode())
         return {"kind": self.kind, "root": str(self.shards[0].parent), "images": len(self),
                 "fingerprint": digest.hexdigest()}
+
+
+# -- Hugging Face Hub datasets ------------------------------------------------------------------
+# `hf-dataset:PATH[?image=COLUMN&label=COLUMN]`: a Hub dataset saved to disk by `datasets`
+# (`save_to_disk`: Arrow files, state.json, dataset_info.json) or a folder of Parquet files as the Hub
+# serves them. The image column holds encoded image bytes (the `datasets.Image` feature's
+# {bytes, path} struct, or plain binary); the label column integers (named by the dataset's
+# ClassLabel feature when it has one) or strings. Rows are read as mining asks for them, one Parquet
+# row group at a time and Arrow files memory-mapped, so a dataset larger than RAM streams; a broken
+# image is skipped with its reason, as a broken file in a folder is.
+
+HUB_PREFIX = "hf-dataset:"
+OPTIONS = ("image", "label")
+
+
+def parse_hub_spec(text: str) -> tuple[Path, dict[str, str]]:
+    """`hf-dataset:PATH?image=img&label=label` -> (path, options)."""
+    body = text[len(HUB_PREFIX):]
+    path, _, query = body.partition("?")
+    options: dict[str, str] = {}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if key not in OPTIONS or not eq or not value:
+            raise VizneuronError(f"{text!r}: options are image=COLUMN and label=COLUMN, not {item!r}")
+        options[key] = value
+    if not path:
+        raise VizneuronError(f"{text!r}: give the dataset's folder, e.g. hf-dataset:data/my-dataset")
+    return Path(path).expanduser().resolve(), options
+
+
+def _data_files(folder: Path) -> tuple[str, list[Path]]:
+    """("arrow", files) for a `save_to_disk` folder, ("parquet", files) for Parquet files under it."""
+    state = folder / "state.json"
+    if state.is_file():
+        try:
+            names = [entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise VizneuronError(f"{state} is not a datasets state file ({err})") from None
+        return "arrow", [folder / name for name in names]
+    parquet = sorted(folder.rglob("*.parquet")) if folder.is_dir() else [folder] if folder.suffix == ".parquet" else []
+    if not parquet:
+        raise VizneuronError(f"{folder}: no Hub dataset there (neither a save_to_disk folder with state.json nor "
+                             "Parquet files)")
+    return "parquet", parquet
+
+
+def _features(kind: str, folder: Path, schema) -> dict[str, Any]:
+    """The dataset's `datasets` features (column -> feature dict), from dataset_info.json or the
+    Parquet schema's metadata; empty when neither says."""
+    try:
+        if kind == "arrow" and (folder / "dataset_info.json").is_file():
+            return json.loads((folder / "dataset_info.json").read_text()).get("features") or {}
+        meta = (schema.metadata or {}).get(b"huggingface")
+        return (json.loads(meta).get("info") or {}).get("features") or {} if meta else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+class HubSource(ImageSource):
+    """Rows of a Hub dataset's files, numbered in file and row order; labels read once up front (one
+    small column), images when asked."""
+
+    kind = "hf-dataset"
+
+    def __init__(self, path: Path, options: dict[str, str] | None = None, max_pixels: int | None = MAX_PIXELS,
+                 within: list[Path] | None = None) -> None:
+        import pyarrow.parquet as pq  # optional: comes with the `formats` extra (datasets)
+
+        options = options or {}
+        self.root, self.max_pixels = path, max_pixels
+        if within is not None and not any(path.is_relative_to(Path(f).resolve()) for f in within):
+            raise VizneuronError(f"dataset {path} is outside the folders this app may read")
+        if not path.exists():
+            raise FileNotFoundError(f"dataset {path} not found")
+        self.format, self.files = _data_files(path)
+        missing = [f for f in self.files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} of the dataset's files are missing: {missing[0]}")
+        schema = (pq.read_schema(self.files[0]) if self.format == "parquet"
+                  else self._open_arrow(self.files[0]).schema)
+        features = _features(self.format, path, schema)
+        self.image_column = options.get("image") or _image_column(schema, features, path)
+        self.label_column = options.get("label") or ("label" if "label" in schema.names else None)
+        for role, column in (("image", self.image_column), ("label", self.label_column)):
+            if column is not None and column not in schema.names:
+                raise VizneuronError(f"{path}: no {role} column {column!r}; columns: {', '.join(schema.names)}")
+        names = (features.get(self.label_column) or {}).get("names") if self.label_column else None
+        self.groups: list[tuple[int, int, int]] = []  # (file, row group or -1, rows), in order
+        labels: list[Any] = []
+        for number, file in enumerate(self.files):
+            if self.format == "parquet":
+                meta = pq.ParquetFile(file).metadata
+                self.groups += [(number, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+                column = pq.read_table(file, columns=[self.label_column]).column(0) if self.label_column else None
+                rows = meta.num_rows
+            else:
+                table = self._open_arrow(file)
+                self.groups.append((number, -1, table.num_rows))
+                column = table.column(self.label_column) if self.label_column else None
+                rows = table.num_rows
+            labels += column.to_pylist() if column is not None else [None] * rows
+        self._labels = [_label_name(value, names) for value in labels]
+        self.starts = np.cumsum([0] + [rows for _, _, rows in self.groups])
+        self._cache: tuple[int, Any] | None = None
+
+    @staticmethod
+    def _open_arrow(file: Path):
+        """A `save_to_disk` Arrow file (the IPC stream format) as a table over a memory map: rows are
+        paged in as read, not loaded."""
+        import pyarrow as pa  # see __init__
+
+        return pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+
+    def __getstate__(self) -> dict[str, Any]:  # to worker processes: without the open tables
+        return {**self.__dict__, "_cache": None}
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        group = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return group, i - int(self.starts[group])
+
+    def key(self, i: int) -> str:
+        group, row = self._locate(i)
+        number = self.groups[group][0]
+        before = sum(rows for n, _, rows in self.groups[:group] if n == number)
+        return f"{self.files[number].name}:{before + row}"
+
+    def label(self, i: int) -> str | None:
+        return self._labels[i]
+
+    def _group(self, group: int):
+        if self._cache is None or self._cache[0] != group:
+            import pyarrow.parquet as pq  # see __init__
+
+            number, row_group, _ = self.groups[group]
+            table = (pq.ParquetFile(self.files[number]).read_row_group(row_group, columns=[self.image_column])
+                     if row_group >= 0 else self._open_arrow(self.files[number]))
+            self._cache = (group, table.column(self.image_column))
+        return self._cache[1]
+
+    def read(self, i: int) -> tuple[np.ndarray, str | None]:
+        group, row = self._locate(i)
+        value = self._group(group)[row].as_py()
+        data = value.get("bytes") if isinstance(value, dict) else value
+        if data is None:
+            where = value.get("path") if isinstance(value, dict) else None
+            raise ImageSkipped(f"no image bytes in the row{f' (it names a file, {where})' if where else ''}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageSkipped(f"the image column holds {type(data).__name__}, not encoded image bytes")
+        return read_rgb(io.BytesIO(data), self.max_pixels)
+
+    def describe(self) -> dict[str, Any]:
+        digest = hashlib.sha1(f"{self.image_column}\t{self.label_column}\n".encode())
+        for file in self.files:
+            digest.update(f"{file.relative_to(self.root) if file != self.root else file.name}\t"
+                          f"{file.stat().st_size}\n".encode())
+        return {"kind": self.kind, "root": str(self.root), "images": len(self), "fingerprint": digest.hexdigest()}
+
+
+def _image_column(schema, features: dict[str, Any], path: Path) -> str:
+    """The one column that holds images: a `datasets.Image` feature, else the one {bytes, path}
+    struct or binary column."""
+    by_feature = [name for name, feature in features.items()
+                  if isinstance(feature, dict) and feature.get("_type") == "Image"]
+    if len(by_feature) == 1:
+        return by_feature[0]
+    candidates = [field.name for field in schema if _holds_bytes(field.type)]
+    if len(candidates) == 1:
+        return candidates[0]
+    which = f"several could be ({', '.join(candidates)})" if candidates else "none holds image bytes"
+    raise VizneuronError(f"{path}: say which column holds the images, {which}: hf-dataset:{path}?image=COLUMN")
+
+
+def _holds_bytes(kind) -> bool:
+    import pyarrow as pa  # see HubSource
+
+    if pa.types.is_struct(kind):
+        return any(kind.field(i).name == "bytes" for i in range(kind.num_fields))
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
+def _label_name(value: Any, names: list[str] | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and names and 0 <= value < len(names):
+        return names[value]
+    return str(value)
 
 
 def write_shards(data: Any, out: str | Path, per_shard: int = 1000, prefix: str = "shard") -> list[Path]:
@@ -347,11 +546,15 @@ def fetch_cifar10(folder: str | Path) -> TorchvisionSource:
 
 def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[Path] | None = None) -> ImageSource:
     """A folder, a text file listing image paths (one per line, relative to the file), WebDataset tar
-    shards (`shards/train-{0000..0099}.tar`), a torchvision dataset, or an `ImageSource`. `within`:
+    shards (`shards/train-{0000..0099}.tar`), a Hub dataset (`hf-dataset:PATH?image=COL&label=COL`),
+    a torchvision dataset, or an `ImageSource`. `within`:
     the only folders whose files may be read (a server's sandbox); files found or listed elsewhere,
     symlinks leading out included, are skipped with a note."""
     if isinstance(data, ImageSource):
         return data
+    if isinstance(data, (str, Path)) and str(data).startswith(HUB_PREFIX):  # a Hub dataset
+        path, options = parse_hub_spec(str(data))
+        return HubSource(path, options, max_pixels, within)
     if isinstance(data, (str, Path)) and str(data).endswith(".tar"):  # WebDataset shards
         return ShardSource(expand_shards(str(data)), max_pixels, within)
     if isinstance(data, (str, Path)):
@@ -359,7 +562,8 @@ def as_source(data: Any, max_pixels: int | None = MAX_PIXELS, within: Sequence[P
         if path.is_dir():
             files = image_files(path)
             if not files:
-                raise VizneuronError(f"no image files under {path}")
+                hint = f" (a Hub dataset? hf-dataset:{path})" if any(path.rglob("*.parquet")) else ""
+                raise VizneuronError(f"no image files under {path}{hint}")
             return FileSource(files, path, "folder", max_pixels, within=within)
         if path.is_file():  # lines "PATH" or "PATH<TAB>LABEL" (a class name or index)
             try:
