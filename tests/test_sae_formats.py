@@ -14,10 +14,11 @@ import torch
 import vizneuron as vz
 from vizneuron.cli import main
 from vizneuron.models.default import bundled_saes
-from vizneuron.sae import SAE, SAEConfig, SAEError, layer_activations, load_sae, read_sae_config
+from vizneuron.sae import SAE, SAEConfig, SAEError, find_saes, layer_activations, load_sae, read_sae_config
+from vizneuron.sae.formats import layer_for_hook
 from vizneuron.samples import SAMPLE_DIR
 from vizneuron.shift.task import BIASED_MODEL, CUE_LAYER
-from vizneuron.units import parse_units
+from vizneuron.units import UnitError, parse_units
 
 pytestmark = pytest.mark.slow  # importing sae_lens alone takes seconds
 sae_lens = pytest.importorskip("sae_lens", reason="sae-lens is not installed (the `formats` extra)")
@@ -242,3 +243,21 @@ def test_the_cli_exports_the_bundled_sae_for_saelens(tmp_path, capsys):
                  "--max-images", "40", "--quiet"]) == 0
     assert "metrics printed, not stored" in capsys.readouterr().out
     assert before == {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+
+
+def test_a_transformerlens_hook_name_maps_to_the_models_block(tmp_path):
+    """A SAELens SAE recorded on `blocks.11.hook_resid_post` reads block 11 of a timm ViT (no
+    `?transfer` needed), is listed for that layer only, and is refused on another block."""
+    model = vz.load_model("timm:vit_tiny_patch16_224?pretrained=false")
+    theirs = sae_lens.TopKSAE(sae_lens.TopKSAEConfig(d_in=192, d_sae=384, k=8))
+    theirs.cfg.metadata.hook_name = "blocks.11.hook_resid_post"
+    theirs.save_model(tmp_path / "saes" / "vit_sae")
+    [unit] = parse_units(f"blocks.11/{tmp_path / 'saes' / 'vit_sae'}:5", model)
+    assert unit.layer == "blocks.11" and unit.index == 5
+    with pytest.raises(UnitError, match="trained on .*blocks.11"):
+        parse_units(f"blocks.10/{tmp_path / 'saes' / 'vit_sae'}:5", model)
+    assert find_saes([tmp_path / "saes"], "blocks.11", 192, model.layers) == {"vit_sae": tmp_path / "saes" / "vit_sae"}
+    assert find_saes([tmp_path / "saes"], "blocks.10", 192, model.layers) == {}
+    assert layer_for_hook(model.layers, "blocks.11.hook_resid_pre") == "blocks.10"
+    assert layer_for_hook(model.layers, "blocks.0.hook_resid_pre") is None
+    assert layer_for_hook(model.layers, "blocks.3.hook_mlp_out") is None

@@ -38,7 +38,7 @@ from .sae import (
     read_sae_config,
     train_layer_saes,
 )
-from .sae.formats import FOREIGN
+from .sae.formats import FOREIGN, layer_for_hook
 from .sae.train import layer_checkpoint
 from .samples import SAMPLE_DIR, SAMPLE_NAME, sample_misfit
 from .shift.report import write_shift
@@ -214,7 +214,8 @@ def cmd_sae_extract(args: argparse.Namespace) -> None:
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
     model = load_model(args.model, device=args.device)
-    layer = args.layer or read_sae_config(args.sae).layer
+    recorded = read_sae_config(args.sae).layer
+    layer = args.layer or layer_for_hook(model.layers, recorded) or recorded
     if layer is None:
         raise VizneuronError(f"{args.sae} does not record its layer; pass --layer")
     sae = load_sae(args.sae, d_in=model.layer(layer).channels).to(model.device)

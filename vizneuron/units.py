@@ -21,7 +21,7 @@ import torch
 from .errors import VizneuronError
 from .files import readable
 from .models.base import OUTPUT_LAYER, PLAIN, LayerError, Model, TokenLayout
-from .sae.formats import detect_format
+from .sae.formats import detect_format, layer_for_hook
 from .sae.model import SAE, SAEError, load_sae
 
 #: SAEs by the name unit specs use for them (`LAYER/NAME:F`), handed to the parser by the caller
@@ -243,12 +243,13 @@ def _sae_features(spec: str, layer_name: str, sae_ref: str, rest: str, model: Mo
 
 
 def _trained_on(sae: SAE, model: Model) -> tuple[str | None, str | None]:
-    """The model name and (resolved) layer the SAE's config records, each None when unrecorded."""
+    """The model name and (resolved) layer the SAE's config records, each None when unrecorded; a
+    foreign SAE's hook name maps to this model's layer where it can (`layer_for_hook`)."""
     layer = sae.config.layer
     try:
         layer = model.resolve_layer(layer) if layer else None
     except LayerError:
-        pass  # a layer this model does not have: a mismatch
+        layer = layer_for_hook(model.layers, layer) or layer  # a layer this model does not have: a mismatch
     return sae.config.model, layer
 
 

@@ -137,7 +137,7 @@ def pick_unit(model: Model, ws: Workspace, index: ExampleIndex | None, layer: st
     bar = st.sidebar
     bar.header("Unit")
     info = model.layers[layer]
-    saes = {**bundled_saes(model.name, layer), **find_saes(ws.sae_folders, layer, info.channels)}
+    saes = {**bundled_saes(model.name, layer), **find_saes(ws.sae_folders, layer, info.channels, model.layers)}
     saes = {name: path for name, path in saes.items() if name in session_saes(saes)}
     kinds = ["channel", "neuron"] + (["SAE feature"] if saes else [])
     if info.layout != "spatial":

@@ -20,6 +20,8 @@ saves its BatchTopK SAEs for inference.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,31 @@ DL_KINDS = {"AutoEncoder": "relu", "AutoEncoderNew": "relu", "AutoEncoderTopK": 
 #: SAELens activation normalisations that are the identity at inference (SAELens's own reading)
 SAELENS_PLAIN_INPUT = ("none", "expected_average_only_in")
 UNKNOWN_K = 16  # relu / jumprelu SAEs from elsewhere record no target L0; ours needs one (training only)
+
+
+#: TransformerLens hook names whose tensor is a block's output (`blocks.N.hook_resid_post`) or its
+#: input (`blocks.N.hook_resid_pre`, the output of block N - 1)
+RESIDUAL_HOOK = re.compile(r"blocks\.(\d+)\.hook_resid_(pre|post)")
+BLOCK_NAME = re.compile(r"(?:.+\.)?(?:blocks|layers|layer|resblocks)\.(\d+)")
+
+
+def layer_for_hook(layers: Iterable[str], hook: str | None) -> str | None:
+    """The layer (among a model's `layers`) a foreign SAE's hook reads: the hook itself when it is
+    one, else a TransformerLens residual hook mapped to the model's one list of blocks (timm
+    `blocks.N`, OpenCLIP `transformer.resblocks.N`, transformers `...layers.N` / `layer.N`); None
+    when it does not map (then the user names the layer)."""
+    names = list(layers)
+    if hook is None or hook in names:
+        return hook
+    match = RESIDUAL_HOOK.fullmatch(hook)
+    if not match:
+        return None
+    block = int(match.group(1)) - (match.group(2) == "pre")
+    if block < 0:
+        return None
+    lists = {BLOCK_NAME.fullmatch(name).group(0).rsplit(".", 1)[0] for name in names if BLOCK_NAME.fullmatch(name)}
+    found = [name for name in names if name.rsplit(".", 1)[0] in lists and name.endswith(f".{block}")]
+    return found[0] if len(lists) == 1 and len(found) == 1 else None
 
 
 def split_reference(reference: str | Path) -> tuple[str | None, Path, dict[str, str]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from .formats import (
     SAELENS_WEIGHTS,
     detect_format,
     foreign_config,
+    layer_for_hook,
     read_foreign,
     split_reference,
     write_saelens,
@@ -309,10 +311,11 @@ def _read_vizneuron(path: Path) -> tuple[SAEConfig, dict[str, torch.Tensor]]:
     return config, tensors
 
 
-def find_saes(folders: list[Path], layer: str, d_in: int) -> dict[str, Path]:
+def find_saes(folders: list[Path], layer: str, d_in: int, layers: Iterable[str] | None = None) -> dict[str, Path]:
     """SAEs trained on `layer` (with `d_in` channels) in `folders`: vizneuron files by stem, SAELens
     and dictionary_learning folders by name; the first folder that has a name wins. Other and broken
-    files are passed over."""
+    files are passed over. With the model's `layers`, a foreign SAE's hook name counts as the layer it
+    maps to (`formats.layer_for_hook`)."""
     found: dict[str, Path] = {}
     for folder in map(Path, folders):
         entries = sorted(folder.iterdir()) if folder.is_dir() else []
@@ -321,6 +324,7 @@ def find_saes(folders: list[Path], layer: str, d_in: int) -> dict[str, Path]:
                 config = read_sae_config(path)  # a file the access refuses (a symlink out) is passed over too
             except VizneuronError:
                 continue
-            if config.layer == layer and config.d_in == d_in:
+            reads = layer_for_hook(layers, config.layer) if layers is not None else config.layer
+            if reads == layer and config.d_in == d_in:
                 found.setdefault(path.stem, path)
     return found
