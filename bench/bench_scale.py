@@ -1,7 +1,8 @@
 """ImageNet-scale jobs on one machine: mining, SAE extraction and training, a whole-layer render.
 
     python bench/bench_scale.py mine [--images 2000,10000] [--rounds 3]
-    python bench/bench_scale.py sae [--images 2000] [--rows 200000,1000000] [--synthetic-rows 20000000]
+    python bench/bench_scale.py sae [--images 2000] [--rows 50000,200000] [--synthetic-rows 20000000]
+                                    [--synthetic-timed 1000000]
     python bench/bench_scale.py render [--batches 2]
 
 The images are ImageNet-sized JPEGs made once into out/ (git-ignored) from CIFAR-10 training images
@@ -15,9 +16,11 @@ own (`ru_maxrss`).
   forward to `layer4`), interleaved, median of the rounds, at the first --images count; then
   vizneuron once at each count, for its peak RSS.
 - sae: `extract_activations` of `layer3` (every position: 196 rows an image), then TopK training
-  (16x, k 32) streaming those files, against the minimal TopK step reading the same files, over
-  the first N rows for each N of --rows (samples/s and peak RSS); then the same on a synthetic set
-  of --synthetic-rows rows in the extract format (written once into out/).
+  (16x, k 32) streaming those files, against the minimal TopK step reading the same files:
+  interleaved, median of the rounds, over the first --rows count, and vizneuron once over each
+  further count for its peak RSS. Then a synthetic set of --synthetic-rows rows in the extract
+  format (written once into out/): timed against the minimal step over its first --synthetic-timed
+  rows, and vizneuron once over all of it, for its peak RSS.
 - render: a whole-layer render of `layer4` (2,048 channels) at the defaults, timed on --batches
   batches of its automatic size, with the full-layer estimate.
 """
@@ -50,7 +53,7 @@ MODEL = "torchvision:resnet50?weights=none"
 MINE_LAYERS = "layer3,layer4"
 SAE_LAYER = "layer3"
 EXPANSION, K = 16, 32
-SYNTHETIC_WIDTH = 256  # the synthetic set's row width: 20 M rows of 256 float32 are 20 GB, more than RAM
+SYNTHETIC_WIDTH = 128  # the synthetic set's row width: 20 M rows of 128 float32 are 10 GB on disk
 
 
 def listing(count: int) -> Path:
@@ -186,8 +189,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["mine", "sae", "render"])
     parser.add_argument("--images", default="2000,10000", help="image counts (the first is the timed one)")
-    parser.add_argument("--rows", default="200000,1000000", help="rows to train on, for the RSS comparison")
-    parser.add_argument("--synthetic-rows", type=int, default=20_000_000)
+    parser.add_argument("--rows", default="50000,200000",
+                        help="extracted rows to train on: the first timed, each one for its RSS")
+    parser.add_argument("--synthetic-rows", type=int, default=20_000_000, help="rows of the synthetic set")
+    parser.add_argument("--synthetic-timed", type=int, default=1_000_000,
+                        help="synthetic rows of the timed comparison (the whole set is trained on once, for RSS)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -211,16 +217,21 @@ def main() -> None:
     elif args.part == "sae":
         out = ROOT / "out" / f"scale-acts-{counts[0]}"
         extracted = child("extract", str(listing(counts[0])), str(out), threads)
+        synthetic = ROOT / "out" / f"synthetic-{args.synthetic_rows}"
+        child("synthetic", str(synthetic), str(args.synthetic_rows), threads)
         rows = [int(n) for n in args.rows.split(",")]
         results = {}
-        for name, folder in (("extracted", out), ("synthetic", ROOT / "out" / f"synthetic-{args.synthetic_rows}")):
-            if name == "synthetic":
-                child("synthetic", str(folder), str(args.synthetic_rows), threads)
+        for name, folder, timed, more in (("extracted", out, rows[0], rows[1:]),
+                                           ("synthetic", synthetic, args.synthetic_timed, [args.synthetic_rows])):
+            ours, minimal = interleaved([("train", [str(folder), str(timed), threads]),
+                                         ("minimal", [str(folder), str(timed), threads])], args.rounds)
             results[name] = {
-                str(n): dict(zip(("vizneuron", "minimal"), interleaved(
-                    [("train", [str(folder), str(n), threads]), ("minimal", [str(folder), str(n), threads])],
-                    1 if n != rows[0] else args.rounds)))
-                for n in rows}
+                "timed_rows": timed, "vizneuron": ours, "minimal": minimal,
+                "vs_minimal": statistics.median(r["samples_per_s"] for r in ours)
+                / statistics.median(r["samples_per_s"] for r in minimal),
+                "rss_by_rows": {str(timed): statistics.median(r["peak_rss_mb"] for r in ours),
+                                **{str(n): child("train", str(folder), str(n), threads)["peak_rss_mb"] for n in more}}}
+            print(name, results[name]["vs_minimal"], results[name]["rss_by_rows"], flush=True)
         save_results("scale_sae", {"model": MODEL, "layer": SAE_LAYER, "images": counts[0], "extract": extracted,
                                    "expansion": EXPANSION, "k": K, "synthetic_rows": args.synthetic_rows,
                                    "synthetic_width": SYNTHETIC_WIDTH, "runs": results}, args, part="sae")

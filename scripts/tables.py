@@ -405,15 +405,16 @@ def scale_sae() -> str:
     found, source = results("scale_sae", "sae")
     extract = found["extract"]
     rows = [["extract (layer3, every position)", f"{extract['rows']:,}", f"{extract['rows_per_s']:,.0f} rows/s", "-",
-             "-", f"{extract['peak_rss_mb']:,.0f}"]]
-    for name, by_rows in found["runs"].items():
-        for count, runs in by_rows.items():
-            ours = median([r["samples_per_s"] for r in runs["vizneuron"]])
-            minimal = median([r["samples_per_s"] for r in runs["minimal"]])
-            rows.append([f"train, {name} rows", f"{int(count):,}", f"{ours:,.0f}", f"{minimal:,.0f}",
-                         f"{ours / minimal:.2f}x", f"{max(r['peak_rss_mb'] for r in runs['vizneuron']):,.0f}"])
-    return (grid(["step", "rows", "vizneuron samples/s", "minimal TopK step samples/s", "vizneuron vs minimal",
-                  "vizneuron peak RSS, MB"], rows) + "\n\n" + produced(source))
+             "-", f"{extract['peak_rss_mb']:,.0f} MB"]]
+    for name, run in found["runs"].items():
+        ours = median([r["samples_per_s"] for r in run["vizneuron"]])
+        minimal = median([r["samples_per_s"] for r in run["minimal"]])
+        width = found["synthetic_width"] if name == "synthetic" else "layer3"
+        rss = ", ".join(f"{int(n):,} rows: {mb:,.0f} MB" for n, mb in run["rss_by_rows"].items())
+        rows.append([f"train, {name} rows ({width} wide)", f"{run['timed_rows']:,}", f"{ours:,.0f}", f"{minimal:,.0f}",
+                     f"{run['vs_minimal']:.2f}x", rss])
+    return (grid(["step", "rows timed", "vizneuron samples/s", "minimal TopK step samples/s", "vizneuron vs minimal",
+                  "vizneuron peak RSS"], rows) + "\n\n" + produced(source))
 
 
 def scale_render() -> str:

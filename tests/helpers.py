@@ -293,7 +293,7 @@ def concept_means(model: Model, layer: str, concepts: dict) -> dict[str, torch.T
     means = {}
     with capture(model, [layer]) as cap, torch.no_grad():
         for name, source in concepts.items():
-            inputs = ModelInputs(source, model.input_size, model.inputs.crop_fraction)
+            inputs = ModelInputs(source, model.inputs)
             act = cap.run(torch.stack([inputs[i][1] for i in range(len(source))]))[layer]
             means[name] = act.mean((0, 2, 3))
     return means

@@ -78,7 +78,7 @@ def test_sae_upstream_has_an_error_node_and_still_adds_up(planted):
     from vizneuron.capture import capture
     from vizneuron.sources import ModelInputs, as_source
 
-    inputs = ModelInputs(as_source(SAMPLES), (16, 16), 1.0)
+    inputs = ModelInputs(as_source(SAMPLES), InputConfig((16, 16)))
     with capture(planted, ["mix"]) as cap, torch.no_grad():
         act = cap.run(torch.stack([inputs[i][1] for i in range(200)]))["mix"]
     sae = train_sae(act.permute(0, 2, 3, 1).reshape(-1, 4), d_sae=8, k=1, epochs=2, progress=False,
