@@ -143,10 +143,15 @@ def test_a_token_layer_renders_mines_and_trains_an_sae(folders, tmp_path):
     assert len(sae_index.units()) == 4
 
 
-def test_offline_says_what_could_not_be_fetched(monkeypatch):
+def test_offline_says_what_could_not_be_fetched(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailable, match="Hugging Face no-such-org/no-such-model"):
         vz.load_model("hf:no-such-org/no-such-model")
+    with pytest.raises(VizneuronError, match="model folder .*missing not found"):
+        vz.load_model(f"hf:{tmp_path / 'missing'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VizneuronError, match="not a transformers vision model"):
+        vz.load_model(f"hf:{tmp_path / 'empty'}")
 
 
 @pytest.fixture(scope="module")

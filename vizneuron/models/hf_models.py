@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import MissingDependency, VizneuronError
+from ..files import readable
 from .base import InputConfig, Model, TokenLayout, prefix_tokens
 from .weights import download_errors
 
@@ -73,6 +75,11 @@ def load_hf(name: str, options: dict[str, str]) -> Model:
     if choice not in ("default", "none"):
         raise VizneuronError(f"hf:{name}: weights must be default or none, not {choice!r} (a local model is "
                              "given as its folder: hf:/path/to/folder)")
+    if name.startswith(("/", ".", "~")) or Path(name).expanduser().exists():  # a local folder, not a Hub id
+        folder = readable(name, "model folder")
+        if not folder.is_dir():
+            raise VizneuronError(f"hf: model folder {folder} not found (a folder save_pretrained wrote, or a Hub id)")
+        name = str(folder)
     hint = "hf:/path/to/a/folder/that/save_pretrained/wrote (or run once online to fill the cache)"
     with download_errors(f"Hugging Face {name}", hint):
         try:
@@ -111,8 +118,13 @@ def load_hf(name: str, options: dict[str, str]) -> Model:
 
 
 def _offline(err: BaseException) -> bool:
-    text = str(err)
-    return any(word in text for word in ("offline", "connect", "resolve", "cached", "Connection", "huggingface.co"))
+    """Whether loading failed for want of the network (not for a folder that is no model): the Hub
+    client's own errors, or transformers' OSError saying it could not connect."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    if names & {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectionError", "HfHubHTTPError"}:
+        return True
+    text = str(err).lower()
+    return isinstance(err, OSError) and any(word in text for word in ("offline", "couldn't connect", "connection"))
 
 
 def _labels(config) -> list[str] | None:
