@@ -14,12 +14,16 @@ out/gpu-images (git-ignored).
 - mining: ResNet-50, every channel of `layer4` (k 32) with the default workers, against the loop a
   user writes (ImageFolder-style reading + DataLoader with the workers that were best for it +
   forward to `layer4`);
-- SAE training: TopK, 16x a width of 2,048, k 32, against the minimal TopK step on the same rows.
+- SAE training: TopK, 16x a width of 2,048, k 32, against the minimal TopK step on the same rows;
+- JPEG decoding: the generated images' bytes decoded by PIL (what vizneuron uses) and by
+  `torchvision.io.decode_jpeg` in one batch on the device (nvJPEG on a GPU), with how many decode
+  to the same pixels and the largest difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -125,6 +129,32 @@ def sae_training(device: str, sizes: dict) -> dict:
     return {"vizneuron TopK": ours, "minimal TopK step": minimal}
 
 
+def decoding(device: str, sizes: dict) -> dict:
+    import torchvision.io  # the decoder measured against PIL (torchvision is a dependency)
+
+    files = sorted(generated_images(sizes["images"]).rglob("*.jpg"))
+    data = [f.read_bytes() for f in files]
+    encoded = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in data]
+    decoded: dict[str, list] = {}
+
+    def pil() -> dict:
+        decoded["pil"] = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in data]
+        return {"images": len(data)}
+
+    def batched() -> dict:
+        decoded["torchvision"] = torchvision.io.decode_jpeg(encoded, device=device)
+        return {"images": len(data)}
+
+    pil(), batched()  # warm-up (the GPU decoder's first call initialises it)
+    ours, theirs = measured(device, batched), measured(device, pil)
+    pairs = [(torch.tensor(a), b.cpu().permute(1, 2, 0)) for a, b in zip(decoded["pil"], decoded["torchvision"])]
+    ours["identical_to_pil"] = sum(torch.equal(a, b) for a, b in pairs)
+    ours["largest_difference"] = max(int((a.int() - b.int()).abs().max()) for a, b in pairs)
+    for result in (ours, theirs):
+        result["images_per_s"] = len(data) / result["seconds"]
+    return {f"torchvision decode_jpeg, one batch on {device}": ours, "PIL, one by one": theirs}
+
+
 def _timed(job: Callable[[], object]) -> float:
     started = time.perf_counter()
     job()
@@ -140,7 +170,7 @@ def _minimal(x: torch.Tensor) -> None:
         minimal.step(batch)
 
 
-PARTS = {"renders": renders, "mining": mining, "sae": sae_training}
+PARTS = {"renders": renders, "mining": mining, "sae": sae_training, "decoding": decoding}
 
 
 def main() -> None:

@@ -29,4 +29,6 @@ def test_the_gpu_suite_runs_on_the_cpu_at_tiny_sizes(tmp_path):
     assert mining["vizneuron mine (default workers)"]["images_per_s"] > 0 and any(
         name.startswith("plain loop") for name in mining)
     assert sae["vizneuron TopK"]["vs_minimal"] > 0 and sae["minimal TopK step"]["rows"] == 20_000
+    # on the CPU both decoders are libjpeg: the same pixels for every image
+    assert parts["decoding"]["torchvision decode_jpeg, one batch on cpu"]["identical_to_pil"] == 64
     assert all(figures["peak_gpu_memory_gb"] is None for part in parts.values() for figures in part.values())
