@@ -161,6 +161,20 @@ def test_mine_reports_progress_and_index_checks_its_model(tmp_path):
         index.check_model(other)
 
 
+def test_a_hub_dataset_is_read_inside_the_roots_only(ws, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (the formats extra's datasets brings it)")
+    import pyarrow as pa  # with pyarrow.parquet above
+
+    table = pa.table({"image": [png(), png((6, 6))], "label": ["cat", "dog"]})
+    for folder in (tmp_path / "data" / "hub", tmp_path / "outside"):
+        folder.mkdir()
+        pq.write_table(table, folder / "train.parquet")
+    source = ws.source("hf-dataset:hub?label=label")
+    assert len(source) == 2 and source.label(1) == "dog" and ws.data_path("hf-dataset:hub") == tmp_path / "data" / "hub"
+    with pytest.raises(PathNotAllowed, match="outside the folders this app may read"):
+        ws.source(f"hf-dataset:{tmp_path / 'outside'}")
+
+
 def test_files_under_a_root_that_lead_outside_are_skipped(ws, tmp_path):
     """Symlinked files in a mined folder and absolute paths in a list file are read only when
     they lie inside the app's folders; the rest are skipped with a note, never opened."""

@@ -327,7 +327,7 @@ OPTIONS = ("image", "label")
 
 
 def parse_hub_spec(text: str) -> tuple[Path, dict[str, str]]:
-    """`hf-dataset:PATH?image=img&label=label` -> (path, options)."""
+    """`hf-dataset:PATH?image=img&label=label` -> (path as written, options)."""
     body = text[len(HUB_PREFIX):]
     path, _, query = body.partition("?")
     options: dict[str, str] = {}
@@ -338,7 +338,7 @@ def parse_hub_spec(text: str) -> tuple[Path, dict[str, str]]:
         options[key] = value
     if not path:
         raise VizneuronError(f"{text!r}: give the dataset's folder, e.g. hf-dataset:data/my-dataset")
-    return Path(path).expanduser().resolve(), options
+    return Path(path).expanduser(), options
 
 
 def _data_files(folder: Path) -> tuple[str, list[Path]]:
@@ -379,7 +379,7 @@ class HubSource(ImageSource):
                  within: list[Path] | None = None) -> None:
         import pyarrow.parquet as pq  # optional: comes with the `formats` extra (datasets)
 
-        options = options or {}
+        options, path = options or {}, Path(path).resolve()
         self.root, self.max_pixels = path, max_pixels
         if within is not None and not any(path.is_relative_to(Path(f).resolve()) for f in within):
             raise VizneuronError(f"dataset {path} is outside the folders this app may read")

@@ -26,7 +26,7 @@ from .imageio import ImageSkipped, read_rgb
 from .models import ModelSpec
 from .models.default import WEIGHTS_DIR
 from .samples import SAMPLE_DIR
-from .sources import ImageSource, as_source
+from .sources import HUB_PREFIX, HubSource, ImageSource, as_source, parse_hub_spec
 
 MAX_IMAGE_BYTES = 16 * 2**20
 MAX_MODEL_BYTES = 512 * 2**20
@@ -103,10 +103,20 @@ class Workspace:
             raise FileNotFoundError(f"{raw} does not exist")
         return path
 
+    def data_path(self, text: str | Path) -> Path:
+        """The real path of a data reference the app may read: a folder, a list file, or the folder
+        of `hf-dataset:PATH?...`."""
+        raw = str(text).strip()
+        return self.resolve(parse_hub_spec(raw)[0] if raw.startswith(HUB_PREFIX) else raw)
+
     def source(self, text: str | Path) -> ImageSource:
-        """The images of a folder or list file the app may read; files under it (symlinks, listed
-        paths) that lead outside the app's folders are skipped with a note, never read."""
-        return as_source(self.resolve(text), within=self.readable)
+        """The images of a folder, list file or Hub dataset (`hf-dataset:PATH`) the app may read;
+        files under it (symlinks, listed paths) that lead outside the app's folders are skipped with
+        a note, never read."""
+        raw = str(text).strip()
+        if raw.startswith(HUB_PREFIX):
+            return HubSource(self.data_path(raw), parse_hub_spec(raw)[1], within=self.readable)
+        return as_source(self.resolve(raw), within=self.readable)
 
     def check_spec(self, spec: str | ModelSpec) -> ModelSpec:
         """A model spec with its files resolved inside the workspace; code-running sources refused."""

@@ -23,8 +23,8 @@ def show(ctx: Context) -> None:
     what = st.radio("Images", ["a folder or list file", "CIFAR-10 test set (10,000 images; downloads 170 MB once)"],
                     key="mine_what", horizontal=True)
     fetch = what.startswith("CIFAR")
-    folder = "" if fetch else st.text_input("Image folder (class subfolders become labels) or list file",
-                                            key="mine_folder")
+    folder = "" if fetch else st.text_input("Image folder (class subfolders become labels), list file, or "
+                                            "hf-dataset:PATH (a Hub dataset on disk)", key="mine_folder")
     names = [n for n, info in model.layers.items() if info.channels]
     layers = st.multiselect("Layers (all their channels)", names, default=[ctx.layer], key=f"mine_layers_{model.name}")
     c1, c2 = st.columns(2)
@@ -37,7 +37,7 @@ def show(ctx: Context) -> None:
                 with st.spinner("Fetching CIFAR-10 through torchvision…"):
                     data, where = fetch_cifar10(ws.folder("datasets")), ws.folder("datasets") / "cifar-10-test"
             else:
-                data, where = ws.source(folder), ws.resolve(folder)
+                data, where = ws.source(folder), ws.data_path(folder)
             path = index_path(ws.folder("indexes"), model, where, ",".join(layers), int(k), int(batch))
         except expected() as err:
             return fail(st, "Mining failed", err)
