@@ -1,7 +1,7 @@
 """ImageNet-scale jobs on one machine: mining, SAE extraction and training, a whole-layer render.
 
     python bench/bench_scale.py mine [--images 2000,10000] [--rounds 3]
-    python bench/bench_scale.py sae [--images 2000] [--rows 50000,200000] [--synthetic-rows 20000000]
+    python bench/bench_scale.py sae [--images 2000] [--rows 50000,250000,390000] [--synthetic-rows 20000000]
                                     [--synthetic-timed 1000000]
     python bench/bench_scale.py render [--batches 2]
 
@@ -189,8 +189,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["mine", "sae", "render"])
     parser.add_argument("--images", default="2000,10000", help="image counts (the first is the timed one)")
-    parser.add_argument("--rows", default="50000,200000",
-                        help="extracted rows to train on: the first timed, each one for its RSS")
+    parser.add_argument("--rows", default="50000,250000,390000",
+                        help="extracted rows to train on: the first timed, each for its RSS (AuxK, and with it "
+                             "its memory, starts once latents go 200,000 samples unfired: compare counts past it)")
     parser.add_argument("--synthetic-rows", type=int, default=20_000_000, help="rows of the synthetic set")
     parser.add_argument("--synthetic-timed", type=int, default=1_000_000,
                         help="synthetic rows of the timed comparison (the whole set is trained on once, for RSS)")
