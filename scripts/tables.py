@@ -409,9 +409,9 @@ def scale_sae() -> str:
     for name, run in found["runs"].items():
         ours = median([r["samples_per_s"] for r in run["vizneuron"]])
         minimal = median([r["samples_per_s"] for r in run["minimal"]])
-        width = found["synthetic_width"] if name == "synthetic" else "layer3"
+        what = f"synthetic rows ({found['synthetic_width']} wide)" if name == "synthetic" else f"{found['layer']} rows"
         rss = ", ".join(f"{int(n):,} rows: {mb:,.0f} MB" for n, mb in run["rss_by_rows"].items())
-        rows.append([f"train, {name} rows ({width} wide)", f"{run['timed_rows']:,}", f"{ours:,.0f}", f"{minimal:,.0f}",
+        rows.append([f"train, {what}", f"{run['timed_rows']:,}", f"{ours:,.0f}", f"{minimal:,.0f}",
                      f"{run['vs_minimal']:.2f}x", rss])
     return (grid(["step", "rows timed", "vizneuron samples/s", "minimal TopK step samples/s", "vizneuron vs minimal",
                   "vizneuron peak RSS"], rows) + "\n\n" + produced(source))
