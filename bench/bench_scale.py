@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -217,6 +218,7 @@ def main() -> None:
             "rss_by_images": rss}, args, part="mine")
     elif args.part == "sae":
         out = ROOT / "out" / f"scale-acts-{counts[0]}"
+        shutil.rmtree(out, ignore_errors=True)  # a random-init model differs each run: extraction starts afresh
         extracted = child("extract", str(listing(counts[0])), str(out), threads)
         synthetic = ROOT / "out" / f"synthetic-{args.synthetic_rows}"
         child("synthetic", str(synthetic), str(args.synthetic_rows), threads)
