@@ -78,7 +78,8 @@ def drive(page, app_url: str, cifar_folder: Path, tmp_path: Path) -> Path:
     page.locator('[data-testid="stRadio"] label').filter(has_text=re.compile("^Data$")).click()
     page.get_by_role("heading", name="Mine a folder for dataset examples").wait_for(timeout=120_000)
     idle(page)
-    folder = page.get_by_label("Image folder (class subfolders become labels) or list file")
+    folder = page.get_by_label("Image folder (class subfolders become labels), list file, or hf-dataset:PATH "
+                               "(a Hub dataset on disk)")
     folder.fill(str(cifar_folder))
     folder.press("Enter")
     idle(page)
