@@ -414,6 +414,9 @@ class HubSource(ImageSource):
             labels += column.to_pylist() if column is not None else [None] * rows
         self._labels = [_label_name(value, names) for value in labels]
         self.starts = np.cumsum([0] + [rows for _, _, rows in self.groups])
+        # the first row of each file, counted over the whole dataset: keys number rows within their file
+        self.file_starts = [int(self.starts[next(g for g, (n, _, _) in enumerate(self.groups) if n == number)])
+                            for number in range(len(self.files))]
         self._cache: tuple[int, Any] | None = None
 
     @staticmethod
@@ -435,10 +438,8 @@ class HubSource(ImageSource):
         return group, i - int(self.starts[group])
 
     def key(self, i: int) -> str:
-        group, row = self._locate(i)
-        number = self.groups[group][0]
-        before = sum(rows for n, _, rows in self.groups[:group] if n == number)
-        return f"{self.files[number].name}:{before + row}"
+        number = self.groups[self._locate(i)[0]][0]
+        return f"{self.files[number].name}:{i - self.file_starts[number]}"
 
     def label(self, i: int) -> str | None:
         return self._labels[i]
