@@ -111,7 +111,7 @@ def run_child(task: str, values: list[str]) -> dict:
 
 
 def first_rows(folder: ActivationFolder, rows: int):
-    """The folder's files in order, cut at `rows` rows: one pass, one file in memory at a time."""
+    """The folder's rows in order, cut at `rows` rows: one pass, one block in memory at a time."""
     left = rows
     for chunk in folder:
         if left <= 0:
@@ -132,7 +132,7 @@ def train_streamed(folder: ActivationFolder, rows: int) -> dict:
 
 def minimal_streamed(folder: ActivationFolder, rows: int) -> dict:
     """The minimal TopK step over the same files, at vizneuron's automatic batch size, shuffling
-    within each file as it is read."""
+    within each block as it is read."""
     d = folder.manifest["width"]
     minimal, batch = MinimalTopK(d, EXPANSION * d, K, torch.zeros(d)), auto_batch_size(None)
     started = time.perf_counter()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from vizneuron import load_model, mine, parse_unit, parse_units, render
 from vizneuron.cli import main
+from vizneuron.models.base import LayerInfo
 from vizneuron.sae import (
     SAE,
     SAEConfig,
@@ -24,7 +27,7 @@ from vizneuron.sae import (
     train_sae,
 )
 from vizneuron.sae import data as sae_data
-from vizneuron.sae.data import ActivationFolder, extract_activations
+from vizneuron.sae.data import ActivationFolder, extract_activations, file_batches, read_row_blocks
 from vizneuron.sae.toy import absorption, toy_hierarchy
 from vizneuron.sae.train import NotConverged, shuffled_batches
 from vizneuron.samples import SAMPLE_DIR
@@ -84,6 +87,47 @@ def test_shuffling_buffer_keeps_every_row_once_and_mixes_them():
     assert sorted(rows.tolist()) == list(range(1000))
     assert not torch.equal(rows, torch.arange(1000.0))
 
+
+
+def test_training_lets_go_of_each_chunk_once_it_is_in_the_buffer():
+    """Streamed training holds the shuffling buffer, not the chunks it came from: the first chunk
+    (which sets the buffer's size) is freed like any other once it is consumed."""
+    alive_later: list[bool] = []
+
+    def chunks():
+        refs = []
+        for i in range(12):
+            chunk = torch.randn(2000, 16, generator=torch.Generator().manual_seed(i))
+            refs.append(weakref.ref(chunk))
+            if i >= 4:
+                alive_later.append(refs[0]() is not None)
+            yield chunk
+            del chunk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotConverged)
+        train_sae(chunks(), d_sae=32, k=4, batch_size=256, buffer=2048, progress=False)
+    assert alive_later and not any(alive_later), alive_later
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_files_are_read_in_blocks_that_match_the_file(tmp_path, dtype):
+    """A rows file is read block by block (memory bounded by the block, not the file), the blocks
+    together are the file's tensor, and a file cut short yields no rows before saying so."""
+    rows = torch.randn(1000, 24).to(dtype)
+    path = tmp_path / "rows-000000.safetensors"
+    path.write_bytes(sae_data.save_tensors({"rows": rows}))
+    row_bytes = 24 * dtype.itemsize
+    blocks = list(read_row_blocks(path, "extract again", block_bytes=300 * row_bytes))
+    assert [len(b) for b in blocks] == [300, 300, 300, 100] and all(b.dtype == dtype for b in blocks)
+    assert torch.equal(torch.cat(blocks), rows)
+    path.write_bytes(path.read_bytes()[:-row_bytes])
+    reader = read_row_blocks(path, "extract again", block_bytes=300 * row_bytes)
+    with pytest.raises(ValueError, match="is damaged .*extract again"):
+        next(reader)
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ValueError, match="is damaged"):
+        next(read_row_blocks(path, "extract again"))
 
 def test_save_load_width_check_and_unit_errors(tmp_path):
     model = make_tiny()
@@ -323,6 +367,24 @@ def test_extracted_activations_resume_and_feed_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="layer2"):
         train_layer_saes(model, ["layer3"], tmp_path / "acts")
 
+
+
+def test_automatic_files_hold_about_file_bytes_of_rows(tmp_path, monkeypatch):
+    """`batches_per_file="auto"` sizes files by bytes from the layer's shape: ResNet-50's layer3
+    (1,024 x 14 x 14 float32 per image) in batches of 64 gives five batches (257 MB) a file, and a
+    real extraction's files stay within the byte budget it is given."""
+    resnet50_layer3 = LayerInfo("layer3", (1024, 14, 14), order=0, calls=1)
+    assert file_batches(resnet50_layer3, False, 64, "auto") == 5
+    assert file_batches(resnet50_layer3, True, 64, "auto") == sae_data.FILE_BYTES // (4 * 1024 * 64)
+    assert file_batches(resnet50_layer3, False, 64, 3) == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        file_batches(resnet50_layer3, False, 64, 0)
+    model = load_model("default")
+    per_batch = 4 * 32 * math.prod(model.layer("layer2").shape)
+    monkeypatch.setattr(sae_data, "FILE_BYTES", 3 * per_batch + 1)
+    folder = extract_activations(model, "layer2", SAMPLE_DIR, tmp_path / "acts", batch_size=32, progress=False)
+    assert folder.manifest["batches_per_file"] == 3 and len(folder.manifest["files"]) == 4
+    assert max(p.stat().st_size for p in (tmp_path / "acts").glob("rows-*")) < 3 * per_batch + 4096
 
 def test_cli_extracts_then_trains_from_the_folder(tmp_path, capsys):
     assert main(["sae", "extract", "default", "--layer", "layer3", "--data", str(SAMPLE_DIR), "--pool", "--batch",

@@ -81,6 +81,15 @@ def batch_arg(text: str) -> int | str:
     return _count_or_auto(text, 1, "a number of images (at least 1)")
 
 
+def batches_per_file_arg(text: str) -> int | str:
+    """`--batches-per-file` of `sae extract`: a number of image batches (its range is checked by
+    `extract_activations`, so the message is the library's), or 'auto'."""
+    try:
+        return text if text == "auto" else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of image batches or 'auto'") from None
+
+
 class DefaultsFormatter(argparse.HelpFormatter):
     """Every flag's help says its default, unless its text already does or there is none to say."""
 
@@ -256,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--data", required=True, help="image folder, text file of paths, or tar shards")
     extract.add_argument("--pool", action="store_true", help="one row per image (the mean over positions)")
     extract.add_argument("--batch", type=batch_arg, default="auto", help=BATCH_HELP)
-    extract.add_argument("--batches-per-file", type=int, default=16,
-                         help="image batches per file: what an interrupted run loses at most (default: 16)")
+    extract.add_argument("--batches-per-file", type=batches_per_file_arg, default="auto",
+                         help="image batches per file: what an interrupted run loses at most, and what is held in "
+                              "memory while a file is written (default: auto, files of about 256 MB)")
     extract.add_argument("--max-images", type=int, default=None,
                          help="at most this many images, a seeded sample of all (default: every image)")
     extract.add_argument("--workers", type=workers_arg, default="auto", help=WORKERS_HELP)

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from safetensors.torch import save as save_tensors
 from tqdm import tqdm
 
 from ..distributed import Job, RayEngine, as_engine
 from ..errors import VizneuronError
 from ..imageio import write_atomic
-from ..models.base import Model
+from ..models.base import LayerInfo, Model
 from ..stream import ActivationStream, Batch, Workers, stream_batch
 
 
@@ -77,30 +79,76 @@ class ActivationFolder:
         return len(self.manifest["files"]) >= -(-self.manifest["batches"] // self.manifest["batches_per_file"])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        """The rows in order, in blocks of at most `BLOCK_BYTES`: memory stays bounded however large
+        a file is (a file can hold hundreds of MB)."""
         for entry in self.manifest["files"]:
-            try:
-                yield load_file(str(self.path / entry["file"]))["rows"]
-            except Exception as err:  # safetensors' own error class, or no `rows` in the file
-                raise VizneuronError(f"{self.path / entry['file']} is damaged ({err}): delete the folder "
-                                     f"{self.path} and extract again") from None
+            yield from read_row_blocks(self.path / entry["file"], f"delete the folder {self.path} and extract again")
+
+
+BLOCK_BYTES = 1 << 26  # 64 MB of rows read at a time
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def read_row_blocks(path: Path, remedy: str, block_bytes: int = BLOCK_BYTES) -> Iterator[torch.Tensor]:
+    """The `rows` tensor of a safetensors file, read block by block with plain reads: the format is an
+    8-byte little-endian header length, a JSON header (dtype, shape, byte offsets), then the raw
+    data. safetensors' own reader memory-maps the file, and every page it touches counts towards
+    the process's resident memory until the file is closed. The header and the file's size are
+    checked before the first block, so a damaged file yields nothing."""
+    try:
+        with open(path, "rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            entry = json.loads(file.read(length))["rows"]
+            dtype, (count, width) = SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"]
+            start, end = (8 + length + offset for offset in entry["data_offsets"])
+            row_bytes = width * dtype.itemsize
+            if end - start != count * row_bytes or end > os.fstat(file.fileno()).st_size:
+                raise ValueError(f"the data holds {os.fstat(file.fileno()).st_size - start} bytes, not "
+                                 f"{count * row_bytes}")
+            file.seek(start)
+            step = max(1, block_bytes // row_bytes)
+            for first in range(0, count, step):
+                rows = min(step, count - first)
+                block = torch.empty(rows * row_bytes, dtype=torch.uint8)
+                if file.readinto(block.numpy()) != len(block):
+                    raise ValueError("the file ended early")
+                yield block.view(dtype).reshape(rows, width)
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as err:  # JSONDecodeError is a ValueError
+        raise VizneuronError(f"{path} is damaged ({type(err).__name__}: {err}): {remedy}") from None
+
+
+FILE_BYTES = 1 << 28  # "auto" batches per file: about 256 MB of float32 rows a file
+
+
+def file_batches(info: LayerInfo, pool: bool, batch_size: int, batches_per_file: int | str) -> int:
+    """Image batches per file: `batches_per_file` as given, or for "auto" as many as make about
+    FILE_BYTES of rows (a file is held whole while it is written), from the layer's output shape."""
+    if batches_per_file != "auto":
+        if not isinstance(batches_per_file, int) or batches_per_file < 1:
+            raise VizneuronError(f"batches per file must be at least 1, or 'auto', not {batches_per_file!r} "
+                                 "(--batches-per-file)")
+        return batches_per_file
+    if info.shape is None:
+        return 1
+    values = info.channels if pool else math.prod(info.shape)
+    return max(1, FILE_BYTES // (4 * values * batch_size))
 
 
 def extract_activations(model: Model, layer: str, data: Any, out: str | Path, *, pool: bool = False,
-                        batch_size: Batch = "auto", batches_per_file: int = 16, max_images: int | None = None,
-                        workers: Workers = "auto", engine: str | RayEngine | None = "local",
-                        progress: bool = True) -> ActivationFolder:
+                        batch_size: Batch = "auto", batches_per_file: int | str = "auto",
+                        max_images: int | None = None, workers: Workers = "auto",
+                        engine: str | RayEngine | None = "local", progress: bool = True) -> ActivationFolder:
     """Write `layer`'s rows over `data` into `out` as an `ActivationFolder`, `batches_per_file` image
-    batches per file. Rerunning the same call resumes with the files not yet written (a file and the
-    manifest entry naming it appear together or not at all); other settings in the same folder are
-    refused. `engine="ray"` (or a `RayEngine`) computes the files on Ray actors; the driver writes
-    them, byte-identical to a local run's."""
-    if batches_per_file < 1:
-        raise VizneuronError(f"batches per file must be at least 1, not {batches_per_file} (--batches-per-file)")
+    batches per file ("auto": files of about 256 MB). Rerunning the same call resumes with the files
+    not yet written (a file and the manifest entry naming it appear together or not at all); other
+    settings in the same folder are refused. `engine="ray"` (or a `RayEngine`) computes the files on
+    Ray actors; the driver writes them, byte-identical to a local run's."""
+    layer = model.resolve_layer(layer)
+    batch_size = stream_batch(model, batch_size)  # once, here: every engine's workers cut the same batches
+    batches_per_file = file_batches(model.layer(layer), pool, batch_size, batches_per_file)
     ray = as_engine(engine)
     if ray:
         ray.start()
-    layer = model.resolve_layer(layer)
-    batch_size = stream_batch(model, batch_size)  # once, here: every engine's workers cut the same batches
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     job = _LayerRows(model, layer, data, pool, batch_size, workers, max_images)

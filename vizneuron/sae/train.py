@@ -38,16 +38,18 @@ def shuffled_batches(chunks: Iterable[torch.Tensor], batch_size: int, buffer: in
         size += len(held[-1])
         if size >= buffer:
             pool = torch.cat(held)
-            pool = pool[torch.randperm(len(pool), generator=gen)]
+            del held[:]  # one copy of the rows at a time
+            order = torch.randperm(len(pool), generator=gen)
             emit = (len(pool) - len(pool) // 2) // batch_size * batch_size  # about half, whole batches
             for i in range(0, emit, batch_size):
-                yield pool[i : i + batch_size]
-            held, size = [pool[emit:]], len(pool) - emit
+                yield pool[order[i : i + batch_size]]
+            held, size = [pool[order[emit:]]], len(pool) - emit
+            del pool
     if size:
         pool = torch.cat(held)
-        pool = pool[torch.randperm(len(pool), generator=gen)]
+        order = torch.randperm(len(pool), generator=gen)
         for i in range(0, len(pool), batch_size):
-            yield pool[i : i + batch_size]
+            yield pool[order[i : i + batch_size]]
 
 
 def _epochs(activations, epochs: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -94,7 +96,8 @@ def train_sae(
     if head is None:
         raise VizneuronError("no activations to train on")
     buffer = cfg.buffer or max(4 * batch_size, (1 << 26) // head.shape[-1])  # ~256 MB of float32 rows
-    stream = shuffled_batches(_chain(head, chunks), batch_size, buffer, gen)
+    stream = shuffled_batches(_prepend(head, chunks), batch_size, buffer, gen)
+    del head  # memory stays at the buffer, not a chunk more
     first = next(stream, None)
     if first is None:
         raise VizneuronError("no activations to train on")
@@ -134,7 +137,7 @@ def train_sae(
         l0_mean, l1 = float(state["l0_mean"]), float(state.get("l1", l1))
     bar = tqdm(desc=f"SAE {d_in}->{d_sae}", unit="step", disable=not progress)
     stopped = "epochs" if cfg.epochs else "data"  # what ended the run, unless a plateau does first
-    for batch in _chain(first, stream):
+    for batch in _prepend(first, stream):
         step += 1
         samples += len(batch)
         if step <= skip:  # consumed before the checkpoint: same stream, so skip to where it stopped
@@ -171,8 +174,9 @@ def train_sae(
         since_fired = torch.where(fired, torch.zeros_like(since_fired), since_fired + len(x))
         dead = since_fired > cfg.dead_after
         if cfg.aux_weight and dead.any():
-            aux_pre = pre.masked_fill(~dead, -torch.inf)
-            values, indices = aux_pre.topk(min(aux_k, int(dead.sum())), dim=1)
+            dead_latents = dead.nonzero().squeeze(1)  # the top-k among these columns alone: no full-width copy
+            values, picked = pre[:, dead_latents].topk(min(aux_k, len(dead_latents)), dim=1)
+            indices = dead_latents[picked]
             residual = error.detach()
             aux_error = residual - sae.decode_top(torch.relu(values), indices, bias=False)
             loss = loss + cfg.aux_weight * aux_error.pow(2).sum(1).mean() / residual.pow(2).sum(1).mean().clamp(
@@ -298,8 +302,10 @@ def _not_converged(record: dict[str, Any], cfg: SAETrainConfig, monitor: Plateau
             f"converging: {still} (FVU {record['final_fvu']}); {how}")
 
 
-def _chain(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+def _prepend(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """`first`, then `rest`, holding `first` no longer than until the next item is asked for."""
     yield first
+    del first
     yield from rest
 
 
