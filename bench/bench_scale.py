@@ -1,7 +1,7 @@
 """ImageNet-scale jobs on one machine: mining, SAE extraction and training, a whole-layer render.
 
     python bench/bench_scale.py mine [--images 2000,10000] [--rounds 3]
-    python bench/bench_scale.py sae [--images 2000] [--rows 50000,250000,390000] [--synthetic-rows 20000000]
+    python bench/bench_scale.py sae [--images 10000] [--rows 50000,250000,1960000] [--synthetic-rows 20000000]
                                     [--synthetic-timed 1000000]
     python bench/bench_scale.py render [--batches 2]
 
@@ -15,9 +15,9 @@ own (`ru_maxrss`).
   against the loop a user writes (ImageFolder-style reading + DataLoader with the same workers +
   forward to `layer4`), interleaved, median of the rounds, at the first --images count; then
   vizneuron once at each count, for its peak RSS.
-- sae: `extract_activations` of `layer3` (every position: 196 rows an image), then TopK training
-  (16x, k 32) streaming those files, against the minimal TopK step reading the same files:
-  interleaved, median of the rounds, over the first --rows count, and vizneuron once over each
+- sae: `extract_activations` of `layer3` (every position: 196 rows an image) over the last --images
+  count, then TopK training (16x, k 32) streaming those files, against the minimal TopK step
+  reading the same files: interleaved, median of the rounds, over the first --rows count, and vizneuron once over each
   further count for its peak RSS. Then a synthetic set of --synthetic-rows rows in the extract
   format (written once into out/): timed against the minimal step over its first --synthetic-timed
   rows, and vizneuron once over all of it, for its peak RSS.
@@ -189,8 +189,9 @@ def interleaved(tasks: list[tuple[str, list[str]]], rounds: int) -> list[list[di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["mine", "sae", "render"])
-    parser.add_argument("--images", default="2000,10000", help="image counts (the first is the timed one)")
-    parser.add_argument("--rows", default="50000,250000,390000",
+    parser.add_argument("--images", default="2000,10000",
+                        help="image counts: mine times the first and measures RSS at each; sae extracts the last")
+    parser.add_argument("--rows", default="50000,250000,1960000",
                         help="extracted rows to train on: the first timed, each for its RSS (AuxK, and with it "
                              "its memory, starts once latents go 200,000 samples unfired: compare counts past it)")
     parser.add_argument("--synthetic-rows", type=int, default=20_000_000, help="rows of the synthetic set")
@@ -217,9 +218,9 @@ def main() -> None:
             / statistics.median(r["images_per_s"] for r in plain),
             "rss_by_images": rss}, args, part="mine")
     elif args.part == "sae":
-        out = ROOT / "out" / f"scale-acts-{counts[0]}"
+        out = ROOT / "out" / f"scale-acts-{counts[-1]}"
         shutil.rmtree(out, ignore_errors=True)  # a random-init model differs each run: extraction starts afresh
-        extracted = child("extract", str(listing(counts[0])), str(out), threads)
+        extracted = child("extract", str(listing(counts[-1])), str(out), threads)
         synthetic = ROOT / "out" / f"synthetic-{args.synthetic_rows}"
         child("synthetic", str(synthetic), str(args.synthetic_rows), threads)
         rows = [int(n) for n in args.rows.split(",")]
@@ -235,7 +236,7 @@ def main() -> None:
                 "rss_by_rows": {str(timed): statistics.median(r["peak_rss_mb"] for r in ours),
                                 **{str(n): child("train", str(folder), str(n), threads)["peak_rss_mb"] for n in more}}}
             print(name, results[name]["vs_minimal"], results[name]["rss_by_rows"], flush=True)
-        save_results("scale_sae", {"model": MODEL, "layer": SAE_LAYER, "images": counts[0], "extract": extracted,
+        save_results("scale_sae", {"model": MODEL, "layer": SAE_LAYER, "images": counts[-1], "extract": extracted,
                                    "expansion": EXPANSION, "k": K, "synthetic_rows": args.synthetic_rows,
                                    "synthetic_width": SYNTHETIC_WIDTH, "runs": results}, args, part="sae")
     else:

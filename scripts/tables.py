@@ -404,8 +404,8 @@ def scale_mine() -> str:
 def scale_sae() -> str:
     found, source = results("scale_sae", "sae")
     extract = found["extract"]
-    rows = [["extract (layer3, every position)", f"{extract['rows']:,}", f"{extract['rows_per_s']:,.0f} rows/s", "-",
-             "-", f"{extract['peak_rss_mb']:,.0f} MB"]]
+    rows = [[f"extract ({found['layer']}, every position, {found['images']:,} images)", f"{extract['rows']:,}",
+             f"{extract['rows_per_s']:,.0f} rows/s", "-", "-", f"{extract['peak_rss_mb']:,.0f} MB"]]
     for name, run in found["runs"].items():
         ours = median([r["samples_per_s"] for r in run["vizneuron"]])
         minimal = median([r["samples_per_s"] for r in run["minimal"]])
