@@ -415,7 +415,8 @@ class HubSource(ImageSource):
         self._labels = [_label_name(value, names) for value in labels]
         self.starts = np.cumsum([0] + [rows for _, _, rows in self.groups])
         # the first row of each file, counted over the whole dataset: keys number rows within their file
-        self.file_starts = [int(self.starts[next(g for g, (n, _, _) in enumerate(self.groups) if n == number)])
+        self.file_starts = [int(self.starts[next((g for g, (n, _, _) in enumerate(self.groups) if n == number),
+                                                    len(self.groups))])
                             for number in range(len(self.files))]
         self._cache: tuple[int, Any] | None = None
 

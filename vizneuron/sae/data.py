@@ -101,10 +101,9 @@ def read_row_blocks(path: Path, remedy: str, block_bytes: int = BLOCK_BYTES) -> 
             entry = json.loads(file.read(length))["rows"]
             dtype, (count, width) = SAFETENSORS_DTYPES[entry["dtype"]], entry["shape"]
             start, end = (8 + length + offset for offset in entry["data_offsets"])
-            row_bytes = width * dtype.itemsize
-            if end - start != count * row_bytes or end > os.fstat(file.fileno()).st_size:
-                raise ValueError(f"the data holds {os.fstat(file.fileno()).st_size - start} bytes, not "
-                                 f"{count * row_bytes}")
+            row_bytes, size = width * dtype.itemsize, os.fstat(file.fileno()).st_size
+            if end - start != count * row_bytes or end > size:
+                raise ValueError(f"the data holds {size - start} bytes, not {count * row_bytes}")
             file.seek(start)
             step = max(1, block_bytes // row_bytes)
             for first in range(0, count, step):
